@@ -1,0 +1,1 @@
+//! Usage ingest (stub, owned by the bus helper).

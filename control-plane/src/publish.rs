@@ -1,0 +1,1 @@
+//! Config publisher (stub, owned by the bus helper).

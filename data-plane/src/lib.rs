@@ -1,0 +1,4 @@
+//! Switchyard data plane (being built; see ARCHITECTURE.md).
+
+pub mod store;
+pub mod usage_sink;

@@ -1,0 +1,1 @@
+//! Config cache (stub, owned by the bus helper).

@@ -1,0 +1,1 @@
+//! Usage sink (stub, owned by the bus helper).

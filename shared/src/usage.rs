@@ -1,0 +1,77 @@
+//! The usage event: one per authenticated data-plane request, success or failure.
+//!
+//! Requests refused before a tenant is known (no key, unknown key) have nobody to bill and emit
+//! no event; they are counted in metrics instead. `id` is the request id, which is also what the
+//! control plane deduplicates on, so an event delivered twice is stored once.
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+/// How a request ended, from the client's point of view.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UsageOutcome {
+    /// Answered completely.
+    Success,
+    /// Refused or failed before or at the provider; `status` and `error_code` say how.
+    Error,
+    /// The upstream stream ended before it finished; the client saw an error event.
+    Truncated,
+    /// The client went away mid-stream; what was generated until then is metered.
+    ClientDisconnected,
+}
+
+impl UsageOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UsageOutcome::Success => "success",
+            UsageOutcome::Error => "error",
+            UsageOutcome::Truncated => "truncated",
+            UsageOutcome::ClientDisconnected => "client_disconnected",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UsageEvent {
+    /// The request id (`x-switchyard-request-id`), a UUIDv7.
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    #[serde(default)]
+    pub key_id: Option<Uuid>,
+    #[serde(default)]
+    pub team_id: Option<Uuid>,
+    /// The model name the client asked for.
+    pub model: String,
+    #[serde(default)]
+    pub deployment_id: Option<Uuid>,
+    #[serde(default)]
+    pub provider_id: Option<Uuid>,
+    /// Provider kind wire name (`openai`, `mock`, …), if a deployment was chosen.
+    #[serde(default)]
+    pub provider: Option<String>,
+    #[serde(default)]
+    pub upstream_model: Option<String>,
+    /// Which API the client called, e.g. `chat.completions`.
+    pub endpoint: String,
+    pub stream: bool,
+    /// HTTP status returned to the client (200 for a stream that started, even if cut later).
+    pub status: u16,
+    pub outcome: UsageOutcome,
+    /// OpenAI-style error code when `outcome` is not success, e.g. `upstream_timeout`.
+    #[serde(default)]
+    pub error_code: Option<String>,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    /// True when the token counts were estimated locally because the upstream reported none.
+    #[serde(default)]
+    pub tokens_estimated: bool,
+    pub cost_micros: i64,
+    pub latency_ms: u64,
+    /// Time to first token (streams only).
+    #[serde(default)]
+    pub ttft_ms: Option<u64>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub started_at: OffsetDateTime,
+}
