@@ -1,4 +1,449 @@
-//! Switchyard control plane (being built; see ARCHITECTURE.md).
+//! The Switchyard control plane: the management API (organizations, users, API keys, provider
+//! credentials, model deployments, usage) over a PostgreSQL or SQLite database, and the
+//! publisher that hands committed config to the data plane.
+//!
+//! Without `REDIS_URL` (the zero-setup default) the same process also serves the data plane's
+//! OpenAI-compatible `/v1` routes on the same port, connected through an in-process bus. With
+//! `REDIS_URL` it serves only the control API and talks to data-plane nodes through Redis.
+//!
+//! # Layout
+//!
+//! - [`config`]: [`Config`](config::Config), parsed once from the environment and validated.
+//! - [`secrets`]: the zero-setup secrets file (generated master key and JWT secret).
+//! - [`db`]: connecting (SQLite tuned for one writer) and running the `migrations` crate.
+//! - [`entities`]: sea-orm rows, one module per table; never used as API types.
+//! - [`error`]: [`ApiError`](error::ApiError), the one error type, rendered as
+//!   `{"error":{"code","message"}}` in one place.
+//! - [`auth`]: passwords (argon2id), access tokens (JWT), refresh tokens, roles and the
+//!   [`AuthUser`](auth::AuthUser) extractor.
+//! - [`http`]: one module per resource under `/api/v1`, plus health and the middleware stack.
+//! - [`openapi`]: the OpenAPI document and Swagger UI (`/docs`).
+//! - [`sync`]: the config outbox worker: committed changes → published records.
+//! - [`publish`]: [`Publisher`](publish::Publisher), writes records to Redis or the in-process bus.
+//! - [`ingest`]: moves usage events from Redis (or the in-process channel) into the database.
+//! - [`usage_store`]: the database side of ingest ([`DbUsageWriter`](usage_store::DbUsageWriter)).
+//! - [`state`]: [`AppState`](state::AppState), what handlers share.
+//!
+//! # Entry points
+//!
+//! [`run`] is the binary: start, wait for SIGTERM or Ctrl-C, shut down gracefully. [`start`]
+//! does everything up to serving and returns a [`RunningControlPlane`] (tests use it on
+//! `127.0.0.1:0`). [`app`] is the bare control-plane router for `oneshot` tests.
 
+pub mod auth;
+pub mod config;
+pub mod db;
+pub mod entities;
+pub mod error;
+pub mod http;
 pub mod ingest;
+pub mod openapi;
 pub mod publish;
+pub mod secrets;
+pub mod state;
+pub mod sync;
+pub mod usage_store;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::Router;
+use sea_orm::DatabaseConnection;
+use shared::bus::MemoryBus;
+use shared::config::RedisKeys;
+use shared::crypto::MasterKey;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::auth::TokenService;
+use crate::config::{Config, LogFormat};
+use crate::publish::Publisher;
+use crate::state::AppState;
+use crate::sync::ConfigSync;
+use crate::usage_store::DbUsageWriter;
+
+/// After a stop is requested, how long open connections (long gateway streams included) may
+/// take to finish.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+/// Then, how long usage events of finished requests get to reach the database, and the
+/// background tasks to finish their batch.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The control-plane router on its own (no `/v1`), for `tower::ServiceExt::oneshot` tests.
+pub fn app(state: AppState) -> Router {
+    http::router(state)
+}
+
+/// The binary: starts, serves until SIGTERM or Ctrl-C, then shuts down gracefully.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    init_tracing(config.log_format);
+    let running = start(config).await?;
+    tokio::select! {
+        () = shutdown_signal() => tracing::info!("shutting down: finishing open requests"),
+        result = running.server_stopped() => {
+            result?;
+            anyhow::bail!("the HTTP server stopped unexpectedly");
+        }
+    }
+    running.shutdown().await
+}
+
+/// A started control plane. Dropping it does not stop it; call [`RunningControlPlane::shutdown`].
+pub struct RunningControlPlane {
+    /// The address the listener is bound to (the real port when `SWITCHYARD_LISTEN` used port 0).
+    pub addr: SocketAddr,
+    state: AppState,
+    embedded: Option<EmbeddedDataPlane>,
+    stop_server: watch::Sender<bool>,
+    stop_workers: watch::Sender<bool>,
+    server: tokio::sync::Mutex<Option<JoinHandle<std::io::Result<()>>>>,
+    workers: Vec<JoinHandle<()>>,
+}
+
+/// The in-process pieces of the zero-setup mode.
+struct EmbeddedDataPlane {
+    bus: Arc<MemoryBus>,
+    state: data_plane::AppState,
+}
+
+impl std::fmt::Debug for RunningControlPlane {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunningControlPlane")
+            .field("addr", &self.addr)
+            .field("embedded", &self.embedded.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl RunningControlPlane {
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://<addr>`, with `127.0.0.1` when bound to an unspecified address.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", display_addr(self.addr))
+    }
+
+    /// The database pool (tests read rows directly).
+    pub fn db(&self) -> &DatabaseConnection {
+        &self.state.db
+    }
+
+    /// The shared application state.
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// The in-process bus, in zero-setup mode.
+    pub fn memory_bus(&self) -> Option<&Arc<MemoryBus>> {
+        self.embedded.as_ref().map(|e| &e.bus)
+    }
+
+    /// Resolves when the HTTP server ends on its own (an error, normally never).
+    async fn server_stopped(&self) -> anyhow::Result<()> {
+        let mut guard = self.server.lock().await;
+        match guard.as_mut() {
+            Some(handle) => {
+                let result = handle.await;
+                *guard = None;
+                result.context("server task")?.context("server")
+            }
+            None => std::future::pending().await,
+        }
+    }
+
+    /// Graceful stop: stop accepting and let open requests finish (bounded), let usage events
+    /// of finished requests reach the database, then stop ingest (it finishes its batch) and the
+    /// sync worker, and close the database.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        let _ = self.stop_server.send(true);
+        if let Some(mut server) = self.server.lock().await.take() {
+            match tokio::time::timeout(SHUTDOWN_GRACE, &mut server).await {
+                Ok(result) => {
+                    if let Err(e) = result.context("server task")?.context("server") {
+                        tracing::warn!(error = %format!("{e:#}"), "server ended with an error");
+                    }
+                }
+                Err(_) => {
+                    tracing::warn!(
+                        "open connections did not finish within {SHUTDOWN_GRACE:?}; closing them"
+                    );
+                    server.abort();
+                }
+            }
+        }
+        if let Some(embedded) = &self.embedded {
+            let running = embedded.state.drain(DRAIN_TIMEOUT).await;
+            if running > 0 {
+                tracing::warn!(
+                    running,
+                    "gateway request tasks still running at shutdown; their usage is lost"
+                );
+            }
+            let unwritten = embedded.state.usage().flush(DRAIN_TIMEOUT).await;
+            if unwritten > 0 {
+                tracing::error!(
+                    unwritten,
+                    "usage events could not be handed to ingest before shutdown"
+                );
+            }
+        }
+        let _ = self.stop_workers.send(true);
+        for worker in self.workers {
+            let abort = worker.abort_handle();
+            if tokio::time::timeout(DRAIN_TIMEOUT, worker).await.is_err() {
+                tracing::warn!("a background task did not stop within {DRAIN_TIMEOUT:?}");
+                abort.abort();
+            }
+        }
+        if let Err(e) = self.state.db.clone().close().await {
+            tracing::warn!(error = %e, "closing the database pool");
+        }
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// Validates `config`, opens and migrates the database, wires the publisher and usage ingest
+/// (Redis or in-process), republishes all config, binds the listener and starts serving.
+pub async fn start(config: Config) -> anyhow::Result<RunningControlPlane> {
+    config.validate()?;
+    let embedded = config.is_embedded();
+    let node_id = config.node_id();
+
+    if embedded || config.database_url.is_none() {
+        std::fs::create_dir_all(&config.data_dir).with_context(|| {
+            format!(
+                "cannot create SWITCHYARD_DATA_DIR {}",
+                config.data_dir.display()
+            )
+        })?;
+    }
+    let (master_key, jwt_secret) = resolve_secrets(&config)?;
+    let database_url = config.database_url();
+    let db = db::connect_and_migrate(&database_url).await?;
+    tracing::info!(
+        node_id = %node_id,
+        mode = if embedded { "zero-setup (data plane embedded, no Redis)" } else { "distributed (Redis)" },
+        database = %config::redact_url(&database_url),
+        "control plane starting"
+    );
+
+    let (stop_server, server_rx) = watch::channel(false);
+    let (stop_workers, workers_rx) = watch::channel(false);
+    let writer = Arc::new(DbUsageWriter::new(db.clone()));
+    let mut workers = Vec::new();
+
+    let (publisher, embedded_dp) = if embedded {
+        let bus = MemoryBus::new();
+        let publisher = Publisher::in_memory(bus.clone());
+        let usage_rx = bus
+            .take_usage_receiver()
+            .context("the in-process usage channel was already taken")?;
+        workers.push(ingest::spawn_memory_ingest(
+            usage_rx,
+            writer,
+            workers_rx.clone(),
+        ));
+        let store = data_plane::store::ConfigStore::in_memory(bus.clone(), master_key.clone());
+        let sink = data_plane::usage_sink::UsageSink::in_memory(bus.usage_sender());
+        let dp_state = data_plane::AppState::new(config.settings.clone(), store, sink)
+            .context("cannot start the embedded data plane")?;
+        (
+            publisher,
+            Some(EmbeddedDataPlane {
+                bus,
+                state: dp_state,
+            }),
+        )
+    } else {
+        let redis_url = config
+            .redis_url
+            .as_ref()
+            .map(|s| s.expose())
+            .unwrap_or_default();
+        let pool = data_plane::store::redis_pool(redis_url).context("REDIS_URL")?;
+        let keys = RedisKeys::new(config.redis_prefix.clone());
+        workers.push(ingest::spawn_redis_ingest(
+            pool.clone(),
+            keys.clone(),
+            node_id.clone(),
+            writer,
+            workers_rx.clone(),
+        ));
+        (Publisher::redis(pool, keys), None)
+    };
+
+    let sync = ConfigSync::new(db.clone(), publisher);
+    if embedded_dp.is_some() {
+        // The in-process bus starts empty and cannot fail: fill it before serving, so the very
+        // first gateway request already finds its key.
+        sync.publish_all()
+            .await
+            .context("publishing config to the embedded data plane")?;
+        workers.push(sync.spawn_worker(false, workers_rx));
+    } else {
+        // Redis may be down right now; the worker retries in the background.
+        workers.push(sync.spawn_worker(true, workers_rx));
+    }
+
+    let tokens = TokenService::new(
+        &jwt_secret,
+        Duration::from_secs(config.access_token_ttl_secs),
+        Duration::from_secs(config.refresh_token_ttl_secs),
+    );
+    let state = AppState {
+        db,
+        tokens: Arc::new(tokens),
+        master_key,
+        sync,
+    };
+
+    let router = match &embedded_dp {
+        // The gateway's /v1 routes keep their own middleware (request id = usage event id,
+        // OpenAI error shape); the control plane's stack wraps only its own routes.
+        Some(dp) => http::with_fallback(
+            http::routes(state.clone()).merge(data_plane::v1_router(dp.state.clone())),
+        ),
+        None => http::router(state.clone()),
+    };
+
+    let listener = tokio::net::TcpListener::bind(&config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (SWITCHYARD_LISTEN)", config.listen))?;
+    let addr = listener.local_addr().context("reading the bound address")?;
+    tracing::info!("listening on http://{addr}");
+    if embedded {
+        print_getting_started(
+            addr,
+            config.log_format,
+            if db::is_sqlite(&database_url) {
+                "SQLite"
+            } else {
+                "PostgreSQL"
+            },
+        );
+    }
+
+    let mut stop = server_rx;
+    // Without TCP_NODELAY, Nagle's algorithm holds small SSE chunks back for up to ~40 ms.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    let server = tokio::spawn(
+        axum::serve(listener, router)
+            .with_graceful_shutdown(async move {
+                let _ = stop.wait_for(|s| *s).await;
+            })
+            .into_future(),
+    );
+
+    Ok(RunningControlPlane {
+        addr,
+        state,
+        embedded: embedded_dp,
+        stop_server,
+        stop_workers,
+        server: tokio::sync::Mutex::new(Some(server)),
+        workers,
+    })
+}
+
+/// The master key and JWT secret: from the environment, else (zero-setup only; `validate`
+/// already refused distributed mode without them) from the secrets file.
+fn resolve_secrets(config: &Config) -> anyhow::Result<(MasterKey, Vec<u8>)> {
+    let env_key = config
+        .master_key
+        .as_ref()
+        .map(|k| MasterKey::parse(k.expose()))
+        .transpose()
+        .context("SWITCHYARD_MASTER_KEY is invalid")?;
+    let env_jwt = config
+        .jwt_secret
+        .as_ref()
+        .map(|s| s.expose().as_bytes().to_vec());
+    match (env_key, env_jwt) {
+        (Some(key), Some(jwt)) => Ok((key, jwt)),
+        (key, jwt) => {
+            let file = secrets::load_or_create(&config.data_dir)?;
+            if file.created {
+                tracing::info!(path = %file.path.display(), "generated the master key and JWT secret (keep this file; back it up)");
+            }
+            Ok((
+                key.unwrap_or(file.master_key),
+                jwt.unwrap_or(file.jwt_secret),
+            ))
+        }
+    }
+}
+
+fn display_addr(addr: SocketAddr) -> String {
+    if addr.ip().is_unspecified() {
+        format!("localhost:{}", addr.port())
+    } else {
+        addr.to_string()
+    }
+}
+
+/// A short how-to for a person who just ran the binary with no configuration.
+fn print_getting_started(addr: SocketAddr, format: LogFormat, database: &str) {
+    let base = format!("http://{}", display_addr(addr));
+    if format == LogFormat::Json {
+        tracing::info!(api = %format!("{base}/api/v1"), docs = %format!("{base}/docs"), gateway = %format!("{base}/v1"), "zero-setup mode");
+        return;
+    }
+    eprintln!(
+        r#"
+Switchyard is running in zero-setup mode: no Redis, the gateway runs in this process ({database}).
+  Control API : {base}/api/v1      (API docs: {base}/docs)
+  Gateway     : {base}/v1          (OpenAI-compatible)
+
+Get started:
+  curl -s {base}/api/v1/auth/signup -H 'content-type: application/json' \
+    -d '{{"email":"you@example.com","password":"change-me-please","organization":"My org"}}'
+  # then, with the access_token from the answer:
+  curl -s {base}/api/v1/keys -H "authorization: Bearer $ACCESS_TOKEN" \
+    -H 'content-type: application/json' -d '{{"name":"first key"}}'
+"#
+    );
+}
+
+fn init_tracing(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi)
+        .with_writer(std::io::stderr);
+    // try_init: a test harness may have installed a subscriber already.
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+/// Resolves on SIGTERM (how orchestrators stop containers) or Ctrl-C.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+}

@@ -1,4 +1,96 @@
-//! Switchyard data plane (being built; see ARCHITECTURE.md).
+//! The Switchyard data plane: an OpenAI-compatible gateway that authenticates virtual keys,
+//! routes each request to a tenant's model deployment, streams the provider's answer back and
+//! meters every request into a usage event. It has no database: it reads the records the control
+//! plane publishes (through Redis, or in-process) and writes only usage events.
+//!
+//! # Layout
+//!
+//! - [`config`]: `Config` for the standalone binary and [`Settings`](config::Settings)
+//!   (body limit, upstream timeouts), shared with the embedded mode.
+//! - [`state`]: [`AppState`], what every handler shares: settings, config store, usage sink and
+//!   the one upstream HTTP client.
+//! - [`http`]: routes and the edge layers (request id, error logging, catch-panic, body limit).
+//! - [`pipeline`]: the request pipeline, one module per stage, in order: authenticate → limit →
+//!   reserve budget → cache → route → attempt → provider adapter → meter. Its module doc lists
+//!   which stage inserts and reads each request fact.
+//! - [`providers`]: provider adapters (`openai` for OpenAI and compatible servers, `mock`).
+//! - [`wire`]: the OpenAI request types we read, and field-naming 400s.
+//! - [`error`]: [`GatewayError`](error::GatewayError), rendered once in OpenAI's error shape.
+//! - [`tokens`]: local token counting for the mock provider and for estimates.
+//! - [`store`]: `ConfigStore`, the node's cache of published keys and tenant configs.
+//! - [`usage_sink`]: `UsageSink`, which ships usage events to Redis or the in-process channel.
+//!
+//! # Entry points
+//!
+//! [`app`] is the standalone binary's whole router; [`v1_router`] is only the `/v1` API, which
+//! the control plane mounts in-process in the zero-setup default.
 
+pub mod config;
+pub mod error;
+pub mod http;
+pub mod pipeline;
+pub mod providers;
+pub mod state;
 pub mod store;
+pub mod tokens;
 pub mod usage_sink;
+pub mod wire;
+
+use axum::Router;
+use axum::middleware::from_fn_with_state;
+use axum::routing::{any, get, post};
+
+pub use state::AppState;
+
+/// Routes served without authentication (deny by default: everything else under `/v1` passes
+/// through [`pipeline::authenticate`]). Unknown paths are answered 404 without authentication
+/// too, so probing a wrong URL says "not found" rather than "unauthorized".
+pub const PUBLIC_ROUTES: [&str; 3] = ["/healthz", "/readyz", "/metrics"];
+
+/// The `/v1` routes without the edge layers: authenticated API routes plus the 404 answer for
+/// unknown `/v1` paths. No router-level fallback, so it merges into any other router.
+fn v1_routes(state: &AppState) -> Router {
+    let authenticated = Router::new()
+        .route(
+            "/v1/chat/completions",
+            post(http::chat::chat_completions).fallback(http::method_not_allowed),
+        )
+        .route(
+            "/v1/models",
+            get(http::models::list).fallback(http::method_not_allowed),
+        )
+        .route(
+            "/v1/models/{model}",
+            get(http::models::retrieve).fallback(http::method_not_allowed),
+        )
+        .route_layer(from_fn_with_state(
+            state.clone(),
+            pipeline::authenticate::middleware,
+        ));
+    Router::new()
+        .merge(authenticated)
+        .route("/v1/{*rest}", any(http::not_found))
+        .with_state(state.clone())
+}
+
+/// Only the `/v1` API (chat completions, models), with authentication and the edge layers
+/// (request id, error logging, catch-panic, body limit). The control plane mounts this in the
+/// zero-setup default; it has no fallback, so it merges into another router.
+pub fn v1_router(state: AppState) -> Router {
+    http::with_edge(v1_routes(&state), &state)
+}
+
+/// The standalone binary's app: the `/v1` API plus `/healthz`, `/readyz` and `/metrics`, and a
+/// 404 in OpenAI's format for every other path. Installs the Prometheus recorder (once per
+/// process).
+pub fn app(state: AppState) -> Router {
+    let _ = http::health::recorder();
+    let [healthz, readyz, metrics] = PUBLIC_ROUTES;
+    let public = Router::new()
+        .route(healthz, get(http::health::healthz))
+        .route(readyz, get(http::health::readyz))
+        .route(metrics, get(http::health::metrics))
+        .with_state(state.clone());
+    let router = v1_routes(&state).merge(public).fallback(http::not_found);
+    http::with_edge(router, &state)
+}

@@ -1,1 +1,136 @@
-fn main() {}
+//! The `data-plane` binary: parse and validate config, connect to Redis, serve, shut down
+//! gracefully. Everything else lives in the library so tests and the control plane can use it.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use data_plane::config::{Config, LogFormat};
+use data_plane::store::{ConfigStore, redis_pool};
+use data_plane::usage_sink::UsageSink;
+use data_plane::{AppState, app};
+use shared::config::RedisKeys;
+use tracing_subscriber::EnvFilter;
+
+/// After SIGTERM, how long open connections (long streams included) may take to finish.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+/// Then, how long request tasks get to emit their usage events, and the sink to write them.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    match run().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // `{:#}` prints the cause chain on one line, without a backtrace: startup errors
+            // are about configuration, and the message names the variable to fix.
+            eprintln!("data-plane: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> anyhow::Result<()> {
+    // Guard against a dependency enabling rustls' `ring` provider next to aws-lc-rs, which would
+    // make the first TLS client panic (see DEPENDENCIES.md, P1).
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+
+    let config = Config::parse();
+    init_tracing(config.log_format);
+    let validated = config.validate()?;
+    tracing::info!(node_id = %validated.node_id, settings = ?config.settings, "starting data plane");
+
+    let redis_url = config.redis_url.expose();
+    let pool = redis_pool(redis_url).context("REDIS_URL")?;
+    let keys = RedisKeys::new(config.redis_prefix.clone());
+    let store = ConfigStore::redis(pool.clone(), redis_url, keys.clone(), validated.master_key)
+        .await
+        .context("cannot start the config store")?;
+    let usage = UsageSink::redis(pool, keys);
+    let state = AppState::new(config.settings.clone(), store, usage.clone())?;
+
+    let listener = tokio::net::TcpListener::bind(&config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let addr = listener.local_addr().context("bound address")?;
+    tracing::info!("listening on http://{addr}");
+
+    // Without TCP_NODELAY, Nagle's algorithm holds small SSE chunks back for up to ~40 ms.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    let server = axum::serve(listener, app(state.clone()))
+        .with_graceful_shutdown(async move {
+            let _ = stop_rx.wait_for(|stop| *stop).await;
+        })
+        .into_future();
+    let mut server = tokio::spawn(server);
+
+    tokio::select! {
+        result = &mut server => {
+            result.context("server task")?.context("server")?;
+        }
+        () = shutdown_signal() => {
+            tracing::info!("shutting down: finishing open requests");
+            let _ = stop_tx.send(true);
+            if tokio::time::timeout(SHUTDOWN_GRACE, &mut server).await.is_err() {
+                tracing::warn!("open connections did not finish within {SHUTDOWN_GRACE:?}; closing them");
+                server.abort();
+            }
+        }
+    }
+
+    let running = state.drain(DRAIN_TIMEOUT).await;
+    if running > 0 {
+        tracing::warn!(
+            running,
+            "request tasks still running at shutdown; their usage is lost"
+        );
+    }
+    let unwritten = usage.flush(DRAIN_TIMEOUT).await;
+    if unwritten > 0 {
+        tracing::error!(
+            unwritten,
+            "usage events could not be written before shutdown"
+        );
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // Colour codes only for a person at a terminal, not in collected logs.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// Resolves on SIGTERM (how orchestrators stop containers) or Ctrl-C.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+}

@@ -1,1 +1,52 @@
-//! stub
+//! Database schema of the control plane, as sea-orm migrations.
+//!
+//! The same migrations run on PostgreSQL (production) and SQLite (the zero-setup default), so
+//! they are written with the schema builder only, never raw SQL. One migration per file, named
+//! `mYYYYMMDD_NNNNNN_what.rs` (`DeriveMigrationName` takes the name from the file name). A
+//! migration that has been applied anywhere is never edited: add a new one.
+//!
+//! # Layout
+//! - tenants, users, memberships: who may sign in and to which organization, with which role.
+//! - teams, api_keys: the virtual keys the data plane authenticates.
+//! - provider_credentials, model_deployments: where models run and what they cost.
+//! - usage_records: one row per data-plane request (the id is the usage event id).
+//! - refresh_tokens: long-lived sign-in sessions (only their SHA-256 is stored).
+//! - config_outbox: committed changes waiting to be published to the data plane.
+//!
+//! Timestamps are `timestamp with time zone` (stored as RFC 3339 text on SQLite). Usage records
+//! carry no foreign keys on purpose: they are an append-only ledger written from events, and a
+//! constraint failure there would wedge ingestion.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261121_000001_create_tenants;
+mod m20261121_000002_create_users;
+mod m20261121_000003_create_memberships;
+mod m20261121_000004_create_teams;
+mod m20261121_000005_create_api_keys;
+mod m20261121_000006_create_provider_credentials;
+mod m20261121_000007_create_model_deployments;
+mod m20261121_000008_create_usage_records;
+mod m20261121_000009_create_refresh_tokens;
+mod m20261121_000010_create_config_outbox;
+
+/// Every migration, in order. Run with `Migrator::up(&db, None)`.
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![
+            Box::new(m20261121_000001_create_tenants::Migration),
+            Box::new(m20261121_000002_create_users::Migration),
+            Box::new(m20261121_000003_create_memberships::Migration),
+            Box::new(m20261121_000004_create_teams::Migration),
+            Box::new(m20261121_000005_create_api_keys::Migration),
+            Box::new(m20261121_000006_create_provider_credentials::Migration),
+            Box::new(m20261121_000007_create_model_deployments::Migration),
+            Box::new(m20261121_000008_create_usage_records::Migration),
+            Box::new(m20261121_000009_create_refresh_tokens::Migration),
+            Box::new(m20261121_000010_create_config_outbox::Migration),
+        ]
+    }
+}

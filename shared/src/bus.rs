@@ -55,7 +55,10 @@ impl MemoryBus {
         };
         {
             let mut r = self.records.write().unwrap_or_else(|p| p.into_inner());
-            if r.keys.get(&record.key_hash).is_some_and(|old| old.version >= record.version) {
+            if r.keys
+                .get(&record.key_hash)
+                .is_some_and(|old| old.version >= record.version)
+            {
                 return false;
             }
             r.keys.insert(record.key_hash.clone(), Arc::new(record));
@@ -74,7 +77,10 @@ impl MemoryBus {
         };
         {
             let mut r = self.records.write().unwrap_or_else(|p| p.into_inner());
-            if r.tenants.get(&config.tenant_id).is_some_and(|old| old.version >= config.version) {
+            if r.tenants
+                .get(&config.tenant_id)
+                .is_some_and(|old| old.version >= config.version)
+            {
                 return false;
             }
             r.tenants.insert(config.tenant_id, Arc::new(config));
@@ -84,11 +90,21 @@ impl MemoryBus {
     }
 
     pub fn get_key(&self, key_hash: &str) -> Option<Arc<KeyRecord>> {
-        self.records.read().unwrap_or_else(|p| p.into_inner()).keys.get(key_hash).cloned()
+        self.records
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .keys
+            .get(key_hash)
+            .cloned()
     }
 
     pub fn get_tenant(&self, tenant_id: Uuid) -> Option<Arc<TenantConfig>> {
-        self.records.read().unwrap_or_else(|p| p.into_inner()).tenants.get(&tenant_id).cloned()
+        self.records
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .tenants
+            .get(&tenant_id)
+            .cloned()
     }
 
     /// Announcements of every accepted write, in order.
@@ -103,7 +119,10 @@ impl MemoryBus {
 
     /// The receiving end for the control plane's ingest task; `None` once taken.
     pub fn take_usage_receiver(&self) -> Option<mpsc::Receiver<UsageEvent>> {
-        self.usage_rx.lock().unwrap_or_else(|p| p.into_inner()).take()
+        self.usage_rx
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
     }
 }
 
@@ -112,7 +131,12 @@ mod tests {
     use super::*;
 
     fn tenant(version: i64) -> TenantConfig {
-        TenantConfig { tenant_id: Uuid::nil(), version, deployments: vec![], providers: vec![] }
+        TenantConfig {
+            tenant_id: Uuid::nil(),
+            version,
+            deployments: vec![],
+            providers: vec![],
+        }
     }
 
     #[test]

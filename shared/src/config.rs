@@ -169,7 +169,9 @@ impl RedisKeys {
     pub const CHANGES_MAXLEN: usize = 100_000;
 
     pub fn new(prefix: impl Into<String>) -> Self {
-        Self { prefix: prefix.into() }
+        Self {
+            prefix: prefix.into(),
+        }
     }
 
     pub fn prefix(&self) -> &str {
@@ -209,6 +211,7 @@ impl Default for RedisKeys {
 }
 
 #[cfg(test)]
+#[allow(clippy::expect_used)]
 mod tests {
     use super::*;
 

@@ -71,7 +71,13 @@ impl MasterKey {
         let nonce_arr = aes_gcm::Nonce::from(nonce);
         // Encryption with a valid key and a message far below GCM's 64 GiB limit cannot fail.
         let ct = cipher
-            .encrypt(&nonce_arr, Payload { msg: plaintext.as_bytes(), aad: context.as_bytes() })
+            .encrypt(
+                &nonce_arr,
+                Payload {
+                    msg: plaintext.as_bytes(),
+                    aad: context.as_bytes(),
+                },
+            )
             .unwrap_or_default();
         let mut out = Vec::with_capacity(NONCE_LEN + ct.len());
         out.extend_from_slice(&nonce);
@@ -81,7 +87,9 @@ impl MasterKey {
 
     /// Opens a value produced by [`MasterKey::seal`] with the same `context`.
     pub fn open(&self, sealed: &str, context: &str) -> Result<String, CryptoError> {
-        let body = sealed.strip_prefix(VERSION_TAG).ok_or(CryptoError::Malformed)?;
+        let body = sealed
+            .strip_prefix(VERSION_TAG)
+            .ok_or(CryptoError::Malformed)?;
         let raw = STANDARD.decode(body).map_err(|_| CryptoError::Malformed)?;
         if raw.len() < NONCE_LEN + 16 {
             return Err(CryptoError::Malformed);
@@ -90,13 +98,20 @@ impl MasterKey {
         let nonce = aes_gcm::Nonce::try_from(nonce).map_err(|_| CryptoError::Malformed)?;
         let cipher = Aes256Gcm::new(&self.0);
         let pt = cipher
-            .decrypt(&nonce, Payload { msg: ct, aad: context.as_bytes() })
+            .decrypt(
+                &nonce,
+                Payload {
+                    msg: ct,
+                    aad: context.as_bytes(),
+                },
+            )
             .map_err(|_| CryptoError::Undecryptable)?;
         String::from_utf8(pt).map_err(|_| CryptoError::Undecryptable)
     }
 }
 
 #[cfg(test)]
+#[allow(clippy::expect_used)]
 mod tests {
     use super::*;
 
@@ -106,10 +121,19 @@ mod tests {
         let sealed = k.seal("sk-upstream-secret", "provider-1");
         assert!(sealed.starts_with("v1:"));
         assert!(!sealed.contains("sk-upstream-secret"));
-        assert_eq!(k.open(&sealed, "provider-1").as_deref(), Ok("sk-upstream-secret"));
-        assert_eq!(k.open(&sealed, "provider-2"), Err(CryptoError::Undecryptable));
+        assert_eq!(
+            k.open(&sealed, "provider-1").as_deref(),
+            Ok("sk-upstream-secret")
+        );
+        assert_eq!(
+            k.open(&sealed, "provider-2"),
+            Err(CryptoError::Undecryptable)
+        );
         let other = MasterKey::generate();
-        assert_eq!(other.open(&sealed, "provider-1"), Err(CryptoError::Undecryptable));
+        assert_eq!(
+            other.open(&sealed, "provider-1"),
+            Err(CryptoError::Undecryptable)
+        );
         assert_eq!(k.open("garbage", "provider-1"), Err(CryptoError::Malformed));
     }
 

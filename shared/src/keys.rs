@@ -49,7 +49,9 @@ pub fn display_prefix(key: &str) -> String {
 pub fn looks_like_key(key: &str) -> bool {
     key.len() == KEY_PREFIX.len() + KEY_BODY_LEN
         && key.starts_with(KEY_PREFIX)
-        && key[KEY_PREFIX.len()..].bytes().all(|b| b.is_ascii_alphanumeric())
+        && key[KEY_PREFIX.len()..]
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric())
 }
 
 #[cfg(test)]

@@ -44,7 +44,11 @@ pub fn parse_usd(s: &str) -> Result<i64, MoneyError> {
     if int.len() > 7 {
         return Err(MoneyError::TooLarge);
     }
-    let whole: i64 = if int.is_empty() { 0 } else { int.parse().map_err(|_| MoneyError::NotADecimal)? };
+    let whole: i64 = if int.is_empty() {
+        0
+    } else {
+        int.parse().map_err(|_| MoneyError::NotADecimal)?
+    };
     let mut micros: i64 = 0;
     for (i, b) in frac.bytes().enumerate() {
         micros += i64::from(b - b'0') * 10_i64.pow(5 - i as u32);
@@ -138,6 +142,9 @@ mod tests {
         assert_eq!(cost_micros(3, 0, 150_000, 0), 0);
         assert_eq!(cost_micros(4, 0, 150_000, 0), 1);
         // No overflow with absurd inputs.
-        assert_eq!(cost_micros(u64::MAX, u64::MAX, MAX_PRICE_MICROS, MAX_PRICE_MICROS), i64::MAX);
+        assert_eq!(
+            cost_micros(u64::MAX, u64::MAX, MAX_PRICE_MICROS, MAX_PRICE_MICROS),
+            i64::MAX
+        );
     }
 }

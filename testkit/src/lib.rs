@@ -1,1 +1,22 @@
-//! stub
+//! Test and benchmark support for Switchyard. Never shipped.
+//!
+//! # Layout
+//! - [`fake_openai`]: an OpenAI-compatible upstream on `127.0.0.1:0` that follows the documented
+//!   wire format (SSE included) and misbehaves on request, chosen by model name.
+//! - [`pg`]: a fresh PostgreSQL database per test run, and a dump of its text for secret scans.
+//! - [`redis_prefix`]: a fresh Redis key prefix per test run, and a dump of its keys.
+//! - [`proc`]: launching the `control-plane` / `data-plane` binaries as child processes that are
+//!   killed on drop, with their logs captured and their bound address read from the log.
+//! - [`e2e`]: a distributed deployment under test (database, Redis prefix, secrets, processes)
+//!   and poll-with-deadline.
+//! - [`sse`]: splitting a Server-Sent Events body into its `data` payloads.
+//! - [`api`]: a small client for the control API (signup, providers, models, keys, usage) shared
+//!   by the end-to-end tests and the benchmark.
+
+pub mod api;
+pub mod e2e;
+pub mod fake_openai;
+pub mod pg;
+pub mod proc;
+pub mod redis_prefix;
+pub mod sse;

@@ -1,0 +1,361 @@
+//! Configuration, parsed once from the environment (or flags) with clap and validated before
+//! anything starts. Nothing reads `std::env` afterwards.
+//!
+//! Two modes follow from `REDIS_URL`:
+//! - **unset: zero-setup / embedded.** The data plane's `/v1` routes run in this process on
+//!   the same port, over an in-process bus. `DATABASE_URL` defaults to a SQLite file in
+//!   `SWITCHYARD_DATA_DIR`; the master key and JWT secret default to values generated once and
+//!   kept in `<data_dir>/secrets.json`.
+//! - **set: distributed.** Only the control API is served; config is published to Redis and
+//!   usage is read from it. `SWITCHYARD_MASTER_KEY` and `SWITCHYARD_JWT_SECRET` are required
+//!   (every data-plane node needs the same master key, and every control-plane replica the same
+//!   JWT secret).
+
+use std::fmt;
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use clap::{Parser, ValueEnum};
+use data_plane::config::Settings;
+use shared::config::RedisKeys;
+use shared::crypto::MasterKey;
+
+/// Shortest accepted JWT secret, in bytes (HS256 wants at least the hash size).
+pub const MIN_JWT_SECRET_BYTES: usize = 32;
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
+
+/// A string that must never appear in logs, `Debug` output or `--help`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Self(s.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Self(s.to_owned()))
+    }
+}
+
+/// The control plane's configuration.
+#[derive(Clone, Parser)]
+#[command(
+    name = "control-plane",
+    version,
+    about = "Switchyard control plane: the management API (and, without REDIS_URL, the gateway too)"
+)]
+pub struct Config {
+    /// Address to listen on (host:port).
+    #[arg(long, env = "SWITCHYARD_LISTEN", default_value = "0.0.0.0:8080")]
+    pub listen: String,
+
+    /// Database URL: postgres://… or sqlite://…; default: a SQLite file in the data directory.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<Secret>,
+
+    /// Directory for the default SQLite database and the zero-setup secrets file.
+    #[arg(long, env = "SWITCHYARD_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+
+    /// Redis URL. Unset: run everything in this one process (zero-setup). Set: publish config to
+    /// Redis for separate data-plane nodes and read usage from it.
+    #[arg(long, env = "REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<Secret>,
+
+    /// Prefix of every Redis key Switchyard uses; must match the data plane's.
+    #[arg(long, env = "SWITCHYARD_REDIS_PREFIX", default_value = RedisKeys::DEFAULT_PREFIX)]
+    pub redis_prefix: String,
+
+    /// 32-byte master key sealing provider API keys, as 64 hex characters or base64. Required
+    /// with REDIS_URL; otherwise generated once into <data_dir>/secrets.json.
+    #[arg(long, env = "SWITCHYARD_MASTER_KEY", hide_env_values = true)]
+    pub master_key: Option<Secret>,
+
+    /// Secret signing access tokens (at least 32 bytes). Required with REDIS_URL; otherwise
+    /// generated once into <data_dir>/secrets.json.
+    #[arg(long, env = "SWITCHYARD_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<Secret>,
+
+    /// Lifetime of access tokens, in seconds.
+    #[arg(long, env = "SWITCHYARD_ACCESS_TOKEN_TTL_SECS", default_value_t = 900)]
+    pub access_token_ttl_secs: u64,
+
+    /// Lifetime of refresh tokens, in seconds.
+    #[arg(
+        long,
+        env = "SWITCHYARD_REFRESH_TOKEN_TTL_SECS",
+        default_value_t = 2_592_000
+    )]
+    pub refresh_token_ttl_secs: u64,
+
+    /// This process's name in logs and as the Redis usage consumer (default: random).
+    #[arg(long, env = "SWITCHYARD_NODE_ID")]
+    pub node_id: Option<String>,
+
+    /// Log line format.
+    #[arg(long, env = "SWITCHYARD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// Request handling of the embedded data plane (zero-setup mode only).
+    #[command(flatten)]
+    pub settings: Settings,
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("listen", &self.listen)
+            .field(
+                "database_url",
+                &self.database_url.as_ref().map(|u| redact_url(u.expose())),
+            )
+            .field("data_dir", &self.data_dir)
+            .field(
+                "redis_url",
+                &self.redis_url.as_ref().map(|u| redact_url(u.expose())),
+            )
+            .field("redis_prefix", &self.redis_prefix)
+            .field("master_key", &self.master_key)
+            .field("jwt_secret", &self.jwt_secret)
+            .field("access_token_ttl_secs", &self.access_token_ttl_secs)
+            .field("refresh_token_ttl_secs", &self.refresh_token_ttl_secs)
+            .field("node_id", &self.node_id)
+            .field("log_format", &self.log_format)
+            .field("settings", &self.settings)
+            .finish()
+    }
+}
+
+impl Config {
+    /// A zero-setup configuration that reads nothing from the environment: listens on
+    /// `127.0.0.1:0`, keeps its files in `data_dir`, and uses `database_url` (or the default
+    /// SQLite file). For tests and embedding.
+    pub fn embedded(data_dir: impl Into<PathBuf>, database_url: Option<String>) -> Self {
+        Self {
+            listen: "127.0.0.1:0".to_owned(),
+            database_url: database_url.map(Secret),
+            data_dir: data_dir.into(),
+            redis_url: None,
+            redis_prefix: RedisKeys::DEFAULT_PREFIX.to_owned(),
+            master_key: None,
+            jwt_secret: None,
+            access_token_ttl_secs: 900,
+            refresh_token_ttl_secs: 2_592_000,
+            node_id: None,
+            log_format: LogFormat::Text,
+            settings: Settings::default(),
+        }
+    }
+
+    /// Whether this runs without Redis (data plane embedded, in-process bus).
+    pub fn is_embedded(&self) -> bool {
+        self.redis_url.is_none()
+    }
+
+    /// Checks every value. Messages name the variable and never contain a secret.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if self.listen.trim().is_empty() {
+            bail!("SWITCHYARD_LISTEN must be host:port, e.g. 0.0.0.0:8080");
+        }
+        if let Some(url) = &self.database_url {
+            let url = url.expose();
+            if !(url.starts_with("postgres://")
+                || url.starts_with("postgresql://")
+                || url.starts_with("sqlite:"))
+            {
+                bail!("DATABASE_URL must start with postgres://, postgresql:// or sqlite:");
+            }
+        }
+        if self.database_url.is_none() && self.data_dir.as_os_str().is_empty() {
+            bail!("SWITCHYARD_DATA_DIR must not be empty");
+        }
+        if let Some(url) = &self.redis_url {
+            let url = url.expose();
+            if !(url.starts_with("redis://")
+                || url.starts_with("rediss://")
+                || url.starts_with("unix://"))
+            {
+                bail!("REDIS_URL must start with redis://, rediss:// or unix://");
+            }
+            if self.redis_prefix.is_empty() {
+                bail!("SWITCHYARD_REDIS_PREFIX must not be empty");
+            }
+            if self.master_key.is_none() {
+                bail!(
+                    "SWITCHYARD_MASTER_KEY is required when REDIS_URL is set (data-plane nodes need the same key); \
+                     generate one with `openssl rand -hex 32`"
+                );
+            }
+            if self.jwt_secret.is_none() {
+                bail!(
+                    "SWITCHYARD_JWT_SECRET is required when REDIS_URL is set (every control-plane replica needs the same secret); \
+                     generate one with `openssl rand -base64 48`"
+                );
+            }
+        }
+        if let Some(key) = &self.master_key {
+            MasterKey::parse(key.expose()).context("SWITCHYARD_MASTER_KEY is invalid")?;
+        }
+        if let Some(secret) = &self.jwt_secret
+            && secret.expose().len() < MIN_JWT_SECRET_BYTES
+        {
+            bail!("SWITCHYARD_JWT_SECRET must be at least {MIN_JWT_SECRET_BYTES} bytes long");
+        }
+        if !(60..=7 * 24 * 3600).contains(&self.access_token_ttl_secs) {
+            bail!("SWITCHYARD_ACCESS_TOKEN_TTL_SECS must be between 60 and 604800");
+        }
+        if self.refresh_token_ttl_secs < self.access_token_ttl_secs
+            || self.refresh_token_ttl_secs > 365 * 24 * 3600
+        {
+            bail!(
+                "SWITCHYARD_REFRESH_TOKEN_TTL_SECS must be at least the access token lifetime and at most 31536000"
+            );
+        }
+        if self.is_embedded() {
+            self.settings.validate()?;
+        }
+        Ok(())
+    }
+
+    /// The database URL to use: `DATABASE_URL`, or `sqlite://<data_dir>/switchyard.db?mode=rwc`.
+    pub fn database_url(&self) -> String {
+        match &self.database_url {
+            Some(url) => url.expose().to_owned(),
+            None => format!(
+                "sqlite://{}?mode=rwc",
+                self.data_dir.join("switchyard.db").display()
+            ),
+        }
+    }
+
+    /// The node id, or a random one.
+    pub fn node_id(&self) -> String {
+        match &self.node_id {
+            Some(id) if !id.trim().is_empty() => id.trim().to_owned(),
+            _ => format!("cp-{}", uuid::Uuid::new_v4().simple()),
+        }
+    }
+}
+
+/// `scheme://user:secret@host/db` → `scheme://***@host/db`, for debug output and logs.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            format!("{}***{}", &url[..scheme_end + 3], &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    const KEY_HEX: &str = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
+    const JWT: &str = "a-jwt-secret-that-is-long-enough-1234";
+
+    fn parse(args: &[&str]) -> Config {
+        let mut all = vec!["control-plane"];
+        all.extend_from_slice(args);
+        Config::try_parse_from(all).expect("parses")
+    }
+
+    #[test]
+    fn distributed_mode_requires_both_secrets_and_names_them() {
+        let c = parse(&["--redis-url", "redis://127.0.0.1:6379", "--jwt-secret", JWT]);
+        let err = c.validate().expect_err("refused").to_string();
+        assert!(err.contains("SWITCHYARD_MASTER_KEY"), "{err}");
+        let c = parse(&[
+            "--redis-url",
+            "redis://127.0.0.1:6379",
+            "--master-key",
+            KEY_HEX,
+        ]);
+        let err = c.validate().expect_err("refused").to_string();
+        assert!(err.contains("SWITCHYARD_JWT_SECRET"), "{err}");
+        let c = parse(&[
+            "--redis-url",
+            "redis://127.0.0.1:6379",
+            "--master-key",
+            KEY_HEX,
+            "--jwt-secret",
+            JWT,
+        ]);
+        c.validate().expect("valid");
+    }
+
+    #[test]
+    fn embedded_defaults() {
+        let c = Config::embedded("/tmp/sy", None);
+        c.validate().expect("valid");
+        assert!(c.is_embedded());
+        assert_eq!(c.database_url(), "sqlite:///tmp/sy/switchyard.db?mode=rwc");
+    }
+
+    #[test]
+    fn bad_values_are_refused_without_echoing_secrets() {
+        let c = parse(&["--master-key", "not-a-key-topsecret"]);
+        let err = format!("{:#}", c.validate().expect_err("refused"));
+        assert!(
+            err.contains("SWITCHYARD_MASTER_KEY") && !err.contains("topsecret"),
+            "{err}"
+        );
+        let c = parse(&["--jwt-secret", "short"]);
+        assert!(
+            c.validate()
+                .expect_err("refused")
+                .to_string()
+                .contains("SWITCHYARD_JWT_SECRET")
+        );
+        let c = parse(&["--database-url", "mysql://x"]);
+        assert!(
+            c.validate()
+                .expect_err("refused")
+                .to_string()
+                .contains("DATABASE_URL")
+        );
+    }
+
+    #[test]
+    fn debug_output_redacts_secrets() {
+        let c = parse(&[
+            "--database-url",
+            "postgres://app:hunter2@db/app",
+            "--redis-url",
+            "redis://:hunter3@redis:6379",
+            "--master-key",
+            KEY_HEX,
+            "--jwt-secret",
+            JWT,
+        ]);
+        let debug = format!("{c:?}");
+        for secret in ["hunter2", "hunter3", KEY_HEX, JWT] {
+            assert!(!debug.contains(secret), "{debug}");
+        }
+        assert!(debug.contains("postgres://***@db/app"), "{debug}");
+    }
+}

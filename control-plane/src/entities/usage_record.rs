@@ -1,0 +1,36 @@
+//! `usage_records`: one row per data-plane request; `id` is the usage event id.
+
+use sea_orm::entity::prelude::*;
+
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "usage_records")]
+pub struct Model {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub key_id: Option<Uuid>,
+    pub team_id: Option<Uuid>,
+    pub model: String,
+    pub deployment_id: Option<Uuid>,
+    pub provider_id: Option<Uuid>,
+    pub provider: Option<String>,
+    pub upstream_model: Option<String>,
+    pub endpoint: String,
+    pub stream: bool,
+    pub status: i32,
+    pub outcome: String,
+    pub error_code: Option<String>,
+    pub prompt_tokens: i64,
+    pub completion_tokens: i64,
+    pub tokens_estimated: bool,
+    pub cost_micros: i64,
+    pub latency_ms: i64,
+    pub ttft_ms: Option<i64>,
+    pub started_at: TimeDateTimeWithTimeZone,
+    pub created_at: TimeDateTimeWithTimeZone,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}

@@ -1,0 +1,210 @@
+//! `ApiError`: the one error type of the control API, turned into HTTP in one place.
+//!
+//! Every error response has the same body, `{"error": {"code": "…", "message": "…"}}`, with a
+//! stable snake_case `code` that clients can match on:
+//!
+//! | code                | status | when |
+//! | ------------------- | ------ | ---- |
+//! | `validation_failed` | 400    | the request is malformed or a field is invalid (bad JSON, missing field, bad id in the path, bad query) |
+//! | `unauthorized`      | 401    | no, invalid or expired credentials |
+//! | `forbidden`         | 403    | authenticated, but the role does not allow this |
+//! | `not_found`         | 404    | no such object *in the caller's tenant* (another tenant's object looks missing) |
+//! | `conflict`          | 409    | a unique name is taken, or the object is still in use |
+//! | `method_not_allowed`| 405    | the path exists, the method does not |
+//! | `internal`          | 500    | anything else; details are logged, never sent |
+//! | `unavailable`       | 503    | `/readyz` only: the database does not answer |
+//!
+//! We answer 400 (not 422) for every invalid input, as OpenAI and Stripe do, so clients need a
+//! single rule: 400 means "fix the request", and the message says which field.
+//!
+//! `into_response` does not log: it stores the error in the response extensions and
+//! [`log_errors`] (a middleware inside the request's trace span) logs it once, with the request
+//! id in scope. This keeps a single log line per failure however deep the error was built.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::Request;
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use sea_orm::{DbErr, SqlErr};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// Why a request failed. Messages are written for API users and never contain secrets, key
+/// hashes or internal details; [`ApiError::Internal`] carries its cause for the log only.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    Validation(String),
+    #[error("{0}")]
+    Unauthorized(&'static str),
+    #[error("{0}")]
+    Forbidden(&'static str),
+    /// The message names what was not found, e.g. "api key not found".
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("this route does not support this HTTP method")]
+    MethodNotAllowed,
+    /// A dependency (the database) is down; for readiness checks.
+    #[error("{0}")]
+    Unavailable(&'static str),
+    #[error("internal error")]
+    Internal(#[source] anyhow::Error),
+}
+
+impl ApiError {
+    /// The stable machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::Validation(_) => "validation_failed",
+            ApiError::Unauthorized(_) => "unauthorized",
+            ApiError::Forbidden(_) => "forbidden",
+            ApiError::NotFound(_) => "not_found",
+            ApiError::Conflict(_) => "conflict",
+            ApiError::MethodNotAllowed => "method_not_allowed",
+            ApiError::Unavailable(_) => "unavailable",
+            ApiError::Internal(_) => "internal",
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::Validation(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// Shorthand for a validation error naming a field.
+    pub fn invalid(field: &str, problem: impl std::fmt::Display) -> Self {
+        ApiError::Validation(format!("{field}: {problem}"))
+    }
+}
+
+impl From<DbErr> for ApiError {
+    fn from(e: DbErr) -> Self {
+        ApiError::Internal(anyhow::Error::new(e).context("database error"))
+    }
+}
+
+impl From<anyhow::Error> for ApiError {
+    fn from(e: anyhow::Error) -> Self {
+        ApiError::Internal(e)
+    }
+}
+
+/// The error body, also used in the OpenAPI document.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// One of `validation_failed`, `unauthorized`, `forbidden`, `not_found`, `conflict`,
+    /// `method_not_allowed`, `internal`, `unavailable`.
+    #[schema(example = "validation_failed")]
+    pub code: String,
+    /// A human-readable explanation.
+    #[schema(example = "email: must be a valid email address")]
+    pub message: String,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let message = match &self {
+            // Internal details stay in the log.
+            ApiError::Internal(_) => "internal error".to_owned(),
+            other => other.to_string(),
+        };
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code().to_owned(),
+                message,
+            },
+        };
+        let mut response = (status, Json(body)).into_response();
+        response.extensions_mut().insert(Arc::new(self));
+        response
+    }
+}
+
+/// Logs the [`ApiError`] a handler returned, once, inside the request's span: 5xx at error level
+/// with the full cause chain, 4xx at debug level (they are the client's business).
+pub async fn log_errors(request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    if let Some(err) = response.extensions().get::<Arc<ApiError>>() {
+        match err.as_ref() {
+            ApiError::Internal(cause) => {
+                tracing::error!(error = %format!("{cause:#}"), "request failed")
+            }
+            ApiError::Unavailable(why) => tracing::warn!(reason = why, "not ready"),
+            other => tracing::debug!(code = other.code(), message = %other, "request refused"),
+        }
+    }
+    response
+}
+
+/// Turns database constraint violations into API errors at the call site.
+pub trait ResultExt<T> {
+    /// A unique-constraint violation becomes `409 conflict` with `message`; anything else stays
+    /// an internal error. Call it only on statements that can violate one unique constraint
+    /// (SQLite does not report which constraint failed, so we cannot tell them apart portably).
+    fn on_unique_violation(self, message: &str) -> Result<T, ApiError>;
+    /// A foreign-key violation becomes `409 conflict` with `message` (e.g. "still in use").
+    fn on_foreign_key_violation(self, message: &str) -> Result<T, ApiError>;
+}
+
+impl<T> ResultExt<T> for Result<T, DbErr> {
+    fn on_unique_violation(self, message: &str) -> Result<T, ApiError> {
+        self.map_err(|e| match e.sql_err() {
+            Some(SqlErr::UniqueConstraintViolation(_)) => ApiError::Conflict(message.to_owned()),
+            _ => ApiError::from(e),
+        })
+    }
+
+    fn on_foreign_key_violation(self, message: &str) -> Result<T, ApiError> {
+        self.map_err(|e| match e.sql_err() {
+            Some(SqlErr::ForeignKeyConstraintViolation(_)) => {
+                ApiError::Conflict(message.to_owned())
+            }
+            _ => ApiError::from(e),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn internal_errors_do_not_leak_their_cause() {
+        let err = ApiError::Internal(anyhow::anyhow!("password=hunter2 in connection string"));
+        assert_eq!(err.to_string(), "internal error");
+        assert_eq!(err.code(), "internal");
+        assert_eq!(err.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    }
+
+    #[test]
+    fn codes_are_stable() {
+        assert_eq!(ApiError::Validation("x".into()).code(), "validation_failed");
+        assert_eq!(
+            ApiError::NotFound("api key").to_string(),
+            "api key not found"
+        );
+        assert_eq!(
+            ApiError::Conflict("taken".into()).status(),
+            StatusCode::CONFLICT
+        );
+    }
+}

@@ -1,0 +1,469 @@
+//! Sign-up, sign-in and sessions: `POST /auth/signup`, `/auth/login`, `/auth/refresh`,
+//! `/auth/logout`, and `GET /me`.
+//!
+//! Signing up creates a user, a new organization (tenant) and an owner membership in one
+//! transaction. A session is a short-lived access token (JWT, see `crate::auth`) plus a
+//! refresh token that is single-use: refreshing revokes it and returns a new pair. Presenting a
+//! refresh token that was already used revokes every session of that user in that
+//! organization, since one of the two holders must be an attacker (OAuth 2.0 Security BCP,
+//! refresh token rotation).
+
+use axum::Json;
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
+    TransactionTrait,
+};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::{ApiJson, now, validate};
+use crate::auth::{self as authn, AuthUser, Role};
+use crate::entities::{membership, refresh_token, tenant, user};
+use crate::error::{ApiError, ResultExt};
+use crate::state::AppState;
+use crate::sync::{self, Outboxed};
+
+/// The one message for a failed login, whichever part was wrong (no user enumeration).
+const BAD_CREDENTIALS: &str = "invalid email or password";
+const BAD_REFRESH: &str = "invalid or expired refresh token";
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/auth/signup", post(signup))
+        .route("/auth/login", post(login))
+        .route("/auth/refresh", post(refresh))
+        .route("/auth/logout", post(logout))
+        .route("/me", get(me))
+}
+
+// === DTOs ===
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct SignupRequest {
+    #[schema(example = "alice@example.com")]
+    pub email: String,
+    /// At least 8 characters.
+    #[schema(example = "correct horse battery staple")]
+    pub password: String,
+    /// Name of the organization (tenant) to create; the new user becomes its owner.
+    #[schema(example = "Acme")]
+    pub organization: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UserDto {
+    pub id: Uuid,
+    pub email: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+}
+
+impl From<&user::Model> for UserDto {
+    fn from(u: &user::Model) -> Self {
+        Self {
+            id: u.id,
+            email: u.email.clone(),
+            created_at: u.created_at,
+        }
+    }
+}
+
+/// An organization.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TenantDto {
+    pub id: Uuid,
+    pub name: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+}
+
+impl From<&tenant::Model> for TenantDto {
+    fn from(t: &tenant::Model) -> Self {
+        Self {
+            id: t.id,
+            name: t.name.clone(),
+            created_at: t.created_at,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SignupResponse {
+    pub user: UserDto,
+    pub tenant: TenantDto,
+    pub role: Role,
+    /// Send as `Authorization: Bearer <access_token>`.
+    pub access_token: String,
+    /// Exchange at `POST /auth/refresh` for a new pair; single use.
+    pub refresh_token: String,
+    /// Always `Bearer`.
+    #[schema(example = "Bearer")]
+    pub token_type: &'static str,
+    /// Seconds until the access token expires.
+    #[schema(example = 900)]
+    pub expires_in: u64,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct LoginRequest {
+    pub email: String,
+    pub password: String,
+    /// The organization to sign in to; default: the user's first (oldest) membership.
+    #[serde(default)]
+    pub organization_id: Option<Uuid>,
+}
+
+/// A new session (login) or a rotated one (refresh).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TokenResponse {
+    pub access_token: String,
+    pub refresh_token: String,
+    #[schema(example = "Bearer")]
+    pub token_type: &'static str,
+    #[schema(example = 900)]
+    pub expires_in: u64,
+    /// The organization the tokens act in.
+    pub tenant: TenantDto,
+    /// The caller's role in it.
+    pub role: Role,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct RefreshRequest {
+    pub refresh_token: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MeResponse {
+    pub user: UserDto,
+    pub tenant: TenantDto,
+    pub role: Role,
+}
+
+// === handlers ===
+
+/// Create an account and its organization.
+///
+/// The user becomes the organization's owner. Returns a session right away.
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/signup",
+    tag = "auth",
+    request_body = SignupRequest,
+    responses(
+        (status = 201, body = SignupResponse),
+        (status = 400, description = "Invalid email, password or organization", body = crate::error::ErrorBody),
+        (status = 409, description = "An account with this email already exists", body = crate::error::ErrorBody),
+    )
+)]
+pub async fn signup(
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<SignupRequest>,
+) -> Result<(StatusCode, Json<SignupResponse>), ApiError> {
+    let email = validate::email(&req.email)?;
+    validate::password(&req.password)?;
+    let organization = validate::name("organization", &req.organization)?;
+    let password_hash = authn::hash_password(req.password).await?;
+
+    let created_at = now();
+    let tenant = tenant::Model {
+        id: Uuid::new_v4(),
+        name: organization,
+        config_version: 0,
+        created_at,
+    };
+    let user = user::Model {
+        id: Uuid::new_v4(),
+        email,
+        password_hash,
+        created_at,
+    };
+    let tx = state.db.begin().await?;
+    user::Entity::insert(user::ActiveModel {
+        id: Set(user.id),
+        email: Set(user.email.clone()),
+        password_hash: Set(user.password_hash.clone()),
+        created_at: Set(created_at),
+    })
+    .exec_without_returning(&tx)
+    .await
+    .on_unique_violation("an account with this email already exists")?;
+    tenant::Entity::insert(tenant::ActiveModel {
+        id: Set(tenant.id),
+        name: Set(tenant.name.clone()),
+        config_version: Set(0),
+        created_at: Set(created_at),
+    })
+    .exec_without_returning(&tx)
+    .await?;
+    membership::Entity::insert(membership::ActiveModel {
+        tenant_id: Set(tenant.id),
+        user_id: Set(user.id),
+        role: Set(Role::Owner.as_str().to_owned()),
+        created_at: Set(created_at),
+    })
+    .exec_without_returning(&tx)
+    .await?;
+    // Publish the (empty) tenant config, so the data plane knows the tenant from the start.
+    let outbox_id = sync::enqueue(&tx, Outboxed::Tenant(tenant.id)).await?;
+    let refresh_token = insert_refresh_token(&tx, &state, user.id, tenant.id).await?;
+    tx.commit().await?;
+    state.sync.wait_published(&[outbox_id]).await;
+
+    let access = state.tokens.issue_access(user.id, tenant.id, Role::Owner)?;
+    Ok((
+        StatusCode::CREATED,
+        Json(SignupResponse {
+            user: UserDto::from(&user),
+            tenant: TenantDto::from(&tenant),
+            role: Role::Owner,
+            access_token: access.token,
+            refresh_token,
+            token_type: "Bearer",
+            expires_in: access.expires_in,
+        }),
+    ))
+}
+
+/// Sign in with email and password.
+///
+/// A wrong email and a wrong password get the same 401, in the same time.
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/login",
+    tag = "auth",
+    request_body = LoginRequest,
+    responses(
+        (status = 200, body = TokenResponse),
+        (status = 400, body = crate::error::ErrorBody),
+        (status = 401, description = "Wrong email or password", body = crate::error::ErrorBody),
+        (status = 403, description = "The user belongs to no organization", body = crate::error::ErrorBody),
+        (status = 404, description = "`organization_id` is not one of the user's organizations", body = crate::error::ErrorBody),
+    )
+)]
+pub async fn login(
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<LoginRequest>,
+) -> Result<Json<TokenResponse>, ApiError> {
+    // An address that cannot exist is just a wrong email: same answer, same argon2 cost.
+    let email = validate::email(&req.email).ok();
+    let found = match &email {
+        Some(email) => {
+            user::Entity::find()
+                .filter(user::Column::Email.eq(email.as_str()))
+                .one(&state.db)
+                .await?
+        }
+        None => None,
+    };
+    let ok = authn::verify_password(
+        req.password,
+        found.as_ref().map(|u| u.password_hash.clone()),
+    )
+    .await?;
+    let user = match (ok, found) {
+        (true, Some(user)) => user,
+        _ => return Err(ApiError::Unauthorized(BAD_CREDENTIALS)),
+    };
+
+    let mut q = membership::Entity::find().filter(membership::Column::UserId.eq(user.id));
+    q = match req.organization_id {
+        Some(org) => q.filter(membership::Column::TenantId.eq(org)),
+        None => q
+            .order_by_asc(membership::Column::CreatedAt)
+            .order_by_asc(membership::Column::TenantId),
+    };
+    let membership = match (q.one(&state.db).await?, req.organization_id) {
+        (Some(m), _) => m,
+        (None, Some(_)) => return Err(ApiError::NotFound("organization")),
+        (None, None) => {
+            return Err(ApiError::Forbidden(
+                "this account does not belong to any organization",
+            ));
+        }
+    };
+    let role = parse_role(&membership.role)?;
+    let tenant = tenant::Entity::find_by_id(membership.tenant_id)
+        .one(&state.db)
+        .await?
+        .ok_or(ApiError::NotFound("organization"))?;
+
+    let tx = state.db.begin().await?;
+    let refresh_token = insert_refresh_token(&tx, &state, user.id, tenant.id).await?;
+    tx.commit().await?;
+    let access = state.tokens.issue_access(user.id, tenant.id, role)?;
+    Ok(Json(TokenResponse {
+        access_token: access.token,
+        refresh_token,
+        token_type: "Bearer",
+        expires_in: access.expires_in,
+        tenant: TenantDto::from(&tenant),
+        role,
+    }))
+}
+
+/// Exchange a refresh token for a new access token and refresh token.
+///
+/// The presented refresh token is revoked; using it again is refused (401) and ends every
+/// session of that user in that organization.
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/refresh",
+    tag = "auth",
+    request_body = RefreshRequest,
+    responses(
+        (status = 200, body = TokenResponse),
+        (status = 400, body = crate::error::ErrorBody),
+        (status = 401, description = "Unknown, expired, revoked or reused refresh token", body = crate::error::ErrorBody),
+    )
+)]
+pub async fn refresh(
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<RefreshRequest>,
+) -> Result<Json<TokenResponse>, ApiError> {
+    let hash = authn::hash_refresh_token(req.refresh_token.trim());
+    let at = now();
+    let tx = state.db.begin().await?;
+    // Claim the token atomically: of two concurrent refreshes with one token, one wins.
+    let claimed = refresh_token::Entity::update_many()
+        .col_expr(refresh_token::Column::RevokedAt, Expr::value(at))
+        .filter(refresh_token::Column::TokenHash.eq(hash.as_str()))
+        .filter(refresh_token::Column::RevokedAt.is_null())
+        .filter(refresh_token::Column::ExpiresAt.gt(at))
+        .exec(&tx)
+        .await?
+        .rows_affected;
+    let row = refresh_token::Entity::find()
+        .filter(refresh_token::Column::TokenHash.eq(hash.as_str()))
+        .one(&tx)
+        .await?;
+    let Some(row) = row else {
+        return Err(ApiError::Unauthorized(BAD_REFRESH));
+    };
+    if claimed == 0 {
+        if row.revoked_at.is_some() && row.expires_at > at {
+            // Reuse of a rotated token: end every session of this user in this tenant.
+            refresh_token::Entity::update_many()
+                .col_expr(refresh_token::Column::RevokedAt, Expr::value(at))
+                .filter(refresh_token::Column::UserId.eq(row.user_id))
+                .filter(refresh_token::Column::TenantId.eq(row.tenant_id))
+                .filter(refresh_token::Column::RevokedAt.is_null())
+                .exec(&tx)
+                .await?;
+            tx.commit().await?;
+            tracing::warn!(user_id = %row.user_id, tenant_id = %row.tenant_id, "refresh token reused; all sessions revoked");
+        }
+        return Err(ApiError::Unauthorized(BAD_REFRESH));
+    }
+    let membership = membership::Entity::find_by_id((row.tenant_id, row.user_id))
+        .one(&tx)
+        .await?
+        .ok_or(ApiError::Unauthorized(BAD_REFRESH))?;
+    let role = parse_role(&membership.role)?;
+    let tenant = tenant::Entity::find_by_id(row.tenant_id)
+        .one(&tx)
+        .await?
+        .ok_or(ApiError::Unauthorized(BAD_REFRESH))?;
+    let refresh_token = insert_refresh_token(&tx, &state, row.user_id, row.tenant_id).await?;
+    tx.commit().await?;
+    let access = state
+        .tokens
+        .issue_access(row.user_id, row.tenant_id, role)?;
+    Ok(Json(TokenResponse {
+        access_token: access.token,
+        refresh_token,
+        token_type: "Bearer",
+        expires_in: access.expires_in,
+        tenant: TenantDto::from(&tenant),
+        role,
+    }))
+}
+
+/// End a session: revokes the refresh token.
+///
+/// Always 204, also for unknown or already revoked tokens. The access token stays valid until
+/// it expires (minutes); discard it.
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/logout",
+    tag = "auth",
+    request_body = RefreshRequest,
+    responses((status = 204, description = "Logged out"), (status = 400, body = crate::error::ErrorBody))
+)]
+pub async fn logout(
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<RefreshRequest>,
+) -> Result<StatusCode, ApiError> {
+    let hash = authn::hash_refresh_token(req.refresh_token.trim());
+    refresh_token::Entity::update_many()
+        .col_expr(refresh_token::Column::RevokedAt, Expr::value(now()))
+        .filter(refresh_token::Column::TokenHash.eq(hash))
+        .filter(refresh_token::Column::RevokedAt.is_null())
+        .exec(&state.db)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The caller: user, organization and role.
+#[utoipa::path(
+    get,
+    path = "/api/v1/me",
+    tag = "auth",
+    security(("bearer" = [])),
+    responses((status = 200, body = MeResponse), (status = 401, body = crate::error::ErrorBody))
+)]
+pub async fn me(
+    State(state): State<AppState>,
+    auth: AuthUser,
+) -> Result<Json<MeResponse>, ApiError> {
+    let user = user::Entity::find_by_id(auth.user_id)
+        .one(&state.db)
+        .await?
+        .ok_or(ApiError::Unauthorized("invalid access token"))?;
+    let tenant = tenant::Entity::find_by_id(auth.tenant_id)
+        .one(&state.db)
+        .await?
+        .ok_or(ApiError::Unauthorized("invalid access token"))?;
+    Ok(Json(MeResponse {
+        user: UserDto::from(&user),
+        tenant: TenantDto::from(&tenant),
+        role: auth.role,
+    }))
+}
+
+/// Stores a new refresh token (hash only) and returns its plaintext.
+async fn insert_refresh_token<C: ConnectionTrait>(
+    conn: &C,
+    state: &AppState,
+    user_id: Uuid,
+    tenant_id: Uuid,
+) -> Result<String, ApiError> {
+    let (token, hash) = authn::new_refresh_token();
+    let created_at = now();
+    let ttl =
+        time::Duration::try_from(state.tokens.refresh_ttl()).unwrap_or(time::Duration::days(30));
+    refresh_token::Entity::insert(refresh_token::ActiveModel {
+        id: Set(Uuid::new_v4()),
+        user_id: Set(user_id),
+        tenant_id: Set(tenant_id),
+        token_hash: Set(hash),
+        expires_at: Set(created_at + ttl),
+        revoked_at: Set(None),
+        created_at: Set(created_at),
+    })
+    .exec_without_returning(conn)
+    .await?;
+    Ok(token)
+}
+
+pub(crate) fn parse_role(s: &str) -> Result<Role, ApiError> {
+    Role::parse(s)
+        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("unknown role {s:?} in memberships row")))
+}

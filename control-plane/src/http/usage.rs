@@ -1,0 +1,323 @@
+//! `GET /usage`: the organization's usage records, newest first, with totals.
+//!
+//! Query parameters:
+//! - `limit`: rows per page, 1 to 1000 (default 50).
+//! - `before`: continue after a previous page: the `next_before` value of that page (a record
+//!   id), or an RFC 3339 timestamp (rows that started strictly earlier).
+//! - `since`, `until`: an optional window (RFC 3339, `since` inclusive, `until` exclusive)
+//!   applied to both the rows and the totals.
+//!
+//! `totals` cover every record of the organization in the window, not just the page.
+//!
+//! Rows are ordered by `(started_at, id)` descending, and pages continue from a record id, so
+//! paging neither skips nor repeats rows even when several share a timestamp. SQLite keeps
+//! timestamps as RFC 3339 text whose fractional part varies in length, which does not sort as
+//! text; there the order and comparisons go through `julianday()` (millisecond precision),
+//! with the id breaking ties, which keeps pages consistent.
+
+use std::collections::HashMap;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::State;
+use axum::routing::get;
+use sea_orm::sea_query::{Condition, Expr, SimpleExpr};
+use sea_orm::{
+    ColumnTrait, DbBackend, EntityTrait, FromQueryResult, Order, QueryFilter, QueryOrder,
+    QuerySelect, Select,
+};
+use serde::{Deserialize, Serialize};
+use shared::money::format_usd;
+use time::OffsetDateTime;
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use super::{ApiQuery, validate};
+use crate::auth::AuthUser;
+use crate::entities::{api_key, usage_record};
+use crate::error::ApiError;
+use crate::state::AppState;
+
+const DEFAULT_LIMIT: u64 = 50;
+const MAX_LIMIT: u64 = 1000;
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/usage", get(list_usage))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct UsageQuery {
+    /// Rows per page, 1 to 1000 (default 50).
+    pub limit: Option<u64>,
+    /// A record id (`next_before` of the previous page) or an RFC 3339 timestamp.
+    pub before: Option<String>,
+    /// Only records that started at or after this RFC 3339 timestamp (rows and totals).
+    pub since: Option<String>,
+    /// Only records that started before this RFC 3339 timestamp (rows and totals).
+    pub until: Option<String>,
+}
+
+/// One request through the gateway.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UsageRow {
+    /// The request id (`x-switchyard-request-id` of the gateway response).
+    pub id: Uuid,
+    #[serde(with = "time::serde::rfc3339")]
+    pub started_at: OffsetDateTime,
+    pub key_id: Option<Uuid>,
+    /// The key's name, if it still exists.
+    pub key_name: Option<String>,
+    pub team_id: Option<Uuid>,
+    /// The model name the client asked for.
+    pub model: String,
+    /// Provider kind (`openai`, `openai_compatible`, `mock`), if a deployment was chosen.
+    pub provider: Option<String>,
+    pub upstream_model: Option<String>,
+    /// Which API was called, e.g. `chat.completions`.
+    pub endpoint: String,
+    /// HTTP status returned to the client.
+    pub status: i32,
+    /// `success`, `error`, `truncated` or `client_disconnected`.
+    pub outcome: String,
+    pub error_code: Option<String>,
+    pub stream: bool,
+    pub prompt_tokens: i64,
+    pub completion_tokens: i64,
+    /// True when the counts were estimated because the provider reported none.
+    pub tokens_estimated: bool,
+    /// Cost in micro-dollars.
+    pub cost_micros: i64,
+    /// Cost in USD as an exact decimal string, e.g. `"0.0075"`.
+    pub cost_usd: String,
+    pub latency_ms: i64,
+    /// Time to first token (streams only).
+    pub ttft_ms: Option<i64>,
+}
+
+/// Sums over every record in the window (not only the page).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UsageTotals {
+    pub requests: i64,
+    pub prompt_tokens: i64,
+    pub completion_tokens: i64,
+    pub cost_micros: i64,
+    /// Exact decimal string.
+    pub cost_usd: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UsageResponse {
+    pub data: Vec<UsageRow>,
+    pub totals: UsageTotals,
+    /// Pass as `before` to get the next page; null on the last page.
+    pub next_before: Option<String>,
+}
+
+#[derive(Debug, FromQueryResult)]
+struct TotalsRow {
+    requests: i64,
+    prompt_tokens: i64,
+    completion_tokens: i64,
+    cost_micros: i64,
+}
+
+/// List usage records, newest first, with totals.
+#[utoipa::path(
+    get,
+    path = "/api/v1/usage",
+    tag = "usage",
+    security(("bearer" = [])),
+    params(UsageQuery),
+    responses(
+        (status = 200, body = UsageResponse),
+        (status = 400, description = "Bad limit, cursor or timestamp", body = crate::error::ErrorBody),
+        (status = 401, body = crate::error::ErrorBody),
+    )
+)]
+pub async fn list_usage(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    ApiQuery(q): ApiQuery<UsageQuery>,
+) -> Result<Json<UsageResponse>, ApiError> {
+    let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        return Err(ApiError::invalid(
+            "limit",
+            format_args!("must be between 1 and {MAX_LIMIT}"),
+        ));
+    }
+    let since = q
+        .since
+        .as_deref()
+        .map(|s| validate::timestamp("since", s))
+        .transpose()?;
+    let until = q
+        .until
+        .as_deref()
+        .map(|s| validate::timestamp("until", s))
+        .transpose()?;
+    let db = &state.db;
+    let backend = db.get_database_backend();
+
+    let in_window = |mut select: Select<usage_record::Entity>| {
+        select = select.filter(usage_record::Column::TenantId.eq(auth.tenant_id));
+        if let Some(t) = since {
+            select = select.filter(started_at_cmp(backend, Cmp::Ge, t));
+        }
+        if let Some(t) = until {
+            select = select.filter(started_at_cmp(backend, Cmp::Lt, t));
+        }
+        select
+    };
+
+    let mut page = in_window(usage_record::Entity::find());
+    match q.before.as_deref().map(str::trim) {
+        None | Some("") => {}
+        Some(before) => {
+            if let Ok(cursor_id) = Uuid::parse_str(before) {
+                let cursor = usage_record::Entity::find_by_id(cursor_id)
+                    .filter(usage_record::Column::TenantId.eq(auth.tenant_id))
+                    .one(db)
+                    .await?
+                    .ok_or_else(|| ApiError::invalid("before", "no such usage record"))?;
+                page = page.filter(
+                    Condition::any()
+                        .add(started_at_cmp(backend, Cmp::Lt, cursor.started_at))
+                        .add(
+                            Condition::all()
+                                .add(started_at_cmp(backend, Cmp::Eq, cursor.started_at))
+                                .add(usage_record::Column::Id.lt(cursor_id)),
+                        ),
+                );
+            } else {
+                let t = validate::timestamp("before", before).map_err(|_| {
+                    ApiError::invalid(
+                        "before",
+                        "must be a usage record id or an RFC 3339 timestamp",
+                    )
+                })?;
+                page = page.filter(started_at_cmp(backend, Cmp::Lt, t));
+            }
+        }
+    }
+    let rows = page
+        .order_by(started_at_order(backend), Order::Desc)
+        .order_by_desc(usage_record::Column::Id)
+        .limit(limit)
+        .all(db)
+        .await?;
+
+    let key_ids: Vec<Uuid> = rows.iter().filter_map(|r| r.key_id).collect();
+    let key_names: HashMap<Uuid, String> = if key_ids.is_empty() {
+        HashMap::new()
+    } else {
+        api_key::Entity::find()
+            .filter(api_key::Column::TenantId.eq(auth.tenant_id))
+            .filter(api_key::Column::Id.is_in(key_ids))
+            .all(db)
+            .await?
+            .into_iter()
+            .map(|k| (k.id, k.name))
+            .collect()
+    };
+
+    let totals = in_window(usage_record::Entity::find())
+        .select_only()
+        .column_as(Expr::cust("COUNT(*)"), "requests")
+        .column_as(sum("prompt_tokens"), "prompt_tokens")
+        .column_as(sum("completion_tokens"), "completion_tokens")
+        .column_as(sum("cost_micros"), "cost_micros")
+        .into_model::<TotalsRow>()
+        .one(db)
+        .await?
+        .unwrap_or(TotalsRow {
+            requests: 0,
+            prompt_tokens: 0,
+            completion_tokens: 0,
+            cost_micros: 0,
+        });
+
+    let next_before = match rows.last() {
+        Some(last) if rows.len() as u64 == limit => Some(last.id.to_string()),
+        _ => None,
+    };
+    let data = rows
+        .into_iter()
+        .map(|r| UsageRow {
+            key_name: r.key_id.and_then(|k| key_names.get(&k).cloned()),
+            cost_usd: format_usd(r.cost_micros),
+            id: r.id,
+            started_at: r.started_at,
+            key_id: r.key_id,
+            team_id: r.team_id,
+            model: r.model,
+            provider: r.provider,
+            upstream_model: r.upstream_model,
+            endpoint: r.endpoint,
+            status: r.status,
+            outcome: r.outcome,
+            error_code: r.error_code,
+            stream: r.stream,
+            prompt_tokens: r.prompt_tokens,
+            completion_tokens: r.completion_tokens,
+            tokens_estimated: r.tokens_estimated,
+            cost_micros: r.cost_micros,
+            latency_ms: r.latency_ms,
+            ttft_ms: r.ttft_ms,
+        })
+        .collect();
+    Ok(Json(UsageResponse {
+        data,
+        totals: UsageTotals {
+            requests: totals.requests,
+            prompt_tokens: totals.prompt_tokens,
+            completion_tokens: totals.completion_tokens,
+            cost_micros: totals.cost_micros,
+            cost_usd: format_usd(totals.cost_micros),
+        },
+        next_before,
+    }))
+}
+
+/// `SUM(col)` as a 64-bit integer, 0 when there are no rows. (PostgreSQL's SUM of bigint is
+/// numeric; the cast brings it back to bigint.)
+fn sum(column: &str) -> SimpleExpr {
+    Expr::cust(format!("CAST(COALESCE(SUM(\"{column}\"), 0) AS BIGINT)"))
+}
+
+/// What rows are ordered by: the column on PostgreSQL, its Julian day on SQLite (see module docs).
+fn started_at_order(backend: DbBackend) -> SimpleExpr {
+    match backend {
+        DbBackend::Sqlite => Expr::cust("julianday(\"started_at\")"),
+        _ => Expr::col(usage_record::Column::StartedAt),
+    }
+}
+
+/// A comparison of `started_at` with a timestamp.
+#[derive(Debug, Clone, Copy)]
+enum Cmp {
+    Lt,
+    Eq,
+    Ge,
+}
+
+/// `started_at <cmp> t`, consistent with [`started_at_order`].
+fn started_at_cmp(backend: DbBackend, cmp: Cmp, t: OffsetDateTime) -> SimpleExpr {
+    let col = usage_record::Column::StartedAt;
+    match backend {
+        DbBackend::Sqlite => {
+            let op = match cmp {
+                Cmp::Lt => "<",
+                Cmp::Eq => "=",
+                Cmp::Ge => ">=",
+            };
+            Expr::cust_with_values(format!("julianday(\"started_at\") {op} julianday(?)"), [t])
+        }
+        _ => match cmp {
+            Cmp::Lt => col.lt(t),
+            Cmp::Eq => col.eq(t),
+            Cmp::Ge => col.gte(t),
+        },
+    }
+}

@@ -1,0 +1,95 @@
+//! The OpenAPI document of the control API and the Swagger UI that renders it.
+//!
+//! Every handler carries a `#[utoipa::path]` annotation and is listed in [`ApiDoc`]; schemas
+//! referenced from the paths are collected automatically. The document is served at
+//! `/api/v1/openapi.json`, Swagger UI at `/docs`, and a copy is committed at
+//! `openapi/control-plane.json`. The `openapi_drift` test fails when the committed copy differs
+//! from what the code generates; `UPDATE_OPENAPI=1 cargo test -p control-plane --test
+//! openapi_drift` rewrites it.
+
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_swagger_ui::SwaggerUi;
+
+use crate::http;
+
+/// Where the spec is served.
+pub const SPEC_PATH: &str = "/api/v1/openapi.json";
+/// Where Swagger UI is served.
+pub const DOCS_PATH: &str = "/docs";
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Switchyard control API",
+        description = "Manage organizations, API keys, providers, model deployments and usage of the Switchyard LLM gateway. \
+                       Errors are `{\"error\": {\"code\": \"…\", \"message\": \"…\"}}`; every response carries `x-switchyard-request-id`.",
+        license(name = "Apache-2.0", identifier = "Apache-2.0"),
+    ),
+    paths(
+        http::health::healthz,
+        http::health::readyz,
+        http::auth::signup,
+        http::auth::login,
+        http::auth::refresh,
+        http::auth::logout,
+        http::auth::me,
+        http::members::list_members,
+        http::members::add_member,
+        http::members::remove_member,
+        http::teams::create_team,
+        http::teams::list_teams,
+        http::teams::delete_team,
+        http::keys::create_key,
+        http::keys::list_keys,
+        http::keys::get_key,
+        http::keys::revoke_key,
+        http::providers::create_provider,
+        http::providers::list_providers,
+        http::providers::get_provider,
+        http::providers::delete_provider,
+        http::models::create_model,
+        http::models::list_models,
+        http::models::get_model,
+        http::models::delete_model,
+        http::usage::list_usage,
+    ),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "auth", description = "Sign up, sign in, sessions"),
+        (name = "members", description = "Who belongs to the organization"),
+        (name = "teams", description = "Groups of API keys"),
+        (name = "keys", description = "Virtual API keys for the gateway"),
+        (name = "providers", description = "Provider credentials (API keys stored sealed)"),
+        (name = "models", description = "Model deployments and their prices"),
+        (name = "usage", description = "Requests, tokens and cost"),
+        (name = "health", description = "Liveness and readiness"),
+    )
+)]
+pub struct ApiDoc;
+
+/// Declares the `bearer` security scheme (access tokens from `/auth/login`) the paths refer to.
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        let mut scheme = Http::new(HttpAuthScheme::Bearer);
+        scheme.bearer_format = Some("JWT".to_owned());
+        scheme.description =
+            Some("Access token from POST /api/v1/auth/login or /auth/signup".to_owned());
+        components.add_security_scheme("bearer", SecurityScheme::Http(scheme));
+    }
+}
+
+/// The document as committed: pretty-printed JSON with a trailing newline.
+pub fn spec_json() -> String {
+    let mut json = ApiDoc::openapi().to_pretty_json().unwrap_or_default();
+    json.push('\n');
+    json
+}
+
+/// Swagger UI at `/docs`, fetching the spec from `/api/v1/openapi.json` (served by the same router).
+pub fn swagger_ui() -> SwaggerUi {
+    SwaggerUi::new(DOCS_PATH).url(SPEC_PATH, ApiDoc::openapi())
+}

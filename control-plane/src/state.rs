@@ -1,0 +1,32 @@
+//! `AppState`: what every handler can reach, built once at start and cloned per request
+//! (every field is a cheap handle). One struct rather than many `Extension`s, so a missing piece
+//! is a compile error and not a runtime 500.
+
+use std::sync::Arc;
+
+use sea_orm::DatabaseConnection;
+use shared::crypto::MasterKey;
+
+use crate::auth::TokenService;
+use crate::sync::ConfigSync;
+
+#[derive(Clone)]
+pub struct AppState {
+    /// Connection pool (PostgreSQL or SQLite).
+    pub db: DatabaseConnection,
+    /// Signs and checks access tokens.
+    pub tokens: Arc<TokenService>,
+    /// Seals provider API keys before they are stored.
+    pub master_key: MasterKey,
+    /// Publishes committed config changes to the data plane.
+    pub sync: ConfigSync,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("tokens", &self.tokens)
+            .field("sync", &self.sync)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,327 @@
+//! Configuration, parsed once from the environment (or flags) at start and validated before
+//! the port is bound.
+//!
+//! [`Settings`] holds what shapes request handling (body limit, upstream timeouts). It is a
+//! `clap::Args` struct so the control plane can flatten it into its own config when it embeds
+//! the data plane's `/v1` routes (the zero-setup default). [`Config`] is the standalone binary's
+//! whole configuration. Nothing reads `std::env` after start.
+
+use std::fmt;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, ValueEnum};
+use shared::config::RedisKeys;
+use shared::crypto::MasterKey;
+
+/// Upper bound for `SWITCHYARD_MAX_BODY_BYTES`: prompts are buffered in memory, so a typo such
+/// as an extra zero should fail at start rather than let a few requests exhaust memory.
+const MAX_BODY_LIMIT: usize = 256 * 1024 * 1024;
+
+/// Request handling settings, shared by the standalone data plane and the embedded mode.
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
+#[command(next_help_heading = "Request handling")]
+pub struct Settings {
+    /// Largest accepted request body in bytes; larger requests are refused with 413.
+    #[arg(long, env = "SWITCHYARD_MAX_BODY_BYTES", default_value_t = 4_194_304)]
+    pub max_body_bytes: usize,
+
+    /// Time allowed to open a TCP (and TLS) connection to a provider, in milliseconds.
+    #[arg(
+        long,
+        env = "SWITCHYARD_UPSTREAM_CONNECT_TIMEOUT_MS",
+        default_value_t = 5_000
+    )]
+    pub upstream_connect_timeout_ms: u64,
+
+    /// Time allowed from sending a request upstream until the response headers arrive, in
+    /// milliseconds. Non-streaming completions produce no headers until they are done, so this
+    /// bounds a whole non-streaming generation.
+    #[arg(
+        long,
+        env = "SWITCHYARD_UPSTREAM_HEADERS_TIMEOUT_MS",
+        default_value_t = 120_000
+    )]
+    pub upstream_headers_timeout_ms: u64,
+
+    /// Largest gap between two streamed chunks (or two body reads), in milliseconds.
+    #[arg(
+        long,
+        env = "SWITCHYARD_UPSTREAM_IDLE_TIMEOUT_MS",
+        default_value_t = 120_000
+    )]
+    pub upstream_idle_timeout_ms: u64,
+
+    /// Total time allowed for one upstream call, streaming included, in milliseconds.
+    #[arg(
+        long,
+        env = "SWITCHYARD_UPSTREAM_TIMEOUT_MS",
+        default_value_t = 600_000
+    )]
+    pub upstream_timeout_ms: u64,
+}
+
+impl Default for Settings {
+    /// The same values as the environment variables' defaults.
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 4_194_304,
+            upstream_connect_timeout_ms: 5_000,
+            upstream_headers_timeout_ms: 120_000,
+            upstream_idle_timeout_ms: 120_000,
+            upstream_timeout_ms: 600_000,
+        }
+    }
+}
+
+impl Settings {
+    /// Refuses values that would make the gateway useless or dangerous, naming the variable.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if self.max_body_bytes == 0 || self.max_body_bytes > MAX_BODY_LIMIT {
+            bail!("SWITCHYARD_MAX_BODY_BYTES must be between 1 and {MAX_BODY_LIMIT}");
+        }
+        for (name, value) in [
+            (
+                "SWITCHYARD_UPSTREAM_CONNECT_TIMEOUT_MS",
+                self.upstream_connect_timeout_ms,
+            ),
+            (
+                "SWITCHYARD_UPSTREAM_HEADERS_TIMEOUT_MS",
+                self.upstream_headers_timeout_ms,
+            ),
+            (
+                "SWITCHYARD_UPSTREAM_IDLE_TIMEOUT_MS",
+                self.upstream_idle_timeout_ms,
+            ),
+            ("SWITCHYARD_UPSTREAM_TIMEOUT_MS", self.upstream_timeout_ms),
+        ] {
+            if value == 0 {
+                bail!("{name} must be greater than 0");
+            }
+        }
+        Ok(())
+    }
+
+    pub fn connect_timeout(&self) -> Duration {
+        Duration::from_millis(self.upstream_connect_timeout_ms)
+    }
+
+    pub fn headers_timeout(&self) -> Duration {
+        Duration::from_millis(self.upstream_headers_timeout_ms)
+    }
+
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_millis(self.upstream_idle_timeout_ms)
+    }
+
+    pub fn total_timeout(&self) -> Duration {
+        Duration::from_millis(self.upstream_timeout_ms)
+    }
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
+
+/// A string that must never appear in logs or `--help` output.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Self(s.to_owned()))
+    }
+}
+
+/// The standalone data-plane binary's configuration.
+#[derive(Parser)]
+#[command(
+    name = "data-plane",
+    version,
+    about = "Switchyard data plane: the OpenAI-compatible gateway"
+)]
+pub struct Config {
+    /// Address to listen on (host:port).
+    #[arg(long, env = "SWITCHYARD_LISTEN", default_value = "0.0.0.0:8081")]
+    pub listen: String,
+
+    /// Redis URL, e.g. redis://127.0.0.1:6379 (may carry a password; never logged).
+    #[arg(long, env = "REDIS_URL", hide_env_values = true)]
+    pub redis_url: Secret,
+
+    /// Prefix of every Redis key Switchyard uses; must match the control plane's.
+    #[arg(long, env = "SWITCHYARD_REDIS_PREFIX", default_value = RedisKeys::DEFAULT_PREFIX)]
+    pub redis_prefix: String,
+
+    /// The 32-byte master key that opens provider secrets, as 64 hex characters or base64.
+    /// Must be the control plane's key.
+    #[arg(long, env = "SWITCHYARD_MASTER_KEY", hide_env_values = true)]
+    pub master_key: Secret,
+
+    /// This node's name in logs (default: random).
+    #[arg(long, env = "SWITCHYARD_NODE_ID")]
+    pub node_id: Option<String>,
+
+    /// Log line format.
+    #[arg(long, env = "SWITCHYARD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    #[command(flatten)]
+    pub settings: Settings,
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("listen", &self.listen)
+            .field("redis_url", &redact_url(self.redis_url.expose()))
+            .field("redis_prefix", &self.redis_prefix)
+            .field("master_key", &self.master_key)
+            .field("node_id", &self.node_id)
+            .field("log_format", &self.log_format)
+            .field("settings", &self.settings)
+            .finish()
+    }
+}
+
+/// Everything `main` needs, checked: the parsed master key and the resolved node id.
+#[derive(Debug)]
+pub struct Validated {
+    pub master_key: MasterKey,
+    pub node_id: String,
+}
+
+impl Config {
+    /// Checks every value before anything is started. Messages name the variable and never
+    /// contain the offending secret.
+    pub fn validate(&self) -> anyhow::Result<Validated> {
+        self.settings.validate()?;
+        if self.listen.trim().is_empty() {
+            bail!("SWITCHYARD_LISTEN must be host:port, e.g. 0.0.0.0:8081");
+        }
+        let url = self.redis_url.expose();
+        if !(url.starts_with("redis://")
+            || url.starts_with("rediss://")
+            || url.starts_with("unix://"))
+        {
+            bail!("REDIS_URL must start with redis://, rediss:// or unix://");
+        }
+        if self.redis_prefix.is_empty() {
+            bail!("SWITCHYARD_REDIS_PREFIX must not be empty");
+        }
+        let master_key = MasterKey::parse(self.master_key.expose())
+            .context("SWITCHYARD_MASTER_KEY is invalid")?;
+        let node_id = match &self.node_id {
+            Some(id) if !id.trim().is_empty() => id.trim().to_owned(),
+            _ => format!("dp-{}", uuid::Uuid::new_v4().simple()),
+        };
+        Ok(Validated {
+            master_key,
+            node_id,
+        })
+    }
+}
+
+/// `redis://user:secret@host:6379/0` → `redis://***@host:6379/0`, for debug output.
+pub(crate) fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            format!("{}***{}", &url[..scheme_end + 3], &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    const KEY_HEX: &str = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
+
+    fn parse(args: &[&str]) -> Result<Config, clap::Error> {
+        let mut all = vec!["data-plane"];
+        all.extend_from_slice(args);
+        Config::try_parse_from(all)
+    }
+
+    #[test]
+    fn defaults_match_the_documented_env_defaults() {
+        let c = parse(&[
+            "--redis-url",
+            "redis://127.0.0.1:6379",
+            "--master-key",
+            KEY_HEX,
+        ])
+        .expect("parses");
+        assert_eq!(c.settings, Settings::default());
+        assert_eq!(c.listen, "0.0.0.0:8081");
+        assert_eq!(c.redis_prefix, "switchyard:");
+        assert_eq!(c.log_format, LogFormat::Text);
+        let v = c.validate().expect("valid");
+        assert!(v.node_id.starts_with("dp-"));
+    }
+
+    #[test]
+    fn bad_master_key_is_refused_without_echoing_it() {
+        let c = parse(&[
+            "--redis-url",
+            "redis://x",
+            "--master-key",
+            "not-a-real-key-1234",
+        ])
+        .expect("parses");
+        let err = format!("{:#}", c.validate().expect_err("refused"));
+        assert!(err.contains("SWITCHYARD_MASTER_KEY"), "{err}");
+        assert!(!err.contains("not-a-real-key-1234"), "{err}");
+    }
+
+    #[test]
+    fn secrets_are_redacted_in_debug_output() {
+        let c = parse(&[
+            "--redis-url",
+            "redis://:hunter2@redis:6379/0",
+            "--master-key",
+            KEY_HEX,
+        ])
+        .expect("parses");
+        let debug = format!("{c:?}");
+        assert!(!debug.contains("hunter2"), "{debug}");
+        assert!(!debug.contains(KEY_HEX), "{debug}");
+        assert!(debug.contains("redis://***@redis:6379/0"), "{debug}");
+    }
+
+    #[test]
+    fn zero_timeouts_and_absurd_limits_are_refused() {
+        let s = Settings {
+            upstream_idle_timeout_ms: 0,
+            ..Settings::default()
+        };
+        assert!(format!("{}", s.validate().expect_err("refused")).contains("IDLE"));
+        let s = Settings {
+            max_body_bytes: 0,
+            ..Settings::default()
+        };
+        assert!(s.validate().is_err());
+    }
+}

@@ -1,0 +1,469 @@
+//! [`GatewayError`], the data plane's one error type, and the only place errors become HTTP.
+//!
+//! Every error is rendered in OpenAI's shape, `{"error":{"message","type","param","code"}}`, so
+//! the official SDKs raise their usual exception classes (they map the HTTP status to a class and
+//! read `error.message`). Rendering does not log: [`GatewayError::into_response`] puts the error
+//! into the response extensions and the edge middleware ([`crate::http::log_errors`]) logs it once,
+//! inside the request's span, and counts it under [`GatewayError::code`].
+//!
+//! 5xx responses never carry internal details (they are in the log line); messages never carry
+//! an API key, a key hash or a provider secret.
+
+use std::fmt;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+
+/// See [`ProviderError::scrub`].
+const MIN_SCRUBBED_SECRET: usize = 8;
+
+/// An error body as a provider sent it, kept so 400/429 answers can be passed on faithfully.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProviderError {
+    pub message: Option<String>,
+    pub kind: Option<String>,
+    pub param: Option<String>,
+    pub code: Option<String>,
+}
+
+impl ProviderError {
+    /// Parses an OpenAI-style error body. Anything else yields an empty error: a non-JSON body
+    /// (an HTML page from a proxy, say) is not something to show a client.
+    pub fn parse(body: &[u8]) -> Self {
+        #[derive(Deserialize)]
+        struct Envelope {
+            error: Option<Inner>,
+        }
+        #[derive(Deserialize)]
+        struct Inner {
+            message: Option<serde_json::Value>,
+            #[serde(rename = "type")]
+            kind: Option<serde_json::Value>,
+            param: Option<serde_json::Value>,
+            code: Option<serde_json::Value>,
+        }
+        fn text(v: Option<serde_json::Value>) -> Option<String> {
+            match v? {
+                serde_json::Value::String(s) => Some(s),
+                serde_json::Value::Number(n) => Some(n.to_string()),
+                _ => None,
+            }
+        }
+        match serde_json::from_slice::<Envelope>(body) {
+            Ok(Envelope { error: Some(e) }) => Self {
+                message: text(e.message),
+                kind: text(e.kind),
+                param: text(e.param),
+                code: text(e.code),
+            },
+            _ => Self::default(),
+        }
+    }
+
+    /// Replaces every occurrence of `secret` in the message, in case a provider echoes the key
+    /// it was given (some do, masked or not). Secrets shorter than 8 bytes are
+    /// left alone: replacing "k" would mangle every word containing a k, and a key that short
+    /// protects nothing anyway.
+    pub fn scrub(mut self, secret: Option<&str>) -> Self {
+        if let (Some(msg), Some(secret)) = (self.message.as_mut(), secret)
+            && secret.len() >= MIN_SCRUBBED_SECRET
+            && msg.contains(secret)
+        {
+            *msg = msg.replace(secret, "[redacted]");
+        }
+        self
+    }
+}
+
+/// Everything that can go wrong while serving a request.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    /// The body is not JSON at all (syntax error or truncated).
+    #[error("request body is not valid JSON: {0}")]
+    InvalidJson(String),
+    /// The JSON is well formed but a field is missing, of the wrong type or invalid.
+    /// `message` names the field and `param` is its path (e.g. `messages[0].role`).
+    #[error("invalid request: {message}")]
+    InvalidRequest {
+        message: String,
+        param: Option<String>,
+    },
+    /// The request body could not be read (client went away mid-upload, bad chunking).
+    #[error("could not read the request body: {0}")]
+    BodyRead(String),
+    #[error("request body larger than {limit} bytes")]
+    RequestTooLarge { limit: usize },
+
+    #[error("no API key presented")]
+    MissingApiKey,
+    #[error("unknown API key")]
+    InvalidApiKey,
+    #[error("revoked API key")]
+    KeyRevoked,
+    #[error("expired API key")]
+    KeyExpired,
+
+    #[error("model {model:?} is not allowed for this key")]
+    ModelNotAllowed { model: String },
+    #[error("model {model:?} does not exist for this tenant")]
+    ModelNotFound { model: String },
+    #[error("no route for this path")]
+    RouteNotFound,
+    #[error("method not allowed on this path")]
+    MethodNotAllowed,
+
+    /// The provider answered 429; its `Retry-After` is passed on so SDKs back off correctly.
+    #[error("upstream rate limited the request")]
+    UpstreamRateLimited {
+        retry_after: Option<HeaderValue>,
+        error: Box<ProviderError>,
+    },
+    /// The provider refused the request as invalid (400, 413, 422); the client can fix it.
+    #[error("upstream refused the request with HTTP {status}")]
+    UpstreamBadRequest {
+        status: StatusCode,
+        error: Box<ProviderError>,
+    },
+    /// The provider refused our credentials (401/403): a gateway configuration problem.
+    #[error("upstream rejected the provider credentials with HTTP {status}")]
+    UpstreamAuthFailed { status: u16 },
+    /// The provider failed (5xx, or a 4xx the client cannot fix such as an unknown upstream model).
+    #[error("upstream answered HTTP {status}")]
+    UpstreamError {
+        status: u16,
+        error: Box<ProviderError>,
+    },
+    /// The provider could not be reached (DNS, connect refused, TLS).
+    #[error("upstream unreachable: {0}")]
+    UpstreamUnreachable(String),
+    /// No response headers (or body bytes) within the configured timeout.
+    #[error("upstream timed out: {0}")]
+    UpstreamTimeout(&'static str),
+    /// The provider answered something we cannot use (connection closed early, bad JSON).
+    #[error("upstream protocol error: {0}")]
+    UpstreamProtocol(String),
+    /// The deployment points at a provider we cannot use (missing, no base URL, secret that
+    /// does not open under this node's master key).
+    #[error("provider not usable: {0}")]
+    ProviderUnavailable(String),
+
+    /// The key is not cached and the config store (Redis) cannot be reached.
+    #[error("config store unavailable: {0}")]
+    StoreUnavailable(String),
+    /// A bug or a panic; details only in the log.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// The wire shape, shared with the streamed error event.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ErrorDetail {
+    pub message: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub param: Option<String>,
+    pub code: Option<String>,
+}
+
+const INVALID_REQUEST: &str = "invalid_request_error";
+const API_ERROR: &str = "api_error";
+
+impl GatewayError {
+    pub fn status(&self) -> StatusCode {
+        use GatewayError::*;
+        match self {
+            InvalidJson(_) | InvalidRequest { .. } | BodyRead(_) => StatusCode::BAD_REQUEST,
+            RequestTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            MissingApiKey | InvalidApiKey | KeyRevoked | KeyExpired => StatusCode::UNAUTHORIZED,
+            ModelNotAllowed { .. } => StatusCode::FORBIDDEN,
+            ModelNotFound { .. } | RouteNotFound => StatusCode::NOT_FOUND,
+            MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            UpstreamRateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            UpstreamBadRequest { status, .. } => *status,
+            UpstreamAuthFailed { .. }
+            | UpstreamError { .. }
+            | UpstreamUnreachable(_)
+            | UpstreamProtocol(_)
+            | ProviderUnavailable(_) => StatusCode::BAD_GATEWAY,
+            UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            StoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// A low-cardinality label for metrics and the usage event's `error_code`. Stable: dashboards
+    /// and stored usage rows depend on these strings.
+    pub fn code(&self) -> &'static str {
+        use GatewayError::*;
+        match self {
+            InvalidJson(_) => "invalid_json",
+            InvalidRequest { .. } => "invalid_request",
+            BodyRead(_) => "invalid_body",
+            RequestTooLarge { .. } => "request_too_large",
+            MissingApiKey => "missing_api_key",
+            InvalidApiKey => "invalid_api_key",
+            KeyRevoked => "key_revoked",
+            KeyExpired => "key_expired",
+            ModelNotAllowed { .. } => "model_not_allowed",
+            ModelNotFound { .. } => "model_not_found",
+            RouteNotFound => "not_found",
+            MethodNotAllowed => "method_not_allowed",
+            UpstreamRateLimited { .. } => "upstream_rate_limited",
+            UpstreamBadRequest { .. } => "upstream_bad_request",
+            UpstreamAuthFailed { .. } => "upstream_auth_failed",
+            UpstreamError { .. } | UpstreamProtocol(_) => "upstream_error",
+            UpstreamUnreachable(_) => "upstream_unreachable",
+            UpstreamTimeout(_) => "upstream_timeout",
+            ProviderUnavailable(_) => "provider_unavailable",
+            StoreUnavailable(_) => "config_store_unavailable",
+            Internal(_) => "internal_error",
+        }
+    }
+
+    /// The body the client sees.
+    pub fn body(&self) -> ErrorBody {
+        use GatewayError::*;
+        let own = |message: String, kind: &str, param: Option<String>| ErrorDetail {
+            message,
+            kind: kind.to_owned(),
+            param,
+            code: Some(self.code().to_owned()),
+        };
+        let error = match self {
+            InvalidJson(_) => own(
+                "We could not parse the JSON body of your request. The API expects a JSON \
+                 payload, but what was sent was not valid JSON."
+                    .to_owned(),
+                INVALID_REQUEST,
+                None,
+            ),
+            InvalidRequest { message, param } => {
+                own(message.clone(), INVALID_REQUEST, param.clone())
+            }
+            BodyRead(_) => own(
+                "The request body could not be read.".to_owned(),
+                INVALID_REQUEST,
+                None,
+            ),
+            RequestTooLarge { limit } => own(
+                format!("The request body is too large: the limit is {limit} bytes."),
+                INVALID_REQUEST,
+                None,
+            ),
+            MissingApiKey => own(
+                "You didn't provide an API key. You need to provide your API key in an \
+                 Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY), \
+                 or in an x-api-key header."
+                    .to_owned(),
+                INVALID_REQUEST,
+                None,
+            ),
+            InvalidApiKey => own(
+                "Incorrect API key provided. You can find your API keys in the Switchyard console."
+                    .to_owned(),
+                INVALID_REQUEST,
+                None,
+            ),
+            KeyRevoked => own(
+                "This API key has been revoked.".to_owned(),
+                INVALID_REQUEST,
+                None,
+            ),
+            KeyExpired => own(
+                "This API key has expired.".to_owned(),
+                INVALID_REQUEST,
+                None,
+            ),
+            ModelNotAllowed { model } => own(
+                format!("This API key is not allowed to use the model `{model}`."),
+                "permission_error",
+                Some("model".to_owned()),
+            ),
+            ModelNotFound { model } => own(
+                format!("The model `{model}` does not exist or you do not have access to it."),
+                INVALID_REQUEST,
+                Some("model".to_owned()),
+            ),
+            RouteNotFound => own("Unknown request URL.".to_owned(), INVALID_REQUEST, None),
+            MethodNotAllowed => own(
+                "This method is not allowed on this URL.".to_owned(),
+                INVALID_REQUEST,
+                None,
+            ),
+            UpstreamRateLimited { error, .. } => passthrough(
+                error,
+                "The upstream provider is rate limiting requests; retry later.",
+                "rate_limit_error",
+                self.code(),
+            ),
+            UpstreamBadRequest { error, .. } => passthrough(
+                error,
+                "The upstream provider refused the request as invalid.",
+                INVALID_REQUEST,
+                self.code(),
+            ),
+            UpstreamAuthFailed { .. } => own(
+                "The upstream provider rejected the gateway's credentials for this model. \
+                 Ask your Switchyard administrator to check the provider's API key."
+                    .to_owned(),
+                API_ERROR,
+                None,
+            ),
+            UpstreamError { status, error } => own(
+                match &error.message {
+                    Some(m) => {
+                        format!("The upstream provider returned an error (HTTP {status}): {m}")
+                    }
+                    None => format!("The upstream provider returned an error (HTTP {status})."),
+                },
+                API_ERROR,
+                None,
+            ),
+            UpstreamUnreachable(_) => own(
+                "The upstream provider could not be reached.".to_owned(),
+                API_ERROR,
+                None,
+            ),
+            UpstreamTimeout(_) => own(
+                "The upstream provider did not respond in time.".to_owned(),
+                API_ERROR,
+                None,
+            ),
+            UpstreamProtocol(_) => own(
+                "The upstream provider returned an invalid response.".to_owned(),
+                API_ERROR,
+                None,
+            ),
+            ProviderUnavailable(_) => own(
+                "The provider configured for this model cannot be used right now. \
+                 Ask your Switchyard administrator to check its settings."
+                    .to_owned(),
+                API_ERROR,
+                None,
+            ),
+            StoreUnavailable(_) => own(
+                "The gateway's configuration store is unavailable right now; please retry shortly."
+                    .to_owned(),
+                API_ERROR,
+                None,
+            ),
+            Internal(_) => own(
+                "The gateway had an internal error while processing your request.".to_owned(),
+                API_ERROR,
+                None,
+            ),
+        };
+        ErrorBody { error }
+    }
+}
+
+/// A provider's 400/429 body, passed on as the provider wrote it (its `code` such as
+/// `context_length_exceeded` is useful to the client), with our defaults filling the gaps.
+fn passthrough(error: &ProviderError, message: &str, kind: &str, code: &str) -> ErrorDetail {
+    ErrorDetail {
+        message: error.message.clone().unwrap_or_else(|| message.to_owned()),
+        kind: error.kind.clone().unwrap_or_else(|| kind.to_owned()),
+        param: error.param.clone(),
+        code: Some(error.code.clone().unwrap_or_else(|| code.to_owned())),
+    }
+}
+
+/// What the edge middleware finds in the response extensions: the error, for one log line.
+#[derive(Clone)]
+pub struct LoggedError(pub Arc<GatewayError>);
+
+impl fmt::Debug for LoggedError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.0, f)
+    }
+}
+
+impl IntoResponse for GatewayError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let mut response = (status, Json(self.body())).into_response();
+        if let GatewayError::UpstreamRateLimited {
+            retry_after: Some(value),
+            ..
+        } = &self
+        {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, value.clone());
+        }
+        response
+            .extensions_mut()
+            .insert(LoggedError(Arc::new(self)));
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    #[test]
+    fn every_variant_renders_the_openai_shape_with_its_code() {
+        let all = [
+            GatewayError::InvalidJson("x".into()),
+            GatewayError::MissingApiKey,
+            GatewayError::KeyRevoked,
+            GatewayError::ModelNotAllowed { model: "m".into() },
+            GatewayError::UpstreamAuthFailed { status: 401 },
+            GatewayError::Internal("secret detail".into()),
+        ];
+        for e in all {
+            let body = serde_json::to_value(e.body()).expect("serializes");
+            let err = &body["error"];
+            assert!(err["message"].is_string(), "{body}");
+            assert!(err["type"].is_string(), "{body}");
+            assert!(err.get("param").is_some(), "{body}");
+            assert_eq!(err["code"], e.code(), "{body}");
+            assert!(!body.to_string().contains("secret detail"));
+        }
+    }
+
+    #[test]
+    fn provider_errors_parse_and_scrub() {
+        let body = br#"{"error":{"message":"Incorrect API key provided: sk-live-123","type":"invalid_request_error","param":null,"code":"invalid_api_key"}}"#;
+        let e = ProviderError::parse(body).scrub(Some("sk-live-123"));
+        assert_eq!(
+            e.message.as_deref(),
+            Some("Incorrect API key provided: [redacted]")
+        );
+        assert_eq!(e.code.as_deref(), Some("invalid_api_key"));
+        assert_eq!(e.param, None);
+        assert_eq!(
+            ProviderError::parse(b"<html>bad gateway</html>"),
+            ProviderError::default()
+        );
+    }
+
+    #[test]
+    fn upstream_400_passes_the_provider_body_through() {
+        let e = GatewayError::UpstreamBadRequest {
+            status: StatusCode::BAD_REQUEST,
+            error: Box::new(ProviderError {
+                message: Some("too long".into()),
+                kind: Some("invalid_request_error".into()),
+                param: Some("messages".into()),
+                code: Some("context_length_exceeded".into()),
+            }),
+        };
+        let body = e.body();
+        assert_eq!(body.error.message, "too long");
+        assert_eq!(body.error.param.as_deref(), Some("messages"));
+        assert_eq!(body.error.code.as_deref(), Some("context_length_exceeded"));
+        assert_eq!(e.code(), "upstream_bad_request");
+    }
+}

@@ -1,0 +1,34 @@
+//! `POST /v1/chat/completions`: starts the pipeline in its own task and waits for its response.
+
+use axum::Extension;
+use axum::extract::{Request, State};
+use axum::response::{IntoResponse, Response};
+use tokio::sync::oneshot;
+use tracing::Instrument;
+
+use crate::error::GatewayError;
+use crate::pipeline::{self, AuthContext, RequestId};
+use crate::state::AppState;
+
+/// Runs the pipeline in a spawned task (so a client disconnect cannot cancel metering, see
+/// [`pipeline`]) and returns whatever response it sends first.
+pub async fn chat_completions(
+    State(state): State<AppState>,
+    Extension(request_id): Extension<RequestId>,
+    Extension(auth): Extension<AuthContext>,
+    request: Request,
+) -> Response {
+    let (respond, response) = oneshot::channel();
+    // Taken before spawning so a shutdown drain that starts right now still waits for it.
+    let in_flight = state.track();
+    let body = request.into_body();
+    // The task keeps the request's span, so its log lines carry the request id.
+    let task = pipeline::chat_completions(state, request_id, auth, body, respond, in_flight);
+    tokio::spawn(task.instrument(tracing::Span::current()));
+    match response.await {
+        Ok(response) => response,
+        // The task ended without answering: it panicked (the panic is in the log).
+        Err(_) => GatewayError::Internal("the request task ended without a response".to_owned())
+            .into_response(),
+    }
+}

@@ -1,0 +1,189 @@
+//! The HTTP surface: routes, and the edge layers every response passes through.
+//!
+//! - [`chat`]: `POST /v1/chat/completions`, which hands over to the [`pipeline`](crate::pipeline);
+//! - [`models`]: `GET /v1/models` (and `GET /v1/models/{model}`);
+//! - [`health`]: `/healthz`, `/readyz`, `/metrics` (the only unauthenticated routes besides
+//!   the 404 answer for unknown paths).
+//!
+//! The edge layers ([`with_edge`]), outermost first: [`request_id`] (a fresh UUIDv7 per request,
+//! echoed as `x-switchyard-request-id` on every response and used as the usage event id),
+//! [`log_errors`] (logs each error once and counts it), catch-panic (a panic becomes an
+//! OpenAI-format 500) and [`limit_body`] (413 on an oversized `Content-Length`, and a hard cap
+//! while a body of unknown length is read).
+
+pub mod chat;
+pub mod health;
+pub mod models;
+
+use std::any::Any;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::header::CONTENT_LENGTH;
+use axum::http::{HeaderName, HeaderValue};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use http_body_util::Limited;
+use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
+use tracing::Instrument;
+
+use crate::error::{GatewayError, LoggedError};
+use crate::pipeline::RequestId;
+use crate::state::AppState;
+
+/// The response header carrying the request id (also the usage event's id).
+pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-switchyard-request-id");
+
+/// Wraps `router` in the edge layers, as one `ServiceBuilder` (outermost first, in the order
+/// documented on this module).
+pub fn with_edge(router: Router, state: &AppState) -> Router {
+    router.layer(
+        ServiceBuilder::new()
+            .layer(middleware::from_fn(request_id))
+            .layer(middleware::from_fn(log_errors))
+            .layer(CatchPanicLayer::custom(panic_response))
+            .layer(middleware::from_fn_with_state(
+                state.settings().max_body_bytes,
+                limit_body,
+            )),
+    )
+}
+
+/// Gives the request a fresh id. A client's own `x-request-id` (or a forged
+/// `x-switchyard-request-id`) is never trusted: the id is the usage event's deduplication key,
+/// so reusing one would make a second request free.
+pub async fn request_id(mut request: Request, next: Next) -> Response {
+    let rid = RequestId::new();
+    request.headers_mut().remove(&REQUEST_ID_HEADER);
+    request.extensions_mut().insert(rid);
+    let span = tracing::info_span!(
+        "request",
+        id = %rid.id,
+        method = %request.method(),
+        path = %request.uri().path(),
+    );
+    let mut response = next.run(request).instrument(span).await;
+    let mut buf = uuid::Uuid::encode_buffer();
+    if let Ok(value) = HeaderValue::from_str(rid.id.hyphenated().encode_lower(&mut buf)) {
+        response.headers_mut().insert(REQUEST_ID_HEADER, value);
+    }
+    response
+}
+
+/// Logs the error a response carries, once, inside the request's span, and counts every
+/// response by status and error code. 5xx are errors (with the internal detail, which the
+/// client never sees), 4xx are informational.
+pub async fn log_errors(request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    let code = match response.extensions().get::<LoggedError>() {
+        Some(LoggedError(error)) => {
+            if status.is_server_error() {
+                tracing::error!(status = status.as_u16(), code = error.code(), error = %error, "request failed");
+            } else {
+                tracing::info!(status = status.as_u16(), code = error.code(), error = %error, "request refused");
+            }
+            error.code()
+        }
+        None => "",
+    };
+    tracing::debug!(status = status.as_u16(), "response sent");
+    metrics::counter!(
+        "switchyard_http_responses_total",
+        "status" => status.as_str().to_owned(),
+        "code" => code,
+    )
+    .increment(1);
+    response
+}
+
+/// A panic in a handler becomes an OpenAI-format 500; the payload goes to the log only.
+pub fn panic_response(payload: Box<dyn Any + Send + 'static>) -> Response {
+    let detail = if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else {
+        "non-string panic payload".to_owned()
+    };
+    GatewayError::Internal(format!("handler panicked: {detail}")).into_response()
+}
+
+/// Refuses a body whose `Content-Length` exceeds the limit before anything reads it, and caps
+/// bodies of unknown length (chunked) while they are read.
+pub async fn limit_body(State(limit): State<usize>, request: Request, next: Next) -> Response {
+    let declared = request
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit as u64) {
+        return GatewayError::RequestTooLarge { limit }.into_response();
+    }
+    let request = request.map(|body| Body::new(Limited::new(body, limit)));
+    next.run(request).await
+}
+
+/// The answer for paths we do not serve, in OpenAI's format.
+pub async fn not_found() -> Response {
+    GatewayError::RouteNotFound.into_response()
+}
+
+/// The answer for a known path with the wrong method.
+pub async fn method_not_allowed() -> Response {
+    GatewayError::MethodNotAllowed.into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use std::sync::Arc;
+
+    use axum::routing::get;
+    use tower::ServiceExt;
+
+    use super::*;
+    use crate::config::Settings;
+    use crate::store::ConfigStore;
+    use crate::usage_sink::UsageSink;
+
+    #[tokio::test]
+    async fn a_panic_becomes_an_openai_500_with_a_request_id() {
+        let bus = shared::bus::MemoryBus::new();
+        let store = ConfigStore::in_memory(Arc::clone(&bus), shared::crypto::MasterKey::generate());
+        let (tx, _rx) = tokio::sync::mpsc::channel(1);
+        let state = AppState::new(Settings::default(), store, UsageSink::in_memory(tx)).unwrap();
+        let router: Router = Router::new().route(
+            "/boom",
+            get(|| async {
+                panic!("secret internal detail");
+                #[allow(unreachable_code)]
+                ""
+            }),
+        );
+        let app = with_edge(router, &state);
+        let response = app
+            .oneshot(
+                axum::http::Request::get("/boom")
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 500);
+        assert!(response.headers().contains_key(REQUEST_ID_HEADER));
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 16)
+            .await
+            .unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(body["error"]["code"], "internal_error");
+        assert_eq!(body["error"]["type"], "api_error");
+        assert!(
+            !body.to_string().contains("secret internal detail"),
+            "{body}"
+        );
+    }
+}

@@ -1,0 +1,52 @@
+//! Stage 6, attempt: call the chosen deployment's provider.
+//!
+//! Sets the call's total deadline (`SWITCHYARD_UPSTREAM_TIMEOUT_MS`, streaming included) and
+//! hands over to the provider adapter. Retries and fallback to another deployment will live
+//! here; they must only retry before any byte reached the client, and skip bodies over the
+//! replay cap.
+
+use tokio::time::Instant;
+
+use crate::error::GatewayError;
+use crate::pipeline::RequestId;
+use crate::pipeline::route::Backend;
+use crate::providers::{self, Call, Reply};
+use crate::state::AppState;
+use crate::wire::ChatRequest;
+
+/// A provider's answer and the deadline the rest of it (a stream) must meet.
+pub struct Attempt {
+    pub reply: Reply,
+    pub deadline: Instant,
+}
+
+/// Calls `backend` with `request`.
+pub async fn run(
+    state: &AppState,
+    backend: &Backend,
+    request: &ChatRequest,
+    request_id: &RequestId,
+) -> Result<Attempt, GatewayError> {
+    let deployment = &backend.deployment;
+    let provider = backend
+        .tenant
+        .provider(deployment.provider_id)
+        .ok_or_else(|| {
+            GatewayError::ProviderUnavailable(format!(
+                "deployment {} names provider {}, which the tenant config does not contain",
+                deployment.id, deployment.provider_id
+            ))
+        })?;
+    let deadline = Instant::now() + state.settings().total_timeout();
+    let call = Call {
+        http: state.http(),
+        settings: state.settings(),
+        request,
+        upstream_model: &deployment.upstream_model,
+        provider,
+        request_id: request_id.id,
+        deadline,
+    };
+    let reply = providers::call(&call).await?;
+    Ok(Attempt { reply, deadline })
+}

@@ -1,0 +1,151 @@
+//! Provider adapters: one per wire protocol, each turning a [`ChatRequest`] for a chosen
+//! deployment into a [`Reply`].
+//!
+//! - [`openai`]: api.openai.com and every OpenAI-compatible server (vLLM, Ollama, Groq, …).
+//! - [`mock`]: built in, deterministic, no network; echoes the last user message.
+//!
+//! Adapters only translate and transport. They do not meter, retry or log: a [`Reply::Stream`]
+//! is a lazy stream of SSE events that the meter stage drives (see `pipeline::meter`), and
+//! failures are returned as [`GatewayError`]s that the edge renders and logs once.
+
+pub mod mock;
+pub mod openai;
+
+use bytes::Bytes;
+use futures::stream::BoxStream;
+use serde::Deserialize;
+use shared::config::ProviderKind;
+use tokio::time::Instant;
+use uuid::Uuid;
+
+use crate::config::Settings;
+use crate::error::GatewayError;
+use crate::store::ResolvedProvider;
+use crate::wire::ChatRequest;
+
+/// Everything an adapter needs for one upstream call.
+pub struct Call<'a> {
+    pub http: &'a reqwest::Client,
+    pub settings: &'a Settings,
+    pub request: &'a ChatRequest,
+    /// The model id sent to the provider (the deployment's `upstream_model`).
+    pub upstream_model: &'a str,
+    pub provider: &'a ResolvedProvider,
+    pub request_id: Uuid,
+    /// When the whole call (stream included) must be over: start + `SWITCHYARD_UPSTREAM_TIMEOUT_MS`.
+    pub deadline: Instant,
+}
+
+/// What a provider answered.
+pub enum Reply {
+    /// A whole `chat.completion` JSON body, forwarded to the client as is.
+    Complete(Completion),
+    /// A stream of server-sent events (`chat.completion.chunk`s, then `[DONE]`).
+    Stream(EventStream),
+}
+
+pub struct Completion {
+    pub body: Bytes,
+    /// Token counts as the provider reported them, if it did.
+    pub usage: Option<Usage>,
+}
+
+/// Token counts as reported by a provider.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+pub struct Usage {
+    #[serde(default)]
+    pub prompt_tokens: u64,
+    #[serde(default)]
+    pub completion_tokens: u64,
+}
+
+/// One server-sent event, as received.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    /// The `event:` field when it is not the default `message`.
+    pub name: Option<String>,
+    /// The `data:` field(s), joined with `\n` as the SSE spec says.
+    pub data: String,
+}
+
+/// Why a stream ended early (connection cut, malformed framing). Only logged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamError(pub String);
+
+/// Events in arrival order; ends when the upstream closes the stream.
+pub type EventStream = BoxStream<'static, Result<Event, StreamError>>;
+
+/// Dispatches to the adapter for the provider's kind.
+pub async fn call(call: &Call<'_>) -> Result<Reply, GatewayError> {
+    match call.provider.record.kind {
+        ProviderKind::OpenAi | ProviderKind::OpenAiCompatible => openai::call(call).await,
+        ProviderKind::Mock => Ok(mock::call(call)),
+    }
+}
+
+/// The pieces of a `chat.completion` body the meter reads.
+#[derive(Deserialize)]
+struct CompletionView {
+    #[serde(default)]
+    usage: Option<Usage>,
+}
+
+/// Reads `usage` from a `chat.completion` body; `Err` when the body is not a JSON object.
+pub(crate) fn completion_usage(body: &[u8]) -> Result<Option<Usage>, serde_json::Error> {
+    serde_json::from_slice::<CompletionView>(body).map(|v| v.usage)
+}
+
+/// The generated text of a `chat.completion` body (every choice's content and tool-call
+/// arguments), for estimating completion tokens when the provider reported none.
+pub(crate) fn completion_text(body: &[u8]) -> String {
+    #[derive(Deserialize)]
+    struct View {
+        #[serde(default)]
+        choices: Vec<Choice>,
+    }
+    #[derive(Deserialize)]
+    struct Choice {
+        #[serde(default)]
+        message: Option<serde_json::Value>,
+    }
+    let mut out = String::new();
+    if let Ok(view) = serde_json::from_slice::<View>(body) {
+        for message in view.choices.into_iter().filter_map(|c| c.message) {
+            if let Some(serde_json::Value::String(s)) = message.get("content") {
+                out.push_str(s);
+            }
+            if let Some(serde_json::Value::Array(calls)) = message.get("tool_calls") {
+                for call in calls {
+                    if let Some(serde_json::Value::String(args)) =
+                        call.get("function").and_then(|f| f.get("arguments"))
+                    {
+                        out.push_str(args);
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    #[test]
+    fn reads_usage_and_text_from_a_completion() {
+        let body = br#"{"id":"x","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"Hi there","tool_calls":[{"function":{"name":"f","arguments":"{}"}}]},"finish_reason":"stop"}],"usage":{"prompt_tokens":12,"completion_tokens":5,"total_tokens":17}}"#;
+        assert_eq!(
+            completion_usage(body).expect("json"),
+            Some(Usage {
+                prompt_tokens: 12,
+                completion_tokens: 5
+            })
+        );
+        assert_eq!(completion_text(body), "Hi there{}");
+        assert_eq!(completion_usage(br#"{"choices":[]}"#).expect("json"), None);
+        assert!(completion_usage(b"nope").is_err());
+    }
+}

@@ -1,0 +1,208 @@
+//! [`TenantView`]: a [`TenantConfig`] prepared once per version for the request path —
+//! deployments indexed by name, provider secrets already opened — so routing does no crypto and
+//! no scanning.
+
+use std::collections::HashMap;
+
+use shared::config::{DeploymentRecord, ProviderRecord, TenantConfig};
+use shared::crypto::MasterKey;
+use uuid::Uuid;
+
+use super::StoreError;
+use super::cache::Versioned;
+
+/// One tenant's routing table, built from one version of its [`TenantConfig`].
+#[derive(Debug)]
+pub struct TenantView {
+    tenant_id: Uuid,
+    version: i64,
+    deployments: Vec<DeploymentRecord>,
+    by_name: HashMap<String, Vec<DeploymentRecord>>,
+    providers: HashMap<Uuid, ResolvedProvider>,
+}
+
+impl TenantView {
+    /// Indexes the deployments and opens every provider secret with `master_key` (associated
+    /// data: the provider id as a string). A secret that does not open does not fail the tenant:
+    /// only requests routed to that provider fail, via [`ResolvedProvider::api_key`].
+    pub fn build(config: &TenantConfig, master_key: &MasterKey) -> Self {
+        let mut by_name: HashMap<String, Vec<DeploymentRecord>> = HashMap::new();
+        for d in &config.deployments {
+            by_name.entry(d.name.clone()).or_default().push(d.clone());
+        }
+        let providers = config
+            .providers
+            .iter()
+            .map(|p| (p.id, ResolvedProvider::open(p.clone(), master_key)))
+            .collect();
+        Self {
+            tenant_id: config.tenant_id,
+            version: config.version,
+            deployments: config.deployments.clone(),
+            by_name,
+            providers,
+        }
+    }
+
+    pub fn tenant_id(&self) -> Uuid {
+        self.tenant_id
+    }
+
+    pub fn version(&self) -> i64 {
+        self.version
+    }
+
+    /// All deployments whose `name` equals `model`, in published order (empty if none).
+    pub fn deployments_named(&self, model: &str) -> &[DeploymentRecord] {
+        self.by_name.get(model).map(Vec::as_slice).unwrap_or(&[])
+    }
+
+    /// Every deployment, in published order.
+    pub fn deployments(&self) -> &[DeploymentRecord] {
+        &self.deployments
+    }
+
+    pub fn provider(&self, id: Uuid) -> Option<&ResolvedProvider> {
+        self.providers.get(&id)
+    }
+}
+
+impl Versioned for TenantView {
+    fn version(&self) -> i64 {
+        self.version
+    }
+}
+
+/// A provider credential with its API key opened.
+#[derive(Debug)]
+pub struct ResolvedProvider {
+    pub record: ProviderRecord,
+    api_key: ApiKey,
+}
+
+enum ApiKey {
+    None,
+    Open(String),
+    Undecryptable,
+}
+
+impl std::fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ApiKey::None => "None",
+            ApiKey::Open(_) => "<redacted>",
+            ApiKey::Undecryptable => "<undecryptable>",
+        })
+    }
+}
+
+impl ResolvedProvider {
+    fn open(record: ProviderRecord, master_key: &MasterKey) -> Self {
+        let api_key = match &record.api_key_sealed {
+            None => ApiKey::None,
+            Some(sealed) => match master_key.open(sealed, &record.id.to_string()) {
+                Ok(plain) => ApiKey::Open(plain),
+                Err(e) => {
+                    // Logged once per tenant version, not per request. The provider id is not a
+                    // secret; the error says only "malformed" or "does not decrypt".
+                    tracing::error!(provider_id = %record.id, error = %e, "cannot open a provider secret; check SWITCHYARD_MASTER_KEY");
+                    ApiKey::Undecryptable
+                }
+            },
+        };
+        Self { record, api_key }
+    }
+
+    /// The provider API key opened with the master key; `None` if none is set. Err if it exists
+    /// but cannot be opened (wrong master key).
+    pub fn api_key(&self) -> Result<Option<&str>, StoreError> {
+        match &self.api_key {
+            ApiKey::None => Ok(None),
+            ApiKey::Open(k) => Ok(Some(k.as_str())),
+            ApiKey::Undecryptable => Err(StoreError::UndecryptableSecret),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use shared::config::ProviderKind;
+
+    fn config(key: &MasterKey) -> TenantConfig {
+        let p1 = Uuid::new_v4();
+        let p2 = Uuid::new_v4();
+        let dep = |name: &str, provider_id| DeploymentRecord {
+            id: Uuid::new_v4(),
+            name: name.into(),
+            provider_id,
+            upstream_model: format!("up-{name}"),
+            input_price_micros_per_mtok: 1,
+            output_price_micros_per_mtok: 2,
+            region: None,
+        };
+        TenantConfig {
+            tenant_id: Uuid::new_v4(),
+            version: 3,
+            deployments: vec![dep("a", p1), dep("b", p2), dep("a", p2)],
+            providers: vec![
+                ProviderRecord {
+                    id: p1,
+                    name: "one".into(),
+                    kind: ProviderKind::OpenAi,
+                    base_url: None,
+                    api_key_sealed: Some(key.seal("sk-upstream", &p1.to_string())),
+                },
+                ProviderRecord {
+                    id: p2,
+                    name: "two".into(),
+                    kind: ProviderKind::Mock,
+                    base_url: None,
+                    api_key_sealed: None,
+                },
+            ],
+        }
+    }
+
+    #[test]
+    fn indexes_deployments_and_opens_secrets() {
+        let key = MasterKey::generate();
+        let c = config(&key);
+        let v = TenantView::build(&c, &key);
+        assert_eq!(v.version(), 3);
+        assert_eq!(v.deployments().len(), 3);
+        let a = v.deployments_named("a");
+        assert_eq!(a.len(), 2);
+        assert_eq!(
+            a[0].provider_id, c.providers[0].id,
+            "published order is kept"
+        );
+        assert!(v.deployments_named("zzz").is_empty());
+        let p1 = v.provider(c.providers[0].id).unwrap();
+        assert_eq!(p1.api_key().unwrap(), Some("sk-upstream"));
+        assert_eq!(
+            v.provider(c.providers[1].id).unwrap().api_key().unwrap(),
+            None
+        );
+        assert!(
+            !format!("{v:?}").contains("sk-upstream"),
+            "Debug never shows the opened key"
+        );
+    }
+
+    #[test]
+    fn wrong_master_key_fails_only_that_provider() {
+        let key = MasterKey::generate();
+        let c = config(&key);
+        let v = TenantView::build(&c, &MasterKey::generate());
+        assert!(matches!(
+            v.provider(c.providers[0].id).unwrap().api_key(),
+            Err(StoreError::UndecryptableSecret)
+        ));
+        assert_eq!(
+            v.provider(c.providers[1].id).unwrap().api_key().unwrap(),
+            None
+        );
+    }
+}
