@@ -401,12 +401,16 @@ Switchyard is running in zero-setup mode: no Redis, the gateway runs in this pro
   Control API : {base}/api/v1      (API docs: {base}/docs)
   Gateway     : {base}/v1          (OpenAI-compatible)
 
-Get started:
-  curl -s {base}/api/v1/auth/signup -H 'content-type: application/json' \
-    -d '{{"email":"you@example.com","password":"change-me-please","organization":"My org"}}'
-  # then, with the access_token from the answer:
-  curl -s {base}/api/v1/keys -H "authorization: Bearer $ACCESS_TOKEN" \
-    -H 'content-type: application/json' -d '{{"name":"first key"}}'
+Get started (the README's "Your first request" does all of it, offline, with the mock provider):
+  1. sign up:   curl -s {base}/api/v1/auth/signup -H 'content-type: application/json' \
+                  -d '{{"email":"you@example.com","password":"change-me-please","organization":"My org"}}'
+  2. with the access_token from the answer, add a provider ({{"name":"mock","kind":"mock"}}) at
+     {base}/api/v1/providers and a model ({{"name":"echo","provider_id":…,"upstream_model":"mock-1",
+     "input_price_per_mtok":1,"output_price_per_mtok":2}}) at {base}/api/v1/models
+  3. create a key (shown once):
+                curl -s {base}/api/v1/keys -H "authorization: Bearer $ACCESS_TOKEN" \
+                  -H 'content-type: application/json' -d '{{"name":"first key"}}'
+  4. call {base}/v1/chat/completions with that key, from curl or any OpenAI SDK.
 "#
     );
 }

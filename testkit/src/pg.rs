@@ -1,8 +1,11 @@
 //! A fresh PostgreSQL database per test run, so tests never share state and can run in parallel.
 //!
 //! The database is created on the server named by `TEST_DATABASE_ADMIN_URL` (default
-//! `postgres://postgres@127.0.0.1:5432/postgres`) as `sy_test_<uuid>`. Dropping it is best effort:
-//! a test that fails leaves its database behind for inspection, which is what one wants.
+//! `postgres://postgres@127.0.0.1:5432/postgres`) as `sy_test_<unix seconds>_<uuid>`. Dropping it
+//! is best effort: a test that fails leaves its database behind for inspection, which is what one
+//! wants. So that leftovers cannot pile up across runs on a long-lived machine, every
+//! [`fresh_database`] call first drops test databases created more than [`STALE_AFTER_SECS`] ago
+//! (no test run lasts that long; the creation time is read from the name).
 
 use anyhow::Context;
 use sqlx::{AssertSqlSafe, Connection, Row};
@@ -18,7 +21,7 @@ pub fn admin_url() -> String {
 pub struct TestDatabase {
     /// Connection URL of the new database (the admin URL with the path replaced).
     pub url: String,
-    /// `sy_test_<uuid>`.
+    /// `sy_test_<unix seconds>_<uuid>`.
     pub name: String,
 }
 
@@ -28,13 +31,61 @@ fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
-/// Creates `sy_test_<uuid>` and returns its URL.
+/// Test databases older than this are dropped by the next [`fresh_database`] call.
+pub const STALE_AFTER_SECS: u64 = 3 * 60 * 60;
+const NAME_PREFIX: &str = "sy_test_";
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// The creation time encoded in a test database's name, if it has our format.
+fn created_at(name: &str) -> Option<u64> {
+    let rest = name.strip_prefix(NAME_PREFIX)?;
+    let (secs, _uuid) = rest.split_once('_')?;
+    secs.parse().ok()
+}
+
+/// Drops test databases that earlier runs left behind. Best effort: a failure here must not fail
+/// the test that is starting (a database still in use by a concurrent run is never stale).
+async fn drop_stale(conn: &mut sqlx::PgConnection) {
+    let names: Vec<String> = match sqlx::query_scalar(
+        r"SELECT datname FROM pg_database WHERE datname LIKE 'sy\_test\_%'",
+    )
+    .fetch_all(&mut *conn)
+    .await
+    {
+        Ok(names) => names,
+        Err(_) => return,
+    };
+    let cutoff = unix_now().saturating_sub(STALE_AFTER_SECS);
+    for name in names {
+        if created_at(&name).is_some_and(|t| t < cutoff) {
+            let _ = sqlx::query(AssertSqlSafe(format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                quote_ident(&name)
+            )))
+            .execute(&mut *conn)
+            .await;
+        }
+    }
+}
+
+/// Creates `sy_test_<unix seconds>_<uuid>` and returns its URL.
 pub async fn fresh_database() -> anyhow::Result<TestDatabase> {
     let admin = admin_url();
-    let name = format!("sy_test_{}", uuid::Uuid::new_v4().simple());
+    let name = format!(
+        "{NAME_PREFIX}{}_{}",
+        unix_now(),
+        uuid::Uuid::new_v4().simple()
+    );
     let mut conn = sqlx::PgConnection::connect(&admin)
         .await
         .with_context(|| format!("connecting to the Postgres admin database at {admin}"))?;
+    drop_stale(&mut conn).await;
     sqlx::query(AssertSqlSafe(format!(
         "CREATE DATABASE {}",
         quote_ident(&name)
@@ -162,5 +213,20 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(left, 0);
+    }
+}
+
+#[cfg(test)]
+mod name_tests {
+    use super::*;
+
+    #[test]
+    fn creation_time_is_read_back_from_the_name() {
+        assert_eq!(
+            created_at("sy_test_1795307601_0123abcd"),
+            Some(1_795_307_601)
+        );
+        assert_eq!(created_at("sy_test_0123abcd"), None);
+        assert_eq!(created_at("other_1795307601_x"), None);
     }
 }
