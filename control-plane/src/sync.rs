@@ -151,6 +151,7 @@ fn provider_record(row: &provider_credential::Model) -> Option<ProviderRecord> {
         kind,
         base_url: row.base_url.clone(),
         api_key_sealed: row.api_key_sealed.clone(),
+        options: Default::default(),
     })
 }
 
@@ -163,6 +164,9 @@ fn deployment_record(row: &model_deployment::Model) -> DeploymentRecord {
         input_price_micros_per_mtok: row.input_price_micros_per_mtok,
         output_price_micros_per_mtok: row.output_price_micros_per_mtok,
         region: row.region.clone(),
+        cached_input_price_micros_per_mtok: None,
+        max_output_tokens: None,
+        catalog_id: None,
     }
 }
 

@@ -213,6 +213,8 @@ fn event(tenant_id: Uuid, started_at: OffsetDateTime) -> UsageEvent {
         error_code: Some("upstream_error".to_owned()),
         prompt_tokens: 1,
         completion_tokens: 0,
+        cache_read_tokens: 0,
+        cache_write_tokens: 0,
         tokens_estimated: true,
         cost_micros: 1,
         latency_ms: 3,

@@ -38,6 +38,8 @@ fn event(
         error_code: None,
         prompt_tokens: prompt,
         completion_tokens: completion,
+        cache_read_tokens: 0,
+        cache_write_tokens: 0,
         tokens_estimated: false,
         cost_micros: cost,
         latency_ms: 12,

@@ -255,6 +255,9 @@ fn tenant(master_key: &MasterKey, version: i64) -> (TenantConfig, Uuid) {
             input_price_micros_per_mtok: 1,
             output_price_micros_per_mtok: 1,
             region: None,
+            cached_input_price_micros_per_mtok: None,
+            max_output_tokens: None,
+            catalog_id: None,
         }],
         providers: vec![shared::config::ProviderRecord {
             id: provider_id,
@@ -262,6 +265,7 @@ fn tenant(master_key: &MasterKey, version: i64) -> (TenantConfig, Uuid) {
             kind: shared::config::ProviderKind::OpenAiCompatible,
             base_url: Some("http://127.0.0.1:9/v1".into()),
             api_key_sealed: Some(master_key.seal("sk-secret", &provider_id.to_string())),
+            options: Default::default(),
         }],
     };
     (config, provider_id)

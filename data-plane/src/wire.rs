@@ -90,6 +90,34 @@ impl Message {
     }
 }
 
+/// A `POST /v1/embeddings` body.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct EmbeddingsRequest {
+    /// Replaced by the deployment's upstream model when forwarded.
+    #[serde(skip_serializing)]
+    pub model: String,
+    pub input: EmbeddingInput,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encoding_format: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dimensions: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// Every other field, forwarded unchanged to OpenAI-family providers.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// What to embed: OpenAI accepts a string, strings, token ids, or batches of token ids.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum EmbeddingInput {
+    Text(String),
+    Texts(Vec<String>),
+    Tokens(Vec<u32>),
+    TokenBatches(Vec<Vec<u32>>),
+}
+
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 pub struct StreamOptions {
     #[serde(default, skip_serializing_if = "Option::is_none")]

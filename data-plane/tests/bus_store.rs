@@ -344,6 +344,9 @@ fn tenant_config(master_key: &MasterKey, version: i64) -> (TenantConfig, Uuid) {
             input_price_micros_per_mtok: 150_000,
             output_price_micros_per_mtok: 600_000,
             region: None,
+            cached_input_price_micros_per_mtok: None,
+            max_output_tokens: None,
+            catalog_id: None,
         }],
         providers: vec![ProviderRecord {
             id: provider_id,
@@ -351,6 +354,7 @@ fn tenant_config(master_key: &MasterKey, version: i64) -> (TenantConfig, Uuid) {
             kind: ProviderKind::OpenAi,
             base_url: None,
             api_key_sealed: Some(master_key.seal("sk-upstream-secret", &provider_id.to_string())),
+            options: Default::default(),
         }],
     };
     (config, provider_id)

@@ -34,6 +34,8 @@ fn event() -> UsageEvent {
         error_code: None,
         prompt_tokens: 12,
         completion_tokens: 5,
+        cache_read_tokens: 0,
+        cache_write_tokens: 0,
         tokens_estimated: false,
         cost_micros: 42,
         latency_ms: 3,

@@ -14,6 +14,8 @@
 //! after a reconnect or start, read the change log from the last entry they saw, so a node that
 //! missed messages converges to the latest version. See [`RedisKeys`] for the key names.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -54,36 +56,131 @@ impl KeyRecord {
     }
 }
 
-/// Which wire protocol a provider credential speaks.
+/// Which provider a credential is for, and so which wire protocol it speaks.
+///
+/// Wire names are a public contract (API, published records, usage events): add variants,
+/// never rename one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ProviderKind {
     /// api.openai.com.
     #[serde(rename = "openai")]
     OpenAi,
-    /// Any server speaking OpenAI's chat completions API: vLLM, Ollama, llama.cpp, Groq, …
+    /// Any server speaking OpenAI's chat completions API, at a `base_url` you give.
     #[serde(rename = "openai_compatible")]
     OpenAiCompatible,
     /// Built in, deterministic, no network: echoes the last user message.
     Mock,
+    /// Anthropic's Messages API.
+    Anthropic,
+    /// Google Gemini (Generative Language API, `generateContent`).
+    Gemini,
+    /// Azure OpenAI: deployment URLs, `api-version`, `api-key` header.
+    #[serde(rename = "azure_openai")]
+    AzureOpenAi,
+    /// AWS Bedrock Converse / ConverseStream, SigV4-signed.
+    Bedrock,
+    // The OpenAI-compatible family: the OpenAI adapter with a per-provider preset.
+    Mistral,
+    Groq,
+    #[serde(rename = "deepseek")]
+    DeepSeek,
+    Together,
+    Fireworks,
+    Xai,
+    #[serde(rename = "openrouter")]
+    OpenRouter,
+    Vllm,
+    Ollama,
+    #[serde(rename = "llamacpp")]
+    LlamaCpp,
 }
 
 impl ProviderKind {
+    /// Every kind, in documentation order.
+    pub const ALL: [ProviderKind; 17] = [
+        ProviderKind::OpenAi,
+        ProviderKind::OpenAiCompatible,
+        ProviderKind::Mock,
+        ProviderKind::Anthropic,
+        ProviderKind::Gemini,
+        ProviderKind::AzureOpenAi,
+        ProviderKind::Bedrock,
+        ProviderKind::Mistral,
+        ProviderKind::Groq,
+        ProviderKind::DeepSeek,
+        ProviderKind::Together,
+        ProviderKind::Fireworks,
+        ProviderKind::Xai,
+        ProviderKind::OpenRouter,
+        ProviderKind::Vllm,
+        ProviderKind::Ollama,
+        ProviderKind::LlamaCpp,
+    ];
+
     /// The wire name, as in the API and in usage events.
     pub fn as_str(self) -> &'static str {
         match self {
             ProviderKind::OpenAi => "openai",
             ProviderKind::OpenAiCompatible => "openai_compatible",
             ProviderKind::Mock => "mock",
+            ProviderKind::Anthropic => "anthropic",
+            ProviderKind::Gemini => "gemini",
+            ProviderKind::AzureOpenAi => "azure_openai",
+            ProviderKind::Bedrock => "bedrock",
+            ProviderKind::Mistral => "mistral",
+            ProviderKind::Groq => "groq",
+            ProviderKind::DeepSeek => "deepseek",
+            ProviderKind::Together => "together",
+            ProviderKind::Fireworks => "fireworks",
+            ProviderKind::Xai => "xai",
+            ProviderKind::OpenRouter => "openrouter",
+            ProviderKind::Vllm => "vllm",
+            ProviderKind::Ollama => "ollama",
+            ProviderKind::LlamaCpp => "llamacpp",
         }
     }
 
-    /// The base URL used when a credential gives none.
+    /// Parses a wire name.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
+    /// The base URL used when a credential gives none. `None` means a `base_url` is required
+    /// (self-hosted servers, Azure's per-resource endpoint) or not used (mock, Bedrock, whose
+    /// endpoint follows from its region).
     pub fn default_base_url(self) -> Option<&'static str> {
         match self {
             ProviderKind::OpenAi => Some("https://api.openai.com/v1"),
-            ProviderKind::OpenAiCompatible | ProviderKind::Mock => None,
+            ProviderKind::Anthropic => Some("https://api.anthropic.com/v1"),
+            ProviderKind::Gemini => Some("https://generativelanguage.googleapis.com/v1beta"),
+            ProviderKind::Mistral => Some("https://api.mistral.ai/v1"),
+            ProviderKind::Groq => Some("https://api.groq.com/openai/v1"),
+            ProviderKind::DeepSeek => Some("https://api.deepseek.com/v1"),
+            ProviderKind::Together => Some("https://api.together.xyz/v1"),
+            ProviderKind::Fireworks => Some("https://api.fireworks.ai/inference/v1"),
+            ProviderKind::Xai => Some("https://api.x.ai/v1"),
+            ProviderKind::OpenRouter => Some("https://openrouter.ai/api/v1"),
+            ProviderKind::Vllm => Some("http://localhost:8000/v1"),
+            ProviderKind::Ollama => Some("http://localhost:11434/v1"),
+            ProviderKind::LlamaCpp => Some("http://localhost:8080/v1"),
+            ProviderKind::OpenAiCompatible
+            | ProviderKind::Mock
+            | ProviderKind::AzureOpenAi
+            | ProviderKind::Bedrock => None,
         }
+    }
+
+    /// Whether the provider speaks OpenAI's chat completions wire format (the OpenAI adapter,
+    /// possibly with a preset), so unknown request fields can be passed through verbatim.
+    pub fn is_openai_family(self) -> bool {
+        !matches!(
+            self,
+            ProviderKind::Mock
+                | ProviderKind::Anthropic
+                | ProviderKind::Gemini
+                | ProviderKind::Bedrock
+        )
     }
 }
 
@@ -99,6 +196,10 @@ pub struct ProviderRecord {
     pub base_url: Option<String>,
     #[serde(default)]
     pub api_key_sealed: Option<String>,
+    /// Non-secret, kind-specific settings, e.g. Azure `api_version`; Bedrock `region` and
+    /// `access_key_id` (its secret access key is the sealed `api_key`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub options: BTreeMap<String, String>,
 }
 
 /// A model deployment: the name clients send, and where and at what price it runs.
@@ -116,6 +217,16 @@ pub struct DeploymentRecord {
     pub output_price_micros_per_mtok: i64,
     #[serde(default)]
     pub region: Option<String>,
+    /// µ$ per million prompt tokens read from the provider's prompt cache; `None` = the input price.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cached_input_price_micros_per_mtok: Option<i64>,
+    /// The model's output limit, used where a provider requires `max_tokens` (Anthropic) and
+    /// the client sent none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_output_tokens: Option<u32>,
+    /// The catalog entry this deployment was created from, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub catalog_id: Option<String>,
 }
 
 /// Everything about one tenant that the data plane needs. Published at `{prefix}tenant:{id}`.
@@ -214,6 +325,16 @@ impl Default for RedisKeys {
 #[allow(clippy::expect_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_kind_parses_back_from_its_wire_name() {
+        for k in ProviderKind::ALL {
+            assert_eq!(ProviderKind::parse(k.as_str()), Some(k));
+            let json = serde_json::to_string(&k).expect("serializes");
+            assert_eq!(json, format!("\"{}\"", k.as_str()));
+        }
+        assert_eq!(ProviderKind::parse("nope"), None);
+    }
 
     #[test]
     fn provider_kind_wire_names() {

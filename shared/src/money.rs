@@ -97,6 +97,24 @@ pub fn cost_micros(
     i64::try_from(rounded).unwrap_or(i64::MAX)
 }
 
+/// Like [`cost_micros`], with the part of the prompt read from the provider's prompt cache
+/// (`cache_read_tokens`, included in `prompt_tokens`) priced at `cached_input_price`.
+pub fn cost_micros_with_cache(
+    prompt_tokens: u64,
+    cache_read_tokens: u64,
+    completion_tokens: u64,
+    input_price_micros_per_mtok: i64,
+    cached_input_price_micros_per_mtok: i64,
+    output_price_micros_per_mtok: i64,
+) -> i64 {
+    let cached = cache_read_tokens.min(prompt_tokens);
+    let exact_pico = i128::from(prompt_tokens - cached) * i128::from(input_price_micros_per_mtok)
+        + i128::from(cached) * i128::from(cached_input_price_micros_per_mtok)
+        + i128::from(completion_tokens) * i128::from(output_price_micros_per_mtok);
+    let rounded = (exact_pico + 500_000) / 1_000_000;
+    i64::try_from(rounded).unwrap_or(i64::MAX)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -141,6 +159,15 @@ mod tests {
         // 3 tokens at $0.15/M = 0.45 µ$ → rounds to 0; 4 tokens = 0.6 µ$ → 1.
         assert_eq!(cost_micros(3, 0, 150_000, 0), 0);
         assert_eq!(cost_micros(4, 0, 150_000, 0), 1);
+        // 1000 prompt tokens of which 800 cached at $0.25/M instead of $2.50/M.
+        assert_eq!(
+            cost_micros_with_cache(1000, 800, 0, 2_500_000, 250_000, 0),
+            200 * 2_500_000 / 1_000_000 + 800 * 250_000 / 1_000_000
+        );
+        assert_eq!(
+            cost_micros_with_cache(1000, 0, 500, 2_500_000, 250_000, 10_000_000),
+            cost_micros(1000, 500, 2_500_000, 10_000_000)
+        );
         // No overflow with absurd inputs.
         assert_eq!(
             cost_micros(u64::MAX, u64::MAX, MAX_PRICE_MICROS, MAX_PRICE_MICROS),

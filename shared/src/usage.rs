@@ -62,8 +62,15 @@ pub struct UsageEvent {
     /// OpenAI-style error code when `outcome` is not success, e.g. `upstream_timeout`.
     #[serde(default)]
     pub error_code: Option<String>,
+    /// All input tokens, cached ones included.
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
+    /// Of `prompt_tokens`, how many were read from the provider's prompt cache.
+    #[serde(default)]
+    pub cache_read_tokens: u64,
+    /// Of `prompt_tokens`, how many were written to the provider's prompt cache.
+    #[serde(default)]
+    pub cache_write_tokens: u64,
     /// True when the token counts were estimated locally because the upstream reported none.
     #[serde(default)]
     pub tokens_estimated: bool,

@@ -93,6 +93,8 @@ pub fn event() -> UsageEvent {
         error_code: None,
         prompt_tokens: 12,
         completion_tokens: 5,
+        cache_read_tokens: 0,
+        cache_write_tokens: 0,
         tokens_estimated: false,
         cost_micros: 7,
         latency_ms: 3,

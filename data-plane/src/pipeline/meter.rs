@@ -80,6 +80,7 @@ struct BackendFacts {
     provider: Option<&'static str>,
     upstream_model: String,
     input_price: i64,
+    cached_input_price: i64,
     output_price: i64,
 }
 
@@ -88,6 +89,8 @@ struct BackendFacts {
 struct Tokens {
     prompt: u64,
     completion: u64,
+    cache_read: u64,
+    cache_write: u64,
     estimated: bool,
 }
 
@@ -96,6 +99,8 @@ impl From<Usage> for Tokens {
         Self {
             prompt: u.prompt_tokens,
             completion: u.completion_tokens,
+            cache_read: u.cache_read_tokens,
+            cache_write: u.cache_write_tokens,
             estimated: false,
         }
     }
@@ -135,6 +140,9 @@ impl Meter {
                 .map(|p| p.record.kind.as_str()),
             upstream_model: d.upstream_model.clone(),
             input_price: d.input_price_micros_per_mtok,
+            cached_input_price: d
+                .cached_input_price_micros_per_mtok
+                .unwrap_or(d.input_price_micros_per_mtok),
             output_price: d.output_price_micros_per_mtok,
         });
     }
@@ -199,6 +207,7 @@ impl Meter {
                 prompt: tokens::estimate_prompt_tokens(request),
                 completion: tokens::count(&providers::completion_text(&completion.body)),
                 estimated: true,
+                ..Tokens::default()
             },
         };
         self.finish(200, outcome, code, tokens, None)
@@ -230,6 +239,7 @@ impl Meter {
                 prompt: tokens::estimate_prompt_tokens(request),
                 completion: 0,
                 estimated: true,
+                ..Tokens::default()
             };
             return self.finish(
                 200,
@@ -292,6 +302,7 @@ impl Meter {
                 prompt: tokens::estimate_prompt_tokens(request),
                 completion: tokens::count(&tally.text),
                 estimated: true,
+                ..Tokens::default()
             },
         };
         let (outcome, code) = match &end {
@@ -326,10 +337,12 @@ impl Meter {
     ) -> UsageEvent {
         let (cost, deployment_id, provider_id, provider, upstream_model) = match self.backend {
             Some(b) => (
-                shared::money::cost_micros(
+                shared::money::cost_micros_with_cache(
                     tokens.prompt,
+                    tokens.cache_read,
                     tokens.completion,
                     b.input_price,
+                    b.cached_input_price,
                     b.output_price,
                 ),
                 Some(b.deployment_id),
@@ -356,6 +369,8 @@ impl Meter {
             error_code: error_code.map(str::to_owned),
             prompt_tokens: tokens.prompt,
             completion_tokens: tokens.completion,
+            cache_read_tokens: tokens.cache_read,
+            cache_write_tokens: tokens.cache_write,
             tokens_estimated: tokens.estimated,
             cost_micros: cost,
             latency_ms: millis(self.request_id.started.elapsed()),
@@ -536,13 +551,7 @@ mod tests {
             "usage chunk dropped when not asked for"
         );
         assert!(t.observe(&ev(usage), true, &rid), "kept when asked for");
-        assert_eq!(
-            t.usage,
-            Some(Usage {
-                prompt_tokens: 12,
-                completion_tokens: 5
-            })
-        );
+        assert_eq!(t.usage, Some(Usage::new(12, 5)));
         assert_eq!(t.text, "Hel\"lo{}");
         assert!(t.observe(&ev("[DONE]"), false, &rid));
         assert!(t.saw_done);

@@ -21,10 +21,10 @@ use crate::tokens;
 /// Answers `call` without any IO.
 pub fn call(call: &Call<'_>) -> Reply {
     let text = call.request.last_user_text();
-    let usage = Usage {
-        prompt_tokens: tokens::message_text_tokens(call.request),
-        completion_tokens: tokens::count(&text),
-    };
+    let usage = Usage::new(
+        tokens::message_text_tokens(call.request),
+        tokens::count(&text),
+    );
     let id = format!("chatcmpl-mock{}", call.request_id.simple());
     let created = time::OffsetDateTime::now_utc().unix_timestamp();
     let model = call.upstream_model;
@@ -150,16 +150,7 @@ mod tests {
 
     #[test]
     fn stream_ends_with_usage_then_done() {
-        let events = stream_events(
-            "id",
-            1,
-            "m",
-            "a b",
-            Usage {
-                prompt_tokens: 2,
-                completion_tokens: 2,
-            },
-        );
+        let events = stream_events("id", 1, "m", "a b", Usage::new(2, 2));
         let datas: Vec<&str> = events.iter().map(|e| e.data.as_str()).collect();
         assert_eq!(datas.len(), 1 + 2 + 1 + 1 + 1);
         assert_eq!(*datas.last().expect("done"), "[DONE]");

@@ -2,14 +2,28 @@
 //! deployment into a [`Reply`].
 //!
 //! - [`openai`]: api.openai.com and every OpenAI-compatible server (vLLM, Ollama, Groq, …).
+//! - [`azure`]: Azure OpenAI (deployment URLs, `api-version`, `api-key`).
+//! - [`anthropic`]: Anthropic's Messages API.
+//! - [`gemini`]: Google Gemini `generateContent` / `streamGenerateContent`.
+//! - [`bedrock`]: AWS Bedrock Converse / ConverseStream, SigV4-signed.
 //! - [`mock`]: built in, deterministic, no network; echoes the last user message.
+//!
+//! Adapters for providers with their own wire format translate through [`canonical`]: the
+//! provider-neutral [`canonical::Conversation`] in, OpenAI-format output out (the gateway's hub
+//! format). [`transport`] holds the HTTP plumbing every adapter shares.
 //!
 //! Adapters only translate and transport. They do not meter, retry or log: a [`Reply::Stream`]
 //! is a lazy stream of SSE events that the meter stage drives (see `pipeline::meter`), and
 //! failures are returned as [`GatewayError`]s that the edge renders and logs once.
 
+pub mod anthropic;
+pub mod azure;
+pub mod bedrock;
+pub mod canonical;
+pub mod gemini;
 pub mod mock;
 pub mod openai;
+pub mod transport;
 
 use bytes::Bytes;
 use futures::stream::BoxStream;
@@ -21,7 +35,7 @@ use uuid::Uuid;
 use crate::config::Settings;
 use crate::error::GatewayError;
 use crate::store::ResolvedProvider;
-use crate::wire::ChatRequest;
+use crate::wire::{ChatRequest, EmbeddingsRequest};
 
 /// Everything an adapter needs for one upstream call.
 pub struct Call<'a> {
@@ -50,13 +64,57 @@ pub struct Completion {
     pub usage: Option<Usage>,
 }
 
-/// Token counts as reported by a provider.
+/// Token counts as reported by a provider. `prompt_tokens` counts every input token, cached ones
+/// included (OpenAI's convention; adapters for providers that report cache reads and writes
+/// separately, like Anthropic, add them in). Deserializes from OpenAI's `usage` object.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(from = "OpenAiUsage")]
 pub struct Usage {
-    #[serde(default)]
     pub prompt_tokens: u64,
-    #[serde(default)]
     pub completion_tokens: u64,
+    /// Of `prompt_tokens`, read from the provider's prompt cache.
+    pub cache_read_tokens: u64,
+    /// Of `prompt_tokens`, written to the provider's prompt cache.
+    pub cache_write_tokens: u64,
+}
+
+impl Usage {
+    /// Plain counts with no cache information.
+    pub fn new(prompt_tokens: u64, completion_tokens: u64) -> Self {
+        Self {
+            prompt_tokens,
+            completion_tokens,
+            ..Self::default()
+        }
+    }
+}
+
+/// OpenAI's `usage` object, as far as metering needs it.
+#[derive(Deserialize)]
+struct OpenAiUsage {
+    #[serde(default)]
+    prompt_tokens: u64,
+    #[serde(default)]
+    completion_tokens: u64,
+    #[serde(default)]
+    prompt_tokens_details: Option<OpenAiPromptDetails>,
+}
+
+#[derive(Deserialize)]
+struct OpenAiPromptDetails {
+    #[serde(default)]
+    cached_tokens: u64,
+}
+
+impl From<OpenAiUsage> for Usage {
+    fn from(u: OpenAiUsage) -> Self {
+        Self {
+            prompt_tokens: u.prompt_tokens,
+            completion_tokens: u.completion_tokens,
+            cache_read_tokens: u.prompt_tokens_details.map_or(0, |d| d.cached_tokens),
+            cache_write_tokens: 0,
+        }
+    }
 }
 
 /// One server-sent event, as received.
@@ -78,8 +136,76 @@ pub type EventStream = BoxStream<'static, Result<Event, StreamError>>;
 /// Dispatches to the adapter for the provider's kind.
 pub async fn call(call: &Call<'_>) -> Result<Reply, GatewayError> {
     match call.provider.record.kind {
-        ProviderKind::OpenAi | ProviderKind::OpenAiCompatible => openai::call(call).await,
         ProviderKind::Mock => Ok(mock::call(call)),
+        ProviderKind::Anthropic => anthropic::call(call).await,
+        ProviderKind::Gemini => gemini::call(call).await,
+        ProviderKind::Bedrock => bedrock::call(call).await,
+        ProviderKind::AzureOpenAi => azure::call(call).await,
+        ProviderKind::OpenAi
+        | ProviderKind::OpenAiCompatible
+        | ProviderKind::Mistral
+        | ProviderKind::Groq
+        | ProviderKind::DeepSeek
+        | ProviderKind::Together
+        | ProviderKind::Fireworks
+        | ProviderKind::Xai
+        | ProviderKind::OpenRouter
+        | ProviderKind::Vllm
+        | ProviderKind::Ollama
+        | ProviderKind::LlamaCpp => openai::call(call).await,
+    }
+}
+
+/// Everything an adapter needs for one embeddings call.
+pub struct EmbedCall<'a> {
+    pub http: &'a reqwest::Client,
+    pub settings: &'a Settings,
+    pub request: &'a EmbeddingsRequest,
+    /// The model id sent to the provider (the deployment's `upstream_model`).
+    pub upstream_model: &'a str,
+    pub provider: &'a ResolvedProvider,
+    pub request_id: Uuid,
+    pub deadline: Instant,
+}
+
+/// An embeddings answer in OpenAI's format:
+/// `{"object":"list","data":[{"object":"embedding","index":0,"embedding":[…]}],"model":…,"usage":{"prompt_tokens":…,"total_tokens":…}}`.
+pub struct Embeddings {
+    pub body: Bytes,
+    pub usage: Option<Usage>,
+}
+
+/// Dispatches an embeddings call to the adapter for the provider's kind.
+pub async fn embed(call: &EmbedCall<'_>) -> Result<Embeddings, GatewayError> {
+    match call.provider.record.kind {
+        ProviderKind::Gemini => gemini::embed(call).await,
+        ProviderKind::Bedrock => bedrock::embed(call).await,
+        ProviderKind::AzureOpenAi => azure::embed(call).await,
+        ProviderKind::Anthropic => anthropic::embed(call).await,
+        ProviderKind::Mock => Err(unsupported(ProviderKind::Mock, "embeddings")),
+        ProviderKind::OpenAi
+        | ProviderKind::OpenAiCompatible
+        | ProviderKind::Mistral
+        | ProviderKind::Groq
+        | ProviderKind::DeepSeek
+        | ProviderKind::Together
+        | ProviderKind::Fireworks
+        | ProviderKind::Xai
+        | ProviderKind::OpenRouter
+        | ProviderKind::Vllm
+        | ProviderKind::Ollama
+        | ProviderKind::LlamaCpp => openai::embed(call).await,
+    }
+}
+
+/// The error for an operation a provider kind does not offer (e.g. embeddings on Anthropic).
+pub(crate) fn unsupported(kind: ProviderKind, what: &str) -> GatewayError {
+    GatewayError::InvalidRequest {
+        message: format!(
+            "This model's provider ({}) does not support {what}.",
+            kind.as_str()
+        ),
+        param: Some("model".to_owned()),
     }
 }
 
@@ -139,10 +265,7 @@ mod tests {
         let body = br#"{"id":"x","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"Hi there","tool_calls":[{"function":{"name":"f","arguments":"{}"}}]},"finish_reason":"stop"}],"usage":{"prompt_tokens":12,"completion_tokens":5,"total_tokens":17}}"#;
         assert_eq!(
             completion_usage(body).expect("json"),
-            Some(Usage {
-                prompt_tokens: 12,
-                completion_tokens: 5
-            })
+            Some(Usage::new(12, 5))
         );
         assert_eq!(completion_text(body), "Hi there{}");
         assert_eq!(completion_usage(br#"{"choices":[]}"#).expect("json"), None);

@@ -141,6 +141,9 @@ mod tests {
             input_price_micros_per_mtok: 1,
             output_price_micros_per_mtok: 2,
             region: None,
+            cached_input_price_micros_per_mtok: None,
+            max_output_tokens: None,
+            catalog_id: None,
         };
         TenantConfig {
             tenant_id: Uuid::new_v4(),
@@ -153,6 +156,7 @@ mod tests {
                     kind: ProviderKind::OpenAi,
                     base_url: None,
                     api_key_sealed: Some(key.seal("sk-upstream", &p1.to_string())),
+                    options: Default::default(),
                 },
                 ProviderRecord {
                     id: p2,
@@ -160,6 +164,7 @@ mod tests {
                     kind: ProviderKind::Mock,
                     base_url: None,
                     api_key_sealed: None,
+                    options: Default::default(),
                 },
             ],
         }

@@ -144,6 +144,7 @@ impl Gateway {
             kind,
             base_url,
             api_key_sealed: api_key.map(|k| self.master_key.seal(k, &id.to_string())),
+            options: Default::default(),
         }
     }
 
@@ -200,6 +201,9 @@ pub fn deployment(name: &str, provider: &ProviderRecord, upstream_model: &str) -
         input_price_micros_per_mtok: 2_500_000,
         output_price_micros_per_mtok: 10_000_000,
         region: None,
+        cached_input_price_micros_per_mtok: None,
+        max_output_tokens: None,
+        catalog_id: None,
     }
 }
 

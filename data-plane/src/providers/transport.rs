@@ -1,0 +1,189 @@
+//! HTTP transport shared by the provider adapters: sending with the headers timeout, reading
+//! bodies with the idle timeout and the call's deadline, parsing SSE, and mapping upstream
+//! statuses and transport failures to [`GatewayError`]s.
+//!
+//! Timeouts: connecting is bounded by the shared client's connect timeout, the response headers
+//! by `SWITCHYARD_UPSTREAM_HEADERS_TIMEOUT_MS`, each later body read by
+//! `SWITCHYARD_UPSTREAM_IDLE_TIMEOUT_MS`, and everything by the call's total deadline.
+
+use bytes::{Bytes, BytesMut};
+use eventsource_stream::Eventsource;
+use futures::StreamExt;
+use reqwest::StatusCode;
+use reqwest::header::CONTENT_TYPE;
+use tokio::time::{Instant, timeout_at};
+
+use super::{Call, Event, EventStream, StreamError};
+use crate::error::{GatewayError, ProviderError};
+
+/// Largest non-streaming completion we buffer. Far above any real completion; it only stops a
+/// broken upstream from exhausting memory.
+pub(crate) const MAX_COMPLETION_BYTES: usize = 32 * 1024 * 1024;
+/// Largest error body we read; a provider's error JSON is a few hundred bytes.
+pub(crate) const MAX_ERROR_BYTES: usize = 64 * 1024;
+
+/// Sends `builder`, waiting for the response headers at most
+/// `SWITCHYARD_UPSTREAM_HEADERS_TIMEOUT_MS` (and never past the call's deadline).
+pub(crate) async fn send(
+    call: &Call<'_>,
+    builder: reqwest::RequestBuilder,
+) -> Result<reqwest::Response, GatewayError> {
+    let headers_deadline = (Instant::now() + call.settings.headers_timeout()).min(call.deadline);
+    match timeout_at(headers_deadline, builder.send()).await {
+        Err(_) => Err(GatewayError::UpstreamTimeout("no response headers in time")),
+        Ok(Err(e)) => Err(transport_error(e)),
+        Ok(Ok(response)) => Ok(response),
+    }
+}
+
+/// Reads an error response's body (bounded); empty if it cannot be read.
+pub(crate) async fn read_error_body(response: reqwest::Response, call: &Call<'_>) -> Bytes {
+    read_body(response, MAX_ERROR_BYTES, call)
+        .await
+        .unwrap_or_default()
+}
+
+/// Refuses a streaming answer that is not `text/event-stream` (an error page from a proxy, say).
+pub(crate) fn require_event_stream(response: &reqwest::Response) -> Result<(), GatewayError> {
+    let is_event_stream = response
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim_start().starts_with("text/event-stream"));
+    if is_event_stream {
+        Ok(())
+    } else {
+        Err(GatewayError::UpstreamProtocol(
+            "asked for a stream but the upstream did not answer text/event-stream".to_owned(),
+        ))
+    }
+}
+
+/// How an upstream refusal reaches the client:
+/// - 429 → 429 with the provider's body and `Retry-After` (SDKs back off on it);
+/// - 400, 413, 422 → the same status with the provider's body (the client can fix the request);
+/// - 401, 403 → 502 `upstream_auth_failed`: the provider refused *our* credentials, which the
+///   client cannot fix, and the provider's message may quote the key;
+/// - anything else (5xx, 404 for an unknown upstream model, …) → 502 `upstream_error` with the
+///   provider's message.
+pub fn error_for_status(
+    status: StatusCode,
+    retry_after: Option<reqwest::header::HeaderValue>,
+    error: ProviderError,
+) -> GatewayError {
+    let error = Box::new(error);
+    match status.as_u16() {
+        429 => GatewayError::UpstreamRateLimited { retry_after, error },
+        400 | 413 | 422 => GatewayError::UpstreamBadRequest { status, error },
+        401 | 403 => GatewayError::UpstreamAuthFailed {
+            status: status.as_u16(),
+        },
+        code => GatewayError::UpstreamError {
+            status: code,
+            error,
+        },
+    }
+}
+
+/// A failed send: could not connect (502 unreachable), or the connection broke before a
+/// response (502). The URL is dropped from the message: a base URL may carry credentials.
+pub(crate) fn transport_error(e: reqwest::Error) -> GatewayError {
+    if e.is_connect() {
+        GatewayError::UpstreamUnreachable(e.without_url().to_string())
+    } else if e.is_timeout() {
+        GatewayError::UpstreamTimeout("request timed out")
+    } else {
+        GatewayError::UpstreamProtocol(format!(
+            "no response from the upstream: {}",
+            error_chain(&e.without_url())
+        ))
+    }
+}
+
+/// `e` and its sources, for a log line that says *why* (hyper's "connection closed before
+/// message completed" sits a few levels down).
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
+/// Reads a whole body, at most `limit` bytes, with the idle timeout between reads and the
+/// call's total deadline.
+pub(crate) async fn read_body(
+    mut response: reqwest::Response,
+    limit: usize,
+    call: &Call<'_>,
+) -> Result<Bytes, GatewayError> {
+    let idle = call.settings.idle_timeout();
+    let mut buf = BytesMut::new();
+    loop {
+        let deadline = (Instant::now() + idle).min(call.deadline);
+        match timeout_at(deadline, response.chunk()).await {
+            Err(_) => return Err(GatewayError::UpstreamTimeout("response body stalled")),
+            Ok(Err(e)) => {
+                return Err(GatewayError::UpstreamProtocol(format!(
+                    "response body ended early: {}",
+                    error_chain(&e.without_url())
+                )));
+            }
+            Ok(Ok(None)) => return Ok(buf.freeze()),
+            Ok(Ok(Some(chunk))) => {
+                if buf.len() + chunk.len() > limit {
+                    return Err(GatewayError::UpstreamProtocol(format!(
+                        "response body larger than {limit} bytes"
+                    )));
+                }
+                buf.extend_from_slice(&chunk);
+            }
+        }
+    }
+}
+
+/// The response body as parsed SSE events.
+pub(crate) fn sse_events(response: reqwest::Response) -> EventStream {
+    response
+        .bytes_stream()
+        .eventsource()
+        .map(|item| match item {
+            Ok(ev) => Ok(Event {
+                name: if ev.event.is_empty() || ev.event == "message" {
+                    None
+                } else {
+                    Some(ev.event)
+                },
+                data: ev.data,
+            }),
+            Err(e) => Err(StreamError(e.to_string())),
+        })
+        .boxed()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_map_as_documented() {
+        let code = |s: u16| {
+            error_for_status(
+                StatusCode::from_u16(s).unwrap_or(StatusCode::IM_A_TEAPOT),
+                None,
+                ProviderError::default(),
+            )
+        };
+        assert_eq!(code(429).status().as_u16(), 429);
+        assert_eq!(code(400).status().as_u16(), 400);
+        assert_eq!(code(422).status().as_u16(), 422);
+        assert_eq!(code(401).code(), "upstream_auth_failed");
+        assert_eq!(code(403).status().as_u16(), 502);
+        assert_eq!(code(500).code(), "upstream_error");
+        assert_eq!(code(503).status().as_u16(), 502);
+        assert_eq!(code(404).status().as_u16(), 502);
+    }
+}
