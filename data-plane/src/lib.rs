@@ -56,6 +56,10 @@ fn v1_routes(state: &AppState) -> Router {
             post(http::chat::chat_completions).fallback(http::method_not_allowed),
         )
         .route(
+            "/v1/embeddings",
+            post(http::embeddings::embeddings).fallback(http::method_not_allowed),
+        )
+        .route(
             "/v1/models",
             get(http::models::list).fallback(http::method_not_allowed),
         )
@@ -69,6 +73,7 @@ fn v1_routes(state: &AppState) -> Router {
         ));
     Router::new()
         .merge(authenticated)
+        .merge(http::messages::routes(state))
         .route("/v1/{*rest}", any(http::not_found))
         .with_state(state.clone())
 }

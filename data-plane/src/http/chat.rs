@@ -23,7 +23,15 @@ pub async fn chat_completions(
     let in_flight = state.track();
     let body = request.into_body();
     // The task keeps the request's span, so its log lines carry the request id.
-    let task = pipeline::chat_completions(state, request_id, auth, body, respond, in_flight);
+    let task = pipeline::chat_completions(
+        state,
+        request_id,
+        auth,
+        body,
+        respond,
+        in_flight,
+        pipeline::meter::CHAT_COMPLETIONS,
+    );
     tokio::spawn(task.instrument(tracing::Span::current()));
     match response.await {
         Ok(response) => response,

@@ -12,7 +12,9 @@
 //! while a body of unknown length is read).
 
 pub mod chat;
+pub mod embeddings;
 pub mod health;
+pub mod messages;
 pub mod models;
 
 use std::any::Any;

@@ -52,7 +52,7 @@ use crate::tokens;
 use crate::wire::ChatRequest;
 
 /// The usage event's `endpoint` for chat completions.
-const ENDPOINT: &str = "chat.completions";
+pub const CHAT_COMPLETIONS: &str = "chat.completions";
 /// Events buffered between the stream driver and the client's connection. Small: it only
 /// smooths scheduling; a slow client should push back on the upstream, not fill memory.
 const STREAM_BUFFER: usize = 16;
@@ -66,6 +66,8 @@ const TRUNCATED_EVENT: &[u8] = b"data: {\"error\":{\"message\":\"The upstream pr
 /// The facts a usage event is built from, gathered as the stages run.
 pub struct Meter {
     request_id: RequestId,
+    /// Which API the client called; see [`Meter::set_endpoint`].
+    endpoint: &'static str,
     tenant_id: Uuid,
     key_id: Uuid,
     team_id: Option<Uuid>,
@@ -110,6 +112,7 @@ impl Meter {
     pub fn new(request_id: &RequestId, auth: &AuthContext) -> Self {
         Self {
             request_id: *request_id,
+            endpoint: CHAT_COMPLETIONS,
             tenant_id: auth.key.tenant_id,
             key_id: auth.key.key_id,
             team_id: auth.key.team_id,
@@ -117,6 +120,11 @@ impl Meter {
             stream: false,
             backend: None,
         }
+    }
+
+    /// The usage event's `endpoint` (`chat.completions` unless set).
+    pub fn set_endpoint(&mut self, endpoint: &'static str) {
+        self.endpoint = endpoint;
     }
 
     /// For bodies that failed validation: the model they named, if any.
@@ -362,7 +370,7 @@ impl Meter {
             provider_id,
             provider,
             upstream_model,
-            endpoint: ENDPOINT.to_owned(),
+            endpoint: self.endpoint.to_owned(),
             stream: self.stream,
             status,
             outcome,

@@ -98,7 +98,8 @@ impl Default for RequestId {
     }
 }
 
-/// `POST /v1/chat/completions`, stages 2–8. Runs in its own task (see "Cancellation"); sends
+/// `POST /v1/chat/completions` (and `/v1/messages`, translated to it at the edge), stages 2–8.
+/// `endpoint` labels the usage event (`chat.completions`, `messages`). Runs in its own task (see "Cancellation"); sends
 /// the response on `respond` as soon as it is known and returns once the usage event is emitted.
 pub(crate) async fn chat_completions(
     state: AppState,
@@ -107,8 +108,10 @@ pub(crate) async fn chat_completions(
     body: Body,
     respond: oneshot::Sender<Response>,
     _in_flight: InFlightGuard,
+    endpoint: &'static str,
 ) {
     let mut meter = Meter::new(&request_id, &auth);
+    meter.set_endpoint(endpoint);
     let event = match prepare(&state, &request_id, &auth, &mut meter, body).await {
         Err(error) => meter.error(error, respond),
         Ok((request, attempt)) => meter.reply(&state, &request, attempt, respond).await,
