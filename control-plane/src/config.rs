@@ -115,6 +115,11 @@ pub struct Config {
     #[arg(long, env = "SWITCHYARD_NODE_ID")]
     pub node_id: Option<String>,
 
+    /// A model catalog file replacing the built-in one (same format as `catalog/models.json`).
+    /// Validated at start: a bad file stops the control plane.
+    #[arg(long, env = "SWITCHYARD_CATALOG_PATH")]
+    pub catalog_path: Option<PathBuf>,
+
     /// Log line format.
     #[arg(long, env = "SWITCHYARD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -143,6 +148,7 @@ impl fmt::Debug for Config {
             .field("access_token_ttl_secs", &self.access_token_ttl_secs)
             .field("refresh_token_ttl_secs", &self.refresh_token_ttl_secs)
             .field("node_id", &self.node_id)
+            .field("catalog_path", &self.catalog_path)
             .field("log_format", &self.log_format)
             .field("settings", &self.settings)
             .finish()
@@ -165,6 +171,7 @@ impl Config {
             access_token_ttl_secs: 900,
             refresh_token_ttl_secs: 2_592_000,
             node_id: None,
+            catalog_path: None,
             log_format: LogFormat::Text,
             settings: Settings::default(),
         }

@@ -9,6 +9,8 @@
 //! # Layout
 //!
 //! - [`config`]: [`Config`](config::Config), parsed once from the environment and validated.
+//! - [`catalog`]: the model catalog (built-in `catalog/models.json` or `SWITCHYARD_CATALOG_PATH`),
+//!   validated at start.
 //! - [`secrets`]: the zero-setup secrets file (generated master key and JWT secret).
 //! - [`db`]: connecting (SQLite tuned for one writer) and running the `migrations` crate.
 //! - [`entities`]: sea-orm rows, one module per table; never used as API types.
@@ -31,6 +33,7 @@
 //! `127.0.0.1:0`). [`app`] is the bare control-plane router for `oneshot` tests.
 
 pub mod auth;
+pub mod catalog;
 pub mod config;
 pub mod db;
 pub mod entities;
@@ -211,6 +214,8 @@ impl RunningControlPlane {
 /// (Redis or in-process), republishes all config, binds the listener and starts serving.
 pub async fn start(config: Config) -> anyhow::Result<RunningControlPlane> {
     config.validate()?;
+    // Before touching the database: a bad catalog file is a configuration error.
+    let catalog = Arc::new(catalog::Catalog::load(config.catalog_path.as_deref())?);
     let embedded = config.is_embedded();
     let node_id = config.node_id();
 
@@ -229,6 +234,8 @@ pub async fn start(config: Config) -> anyhow::Result<RunningControlPlane> {
         node_id = %node_id,
         mode = if embedded { "zero-setup (data plane embedded, no Redis)" } else { "distributed (Redis)" },
         database = %config::redact_url(&database_url),
+        catalog_models = catalog.len(),
+        catalog_as_of = catalog.as_of(),
         "control plane starting"
     );
 
@@ -300,6 +307,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningControlPlane> {
         tokens: Arc::new(tokens),
         master_key,
         sync,
+        catalog,
     };
 
     let router = match &embedded_dp {
@@ -407,6 +415,8 @@ Get started (the README's "Your first request" does all of it, offline, with the
   2. with the access_token from the answer, add a provider ({{"name":"mock","kind":"mock"}}) at
      {base}/api/v1/providers and a model ({{"name":"echo","provider_id":…,"upstream_model":"mock-1",
      "input_price_per_mtok":1,"output_price_per_mtok":2}}) at {base}/api/v1/models
+     (for a real provider, {base}/api/v1/catalog lists models whose prices a deployment
+     can take with {{"catalog_id":"openai/gpt-4o-mini"}})
   3. create a key (shown once):
                 curl -s {base}/api/v1/keys -H "authorization: Bearer $ACCESS_TOKEN" \
                   -H 'content-type: application/json' -d '{{"name":"first key"}}'

@@ -22,7 +22,7 @@ pub const DOCS_PATH: &str = "/docs";
 #[openapi(
     info(
         title = "Switchyard control API",
-        description = "Manage organizations, API keys, providers, model deployments and usage of the Switchyard LLM gateway. \
+        description = "Manage organizations, API keys, providers, the model catalog, model deployments and usage of the Switchyard LLM gateway. \
                        Errors are `{\"error\": {\"code\": \"…\", \"message\": \"…\"}}`; every response carries `x-switchyard-request-id`.",
         license(name = "Apache-2.0", identifier = "Apache-2.0"),
     ),
@@ -52,6 +52,11 @@ pub const DOCS_PATH: &str = "/docs";
         http::models::list_models,
         http::models::get_model,
         http::models::delete_model,
+        http::catalog::list_catalog,
+        http::catalog::get_entry,
+        http::catalog::create_entry,
+        http::catalog::put_entry,
+        http::catalog::delete_entry,
         http::usage::list_usage,
     ),
     modifiers(&BearerAuth),
@@ -62,6 +67,7 @@ pub const DOCS_PATH: &str = "/docs";
         (name = "keys", description = "Virtual API keys for the gateway"),
         (name = "providers", description = "Provider credentials (API keys stored sealed)"),
         (name = "models", description = "Model deployments and their prices"),
+        (name = "catalog", description = "The model catalog (built-in, merged with the organization's own entries)"),
         (name = "usage", description = "Requests, tokens and cost"),
         (name = "health", description = "Liveness and readiness"),
     )

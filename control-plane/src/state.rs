@@ -8,6 +8,7 @@ use sea_orm::DatabaseConnection;
 use shared::crypto::MasterKey;
 
 use crate::auth::TokenService;
+use crate::catalog::Catalog;
 use crate::sync::ConfigSync;
 
 #[derive(Clone)]
@@ -20,6 +21,8 @@ pub struct AppState {
     pub master_key: MasterKey,
     /// Publishes committed config changes to the data plane.
     pub sync: ConfigSync,
+    /// The built-in (or operator-supplied) model catalog, validated at start.
+    pub catalog: Arc<Catalog>,
 }
 
 impl std::fmt::Debug for AppState {

@@ -136,14 +136,10 @@ pub fn key_record(row: &api_key::Model) -> KeyRecord {
 }
 
 fn provider_record(row: &provider_credential::Model) -> Option<ProviderRecord> {
-    let kind = match row.kind.as_str() {
-        "openai" => ProviderKind::OpenAi,
-        "openai_compatible" => ProviderKind::OpenAiCompatible,
-        "mock" => ProviderKind::Mock,
-        other => {
-            tracing::warn!(provider_id = %row.id, kind = other, "skipping provider of unknown kind");
-            return None;
-        }
+    let Some(kind) = ProviderKind::parse(&row.kind) else {
+        // Only hand-edited data (or a newer control plane's kind during a rolling deploy).
+        tracing::warn!(provider_id = %row.id, kind = %row.kind, "skipping provider of unknown kind");
+        return None;
     };
     Some(ProviderRecord {
         id: row.id,
@@ -151,7 +147,7 @@ fn provider_record(row: &provider_credential::Model) -> Option<ProviderRecord> {
         kind,
         base_url: row.base_url.clone(),
         api_key_sealed: row.api_key_sealed.clone(),
-        options: Default::default(),
+        options: row.option_map(),
     })
 }
 
@@ -164,9 +160,10 @@ fn deployment_record(row: &model_deployment::Model) -> DeploymentRecord {
         input_price_micros_per_mtok: row.input_price_micros_per_mtok,
         output_price_micros_per_mtok: row.output_price_micros_per_mtok,
         region: row.region.clone(),
-        cached_input_price_micros_per_mtok: None,
-        max_output_tokens: None,
-        catalog_id: None,
+        cached_input_price_micros_per_mtok: row.cached_input_price_micros_per_mtok,
+        // Stored as bigint; the API only writes values that fit.
+        max_output_tokens: row.max_output_tokens.and_then(|n| u32::try_from(n).ok()),
+        catalog_id: row.catalog_id.clone(),
     }
 }
 

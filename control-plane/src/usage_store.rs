@@ -14,7 +14,7 @@ use time::{OffsetDateTime, UtcOffset};
 use crate::entities::usage_record;
 use crate::ingest::UsageWriter;
 
-/// Rows per INSERT: 22 columns × 200 rows stays well below SQLite's (32 766) and PostgreSQL's
+/// Rows per INSERT: 24 columns × 200 rows stays well below SQLite's (32 766) and PostgreSQL's
 /// (65 535) bind-parameter limits.
 const ROWS_PER_STATEMENT: usize = 200;
 
@@ -91,6 +91,8 @@ fn to_row(e: &UsageEvent, now: OffsetDateTime) -> usage_record::ActiveModel {
         error_code: Set(e.error_code.clone()),
         prompt_tokens: Set(clamp(e.prompt_tokens)),
         completion_tokens: Set(clamp(e.completion_tokens)),
+        cache_read_tokens: Set(clamp(e.cache_read_tokens)),
+        cache_write_tokens: Set(clamp(e.cache_write_tokens)),
         tokens_estimated: Set(e.tokens_estimated),
         cost_micros: Set(e.cost_micros),
         latency_ms: Set(clamp(e.latency_ms)),

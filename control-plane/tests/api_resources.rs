@@ -236,16 +236,20 @@ async fn providers_never_return_their_secret_and_store_it_sealed() {
     bad(json!({"name": "vllm", "kind": "mock"}))
         .await
         .expect_error(409, "conflict");
-    let openai = cp
+    bad(json!({"name": "a", "kind": "openai"}))
+        .await
+        .expect_error(400, "validation_failed");
+    let local = cp
         .post(
             "/api/v1/providers",
             Some(&s.token),
-            json!({"name": "oai", "kind": "openai"}),
+            json!({"name": "local", "kind": "ollama"}),
         )
         .await
         .expect(201);
-    assert_eq!(openai["has_api_key"], false);
-    assert!(openai["base_url"].is_null());
+    assert_eq!(local["has_api_key"], false);
+    assert!(local["base_url"].is_null(), "the kind's default applies");
+    assert_eq!(local["options"], json!({}));
 
     // A provider in use cannot be deleted; once its models are gone it can.
     let model = cp
@@ -280,7 +284,7 @@ async fn providers_never_return_their_secret_and_store_it_sealed() {
     assert_eq!(
         config.providers.len(),
         1,
-        "only the openai provider is left"
+        "only the ollama provider is left"
     );
     assert!(config.deployments.is_empty());
     cp.stop().await;

@@ -77,6 +77,41 @@ async fn core_flow_on_sqlite_survives_a_restart() {
         .await
         .expect(201);
     assert_eq!(model["input_price_micros_per_mtok"], 150_000);
+    // The organization's catalog (composite key, upsert) and a deployment from it.
+    cp.post(
+        "/api/v1/catalog",
+        Some(&s.token),
+        json!({"id": "house/mock", "provider": "mock", "upstream_model": "mock-2", "context_window": 4096, "max_output_tokens": 512, "input_price_per_mtok": "0.5", "output_price_per_mtok": "1", "cached_input_price_per_mtok": "0.05"}),
+    )
+    .await
+    .expect(201);
+    cp.put(
+        "/api/v1/catalog/house/mock",
+        &s.token,
+        json!({"provider": "mock", "upstream_model": "mock-2", "context_window": 4096, "max_output_tokens": 512, "input_price_per_mtok": "0.4", "output_price_per_mtok": "1", "cached_input_price_per_mtok": "0.05"}),
+    )
+    .await
+    .expect(200);
+    let from_catalog = cp
+        .post(
+            "/api/v1/models",
+            Some(&s.token),
+            json!({"name": "m2", "provider_id": provider["id"], "catalog_id": "house/mock"}),
+        )
+        .await
+        .expect(201);
+    assert_eq!(from_catalog["input_price_micros_per_mtok"], 400_000);
+    assert_eq!(from_catalog["cached_input_price_micros_per_mtok"], 50_000);
+    assert_eq!(from_catalog["max_output_tokens"], 512);
+    assert_eq!(
+        cp.get(
+            &format!("/api/v1/models/{}", from_catalog["id"].as_str().unwrap()),
+            &s.token
+        )
+        .await
+        .expect(200),
+        from_catalog
+    );
     let key = cp
         .post(
             "/api/v1/keys",

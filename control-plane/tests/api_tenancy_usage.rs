@@ -353,3 +353,48 @@ async fn a_gateway_request_is_metered_into_usage() {
     assert_eq!(resp.status(), 401);
     cp.stop().await;
 }
+
+/// Prompt-cache token counts travel from the usage event to the row and the API (per row and
+/// in the totals), on both databases.
+async fn cache_tokens_round_trip(cp: Cp) {
+    let s = cp.signup().await;
+    let tenant: Uuid = s.tenant_id.parse().unwrap();
+    let now = OffsetDateTime::now_utc();
+    let mut cached = event(tenant, None, now, 1000, 10, 5);
+    cached.cache_read_tokens = 800;
+    cached.cache_write_tokens = 150;
+    let mut writes = event(tenant, None, now - time::Duration::seconds(1), 500, 5, 3);
+    writes.cache_write_tokens = 400;
+    let plain = event(tenant, None, now - time::Duration::seconds(2), 20, 2, 1);
+    DbUsageWriter::new(cp.running.db().clone())
+        .insert(&[cached.clone(), writes.clone(), plain.clone()])
+        .await
+        .unwrap();
+    let usage = cp.get("/api/v1/usage", &s.token).await.expect(200);
+    let rows = usage["data"].as_array().unwrap();
+    let row = |id: Uuid| {
+        rows.iter()
+            .find(|r| r["id"] == id.to_string())
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(row(cached.id)["cache_read_tokens"], 800);
+    assert_eq!(row(cached.id)["cache_write_tokens"], 150);
+    assert_eq!(row(writes.id)["cache_read_tokens"], 0);
+    assert_eq!(row(writes.id)["cache_write_tokens"], 400);
+    assert_eq!(row(plain.id)["cache_read_tokens"], 0);
+    assert_eq!(usage["totals"]["cache_read_tokens"], 800);
+    assert_eq!(usage["totals"]["cache_write_tokens"], 550);
+    assert_eq!(usage["totals"]["prompt_tokens"], 1520);
+    cp.stop().await;
+}
+
+#[tokio::test]
+async fn cache_tokens_round_trip_on_postgres() {
+    cache_tokens_round_trip(Cp::start().await).await;
+}
+
+#[tokio::test]
+async fn cache_tokens_round_trip_on_sqlite() {
+    cache_tokens_round_trip(Cp::start_sqlite().await).await;
+}

@@ -1,4 +1,4 @@
-//! The Switchyard data plane: an OpenAI-compatible gateway that authenticates virtual keys,
+//! The Switchyard data plane: an OpenAI- and Anthropic-compatible gateway that authenticates virtual keys,
 //! routes each request to a tenant's model deployment, streams the provider's answer back and
 //! meters every request into a usage event. It has no database: it reads the records the control
 //! plane publishes (through Redis, or in-process) and writes only usage events.
@@ -10,11 +10,19 @@
 //! - [`state`]: [`AppState`], what every handler shares: settings, config store, usage sink and
 //!   the one upstream HTTP client.
 //! - [`http`]: routes and the edge layers (request id, error logging, catch-panic, body limit).
+//! - [`anthropic_api`]: the Anthropic Messages API at the edge: `/v1/messages` requests are
+//!   translated to OpenAI chat requests, run through the same pipeline, and their answers,
+//!   streams and errors translated back.
 //! - [`pipeline`]: the request pipeline, one module per stage, in order: authenticate → limit →
-//!   reserve budget → cache → route → attempt → provider adapter → meter. Its module doc lists
-//!   which stage inserts and reads each request fact.
-//! - [`providers`]: provider adapters (`openai` for OpenAI and compatible servers, `mock`).
-//! - [`wire`]: the OpenAI request types we read, and field-naming 400s.
+//!   reserve budget → cache → route → attempt → provider adapter → meter (`embed` runs the same
+//!   stages for `/v1/embeddings`). Its module doc lists which stage inserts and reads each
+//!   request fact.
+//! - [`providers`]: provider adapters (`openai` for OpenAI and the OpenAI-compatible family with
+//!   per-provider presets, `azure`, `anthropic`, `gemini`, `bedrock`, `mock`), the
+//!   provider-neutral `canonical` request view and OpenAI output builders they share, and the
+//!   shared HTTP `transport`.
+//! - [`wire`]: the OpenAI request types we read, the pass-through / drop / refuse rule for
+//!   fields, and field-naming 400s.
 //! - [`error`]: [`GatewayError`](error::GatewayError), rendered once in OpenAI's error shape.
 //! - [`tokens`]: local token counting for the mock provider and for estimates.
 //! - [`store`]: `ConfigStore`, the node's cache of published keys and tenant configs.
@@ -25,6 +33,7 @@
 //! [`app`] is the standalone binary's whole router; [`v1_router`] is only the `/v1` API, which
 //! the control plane mounts in-process in the zero-setup default.
 
+pub mod anthropic_api;
 pub mod config;
 pub mod error;
 pub mod http;

@@ -1,17 +1,50 @@
-//! The parts of OpenAI's chat completions request that the gateway reads, and the rules for
-//! turning a bad body into a 400 that names the offending field.
+//! The parts of OpenAI's chat completions and embeddings requests that the gateway reads, the
+//! rules for turning a bad body into a 400 that names the offending field, and the rule for what
+//! happens to every other field.
 //!
 //! Only what we need is typed (plus the common sampling fields, so a wrong type is reported the
-//! way OpenAI reports it); everything else is kept verbatim in `extra` maps and forwarded, so a
-//! parameter a provider adds tomorrow passes through without a release.
+//! way OpenAI reports it); everything else is kept verbatim in `extra` maps.
+//!
+//! # Pass-through, drop or refuse: the rule for `/v1/chat/completions`
+//!
+//! The gateway accepts the full current OpenAI request schema. What reaches the provider depends
+//! on the provider's wire format:
+//!
+//! - **OpenAI family** (`openai`, `openai_compatible`, `azure_openai` and the presets in
+//!   `providers::presets`: Mistral, Groq, DeepSeek, Together, Fireworks, xAI, OpenRouter, vLLM,
+//!   Ollama, llama.cpp): the body is forwarded **verbatim**, unknown fields included, so a
+//!   parameter a provider adds tomorrow passes through without a release. Only `model` is
+//!   replaced and, for streams, `stream_options.include_usage` forced on (see
+//!   [`UpstreamChatRequest`]). A preset may rename, drop or refuse the few standard fields its
+//!   provider is documented to reject; its table says which and why.
+//! - **Other providers** (Anthropic, Gemini, Bedrock): the adapter translates the fields
+//!   `providers::canonical` reads (messages with text, images, tool calls and tool results;
+//!   `tools`, `tool_choice`, `max_completion_tokens`/`max_tokens`, `temperature`, `top_p`,
+//!   `stop`, `response_format`) and **drops** everything else, because dropping it leaves the
+//!   answer's meaning intact: sampling and caching hints (`seed`, `presence_penalty`,
+//!   `frequency_penalty`, `parallel_tool_calls`, `reasoning_effort`, `verbosity`,
+//!   `prompt_cache_key`, `service_tier`), bookkeeping (`user`, `metadata`, `store`,
+//!   `safety_identifier`), `stream_options` (the gateway meters streams itself) and unknown
+//!   fields. What would change the answer's meaning if silently dropped is **refused** with a
+//!   400 naming the parameter ([`ChatRequest::refuse_unsupported_for_non_openai`], see
+//!   [`NON_OPENAI_REFUSED`]): several choices (`n` > 1), log probabilities (`logprobs`,
+//!   `top_logprobs`), token biases (`logit_bias`: token ids of OpenAI's tokenizer mean nothing
+//!   to another model), audio output (`audio`, `modalities` other than text), predicted outputs
+//!   (`prediction`), web search (`web_search_options`) and the deprecated `functions` /
+//!   `function_call` (dropping them would silently remove the model's tools; use `tools`).
+//!   Fields set to their default (`n: 1`, `logprobs: false`, `null`) are not refused.
+//!
+//! Every non-OpenAI adapter calls [`ChatRequest::refuse_unsupported_for_non_openai`] before
+//! translating, so the rule holds for all of them the same way.
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::error::GatewayError;
 
-/// A `POST /v1/chat/completions` body.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+/// A `POST /v1/chat/completions` body. `Default` is an empty request, for code that needs a
+/// placeholder (it is never valid: [`ChatRequest::parse`] refuses an empty `model`).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 pub struct ChatRequest {
     /// The model name the client asked for. Replaced by the deployment's upstream model when
     /// forwarded, so it is never serialized from here (see [`UpstreamChatRequest`]).
@@ -118,6 +151,122 @@ pub enum EmbeddingInput {
     TokenBatches(Vec<Vec<u32>>),
 }
 
+impl EmbeddingInput {
+    /// How many embeddings the input asks for: one per string or per token array.
+    pub fn len(&self) -> usize {
+        match self {
+            EmbeddingInput::Text(_) | EmbeddingInput::Tokens(_) => 1,
+            EmbeddingInput::Texts(texts) => texts.len(),
+            EmbeddingInput::TokenBatches(batches) => batches.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The `encoding_format` values OpenAI documents.
+const ENCODING_FORMATS: [&str; 2] = ["float", "base64"];
+
+impl EmbeddingsRequest {
+    /// Parses a request body, mapping every failure to a 400 that names the field: a missing or
+    /// empty `model` or `input`, an `input` of the wrong shape, an empty string or token array
+    /// inside it (`input[i]`), an unknown `encoding_format`, `dimensions` of 0.
+    pub fn parse(body: &[u8]) -> Result<Self, GatewayError> {
+        let de = &mut serde_json::Deserializer::from_slice(body);
+        let request: EmbeddingsRequest = serde_path_to_error::deserialize(de).map_err(|e| {
+            // `input` is an untagged enum: serde can only say "no variant matched".
+            if e.path().to_string() == "input" && e.inner().is_data() {
+                invalid(
+                    "input",
+                    "Invalid type for 'input': expected a string, an array of strings, an array of integers or an array of arrays of integers.",
+                )
+            } else {
+                field_error(e)
+            }
+        })?;
+        if request.model.is_empty() {
+            return Err(invalid(
+                "model",
+                "Invalid value for 'model': must be a non-empty string.",
+            ));
+        }
+        let empty_input = || {
+            invalid(
+                "input",
+                "Invalid value for 'input': must be a non-empty string or a non-empty array.",
+            )
+        };
+        match &request.input {
+            EmbeddingInput::Text(text) if text.is_empty() => return Err(empty_input()),
+            EmbeddingInput::Tokens(ids) if ids.is_empty() => return Err(empty_input()),
+            EmbeddingInput::Texts(texts) => {
+                if texts.is_empty() {
+                    return Err(empty_input());
+                }
+                if let Some(i) = texts.iter().position(String::is_empty) {
+                    return Err(invalid(
+                        &format!("input[{i}]"),
+                        &format!("Invalid value for 'input[{i}]': must be a non-empty string."),
+                    ));
+                }
+            }
+            EmbeddingInput::TokenBatches(batches) => {
+                if batches.is_empty() {
+                    return Err(empty_input());
+                }
+                if let Some(i) = batches.iter().position(Vec::is_empty) {
+                    return Err(invalid(
+                        &format!("input[{i}]"),
+                        &format!("Invalid value for 'input[{i}]': must be a non-empty array."),
+                    ));
+                }
+            }
+            _ => {}
+        }
+        if let Some(format) = &request.encoding_format
+            && !ENCODING_FORMATS.contains(&format.as_str())
+        {
+            return Err(invalid(
+                "encoding_format",
+                "Invalid value for 'encoding_format': expected 'float' or 'base64'.",
+            ));
+        }
+        if request.dimensions == Some(0) {
+            return Err(invalid(
+                "dimensions",
+                "Invalid value for 'dimensions': must be at least 1.",
+            ));
+        }
+        Ok(request)
+    }
+
+    /// The body to send to an OpenAI-compatible provider: this request, every field kept, with
+    /// `model` replaced by the deployment's upstream model.
+    pub fn to_upstream<'a>(&'a self, upstream_model: &'a str) -> UpstreamEmbeddingsRequest<'a> {
+        UpstreamEmbeddingsRequest {
+            model: upstream_model,
+            request: self,
+        }
+    }
+}
+
+/// What goes to an OpenAI-compatible embeddings endpoint.
+#[derive(Debug, Serialize)]
+pub struct UpstreamEmbeddingsRequest<'a> {
+    model: &'a str,
+    #[serde(flatten)]
+    request: &'a EmbeddingsRequest,
+}
+
+fn invalid(param: &str, message: &str) -> GatewayError {
+    GatewayError::InvalidRequest {
+        message: message.to_owned(),
+        param: Some(param.to_owned()),
+    }
+}
+
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 pub struct StreamOptions {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -171,10 +320,63 @@ impl ChatRequest {
         self.messages.iter().map(Message::text)
     }
 
+    /// Refuses, with a 400 naming the parameter, what a non-OpenAI provider cannot do and what
+    /// would change the answer's meaning if it were silently dropped (see the module docs and
+    /// [`NON_OPENAI_REFUSED`]). Values that ask for nothing (`n: 1`, `logprobs: false`,
+    /// `null`, an empty `logit_bias`, `modalities: ["text"]`) pass.
+    ///
+    /// Adapters for non-OpenAI wire formats call this before translating the request.
+    pub fn refuse_unsupported_for_non_openai(&self) -> Result<(), GatewayError> {
+        if self.n.is_some_and(|n| n > 1) {
+            return Err(unsupported_param(
+                "n",
+                "Generating several choices ('n' above 1) is not supported by this model's provider.",
+            ));
+        }
+        if self.logprobs == Some(true) {
+            return Err(unsupported_param(
+                "logprobs",
+                "Log probabilities ('logprobs') are not supported by this model's provider.",
+            ));
+        }
+        if self.top_logprobs.is_some_and(|n| n > 0) {
+            return Err(unsupported_param(
+                "top_logprobs",
+                "Log probabilities ('top_logprobs') are not supported by this model's provider.",
+            ));
+        }
+        for (param, message) in NON_OPENAI_REFUSED_EXTRA {
+            let Some(value) = self.extra.get(*param) else {
+                continue;
+            };
+            let asks = match *param {
+                // Text-only output is what every provider does anyway.
+                "modalities" => value
+                    .as_array()
+                    .is_some_and(|m| m.iter().any(|v| v.as_str() != Some("text"))),
+                _ => asks_for_something(value),
+            };
+            if asks {
+                return Err(unsupported_param(param, message));
+            }
+        }
+        Ok(())
+    }
+
     /// The body to send upstream: this request with `model` replaced and, for streams,
     /// `stream_options.include_usage` forced on (see [`UpstreamChatRequest`]).
     pub fn to_upstream<'a>(&'a self, upstream_model: &'a str) -> UpstreamChatRequest<'a> {
-        let stream_options = if self.is_stream() {
+        self.to_upstream_with(upstream_model, true)
+    }
+
+    /// As [`ChatRequest::to_upstream`]; `ask_stream_usage = false` leaves `stream_options`
+    /// out entirely, for servers that reject the field (they report usage on their own).
+    pub fn to_upstream_with<'a>(
+        &'a self,
+        upstream_model: &'a str,
+        ask_stream_usage: bool,
+    ) -> UpstreamChatRequest<'a> {
+        let stream_options = if self.is_stream() && ask_stream_usage {
             Some(UpstreamStreamOptions {
                 include_usage: true,
                 extra: self.stream_options.as_ref().map(|o| &o.extra),
@@ -207,6 +409,76 @@ struct UpstreamStreamOptions<'a> {
     include_usage: bool,
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
     extra: Option<&'a Map<String, Value>>,
+}
+
+/// Every parameter [`ChatRequest::refuse_unsupported_for_non_openai`] refuses when it asks for
+/// something: the typed ones, then the untyped ones kept in `extra`.
+pub const NON_OPENAI_REFUSED: [&str; 10] = [
+    "n",
+    "logprobs",
+    "top_logprobs",
+    "logit_bias",
+    "audio",
+    "modalities",
+    "prediction",
+    "web_search_options",
+    "functions",
+    "function_call",
+];
+
+/// The untyped refused parameters (kept in `extra`), with the refusal's text.
+const NON_OPENAI_REFUSED_EXTRA: &[(&str, &str)] = &[
+    (
+        "logit_bias",
+        "Token biases ('logit_bias') are not supported by this model's provider: token ids are specific to OpenAI's tokenizer.",
+    ),
+    (
+        "audio",
+        "Audio output ('audio') is not supported by this model's provider.",
+    ),
+    (
+        "modalities",
+        "Output modalities other than text ('modalities') are not supported by this model's provider.",
+    ),
+    (
+        "prediction",
+        "Predicted outputs ('prediction') are not supported by this model's provider.",
+    ),
+    (
+        "web_search_options",
+        "Web search ('web_search_options') is not supported by this model's provider.",
+    ),
+    (
+        "functions",
+        "The deprecated 'functions' parameter is not supported by this model's provider; use 'tools'.",
+    ),
+    (
+        "function_call",
+        "The deprecated 'function_call' parameter is not supported by this model's provider; use 'tool_choice'.",
+    ),
+];
+
+/// Whether a parameter's value asks for anything: `null`, `false`, `0`, `""`, `[]` and `{}`
+/// are what an absent parameter means.
+pub(crate) fn asks_for_something(value: &Value) -> bool {
+    match value {
+        Value::Null => false,
+        Value::Bool(b) => *b,
+        Value::Number(n) => n.as_f64().is_some_and(|f| f != 0.0),
+        Value::String(s) => !s.is_empty(),
+        Value::Array(a) => !a.is_empty(),
+        Value::Object(o) => !o.is_empty(),
+    }
+}
+
+/// The 400 for a parameter the chosen provider cannot honour.
+pub(crate) fn unsupported_param(param: &str, message: &str) -> GatewayError {
+    GatewayError::InvalidRequest {
+        message: format!(
+            "{message} Remove '{param}' or use a model served by a provider that supports it."
+        ),
+        param: Some(param.to_owned()),
+    }
 }
 
 /// Turns a deserialization failure into the 400 OpenAI would send, naming the field.
@@ -422,5 +694,147 @@ mod tests {
         let out = serde_json::to_value(req.to_upstream("x")).expect("serializes");
         assert!(out.get("stream_options").is_none());
         assert_eq!(out["messages"][2]["tool_calls"], serde_json::json!([]));
+    }
+
+    #[test]
+    fn non_openai_providers_refuse_what_would_change_the_answer() {
+        let refused = |extra: &str| {
+            let body = format!(r#"{{"model":"m",{MSGS},{extra}}}"#);
+            match ChatRequest::parse(body.as_bytes())
+                .expect("parses")
+                .refuse_unsupported_for_non_openai()
+            {
+                Ok(()) => None,
+                Err(GatewayError::InvalidRequest { param, message }) => {
+                    let param = param.expect("names the param");
+                    assert!(message.contains(&param), "{message}");
+                    Some(param)
+                }
+                Err(other) => panic!("unexpected {other:?}"),
+            }
+        };
+        assert_eq!(refused(r#""n":2"#).as_deref(), Some("n"));
+        assert_eq!(refused(r#""logprobs":true"#).as_deref(), Some("logprobs"));
+        assert_eq!(
+            refused(r#""top_logprobs":2"#).as_deref(),
+            Some("top_logprobs")
+        );
+        assert_eq!(
+            refused(r#""logit_bias":{"50256":-100}"#).as_deref(),
+            Some("logit_bias")
+        );
+        assert_eq!(
+            refused(r#""modalities":["text","audio"],"audio":{"voice":"alloy","format":"wav"}"#)
+                .as_deref(),
+            Some("audio")
+        );
+        assert_eq!(
+            refused(r#""modalities":["audio"]"#).as_deref(),
+            Some("modalities")
+        );
+        assert_eq!(
+            refused(r#""prediction":{"type":"content","content":"x"}"#).as_deref(),
+            Some("prediction")
+        );
+        assert_eq!(
+            refused(r#""functions":[{"name":"f"}]"#).as_deref(),
+            Some("functions")
+        );
+        // Defaults ask for nothing; droppable fields are not refused.
+        for ok in [
+            r#""n":1"#,
+            r#""logprobs":false"#,
+            r#""logit_bias":{}"#,
+            r#""modalities":["text"]"#,
+            r#""prediction":null"#,
+            r#""seed":7,"user":"u","metadata":{"a":"b"},"parallel_tool_calls":false"#,
+        ] {
+            assert_eq!(refused(ok), None, "{ok}");
+        }
+    }
+
+    fn embeddings_error(body: &str) -> (String, Option<String>) {
+        match EmbeddingsRequest::parse(body.as_bytes()) {
+            Err(GatewayError::InvalidRequest { message, param }) => (message, param),
+            Err(GatewayError::InvalidJson(_)) => ("invalid json".into(), None),
+            other => panic!("expected a 400 for {body}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn embeddings_bodies_are_checked_naming_the_field() {
+        let param = |body: &str| embeddings_error(body).1;
+        assert_eq!(param(r#"{"model":"m"}"#).as_deref(), Some("input"));
+        assert_eq!(
+            embeddings_error(r#"{"model":"m"}"#).0,
+            "Missing required parameter: 'input'."
+        );
+        assert_eq!(param(r#"{"input":"x"}"#).as_deref(), Some("model"));
+        assert_eq!(
+            param(r#"{"model":"","input":"x"}"#).as_deref(),
+            Some("model")
+        );
+        for bad in [
+            r#""""#,
+            "[]",
+            "5",
+            "null",
+            r#"[1,"a"]"#,
+            r#"{"a":1}"#,
+            "[-1]",
+        ] {
+            assert_eq!(
+                param(&format!(r#"{{"model":"m","input":{bad}}}"#)).as_deref(),
+                Some("input"),
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            param(r#"{"model":"m","input":["a",""]}"#).as_deref(),
+            Some("input[1]")
+        );
+        assert_eq!(
+            param(r#"{"model":"m","input":[[1],[]]}"#).as_deref(),
+            Some("input[1]")
+        );
+        assert_eq!(
+            param(r#"{"model":"m","input":"x","encoding_format":"hex"}"#).as_deref(),
+            Some("encoding_format")
+        );
+        assert_eq!(
+            param(r#"{"model":"m","input":"x","dimensions":"big"}"#).as_deref(),
+            Some("dimensions")
+        );
+        assert_eq!(
+            param(r#"{"model":"m","input":"x","dimensions":0}"#).as_deref(),
+            Some("dimensions")
+        );
+        assert_eq!(embeddings_error("{").0, "invalid json");
+
+        let ok = EmbeddingsRequest::parse(
+            br#"{"model":"alias","input":[[1,2],[3]],"encoding_format":"base64","dimensions":256,"x_extra":true}"#,
+        )
+        .expect("valid");
+        assert_eq!(ok.input.len(), 2);
+        let out = serde_json::to_value(ok.to_upstream("text-embedding-3-small")).expect("json");
+        assert_eq!(out["model"], "text-embedding-3-small");
+        assert_eq!(out["input"], serde_json::json!([[1, 2], [3]]));
+        assert_eq!(out["encoding_format"], "base64");
+        assert_eq!(out["dimensions"], 256);
+        assert_eq!(out["x_extra"], true);
+    }
+
+    #[test]
+    fn stream_options_can_be_left_out() {
+        let req = ChatRequest::parse(
+            format!(
+                r#"{{"model":"m",{MSGS},"stream":true,"stream_options":{{"include_usage":true}}}}"#
+            )
+            .as_bytes(),
+        )
+        .expect("parses");
+        let out = serde_json::to_value(req.to_upstream_with("x", false)).expect("json");
+        assert!(out.get("stream_options").is_none(), "{out}");
+        assert_eq!(out["stream"], true);
     }
 }

@@ -8,7 +8,11 @@
 //! # Layout
 //! - tenants, users, memberships: who may sign in and to which organization, with which role.
 //! - teams, api_keys: the virtual keys the data plane authenticates.
-//! - provider_credentials, model_deployments: where models run and what they cost.
+//! - provider_credentials, model_deployments: where models run and what they cost
+//!   (provider `options` hold non-secret per-kind settings; deployments remember the catalog
+//!   entry they came from).
+//! - tenant_catalog_entries: a tenant's additions to and overrides of the built-in model
+//!   catalog.
 //! - usage_records: one row per data-plane request (the id is the usage event id).
 //! - refresh_tokens: long-lived sign-in sessions (only their SHA-256 is stored).
 //! - config_outbox: committed changes waiting to be published to the data plane.
@@ -29,6 +33,10 @@ mod m20261121_000007_create_model_deployments;
 mod m20261121_000008_create_usage_records;
 mod m20261121_000009_create_refresh_tokens;
 mod m20261121_000010_create_config_outbox;
+mod m20261201_000011_add_provider_options;
+mod m20261201_000012_add_model_deployment_catalog_fields;
+mod m20261201_000013_add_usage_cache_tokens;
+mod m20261201_000014_create_tenant_catalog_entries;
 
 /// Every migration, in order. Run with `Migrator::up(&db, None)`.
 pub struct Migrator;
@@ -47,6 +55,10 @@ impl MigratorTrait for Migrator {
             Box::new(m20261121_000008_create_usage_records::Migration),
             Box::new(m20261121_000009_create_refresh_tokens::Migration),
             Box::new(m20261121_000010_create_config_outbox::Migration),
+            Box::new(m20261201_000011_add_provider_options::Migration),
+            Box::new(m20261201_000012_add_model_deployment_catalog_fields::Migration),
+            Box::new(m20261201_000013_add_usage_cache_tokens::Migration),
+            Box::new(m20261201_000014_create_tenant_catalog_entries::Migration),
         ]
     }
 }

@@ -2,7 +2,12 @@
 //!
 //! # Layout
 //! - [`fake_openai`]: an OpenAI-compatible upstream on `127.0.0.1:0` that follows the documented
-//!   wire format (SSE included) and misbehaves on request, chosen by model name.
+//!   wire format (SSE included) and misbehaves on request, chosen by model name; also Azure
+//!   OpenAI's routes and embeddings.
+//! - [`fake_anthropic`], [`fake_gemini`], [`fake_bedrock`]: the same for Anthropic's Messages
+//!   API, Google's Gemini API and AWS Bedrock's runtime (SigV4 verified, binary event streams),
+//!   each in its provider's native wire format and following one behaviour contract (the model
+//!   name picks text, a tool call, an error, a cut stream, …).
 //! - [`pg`]: a fresh PostgreSQL database per test run, and a dump of its text for secret scans.
 //! - [`redis_prefix`]: a fresh Redis key prefix per test run, and a dump of its keys.
 //! - [`proc`]: launching the `control-plane` / `data-plane` binaries as child processes that are
@@ -15,6 +20,9 @@
 
 pub mod api;
 pub mod e2e;
+pub mod fake_anthropic;
+pub mod fake_bedrock;
+pub mod fake_gemini;
 pub mod fake_openai;
 pub mod pg;
 pub mod proc;

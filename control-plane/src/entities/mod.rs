@@ -10,5 +10,6 @@ pub mod provider_credential;
 pub mod refresh_token;
 pub mod team;
 pub mod tenant;
+pub mod tenant_catalog_entry;
 pub mod usage_record;
 pub mod user;

@@ -1,5 +1,6 @@
 //! `model_deployments`: a model name clients send, the provider serving it, and its price in
-//! micro-dollars per million tokens.
+//! micro-dollars per million tokens. `catalog_id` names the catalog entry the deployment was
+//! created from (its values were copied at creation; later catalog edits do not change it).
 
 use sea_orm::entity::prelude::*;
 
@@ -16,6 +17,11 @@ pub struct Model {
     pub output_price_micros_per_mtok: i64,
     pub region: Option<String>,
     pub created_at: TimeDateTimeWithTimeZone,
+    pub catalog_id: Option<String>,
+    pub cached_input_price_micros_per_mtok: Option<i64>,
+    pub max_output_tokens: Option<i64>,
+    /// `chat` or `embedding`.
+    pub mode: String,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -1,5 +1,7 @@
 //! `provider_credentials`: where a tenant's models run. `api_key_sealed` is sealed with the
-//! master key (`shared::crypto`), never plaintext.
+//! master key (`shared::crypto`), never plaintext (for Bedrock it is the secret access key).
+//! `options` is a JSON object of non-secret, kind-specific strings (Azure `api_version`,
+//! Bedrock `region` and `access_key_id`), or NULL.
 
 use sea_orm::entity::prelude::*;
 
@@ -14,9 +16,20 @@ pub struct Model {
     pub base_url: Option<String>,
     pub api_key_sealed: Option<String>,
     pub created_at: TimeDateTimeWithTimeZone,
+    pub options: Option<Json>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
 pub enum Relation {}
 
 impl ActiveModelBehavior for ActiveModel {}
+
+impl Model {
+    /// The non-secret options. A malformed value (never written by us) reads as none.
+    pub fn option_map(&self) -> std::collections::BTreeMap<String, String> {
+        self.options
+            .as_ref()
+            .and_then(|v| serde_json::from_value(v.clone()).ok())
+            .unwrap_or_default()
+    }
+}

@@ -28,6 +28,10 @@ pub struct Model {
     pub ttft_ms: Option<i64>,
     pub started_at: TimeDateTimeWithTimeZone,
     pub created_at: TimeDateTimeWithTimeZone,
+    /// Of `prompt_tokens`, how many were read from the provider's prompt cache.
+    pub cache_read_tokens: i64,
+    /// Of `prompt_tokens`, how many were written to the provider's prompt cache.
+    pub cache_write_tokens: i64,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

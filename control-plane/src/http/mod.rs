@@ -10,6 +10,7 @@
 //! - [`router`]: the full control-plane router with its middleware stack.
 
 pub mod auth;
+pub mod catalog;
 pub mod health;
 pub mod keys;
 pub mod members;
@@ -49,6 +50,7 @@ pub fn api_router() -> Router<AppState> {
         .merge(keys::router())
         .merge(providers::router())
         .merge(models::router())
+        .merge(catalog::router())
         .merge(usage::router())
         .method_not_allowed_fallback(method_not_allowed)
 }

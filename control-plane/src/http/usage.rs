@@ -71,7 +71,7 @@ pub struct UsageRow {
     pub team_id: Option<Uuid>,
     /// The model name the client asked for.
     pub model: String,
-    /// Provider kind (`openai`, `openai_compatible`, `mock`), if a deployment was chosen.
+    /// Provider kind wire name (`openai`, `anthropic`, `bedrock`, …), if a deployment was chosen.
     pub provider: Option<String>,
     pub upstream_model: Option<String>,
     /// Which API was called, e.g. `chat.completions`.
@@ -82,8 +82,13 @@ pub struct UsageRow {
     pub outcome: String,
     pub error_code: Option<String>,
     pub stream: bool,
+    /// All input tokens, cached ones included.
     pub prompt_tokens: i64,
     pub completion_tokens: i64,
+    /// Of `prompt_tokens`, how many were read from the provider's prompt cache.
+    pub cache_read_tokens: i64,
+    /// Of `prompt_tokens`, how many were written to the provider's prompt cache.
+    pub cache_write_tokens: i64,
     /// True when the counts were estimated because the provider reported none.
     pub tokens_estimated: bool,
     /// Cost in micro-dollars.
@@ -101,6 +106,8 @@ pub struct UsageTotals {
     pub requests: i64,
     pub prompt_tokens: i64,
     pub completion_tokens: i64,
+    pub cache_read_tokens: i64,
+    pub cache_write_tokens: i64,
     pub cost_micros: i64,
     /// Exact decimal string.
     pub cost_usd: String,
@@ -119,6 +126,8 @@ struct TotalsRow {
     requests: i64,
     prompt_tokens: i64,
     completion_tokens: i64,
+    cache_read_tokens: i64,
+    cache_write_tokens: i64,
     cost_micros: i64,
 }
 
@@ -227,6 +236,8 @@ pub async fn list_usage(
         .column_as(Expr::cust("COUNT(*)"), "requests")
         .column_as(sum("prompt_tokens"), "prompt_tokens")
         .column_as(sum("completion_tokens"), "completion_tokens")
+        .column_as(sum("cache_read_tokens"), "cache_read_tokens")
+        .column_as(sum("cache_write_tokens"), "cache_write_tokens")
         .column_as(sum("cost_micros"), "cost_micros")
         .into_model::<TotalsRow>()
         .one(db)
@@ -235,6 +246,8 @@ pub async fn list_usage(
             requests: 0,
             prompt_tokens: 0,
             completion_tokens: 0,
+            cache_read_tokens: 0,
+            cache_write_tokens: 0,
             cost_micros: 0,
         });
 
@@ -261,6 +274,8 @@ pub async fn list_usage(
             stream: r.stream,
             prompt_tokens: r.prompt_tokens,
             completion_tokens: r.completion_tokens,
+            cache_read_tokens: r.cache_read_tokens,
+            cache_write_tokens: r.cache_write_tokens,
             tokens_estimated: r.tokens_estimated,
             cost_micros: r.cost_micros,
             latency_ms: r.latency_ms,
@@ -273,6 +288,8 @@ pub async fn list_usage(
             requests: totals.requests,
             prompt_tokens: totals.prompt_tokens,
             completion_tokens: totals.completion_tokens,
+            cache_read_tokens: totals.cache_read_tokens,
+            cache_write_tokens: totals.cache_write_tokens,
             cost_micros: totals.cost_micros,
             cost_usd: format_usd(totals.cost_micros),
         },

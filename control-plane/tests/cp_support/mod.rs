@@ -119,6 +119,15 @@ impl Cp {
     }
 
     async fn start_with(database_url: Option<String>) -> Cp {
+        Self::start_configured(database_url, |_| {}).await
+    }
+
+    /// Zero-setup mode on `database_url` (None: a fresh SQLite file), with `adjust` applied to
+    /// the configuration first (e.g. to set `catalog_path`).
+    pub async fn start_configured(
+        database_url: Option<String>,
+        adjust: impl FnOnce(&mut Config),
+    ) -> Cp {
         // Logs go to the test's captured output (shown on failure); RUST_LOG filters them.
         let _ = tracing_subscriber::fmt()
             .with_env_filter(
@@ -129,7 +138,8 @@ impl Cp {
             .with_test_writer()
             .try_init();
         let dir = tempfile::tempdir().expect("temp dir");
-        let config = Config::embedded(dir.path(), database_url);
+        let mut config = Config::embedded(dir.path(), database_url);
+        adjust(&mut config);
         let running = control_plane::start(config)
             .await
             .expect("control plane starts");
@@ -183,6 +193,10 @@ impl Cp {
 
     pub async fn post(&self, path: &str, token: Option<&str>, body: Value) -> Answer {
         self.call(Method::POST, path, token, Some(body)).await
+    }
+
+    pub async fn put(&self, path: &str, token: &str, body: Value) -> Answer {
+        self.call(Method::PUT, path, Some(token), Some(body)).await
     }
 
     pub async fn delete(&self, path: &str, token: &str) -> Answer {

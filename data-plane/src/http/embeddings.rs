@@ -1,9 +1,35 @@
-//! `POST /v1/embeddings` (being built).
+//! `POST /v1/embeddings`: starts the embeddings pipeline in its own task and waits for its
+//! response (see `pipeline::embed`).
 
+use axum::Extension;
+use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
+use tokio::sync::oneshot;
+use tracing::Instrument;
 
 use crate::error::GatewayError;
+use crate::pipeline::{self, AuthContext, RequestId};
+use crate::state::AppState;
 
-pub async fn embeddings() -> Response {
-    GatewayError::RouteNotFound.into_response()
+/// Runs the pipeline in a spawned task (so a client disconnect cannot cancel metering) and
+/// returns whatever response it sends first.
+pub async fn embeddings(
+    State(state): State<AppState>,
+    Extension(request_id): Extension<RequestId>,
+    Extension(auth): Extension<AuthContext>,
+    request: Request,
+) -> Response {
+    let (respond, response) = oneshot::channel();
+    // Taken before spawning so a shutdown drain that starts right now still waits for it.
+    let in_flight = state.track();
+    let body = request.into_body();
+    let task = pipeline::embed::embeddings(state, request_id, auth, body, respond, in_flight);
+    // The task keeps the request's span, so its log lines carry the request id.
+    tokio::spawn(task.instrument(tracing::Span::current()));
+    match response.await {
+        Ok(response) => response,
+        // The task ended without answering: it panicked (the panic is in the log).
+        Err(_) => GatewayError::Internal("the request task ended without a response".to_owned())
+            .into_response(),
+    }
 }

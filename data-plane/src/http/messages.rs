@@ -1,17 +1,244 @@
-//! `POST /v1/messages`: the Anthropic-compatible endpoint (being built).
+//! `POST /v1/messages` and `POST /v1/messages/count_tokens`: Anthropic's Messages API, served
+//! for every deployment whatever its provider (the translations are in [`crate::anthropic_api`]).
+//!
+//! A `/v1/messages` request is validated and translated into an OpenAI chat request, which runs
+//! through the same pipeline as `/v1/chat/completions` (in its own task, metered with
+//! `endpoint = "messages"`); the OpenAI answer is translated back, a stream event by event.
+//!
+//! Both routes sit behind their own copy of the authenticate middleware (a key in `x-api-key`,
+//! as Anthropic SDKs send it, or `Authorization: Bearer`), and behind [`anthropic_errors`],
+//! outside it, which rewrites every error response of these routes, authentication refusals
+//! included, into Anthropic's error format and adds Anthropic's `request-id` header. The
+//! `anthropic-version` and `anthropic-beta` headers are accepted whatever their value (or
+//! absence) and otherwise ignored: the translation does not depend on them.
+//!
+//! Two errors are produced outside these routes and keep OpenAI's format: the edge's 413 for a
+//! declared `Content-Length` over the body limit, and the 500 of a caught panic. The status is
+//! right in both cases, which is what the SDKs' exception classes follow.
+//!
+//! `count_tokens` answers `{"input_tokens": n}` with the gateway's estimate
+//! ([`anthropic_api::request::estimate_input_tokens`]), after checking that the key may use the
+//! model (404 / 403 as for `/v1/messages`). It calls no provider, costs nothing and emits no
+//! usage event.
 
-use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::middleware::{self, Next, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
+use axum::{Extension, Json, Router};
+use bytes::Bytes;
+use serde_json::json;
+use tokio::sync::oneshot;
+use tracing::Instrument;
 
+use crate::anthropic_api::{self, request, response, stream};
 use crate::error::GatewayError;
-use crate::state::AppState;
+use crate::pipeline::{self, AuthContext, RequestId, authenticate, meter, route};
+use crate::providers::Usage;
+use crate::state::{AppState, InFlightGuard};
+use crate::tokens;
+
+/// Anthropic's request id header, which its SDKs expose as `_request_id`.
+const ANTHROPIC_REQUEST_ID: HeaderName = HeaderName::from_static("request-id");
+/// Error bodies are small; anything longer than this is not an error body we can rewrite.
+const MAX_ERROR_BODY: usize = 1 << 20;
 
 /// The `/v1/messages` routes, with their own authentication and error format.
-pub fn routes(_state: &AppState) -> Router<AppState> {
-    Router::new().route("/v1/messages", post(messages))
+pub fn routes(state: &AppState) -> Router<AppState> {
+    Router::new()
+        .route(
+            "/v1/messages",
+            post(messages).fallback(super::method_not_allowed),
+        )
+        .route(
+            "/v1/messages/count_tokens",
+            post(count_tokens).fallback(super::method_not_allowed),
+        )
+        .route_layer(from_fn_with_state(state.clone(), authenticate::middleware))
+        // Added last, so it runs first: it sees authentication's refusals too.
+        .route_layer(middleware::from_fn(anthropic_errors))
 }
 
-async fn messages() -> Response {
-    GatewayError::RouteNotFound.into_response()
+/// Rewrites error responses (rendered in OpenAI's format by [`GatewayError`]) into Anthropic's,
+/// keeping status, headers (`Retry-After`) and extensions (the logged error), and adds the
+/// `request-id` header to every response.
+async fn anthropic_errors(request: Request, next: Next) -> Response {
+    let request_id = request
+        .extensions()
+        .get::<RequestId>()
+        .map(|rid| rid.id.hyphenated().to_string());
+    let mut response = next.run(request).await;
+    if let Some(value) = request_id
+        .as_deref()
+        .and_then(|id| HeaderValue::from_str(id).ok())
+    {
+        response.headers_mut().insert(ANTHROPIC_REQUEST_ID, value);
+    }
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let raw = axum::body::to_bytes(body, MAX_ERROR_BODY)
+        .await
+        .unwrap_or_default();
+    let body = anthropic_api::error::from_openai(status, &raw, request_id.as_deref());
+    parts.headers.remove(CONTENT_LENGTH);
+    parts
+        .headers
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    Response::from_parts(parts, Body::from(body.to_string()))
+}
+
+/// `POST /v1/messages`.
+async fn messages(
+    State(state): State<AppState>,
+    Extension(request_id): Extension<RequestId>,
+    Extension(auth): Extension<AuthContext>,
+    request: Request,
+) -> Response {
+    // Taken first, so a shutdown drain that starts now waits for this request's usage event.
+    let in_flight = state.track();
+    let body = match read_body(request.into_body(), state.settings().max_body_bytes).await {
+        Ok(body) => body,
+        Err(error) => return refuse(&state, &request_id, &auth, String::new(), error, in_flight),
+    };
+    let translated = match request::translate_messages(&body) {
+        Ok(translated) => translated,
+        Err(error) => {
+            let model = request::model_hint(&body);
+            return refuse(&state, &request_id, &auth, model, error, in_flight);
+        }
+    };
+    drop(body);
+    let request::Translated {
+        model,
+        stream,
+        body: chat,
+    } = translated;
+    let chat_bytes = Bytes::from(chat.to_string());
+
+    let (respond, answer) = oneshot::channel();
+    let task = pipeline::chat_completions(
+        state,
+        request_id,
+        auth,
+        Body::from(chat_bytes),
+        respond,
+        in_flight,
+        anthropic_api::ENDPOINT,
+    );
+    tokio::spawn(task.instrument(tracing::Span::current()));
+    // A stream's `message_start` carries an input estimate. Tokenizing a long prompt takes a
+    // while, so it runs off the async workers while the upstream is being called. A whole
+    // completion needs an estimate only when the provider reported no usage.
+    let (estimate, chat) = if stream {
+        let estimate = tokio::task::spawn_blocking(move || request::estimate_input_tokens(&chat));
+        (Some(estimate), None)
+    } else {
+        (None, Some(chat))
+    };
+
+    let answer = match answer.await {
+        Ok(answer) => answer,
+        // The task ended without answering: it panicked (the panic is in the log).
+        Err(_) => {
+            return GatewayError::Internal("the request task ended without a response".to_owned())
+                .into_response();
+        }
+    };
+    if answer.status() != StatusCode::OK {
+        // Rewritten into Anthropic's format by `anthropic_errors`.
+        return answer;
+    }
+    let id = anthropic_api::message_id(request_id.id);
+    let (mut parts, body) = answer.into_parts();
+    parts.headers.remove(CONTENT_LENGTH);
+    if let Some(estimate) = estimate {
+        let input_estimate = estimate.await.unwrap_or(0);
+        let translator = stream::StreamTranslator::new(id, model, input_estimate);
+        return Response::from_parts(parts, stream::translate_body(body, translator));
+    }
+    // A whole completion: the meter already holds it in memory.
+    let Ok(raw) = axum::body::to_bytes(body, usize::MAX).await else {
+        return GatewayError::Internal("could not read the completion".to_owned()).into_response();
+    };
+    let fallback = |generated: &str| {
+        let input = chat.as_ref().map_or(0, request::estimate_input_tokens);
+        Usage::new(input, tokens::count(generated))
+    };
+    match response::to_message(&raw, &id, &model, fallback) {
+        Ok(message) => {
+            parts
+                .headers
+                .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            Response::from_parts(parts, Body::from(message.to_string()))
+        }
+        Err(e) => GatewayError::UpstreamProtocol(format!("the completion is not an object: {e}"))
+            .into_response(),
+    }
+}
+
+/// `POST /v1/messages/count_tokens`.
+async fn count_tokens(
+    State(state): State<AppState>,
+    Extension(auth): Extension<AuthContext>,
+    request: Request,
+) -> Result<Response, GatewayError> {
+    let body = read_body(request.into_body(), state.settings().max_body_bytes).await?;
+    let translated = request::translate_count_tokens(&body)?;
+    drop(body);
+    route::resolve(&state, &auth, &translated.model).await?;
+    let input_tokens =
+        tokio::task::spawn_blocking(move || request::estimate_input_tokens(&translated.body))
+            .await
+            .map_err(|e| GatewayError::Internal(format!("token estimate failed: {e}")))?;
+    Ok(Json(json!({ "input_tokens": input_tokens })).into_response())
+}
+
+/// A request refused before the pipeline (unreadable or invalid body): answered and metered
+/// like the pipeline does for a chat completion, with an error usage event.
+fn refuse(
+    state: &AppState,
+    request_id: &RequestId,
+    auth: &AuthContext,
+    model: String,
+    error: GatewayError,
+    in_flight: InFlightGuard,
+) -> Response {
+    let mut meter = meter::Meter::new(request_id, auth);
+    meter.set_endpoint(anthropic_api::ENDPOINT);
+    meter.set_model(model);
+    let (respond, mut answer) = oneshot::channel();
+    let event = meter.error(error, respond);
+    let state = state.clone();
+    tokio::spawn(
+        async move {
+            meter::emit(&state, event).await;
+            drop(in_flight);
+        }
+        .instrument(tracing::Span::current()),
+    );
+    answer.try_recv().unwrap_or_else(|_| {
+        GatewayError::Internal("the refusal was not rendered".to_owned()).into_response()
+    })
+}
+
+/// Reads the whole body, refusing more than `limit` bytes (a chunked body has no
+/// Content-Length for the edge to check).
+async fn read_body(body: Body, limit: usize) -> Result<Bytes, GatewayError> {
+    axum::body::to_bytes(body, limit).await.map_err(|e| {
+        let inner = e.into_inner();
+        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(inner.as_ref());
+        while let Some(err) = source {
+            if err.is::<http_body_util::LengthLimitError>() {
+                return GatewayError::RequestTooLarge { limit };
+            }
+            source = err.source();
+        }
+        GatewayError::BodyRead(inner.to_string())
+    })
 }

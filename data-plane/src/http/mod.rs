@@ -1,6 +1,9 @@
 //! The HTTP surface: routes, and the edge layers every response passes through.
 //!
 //! - [`chat`]: `POST /v1/chat/completions`, which hands over to the [`pipeline`](crate::pipeline);
+//! - [`embeddings`]: `POST /v1/embeddings`, the same stages for embeddings;
+//! - [`messages`]: `POST /v1/messages` and `/v1/messages/count_tokens`, Anthropic's API, with
+//!   its own error format (see [`anthropic_api`](crate::anthropic_api));
 //! - [`models`]: `GET /v1/models` (and `GET /v1/models/{model}`);
 //! - [`health`]: `/healthz`, `/readyz`, `/metrics` (the only unauthenticated routes besides
 //!   the 404 answer for unknown paths).

@@ -46,6 +46,7 @@ pub async fn run(
         provider,
         request_id: request_id.id,
         deadline,
+        max_output_tokens: deployment.max_output_tokens,
     };
     let reply = providers::call(&call).await?;
     Ok(Attempt { reply, deadline })

@@ -527,6 +527,57 @@ fn encode(buf: &mut BytesMut, event: &Event) {
     buf.put_u8(b'\n');
 }
 
+/// Embeddings metering (`POST /v1/embeddings`, see `pipeline::embed`).
+impl Meter {
+    /// The usage event's `endpoint` for embeddings.
+    pub const EMBEDDINGS: &'static str = "embeddings";
+
+    /// Records the parsed embeddings request's model (embeddings never stream).
+    pub fn set_embeddings_request(&mut self, request: &crate::wire::EmbeddingsRequest) {
+        self.model.clone_from(&request.model);
+        self.stream = false;
+    }
+
+    /// Delivers an embeddings answer (the provider's body, as is) and meters it. Tokens are the
+    /// provider's prompt tokens; when it reports none (or zero, which no non-empty input can
+    /// be), the input's tokens are counted locally and the event is marked estimated. There are
+    /// no output tokens, so the cost is prompt tokens × the input price.
+    pub fn embeddings(
+        self,
+        request: &crate::wire::EmbeddingsRequest,
+        answer: crate::providers::Embeddings,
+        respond: oneshot::Sender<Response>,
+    ) -> UsageEvent {
+        let response = (
+            [(CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+            Body::from(answer.body),
+        )
+            .into_response();
+        // As for a completion: the provider did (and billed) the work whether or not the client
+        // is still there to receive it.
+        let (outcome, code) = match respond.send(response) {
+            Ok(()) => (UsageOutcome::Success, None),
+            Err(_) => (
+                UsageOutcome::ClientDisconnected,
+                Some("client_disconnected"),
+            ),
+        };
+        let tokens = match answer.usage.filter(|u| u.prompt_tokens > 0) {
+            Some(usage) => Tokens {
+                prompt: usage.prompt_tokens,
+                cache_read: usage.cache_read_tokens,
+                ..Tokens::default()
+            },
+            None => Tokens {
+                prompt: tokens::embedding_input_tokens(&request.input),
+                estimated: true,
+                ..Tokens::default()
+            },
+        };
+        self.finish(200, outcome, code, tokens, None)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]

@@ -23,6 +23,11 @@
 //! 8. [`meter`] — answer the client, then compute tokens and cost and emit exactly one
 //!    `UsageEvent`. For streams it drives the upstream to its end.
 //!
+//! `/v1/embeddings` runs the same stages in [`embed`] (its own composition, since its request
+//! and answer differ); `/v1/messages` is translated to a chat request at the edge
+//! ([`crate::anthropic_api`]) and runs [`chat_completions`] itself, with the usage event's
+//! endpoint set to `messages`.
+//!
 //! Stages 2–8 are plain async functions composed in `chat_completions` rather than tower
 //! layers: they need the parsed body, and explicit calls are cheaper and easier to follow than
 //! body-aware services. Each stage is still its own module, so adding behaviour to one
@@ -50,6 +55,7 @@ pub mod attempt;
 pub mod authenticate;
 pub mod budget;
 pub mod cache;
+pub mod embed;
 pub mod limit;
 pub mod meter;
 pub mod route;

@@ -504,8 +504,15 @@ fn usage_json(u: &Usage) -> Value {
         "completion_tokens": u.completion_tokens,
         "total_tokens": u.prompt_tokens + u.completion_tokens,
     });
-    if u.cache_read_tokens > 0 {
-        usage["prompt_tokens_details"] = json!({ "cached_tokens": u.cache_read_tokens });
+    // `cached_tokens` is OpenAI's field; `cache_write_tokens` is ours (Anthropic and Bedrock
+    // report prompt-cache writes, which OpenAI has no field for). Clients ignore unknown fields,
+    // and the meter reads both back from a stream's usage chunk.
+    if u.cache_read_tokens > 0 || u.cache_write_tokens > 0 {
+        let mut details = json!({ "cached_tokens": u.cache_read_tokens });
+        if u.cache_write_tokens > 0 {
+            details["cache_write_tokens"] = json!(u.cache_write_tokens);
+        }
+        usage["prompt_tokens_details"] = details;
     }
     usage
 }
@@ -746,6 +753,21 @@ mod tests {
         assert!(
             matches!(err, GatewayError::InvalidRequest { param: Some(p), .. } if p == "tool_choice")
         );
+    }
+
+    #[test]
+    fn cache_counts_survive_the_usage_chunk() {
+        let w = ChunkWriter::new("chatcmpl-1".into(), "m".into());
+        let usage = Usage {
+            prompt_tokens: 100,
+            completion_tokens: 7,
+            cache_read_tokens: 60,
+            cache_write_tokens: 30,
+        };
+        let chunk: Value = serde_json::from_str(&w.usage(&usage).data).unwrap();
+        let back: Usage = serde_json::from_value(chunk["usage"].clone()).unwrap();
+        assert_eq!(back, usage);
+        assert_eq!(chunk["usage"]["prompt_tokens_details"]["cached_tokens"], 60);
     }
 
     #[test]

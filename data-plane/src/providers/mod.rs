@@ -23,6 +23,7 @@ pub mod canonical;
 pub mod gemini;
 pub mod mock;
 pub mod openai;
+pub mod presets;
 pub mod transport;
 
 use bytes::Bytes;
@@ -48,6 +49,9 @@ pub struct Call<'a> {
     pub request_id: Uuid,
     /// When the whole call (stream included) must be over: start + `SWITCHYARD_UPSTREAM_TIMEOUT_MS`.
     pub deadline: Instant,
+    /// The deployment's default output cap (`DeploymentRecord::max_output_tokens`), for
+    /// providers that require one when the request sets none (Anthropic).
+    pub max_output_tokens: Option<u32>,
 }
 
 /// What a provider answered.
@@ -104,6 +108,9 @@ struct OpenAiUsage {
 struct OpenAiPromptDetails {
     #[serde(default)]
     cached_tokens: u64,
+    /// Not OpenAI's: written by [`canonical`] for providers that report cache writes.
+    #[serde(default)]
+    cache_write_tokens: u64,
 }
 
 impl From<OpenAiUsage> for Usage {
@@ -111,8 +118,11 @@ impl From<OpenAiUsage> for Usage {
         Self {
             prompt_tokens: u.prompt_tokens,
             completion_tokens: u.completion_tokens,
-            cache_read_tokens: u.prompt_tokens_details.map_or(0, |d| d.cached_tokens),
-            cache_write_tokens: 0,
+            cache_read_tokens: u
+                .prompt_tokens_details
+                .as_ref()
+                .map_or(0, |d| d.cached_tokens),
+            cache_write_tokens: u.prompt_tokens_details.map_or(0, |d| d.cache_write_tokens),
         }
     }
 }
@@ -134,8 +144,16 @@ pub struct StreamError(pub String);
 pub type EventStream = BoxStream<'static, Result<Event, StreamError>>;
 
 /// Dispatches to the adapter for the provider's kind.
+///
+/// For providers outside the OpenAI family, request fields that would change the answer's
+/// meaning and have no equivalent there (`n` > 1, `logprobs`, …) are refused here, once, before
+/// any adapter runs (the rule is documented in [`crate::wire`]).
 pub async fn call(call: &Call<'_>) -> Result<Reply, GatewayError> {
-    match call.provider.record.kind {
+    let kind = call.provider.record.kind;
+    if !kind.is_openai_family() && kind != ProviderKind::Mock {
+        call.request.refuse_unsupported_for_non_openai()?;
+    }
+    match kind {
         ProviderKind::Mock => Ok(mock::call(call)),
         ProviderKind::Anthropic => anthropic::call(call).await,
         ProviderKind::Gemini => gemini::call(call).await,

@@ -1,0 +1,445 @@
+//! The official `openai` and `anthropic` Python SDKs, unchanged, against the gateway.
+//!
+//! What it does, in order:
+//! 1. Creates (or reuses) a virtualenv with the pinned SDKs of `tests/sdk/requirements.txt`
+//!    (`python3 -m venv`, `pip install -r`). It lives in `$CARGO_TARGET_DIR/sdk-venv-<hash>`
+//!    (or the target directory the test executable runs from), keyed by a hash of the
+//!    requirements and the Python version, so it is built once and rebuilt when a pin changes.
+//!    A venv is built under a temporary name and renamed when complete, so an interrupted
+//!    install is never reused. Python and the package index are REQUIRED: when `python3`, `venv`
+//!    or `pip` is missing or the index is unreachable, the test fails saying so (it never skips
+//!    silently). `SWITCHYARD_TEST_PYTHON` points at another interpreter; `PIP_INDEX_URL` and
+//!    friends are honoured by pip as usual.
+//! 2. Starts the `control-plane` binary in zero-setup mode (SQLite in a temp dir, the data plane
+//!    embedded, one port) and the testkit fakes in this process.
+//! 3. Provisions one tenant through the control API: the mock provider, an `openai_compatible`
+//!    and an `azure_openai` provider on `FakeOpenAi`, an `anthropic` provider on `FakeAnthropic`,
+//!    a `gemini` provider on `FakeGemini` and a `bedrock` provider on `FakeBedrock`, with
+//!    deployments for text, tool calls, a cut stream and embeddings, and a key.
+//! 4. Runs `python -m pytest -q control-plane/tests/sdk` with the `SY_*` variables documented in
+//!    `tests/sdk/sy_env.py` and fails, with pytest's output, unless every test passed (a skipped
+//!    test counts as a failure: nothing in the suite is optional).
+//!
+//! Needs the workspace binaries built (`cargo build --workspace --bins`; `cargo test --workspace`
+//! builds them), see testkit::proc.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use testkit::api::{ControlApi, PASSWORD, id_of};
+use testkit::e2e::{chat, http_client, poll_until};
+use testkit::fake_anthropic::FakeAnthropic;
+use testkit::fake_bedrock::{self, FakeBedrock};
+use testkit::fake_gemini::FakeGemini;
+use testkit::fake_openai::FakeOpenAi;
+use testkit::proc::{ChildGuard, command, control_plane_binary};
+
+/// Creating the venv and installing the SDKs (first run only; downloads a few MB).
+const INSTALL_TIMEOUT: Duration = Duration::from_secs(600);
+/// The whole pytest run; the suite itself takes about ten seconds.
+const PYTEST_TIMEOUT: Duration = Duration::from_secs(180);
+
+const OPENAI_KEY: &str = "sk-upstream-openai-0123456789";
+const ANTHROPIC_KEY: &str = "sk-ant-upstream-0123456789";
+const GEMINI_KEY: &str = "gemini-upstream-key-0123456789";
+
+fn sdk_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests")
+        .join("sdk")
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the control-plane crate sits in the workspace root")
+        .to_path_buf()
+}
+
+/// Where venvs are kept: `$CARGO_TARGET_DIR` when it is an absolute path, else the target
+/// directory of this test executable (`<target>/<profile>/deps/sdk_python-…`).
+fn venv_parent() -> PathBuf {
+    if let Some(dir) = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from)
+        && dir.is_absolute()
+    {
+        return dir;
+    }
+    let exe = std::env::current_exe().expect("the test executable's path");
+    exe.ancestors()
+        .nth(3)
+        .map(Path::to_path_buf)
+        .unwrap_or_else(std::env::temp_dir)
+}
+
+fn venv_python(venv: &Path) -> PathBuf {
+    if cfg!(windows) {
+        venv.join("Scripts").join("python.exe")
+    } else {
+        venv.join("bin").join("python")
+    }
+}
+
+/// Runs `cmd` to completion within `timeout`; returns (success, stdout + stderr).
+async fn run(
+    what: &str,
+    mut cmd: tokio::process::Command,
+    timeout: Duration,
+) -> Result<(bool, String), String> {
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let child = cmd
+        .spawn()
+        .map_err(|e| format!("{what}: cannot start: {e}"))?;
+    let out = tokio::time::timeout(timeout, child.wait_with_output())
+        .await
+        .map_err(|_| format!("{what}: did not finish within {timeout:?}"))?
+        .map_err(|e| format!("{what}: {e}"))?;
+    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.push_str(&String::from_utf8_lossy(&out.stderr));
+    Ok((out.status.success(), text))
+}
+
+/// The virtualenv with the pinned SDKs, created on first use. Fails the test with a clear
+/// message when Python, venv, pip or the package index is not available.
+async fn sdk_venv() -> PathBuf {
+    let python = std::env::var("SWITCHYARD_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+    let mut version = tokio::process::Command::new(&python);
+    version.arg("--version");
+    let (ok, version) = run(
+        &format!("`{python} --version`"),
+        version,
+        Duration::from_secs(30),
+    )
+    .await
+    .unwrap_or_else(|e| {
+        panic!(
+            "The SDK suite needs Python 3 with venv and pip (CI has them): {e}. Install \
+                 python3 (and python3-venv on Debian/Ubuntu), or point SWITCHYARD_TEST_PYTHON at \
+                 an interpreter."
+        )
+    });
+    assert!(ok, "`{python} --version` failed: {version}");
+
+    let requirements_path = sdk_dir().join("requirements.txt");
+    let requirements = std::fs::read(&requirements_path).expect("tests/sdk/requirements.txt");
+    let mut hasher = Sha256::new();
+    hasher.update(&requirements);
+    hasher.update(version.trim().as_bytes());
+    let hash = hex::encode(hasher.finalize());
+    let parent = venv_parent();
+    let venv = parent.join(format!("sdk-venv-{}", &hash[..16]));
+    let marker = venv.join(".switchyard-complete");
+    if marker.is_file() && venv_python(&venv).exists() {
+        return venv;
+    }
+
+    std::fs::create_dir_all(&parent).expect("create the venv parent directory");
+    let building = parent.join(format!(
+        "sdk-venv-{}.building-{}",
+        &hash[..16],
+        uuid::Uuid::new_v4().simple()
+    ));
+    let mut create = tokio::process::Command::new(&python);
+    create.arg("-m").arg("venv").arg(&building);
+    match run("python3 -m venv", create, INSTALL_TIMEOUT).await {
+        Ok((true, _)) => {}
+        Ok((false, out)) | Err(out) => {
+            let _ = std::fs::remove_dir_all(&building);
+            panic!(
+                "The SDK suite could not create a virtualenv with `{python} -m venv` (on \
+                 Debian/Ubuntu install python3-venv):\n{out}"
+            );
+        }
+    }
+    let mut pip = tokio::process::Command::new(venv_python(&building));
+    pip.args([
+        "-m",
+        "pip",
+        "install",
+        "--disable-pip-version-check",
+        "-q",
+        "-r",
+    ])
+    .arg(&requirements_path);
+    match run("pip install", pip, INSTALL_TIMEOUT).await {
+        Ok((true, _)) => {}
+        Ok((false, out)) | Err(out) => {
+            let _ = std::fs::remove_dir_all(&building);
+            panic!(
+                "The SDK suite could not install its pinned SDKs ({}) with pip. The package \
+                 index must be reachable (pip honours PIP_INDEX_URL for a mirror):\n{out}",
+                requirements_path.display()
+            );
+        }
+    }
+    std::fs::write(building.join(".switchyard-complete"), &requirements).expect("write marker");
+    // Publish atomically. A concurrent run may have published the same venv first: use theirs.
+    // A leftover without the marker is an interrupted build of an older run: replace it.
+    if venv.exists() && !marker.is_file() {
+        let _ = std::fs::remove_dir_all(&venv);
+    }
+    if std::fs::rename(&building, &venv).is_err() {
+        let _ = std::fs::remove_dir_all(&building);
+        assert!(
+            marker.is_file(),
+            "could not move the new venv to {}",
+            venv.display()
+        );
+    }
+    venv
+}
+
+/// The model names the suite is given, provisioned against the fakes.
+struct Models {
+    /// `SY_CHAT_MODELS`: one deployment per upstream provider answering the default text; each
+    /// has a `<name>-tool` sibling.
+    chat: Vec<&'static str>,
+    /// `SY_EMBED_MODELS`: `name=N` (N tokens per input reported) or `name` (estimated).
+    embed: Vec<&'static str>,
+}
+
+/// Creates a provider through the control API; returns its id.
+async fn provider(api: &ControlApi, body: Value) -> String {
+    let created = api
+        .create_provider(&body)
+        .await
+        .unwrap_or_else(|e| panic!("create provider {body}: {e}"));
+    id_of(&created).unwrap()
+}
+
+async fn model(api: &ControlApi, name: &str, provider_id: &str, upstream: &str) {
+    api.create_model(&json!({
+        "name": name,
+        "provider_id": provider_id,
+        "upstream_model": upstream,
+        "input_price_per_mtok": 1.0,
+        "output_price_per_mtok": 2.0,
+    }))
+    .await
+    .unwrap_or_else(|e| panic!("create model {name}: {e}"));
+}
+
+/// A text deployment `name` and its `name-tool` sibling on one provider.
+async fn chat_pair(api: &ControlApi, name: &'static str, provider_id: &str, upstream: &str) {
+    model(api, name, provider_id, upstream).await;
+    model(api, &format!("{name}-tool"), provider_id, "fake-tool").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn official_python_sdks_work_against_the_gateway() {
+    // First, so a missing Python fails before anything else starts.
+    let venv = sdk_venv().await;
+
+    let data_dir = tempfile::tempdir().unwrap();
+    let mut cmd = command(&control_plane_binary());
+    cmd.env("SWITCHYARD_DATA_DIR", data_dir.path())
+        .env("RUST_LOG", "info");
+    let cp = ChildGuard::spawn("control-plane", cmd)
+        .await
+        .expect("the control plane starts in zero-setup mode");
+    cp.wait_healthy("/healthz", Duration::from_secs(30))
+        .await
+        .expect("healthy");
+    let origin = cp.base_url();
+
+    // Each fake insists on its key, so the sealed provider keys are proven to reach it.
+    let openai = FakeOpenAi::start_with_key(OPENAI_KEY)
+        .await
+        .expect("fake OpenAI upstream");
+    let anthropic = FakeAnthropic::start_with_key(ANTHROPIC_KEY)
+        .await
+        .expect("fake Anthropic upstream");
+    let gemini = FakeGemini::start_with_key(GEMINI_KEY)
+        .await
+        .expect("fake Gemini upstream");
+    let bedrock = FakeBedrock::start().await.expect("fake Bedrock upstream");
+
+    let mut api = ControlApi::new(&origin).unwrap();
+    let org = format!("sdk-{}", uuid::Uuid::new_v4().simple());
+    api.signup(&format!("{org}@example.com"), PASSWORD, &org)
+        .await
+        .expect("signup");
+
+    let mock = provider(&api, json!({"name": "mock", "kind": "mock"})).await;
+    model(&api, "echo", &mock, "mock-echo").await;
+
+    let fam = provider(
+        &api,
+        json!({
+            "name": "fake-openai",
+            "kind": "openai_compatible",
+            "base_url": openai.base_url(),
+            "api_key": OPENAI_KEY,
+        }),
+    )
+    .await;
+    chat_pair(&api, "gpt-fake", &fam, "gpt-4o-mini").await;
+    model(&api, "gpt-fake-cut", &fam, "fake-cut-stream").await;
+    model(&api, "embed-openai", &fam, "text-embedding-3-small").await;
+
+    // The same fake serves Azure OpenAI's deployment routes (key in `api-key`).
+    let azure = provider(
+        &api,
+        json!({
+            "name": "fake-azure",
+            "kind": "azure_openai",
+            "base_url": openai.azure_endpoint(),
+            "api_key": OPENAI_KEY,
+            "api_version": "2024-10-21",
+        }),
+    )
+    .await;
+    chat_pair(&api, "azure-fake", &azure, "gpt-4o-mini").await;
+    model(&api, "embed-azure", &azure, "text-embedding-3-small").await;
+
+    let claude = provider(
+        &api,
+        json!({
+            "name": "fake-anthropic",
+            "kind": "anthropic",
+            "base_url": anthropic.base_url(),
+            "api_key": ANTHROPIC_KEY,
+        }),
+    )
+    .await;
+    chat_pair(&api, "claude-fake", &claude, "claude-sonnet-4-5").await;
+
+    let gem = provider(
+        &api,
+        json!({
+            "name": "fake-gemini",
+            "kind": "gemini",
+            "base_url": gemini.base_url(),
+            "api_key": GEMINI_KEY,
+        }),
+    )
+    .await;
+    chat_pair(&api, "gemini-fake", &gem, "gemini-2.5-flash").await;
+    model(&api, "embed-gemini", &gem, "text-embedding-004").await;
+
+    let aws = provider(
+        &api,
+        json!({
+            "name": "fake-bedrock",
+            "kind": "bedrock",
+            "base_url": bedrock.base_url(),
+            "region": fake_bedrock::REGION,
+            "access_key_id": fake_bedrock::ACCESS_KEY_ID,
+            "secret_access_key": fake_bedrock::SECRET_ACCESS_KEY,
+        }),
+    )
+    .await;
+    chat_pair(
+        &api,
+        "bedrock-fake",
+        &aws,
+        "anthropic.claude-3-5-sonnet-20240620-v1:0",
+    )
+    .await;
+    model(&api, "embed-bedrock", &aws, "amazon.titan-embed-text-v2:0").await;
+
+    let models = Models {
+        chat: vec![
+            "gpt-fake",
+            "azure-fake",
+            "claude-fake",
+            "gemini-fake",
+            "bedrock-fake",
+        ],
+        // `=N`: the provider reports N tokens per input; Gemini reports none (estimated).
+        embed: vec![
+            "embed-openai=3",
+            "embed-azure=3",
+            "embed-gemini",
+            "embed-bedrock=3",
+        ],
+    };
+
+    let key = api
+        .create_key(&json!({"name": "sdk suite"}))
+        .await
+        .expect("create key")
+        .key;
+
+    // The key and the tenant config reach the embedded data plane through the in-process bus;
+    // wait until a request through the newest deployment works before handing over to Python.
+    let client = http_client();
+    let probe_model = models.chat.last().copied().unwrap_or("echo");
+    poll_until(
+        Duration::from_secs(10),
+        Duration::from_millis(50),
+        || async {
+            let r = chat(
+                &client,
+                &origin,
+                &key,
+                &json!({"model": probe_model, "messages": [{"role": "user", "content": "hi"}]}),
+            )
+            .await?;
+            anyhow::ensure!(r.status() == 200, "status {}", r.status());
+            Ok(())
+        },
+    )
+    .await
+    .expect("the provisioned key and models work");
+
+    let mut pytest = tokio::process::Command::new(venv_python(&venv));
+    pytest
+        .args(["-m", "pytest", "-q", "-rA", "control-plane/tests/sdk"])
+        .current_dir(workspace_root());
+    // Only what the suite sets: no SDK configuration or proxy from the developer's shell.
+    for (k, _) in std::env::vars_os() {
+        let k = k.to_string_lossy().into_owned();
+        let upper = k.to_ascii_uppercase();
+        if upper.starts_with("OPENAI_")
+            || upper.starts_with("ANTHROPIC_")
+            || upper.starts_with("SY_")
+            || upper.ends_with("_PROXY")
+            || upper == "PYTHONPATH"
+        {
+            pytest.env_remove(&k);
+        }
+    }
+    pytest
+        .env("NO_PROXY", "127.0.0.1,localhost")
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .env("SY_BASE_URL", &origin)
+        .env("SY_KEY", &key)
+        .env("SY_MODEL_ECHO", "echo")
+        .env("SY_MODEL_CHAT", "gpt-fake")
+        .env("SY_MODEL_CUT", "gpt-fake-cut")
+        .env("SY_CHAT_MODELS", models.chat.join(","))
+        .env("SY_EMBED_MODELS", models.embed.join(","));
+    let (ok, output) = run("pytest", pytest, PYTEST_TIMEOUT)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let summary = output
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or_default()
+        .to_owned();
+    // Shown with `--nocapture`: every test by name (`-rA`) and the summary.
+    eprintln!("{output}");
+    assert!(
+        ok,
+        "the SDK suite failed ({summary}):\n{output}\n----- gateway log tail -----\n{}",
+        tail(&cp.logs_text(), 80)
+    );
+    assert!(
+        !summary.contains("skipped") && summary.contains("passed"),
+        "every SDK test must run and pass ({summary}):\n{output}"
+    );
+}
+
+fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
