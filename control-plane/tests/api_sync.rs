@@ -6,8 +6,6 @@
 
 mod cp_support;
 
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use control_plane::config::{Config, Secret};
@@ -16,66 +14,7 @@ use redis::AsyncCommands;
 use sea_orm::{EntityTrait, PaginatorTrait};
 use serde_json::{Value, json};
 use shared::config::{KeyRecord, RedisKeys, TenantConfig};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::task::JoinHandle;
-
-/// A TCP proxy to Redis that can be switched off (open connections are cut, new ones closed at
-/// once) and on again, to play "Redis is down" without touching the real server.
-struct Proxy {
-    addr: SocketAddr,
-    up: Arc<Mutex<bool>>,
-    conns: Arc<Mutex<Vec<JoinHandle<()>>>>,
-    accept: JoinHandle<()>,
-}
-
-impl Proxy {
-    async fn start(target: SocketAddr) -> Proxy {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let up = Arc::new(Mutex::new(true));
-        let conns: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
-        let (up2, conns2) = (up.clone(), conns.clone());
-        let accept = tokio::spawn(async move {
-            loop {
-                let Ok((mut inbound, _)) = listener.accept().await else {
-                    return;
-                };
-                if !*up2.lock().unwrap() {
-                    drop(inbound);
-                    continue;
-                }
-                let task = tokio::spawn(async move {
-                    if let Ok(mut outbound) = TcpStream::connect(target).await {
-                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
-                    }
-                });
-                conns2.lock().unwrap().push(task);
-            }
-        });
-        Proxy {
-            addr,
-            up,
-            conns,
-            accept,
-        }
-    }
-
-    fn set_up(&self, up: bool) {
-        *self.up.lock().unwrap() = up;
-        if !up {
-            for task in self.conns.lock().unwrap().drain(..) {
-                task.abort();
-            }
-        }
-    }
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        self.accept.abort();
-        self.set_up(false);
-    }
-}
+use testkit::tcp_proxy::Proxy;
 
 struct Distributed {
     cp: Cp,
@@ -105,9 +44,7 @@ async fn start_distributed(
         .timeout(Duration::from_secs(30))
         .build()
         .unwrap();
-    let redis = redis::Client::open(testkit::redis_prefix::redis_url())
-        .unwrap()
-        .get_multiplexed_async_connection()
+    let redis = testkit::redis_prefix::connect()
         .await
         .expect("Redis is running");
     Distributed {
@@ -150,20 +87,13 @@ impl Distributed {
     }
 }
 
-fn redis_addr() -> SocketAddr {
-    let url = testkit::redis_prefix::redis_url();
-    let hostport = url.trim_start_matches("redis://").trim_end_matches('/');
-    std::net::ToSocketAddrs::to_socket_addrs(hostport)
-        .unwrap()
-        .next()
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn changes_are_published_before_answering_and_after_an_outage() {
     let db_url = cp_support::database_url().await;
     let keys = RedisKeys::new(testkit::redis_prefix::fresh_prefix());
-    let proxy = Proxy::start(redis_addr()).await;
+    let proxy = Proxy::start(testkit::redis_prefix::redis_addr().unwrap())
+        .await
+        .unwrap();
     let mut d = start_distributed(db_url.clone(), &keys, tempfile::tempdir().unwrap(), proxy).await;
 
     let s = d.cp.signup().await;

@@ -176,6 +176,14 @@ pub struct ErrorDetail {
 const INVALID_REQUEST: &str = "invalid_request_error";
 const API_ERROR: &str = "api_error";
 
+/// A 400 `invalid_request_error` naming the offending field in `param`.
+pub(crate) fn invalid(param: impl Into<String>, message: impl Into<String>) -> GatewayError {
+    GatewayError::InvalidRequest {
+        message: message.into(),
+        param: Some(param.into()),
+    }
+}
+
 impl GatewayError {
     pub fn status(&self) -> StatusCode {
         use GatewayError::*;

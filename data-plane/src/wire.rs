@@ -40,7 +40,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::error::GatewayError;
+use crate::error::{GatewayError, invalid};
 
 /// A `POST /v1/chat/completions` body. `Default` is an empty request, for code that needs a
 /// placeholder (it is never valid: [`ChatRequest::parse`] refuses an empty `model`).
@@ -207,8 +207,8 @@ impl EmbeddingsRequest {
                 }
                 if let Some(i) = texts.iter().position(String::is_empty) {
                     return Err(invalid(
-                        &format!("input[{i}]"),
-                        &format!("Invalid value for 'input[{i}]': must be a non-empty string."),
+                        format!("input[{i}]"),
+                        format!("Invalid value for 'input[{i}]': must be a non-empty string."),
                     ));
                 }
             }
@@ -218,8 +218,8 @@ impl EmbeddingsRequest {
                 }
                 if let Some(i) = batches.iter().position(Vec::is_empty) {
                     return Err(invalid(
-                        &format!("input[{i}]"),
-                        &format!("Invalid value for 'input[{i}]': must be a non-empty array."),
+                        format!("input[{i}]"),
+                        format!("Invalid value for 'input[{i}]': must be a non-empty array."),
                     ));
                 }
             }
@@ -258,13 +258,6 @@ pub struct UpstreamEmbeddingsRequest<'a> {
     model: &'a str,
     #[serde(flatten)]
     request: &'a EmbeddingsRequest,
-}
-
-fn invalid(param: &str, message: &str) -> GatewayError {
-    GatewayError::InvalidRequest {
-        message: message.to_owned(),
-        param: Some(param.to_owned()),
-    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]

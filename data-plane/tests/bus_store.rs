@@ -264,7 +264,7 @@ async fn a_change_of_kind_all_drops_the_cache() {
 async fn an_outage_keeps_cached_records_and_recovers() {
     let p = Prefix::new();
     let mut c = conn().await;
-    let mut proxy = Proxy::start().await;
+    let mut proxy = Proxy::start(redis_target()).await.unwrap();
     let cached = random_hash();
     let uncached = random_hash();
     write_key(&mut c, &p.keys, &key_record(&cached, 1), true).await;
@@ -292,7 +292,7 @@ async fn an_outage_keeps_cached_records_and_recovers() {
     // Changed while this node could not hear it.
     write_key(&mut c, &p.keys, &key_record(&cached, 2), true).await;
 
-    let _proxy = Proxy::start_on(proxy.addr).await;
+    let _proxy = Proxy::start_on(proxy.addr, redis_target()).await.unwrap();
     eventually("reconnects and catches up", || async {
         s.is_connected() && version_of(&s, &cached).await == Some(2)
     })

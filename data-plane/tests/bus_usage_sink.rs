@@ -12,35 +12,16 @@ use bus_support::*;
 use data_plane::store::redis_pool;
 use data_plane::store::stream::parse_entries;
 use data_plane::usage_sink::UsageSink;
-use shared::usage::{UsageEvent, UsageOutcome};
-use time::OffsetDateTime;
+use shared::usage::UsageEvent;
 use uuid::Uuid;
 
+/// A non-streamed variant of the shared test event.
 fn event() -> UsageEvent {
     UsageEvent {
-        id: Uuid::now_v7(),
-        tenant_id: Uuid::new_v4(),
-        key_id: Some(Uuid::new_v4()),
-        team_id: None,
-        model: "gpt-test".into(),
-        deployment_id: None,
-        provider_id: None,
-        provider: Some("mock".into()),
-        upstream_model: None,
-        endpoint: "chat.completions".into(),
         stream: false,
-        status: 200,
-        outcome: UsageOutcome::Success,
-        error_code: None,
-        prompt_tokens: 12,
-        completion_tokens: 5,
-        cache_read_tokens: 0,
-        cache_write_tokens: 0,
-        tokens_estimated: false,
         cost_micros: 42,
-        latency_ms: 3,
         ttft_ms: None,
-        started_at: OffsetDateTime::now_utc(),
+        ..testkit::records::usage_event()
     }
 }
 
@@ -77,7 +58,7 @@ async fn events_land_in_the_usage_stream() {
 #[tokio::test]
 async fn events_queue_during_an_outage_and_are_written_after_it() {
     let p = Prefix::new();
-    let mut proxy = Proxy::start().await;
+    let mut proxy = Proxy::start(redis_target()).await.unwrap();
     let addr = proxy.addr;
     proxy.stop().await;
     let sink = UsageSink::redis(
@@ -94,7 +75,7 @@ async fn events_queue_during_an_outage_and_are_written_after_it() {
         "nothing written, nothing dropped"
     );
 
-    let _proxy = Proxy::start_on(addr).await;
+    let _proxy = Proxy::start_on(addr, redis_target()).await.unwrap();
     assert_eq!(sink.flush(DEADLINE).await, 0, "written once Redis is back");
     let got: HashSet<Uuid> = stream_events(&p.keys).await.iter().map(|e| e.id).collect();
     assert!(

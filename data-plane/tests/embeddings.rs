@@ -15,16 +15,6 @@ use testkit::fake_openai::{self, FakeOpenAi};
 const PROVIDER_KEY: &str = "sk-provider-secret-0123456789";
 const AZURE_KEY: &str = "azure-secret-key-abcdef0123456789";
 
-async fn embed(gw: &Gateway, key: &str, body: Value) -> reqwest::Response {
-    gw.http
-        .post(gw.url("/v1/embeddings"))
-        .bearer_auth(key)
-        .json(&body)
-        .send()
-        .await
-        .expect("request sent")
-}
-
 /// Deployments: `embed` (OpenAI, upstream `text-embedding-3-small`), `embed-{fake model}`,
 /// `azure-embed` (Azure deployment `embed-prod`), `mock` (the mock provider).
 async fn setup() -> (Gateway, FakeOpenAi, FakeOpenAi, String) {
@@ -74,9 +64,7 @@ fn vectors(body: &Value) -> Vec<Vec<f32>> {
 #[tokio::test]
 async fn openai_family_embeddings_are_forwarded_metered_and_priced() {
     let (mut gw, fake, _azure, key) = setup().await;
-    let response = embed(
-        &gw,
-        &key,
+    let response = gw.embeddings(&key,
         json!({"model": "embed", "input": ["first text", "second text"], "dimensions": 8, "user": "u-1", "x_extra": 1}),
     )
     .await;
@@ -124,9 +112,7 @@ async fn openai_family_embeddings_are_forwarded_metered_and_priced() {
 #[tokio::test]
 async fn base64_and_token_inputs_pass_through() {
     let (mut gw, fake, _azure, key) = setup().await;
-    let body: Value = embed(
-        &gw,
-        &key,
+    let body: Value = gw.embeddings(&key,
         json!({"model": "embed", "input": [[9906, 1917], [15339]], "encoding_format": "base64"}),
     )
     .await
@@ -149,19 +135,18 @@ async fn base64_and_token_inputs_pass_through() {
 async fn missing_upstream_usage_is_estimated_from_the_input() {
     let (mut gw, _fake, _azure, key) = setup().await;
     let model = format!("embed-{}", fake_openai::MODEL_NO_USAGE);
-    let response = embed(
-        &gw,
-        &key,
-        json!({"model": model, "input": ["Hello", "Hello"]}),
-    )
-    .await;
+    let response = gw
+        .embeddings(&key, json!({"model": model, "input": ["Hello", "Hello"]}))
+        .await;
     assert_eq!(response.status(), 200);
     let usage = gw.next_usage().await;
     assert!(usage.tokens_estimated);
     // "Hello" is one o200k token.
     assert_eq!((usage.prompt_tokens, usage.completion_tokens), (2, 0));
 
-    let response = embed(&gw, &key, json!({"model": model, "input": [1, 2, 3, 4]})).await;
+    let response = gw
+        .embeddings(&key, json!({"model": model, "input": [1, 2, 3, 4]}))
+        .await;
     assert_eq!(response.status(), 200);
     let usage = gw.next_usage().await;
     assert!(usage.tokens_estimated);
@@ -171,12 +156,9 @@ async fn missing_upstream_usage_is_estimated_from_the_input() {
 #[tokio::test]
 async fn azure_embeddings_use_the_deployment_url_and_api_key() {
     let (mut gw, _fake, azure, key) = setup().await;
-    let response = embed(
-        &gw,
-        &key,
-        json!({"model": "azure-embed", "input": "some text"}),
-    )
-    .await;
+    let response = gw
+        .embeddings(&key, json!({"model": "azure-embed", "input": "some text"}))
+        .await;
     assert_eq!(response.status(), 200);
     let body: Value = response.json().await.unwrap();
     assert_eq!(
@@ -229,7 +211,12 @@ async fn bad_bodies_are_400s_naming_the_field() {
         (json!({"model": 7, "input": "x"}), Some("model")),
     ];
     for (body, param) in cases {
-        let e = assert_error(embed(&gw, &key, body.clone()).await, 400, "invalid_request").await;
+        let e = assert_error(
+            gw.embeddings(&key, body.clone()).await,
+            400,
+            "invalid_request",
+        )
+        .await;
         assert_eq!(e["param"].as_str(), param, "{body}: {e}");
         assert_eq!(e["type"], "invalid_request_error");
         let usage = gw.next_usage().await;
@@ -256,7 +243,8 @@ async fn bad_bodies_are_400s_naming_the_field() {
 async fn routing_errors_and_providers_without_embeddings() {
     let (mut gw, _fake, _azure, key) = setup().await;
     let e = assert_error(
-        embed(&gw, &key, json!({"model": "no-such-model", "input": "x"})).await,
+        gw.embeddings(&key, json!({"model": "no-such-model", "input": "x"}))
+            .await,
         404,
         "model_not_found",
     )
@@ -266,7 +254,8 @@ async fn routing_errors_and_providers_without_embeddings() {
     assert_eq!((usage.status, usage.model.as_str()), (404, "no-such-model"));
 
     let e = assert_error(
-        embed(&gw, &key, json!({"model": "mock", "input": "x"})).await,
+        gw.embeddings(&key, json!({"model": "mock", "input": "x"}))
+            .await,
         400,
         "invalid_request",
     )
@@ -290,19 +279,18 @@ async fn routing_errors_and_providers_without_embeddings() {
 #[tokio::test]
 async fn upstream_errors_map_as_for_chat() {
     let (mut gw, _fake, _azure, key) = setup().await;
-    let response = embed(
-        &gw,
-        &key,
-        json!({"model": format!("embed-{}", fake_openai::MODEL_429), "input": "x"}),
-    )
-    .await;
+    let response = gw
+        .embeddings(
+            &key,
+            json!({"model": format!("embed-{}", fake_openai::MODEL_429), "input": "x"}),
+        )
+        .await;
     assert_eq!(response.headers()["retry-after"], "7");
     assert_error(response, 429, "rate_limit_exceeded").await;
     assert_eq!(gw.next_usage().await.status, 429);
 
     assert_error(
-        embed(
-            &gw,
+        gw.embeddings(
             &key,
             json!({"model": format!("embed-{}", fake_openai::MODEL_500), "input": "x"}),
         )

@@ -6,8 +6,8 @@
 mod common;
 
 use common::{
-    Gateway, KeyOptions, REQUEST_ID, assert_error, deployment, sse_data, streamed_text,
-    user_message,
+    Gateway, KeyOptions, REQUEST_ID, assert_error, assert_event_stream, deployment, sse_data,
+    streamed_text, user_message,
 };
 use data_plane::config::Settings;
 use serde_json::{Value, json};
@@ -477,12 +477,7 @@ async fn mock_provider_streams_word_by_word() {
     body["stream"] = json!(true);
     let response = gw.chat(&key, body.clone()).await;
     assert_eq!(response.status(), 200);
-    assert!(
-        response.headers()["content-type"]
-            .to_str()
-            .unwrap()
-            .starts_with("text/event-stream")
-    );
+    assert_event_stream(&response);
     let events = sse_data(&response.text().await.unwrap());
     assert_eq!(events.last().map(String::as_str), Some("[DONE]"));
     assert_eq!(streamed_text(&events), text);

@@ -35,7 +35,7 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{Gateway, REQUEST_ID, deployment};
+use common::{Gateway, REQUEST_ID, deployment, streaming};
 use serde_json::{Value, json};
 use shared::config::{DeploymentRecord, ProviderKind, ProviderRecord};
 use shared::usage::UsageEvent;
@@ -358,14 +358,6 @@ fn second_turn_body(model: &str, call_id: &str) -> Value {
         "tools": tools(),
         "max_tokens": 256,
     })
-}
-
-fn streamed(mut body: Value, include_usage: bool) -> Value {
-    body["stream"] = json!(true);
-    if include_usage {
-        body["stream_options"] = json!({"include_usage": true});
-    }
-    body
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -872,7 +864,7 @@ async fn plain_text_stream(gw: &mut Gateway, key: &str, row: &Row, include_usage
     let (status, headers, body) = call_raw(
         gw,
         key,
-        streamed(text_body(&row.model("text")), include_usage),
+        streaming(text_body(&row.model("text")), include_usage),
     )
     .await?;
     ensure(status == 200, || format!("HTTP {status}: {body}"))?;
@@ -960,7 +952,7 @@ async fn tool_call(gw: &mut Gateway, key: &str, row: &Row) -> Check<String> {
 
 async fn tool_call_stream(gw: &mut Gateway, key: &str, row: &Row) -> Check {
     let (status, headers, body) =
-        call_raw(gw, key, streamed(tool_body(&row.model("tool")), true)).await?;
+        call_raw(gw, key, streaming(tool_body(&row.model("tool")), true)).await?;
     ensure(status == 200, || format!("HTTP {status}: {body}"))?;
     let s = parse_stream(&body)?;
     ensure(s.finish == ["tool_calls"], || {
@@ -1032,7 +1024,8 @@ async fn errors(gw: &Gateway, key: &str, row: &Row) -> Check {
     )?;
 
     // A cut stream: what arrived, then an error event, never [DONE].
-    let (status, _, body) = call_raw(gw, key, streamed(text_body(&row.model("cut")), true)).await?;
+    let (status, _, body) =
+        call_raw(gw, key, streaming(text_body(&row.model("cut")), true)).await?;
     ensure(status == 200, || {
         format!("fake-cut-stream: HTTP {status}: {body}")
     })?;

@@ -7,7 +7,9 @@
 
 mod common;
 
-use common::{Gateway, KeyOptions, REQUEST_ID, deployment};
+use common::{
+    Gateway, KeyOptions, REQUEST_ID, assert_event_stream, deployment, same_name_deployments,
+};
 use serde_json::{Value, json};
 use shared::config::ProviderKind;
 use shared::usage::UsageOutcome;
@@ -35,9 +37,7 @@ async fn setup() -> (Gateway, FakeOpenAi) {
         deployment("claude-fake", &provider, "gpt-4o-mini"),
         deployment("claude-mock", &mock, "mock-1"),
     ];
-    for model in fake_openai::MODELS {
-        deployments.push(deployment(model, &provider, model));
-    }
+    deployments.extend(same_name_deployments(&provider, fake_openai::MODELS));
     gw.set_tenant(vec![provider, mock], deployments);
     (gw, fake)
 }
@@ -249,12 +249,7 @@ async fn streaming_text_is_the_anthropic_event_sequence() {
     let key = gw.key();
     let response = post(&gw, &key, &streaming("claude-fake")).await;
     assert_eq!(response.status(), 200);
-    assert!(
-        response.headers()["content-type"]
-            .to_str()
-            .unwrap()
-            .starts_with("text/event-stream")
-    );
+    assert_event_stream(&response);
     assert!(response.headers().contains_key("request-id"));
     let text = response.text().await.unwrap();
     let events = sse_events(&text);

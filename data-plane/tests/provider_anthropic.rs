@@ -12,7 +12,8 @@ mod common;
 use std::sync::{Arc, Mutex};
 
 use common::{
-    Gateway, REQUEST_ID, assert_error, deployment, sse_data, streamed_text, user_message,
+    Gateway, REQUEST_ID, assert_error, assert_event_stream, deployment, last_event_without_done,
+    same_name_deployments, sse_data, streamed_text, streaming, user_message,
 };
 use serde_json::{Value, json};
 use shared::config::ProviderKind;
@@ -38,23 +39,13 @@ async fn setup_with_key(provider_key: &str) -> (Gateway, FakeAnthropic) {
     let mut capped = deployment("claude-capped", &provider, "claude-haiku-4-5");
     capped.max_output_tokens = Some(777);
     deployments.push(capped);
-    for model in fake_anthropic::MODELS {
-        deployments.push(deployment(model, &provider, model));
-    }
+    deployments.extend(same_name_deployments(&provider, fake_anthropic::MODELS));
     gw.set_tenant(vec![provider], deployments);
     (gw, fake)
 }
 
 async fn setup() -> (Gateway, FakeAnthropic) {
     setup_with_key(PROVIDER_KEY).await
-}
-
-fn streaming(mut body: Value, include_usage: bool) -> Value {
-    body["stream"] = json!(true);
-    if include_usage {
-        body["stream_options"] = json!({"include_usage": true});
-    }
-    body
 }
 
 fn weather_tool() -> Value {
@@ -240,12 +231,7 @@ async fn streaming_text_arrives_as_openai_chunks_ending_in_done() {
         .chat(&key, streaming(user_message("claude", "Say hello"), true))
         .await;
     assert_eq!(response.status(), 200);
-    assert!(
-        response.headers()["content-type"]
-            .to_str()
-            .unwrap()
-            .starts_with("text/event-stream")
-    );
+    assert_event_stream(&response);
     let request_id: uuid::Uuid = response.headers()[REQUEST_ID]
         .to_str()
         .unwrap()
@@ -472,9 +458,8 @@ async fn a_cut_stream_ends_with_a_truncation_error_and_no_done() {
         .await;
     assert_eq!(response.status(), 200);
     let events = sse_data(&response.text().await.unwrap());
-    assert!(!events.iter().any(|e| e == "[DONE]"), "{events:#?}");
+    let last = last_event_without_done(&events);
     assert_eq!(streamed_text(&events), "Hello from");
-    let last: Value = serde_json::from_str(events.last().unwrap()).unwrap();
     assert_eq!(last["error"]["code"], "stream_truncated");
 
     let usage = gw.next_usage().await;
@@ -496,9 +481,8 @@ async fn an_error_event_mid_stream_is_passed_on_logged_and_metered_as_truncated(
         .await;
     assert_eq!(response.status(), 200);
     let events = sse_data(&response.text().await.unwrap());
-    assert!(!events.iter().any(|e| e == "[DONE]"), "{events:#?}");
+    let last = last_event_without_done(&events);
     assert_eq!(streamed_text(&events), "Hello");
-    let last: Value = serde_json::from_str(events.last().unwrap()).unwrap();
     assert_eq!(last["error"]["message"], "Overloaded");
     assert_eq!(last["error"]["type"], "overloaded_error");
 

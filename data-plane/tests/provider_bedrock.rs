@@ -7,7 +7,10 @@
 
 mod common;
 
-use common::{Gateway, assert_error, deployment, sse_data, streamed_text, user_message};
+use common::{
+    Gateway, assert_error, assert_event_stream, deployment, last_event_without_done, sse_data,
+    streamed_text, streaming, user_message,
+};
 use data_plane::config::Settings;
 use serde_json::{Value, json};
 use shared::config::{ProviderKind, ProviderRecord};
@@ -68,14 +71,6 @@ async fn setup_with_secret(secret: &str) -> (Gateway, FakeBedrock) {
 
 async fn setup() -> (Gateway, FakeBedrock) {
     setup_with_secret(fake_bedrock::SECRET_ACCESS_KEY).await
-}
-
-fn streaming(mut body: Value, include_usage: bool) -> Value {
-    body["stream"] = json!(true);
-    if include_usage {
-        body["stream_options"] = json!({"include_usage": true});
-    }
-    body
 }
 
 fn weather_tool() -> Value {
@@ -174,12 +169,7 @@ async fn streaming_text_becomes_openai_chunks_with_usage() {
         .chat(&key, streaming(user_message("claude", "Say hello"), true))
         .await;
     assert_eq!(response.status(), 200);
-    assert!(
-        response.headers()["content-type"]
-            .to_str()
-            .unwrap()
-            .starts_with("text/event-stream")
-    );
+    assert_event_stream(&response);
     let text = response.text().await.unwrap();
     let events = sse_data(&text);
     assert_eq!(events.last().map(String::as_str), Some("[DONE]"), "{text}");
@@ -450,9 +440,8 @@ async fn a_cut_stream_ends_with_a_truncation_error_and_no_done() {
     let (mut gw, _fake) = setup().await;
     let key = gw.key();
     let events = stream_events(&gw, &key, "fake-cut-stream").await;
-    assert!(!events.iter().any(|e| e == "[DONE]"), "{events:?}");
+    let last = last_event_without_done(&events);
     assert_eq!(streamed_text(&events), "Hello from");
-    let last: Value = serde_json::from_str(events.last().unwrap()).unwrap();
     assert_eq!(last["error"]["code"], "stream_truncated");
     let usage = gw.next_usage().await;
     assert_eq!(usage.outcome, UsageOutcome::Truncated);
@@ -465,10 +454,9 @@ async fn a_frame_with_a_bad_crc_truncates_the_stream() {
     let (mut gw, _fake) = setup().await;
     let key = gw.key();
     let events = stream_events(&gw, &key, "fake-bad-crc").await;
-    assert!(!events.iter().any(|e| e == "[DONE]"), "{events:?}");
+    let last = last_event_without_done(&events);
     // The frame before the corrupted one arrived; nothing after it did.
     assert_eq!(streamed_text(&events), "Hello");
-    let last: Value = serde_json::from_str(events.last().unwrap()).unwrap();
     assert_eq!(last["error"]["code"], "stream_truncated");
     let usage = gw.next_usage().await;
     assert_eq!(usage.outcome, UsageOutcome::Truncated);
@@ -479,8 +467,7 @@ async fn a_stream_exception_is_passed_on_without_done() {
     let (mut gw, _fake) = setup().await;
     let key = gw.key();
     let events = stream_events(&gw, &key, "fake-stream-exception").await;
-    assert!(!events.iter().any(|e| e == "[DONE]"), "{events:?}");
-    let last: Value = serde_json::from_str(events.last().unwrap()).unwrap();
+    let last = last_event_without_done(&events);
     assert_eq!(last["error"]["code"], "upstream_error");
     assert!(
         last["error"]["message"]
@@ -549,16 +536,6 @@ async fn model_ids_with_colons_and_slashes_are_encoded_and_signed() {
     assert_eq!(sent[1].model_id, PROFILE_ARN);
 }
 
-async fn embeddings(gw: &Gateway, key: &str, body: Value) -> reqwest::Response {
-    gw.http
-        .post(gw.url("/v1/embeddings"))
-        .bearer_auth(key)
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
-}
-
 fn as_f64s(v: &Value) -> Vec<f64> {
     v.as_array()
         .unwrap()
@@ -578,9 +555,7 @@ fn expected(text: &str) -> Vec<f64> {
 async fn titan_embeddings_go_through_invoke_one_input_per_request() {
     let (mut gw, fake) = setup().await;
     let key = gw.key();
-    let response = embeddings(
-        &gw,
-        &key,
+    let response = gw.embeddings(&key,
         json!({"model": "titan", "input": ["first text", "second text", "third"], "dimensions": 256}),
     )
     .await;
@@ -619,9 +594,7 @@ async fn titan_embeddings_go_through_invoke_one_input_per_request() {
 async fn cohere_embeddings_batch_and_base64_encoding() {
     let (mut gw, fake) = setup().await;
     let key = gw.key();
-    let response = embeddings(
-        &gw,
-        &key,
+    let response = gw.embeddings(&key,
         json!({"model": "cohere", "input": ["a", "b"], "encoding_format": "base64", "input_type": "search_query"}),
     )
     .await;

@@ -10,7 +10,8 @@ use std::path::PathBuf;
 
 use base64::Engine as _;
 use common::{
-    Gateway, REQUEST_ID, assert_error, deployment, sse_data, streamed_text, user_message,
+    Gateway, REQUEST_ID, assert_error, assert_event_stream, deployment, last_event_without_done,
+    same_name_deployments, sse_data, streamed_text, streaming, user_message,
 };
 use data_plane::config::Settings;
 use serde_json::{Value, json};
@@ -26,9 +27,7 @@ async fn setup_with(fake: &FakeGemini, key: &str, settings: Settings) -> Gateway
     let gw = Gateway::start_with(settings).await;
     let provider = gw.provider(ProviderKind::Gemini, Some(fake.base_url()), Some(key));
     let mut deployments = vec![deployment("gem", &provider, "gemini-2.5-flash")];
-    for model in fake_gemini::MODELS {
-        deployments.push(deployment(model, &provider, model));
-    }
+    deployments.extend(same_name_deployments(&provider, fake_gemini::MODELS));
     gw.set_tenant(vec![provider], deployments);
     gw
 }
@@ -62,14 +61,6 @@ fn normalize(value: &Value, request_id: &str) -> Value {
         *created = json!(0);
     }
     v
-}
-
-fn streaming(mut body: Value, include_usage: bool) -> Value {
-    body["stream"] = json!(true);
-    if include_usage {
-        body["stream_options"] = json!({"include_usage": true});
-    }
-    body
 }
 
 fn weather_tool() -> Value {
@@ -125,12 +116,7 @@ async fn streaming_text_ends_with_done_and_usage_is_metered() {
         .chat(&key, streaming(user_message("gem", "Say hello"), true))
         .await;
     assert_eq!(response.status(), 200);
-    assert!(
-        response.headers()["content-type"]
-            .to_str()
-            .unwrap()
-            .starts_with("text/event-stream")
-    );
+    assert_event_stream(&response);
     let rid = request_id(&response);
     let events = sse_data(&response.text().await.unwrap());
     assert_eq!(events.last().map(String::as_str), Some("[DONE]"));
@@ -372,9 +358,8 @@ async fn a_cut_stream_is_truncated_without_done() {
         .await;
     assert_eq!(response.status(), 200);
     let events = sse_data(&response.text().await.unwrap());
-    assert!(!events.iter().any(|e| e == "[DONE]"), "{events:?}");
+    let last = last_event_without_done(&events);
     assert_eq!(streamed_text(&events), "Hello from");
-    let last: Value = serde_json::from_str(events.last().unwrap()).unwrap();
     assert_eq!(last["error"]["code"], "stream_truncated");
     assert!(!events.iter().any(|e| e.contains("finish_reason\":\"stop")));
 
@@ -518,27 +503,17 @@ async fn a_hanging_upstream_is_504() {
     assert_error(response, 504, "upstream_timeout").await;
 }
 
-async fn embed(gw: &Gateway, key: &str, body: Value) -> reqwest::Response {
-    gw.http
-        .post(gw.url("/v1/embeddings"))
-        .bearer_auth(key)
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
-}
-
 /// `/v1/embeddings` routed to Gemini: `batchEmbedContents`, OpenAI's list back, usage estimated.
 #[tokio::test]
 async fn embeddings_through_the_gateway() {
     let (mut gw, fake) = setup().await;
     let key = gw.key();
-    let response = embed(
-        &gw,
-        &key,
-        json!({"model": "gem", "input": ["hello", "world"], "dimensions": 4}),
-    )
-    .await;
+    let response = gw
+        .embeddings(
+            &key,
+            json!({"model": "gem", "input": ["hello", "world"], "dimensions": 4}),
+        )
+        .await;
     assert_eq!(response.status(), 200);
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["object"], "list");
@@ -578,12 +553,12 @@ async fn embeddings_through_the_gateway() {
     assert_eq!(usage.provider.as_deref(), Some("gemini"));
 
     // base64: the little-endian f32s, as OpenAI encodes them.
-    let response = embed(
-        &gw,
-        &key,
-        json!({"model": "gem", "input": "hello", "encoding_format": "base64"}),
-    )
-    .await;
+    let response = gw
+        .embeddings(
+            &key,
+            json!({"model": "gem", "input": "hello", "encoding_format": "base64"}),
+        )
+        .await;
     assert_eq!(response.status(), 200);
     let body: Value = response.json().await.unwrap();
     let b64 = body["data"][0]["embedding"].as_str().unwrap();
@@ -602,7 +577,9 @@ async fn embeddings_through_the_gateway() {
     let inputs: Vec<String> = (0..fake_gemini::MAX_EMBED_BATCH + 5)
         .map(|i| format!("text {i}"))
         .collect();
-    let response = embed(&gw, &key, json!({"model": "gem", "input": inputs})).await;
+    let response = gw
+        .embeddings(&key, json!({"model": "gem", "input": inputs}))
+        .await;
     assert_eq!(response.status(), 200);
     let body: Value = response.json().await.unwrap();
     let data = body["data"].as_array().unwrap();
@@ -614,17 +591,19 @@ async fn embeddings_through_the_gateway() {
     gw.next_usage().await;
 
     // Token ids: Gemini embeds text only.
-    let response = embed(&gw, &key, json!({"model": "gem", "input": [1, 2, 3]})).await;
+    let response = gw
+        .embeddings(&key, json!({"model": "gem", "input": [1, 2, 3]}))
+        .await;
     let error = assert_error(response, 400, "invalid_request").await;
     assert_eq!(error["param"], "input");
 
     // Upstream errors map as for chat.
-    let response = embed(
-        &gw,
-        &key,
-        json!({"model": fake_gemini::MODEL_429, "input": "hello"}),
-    )
-    .await;
+    let response = gw
+        .embeddings(
+            &key,
+            json!({"model": fake_gemini::MODEL_429, "input": "hello"}),
+        )
+        .await;
     assert_eq!(response.status(), 429);
     assert_eq!(response.headers()["retry-after"], "7");
 }

@@ -6,7 +6,8 @@
 mod common;
 
 use common::{
-    Gateway, REQUEST_ID, WAIT, assert_error, deployment, sse_data, streamed_text, user_message,
+    Gateway, REQUEST_ID, WAIT, assert_error, assert_event_stream, deployment,
+    last_event_without_done, same_name_deployments, sse_data, streamed_text, user_message,
 };
 use data_plane::config::Settings;
 use futures::StreamExt;
@@ -28,9 +29,7 @@ async fn setup(settings: Settings) -> (Gateway, FakeOpenAi) {
         Some(PROVIDER_KEY),
     );
     let mut deployments = vec![deployment("gpt", &provider, "gpt-4o-mini")];
-    for model in fake_openai::MODELS {
-        deployments.push(deployment(model, &provider, model));
-    }
+    deployments.extend(same_name_deployments(&provider, fake_openai::MODELS));
     gw.set_tenant(vec![provider], deployments);
     (gw, fake)
 }
@@ -115,12 +114,7 @@ async fn streaming_passes_chunks_through_and_meters_usage() {
     let key = gw.key();
     let response = gw.chat(&key, streaming("gpt")).await;
     assert_eq!(response.status(), 200);
-    assert!(
-        response.headers()["content-type"]
-            .to_str()
-            .unwrap()
-            .starts_with("text/event-stream")
-    );
+    assert_event_stream(&response);
     let events = sse_data(&response.text().await.unwrap());
     assert_eq!(events.last().map(String::as_str), Some("[DONE]"));
     assert_eq!(streamed_text(&events), fake_openai::CONTENT);
@@ -195,8 +189,7 @@ async fn streams_without_upstream_usage_are_estimated() {
 
 /// The last event of a cut stream is our error event, and `[DONE]` never comes.
 fn assert_truncated(events: &[String]) {
-    assert!(!events.iter().any(|e| e == "[DONE]"), "{events:#?}");
-    let last: Value = serde_json::from_str(events.last().expect("some events")).unwrap();
+    let last = last_event_without_done(events);
     assert_eq!(last["error"]["code"], "stream_truncated", "{last}");
     assert_eq!(last["error"]["type"], "api_error");
     assert_eq!(

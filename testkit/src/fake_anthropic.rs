@@ -27,22 +27,22 @@
 //!
 //! Golden fixtures for the adapter's tests live in `testkit/fixtures/anthropic/` ([`fixture`]).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
-use axum::Router;
-use axum::body::{Body, Bytes};
+use axum::body::Bytes;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::serve::ListenerExt;
-use futures::StreamExt;
 use serde_json::{Value, json};
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
+
+use crate::fake_server::{
+    self, FakeServer, Received, StreamEnd, cut_response, lock, stream_body, wait_for_shutdown,
+};
 
 pub use crate::fake_openai::RecordedRequest;
 
@@ -154,48 +154,29 @@ impl FakeAnthropicBuilder {
 
     /// Binds `127.0.0.1:0` and serves in a background task of the current tokio runtime.
     pub async fn start(self) -> anyhow::Result<FakeAnthropic> {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let addr = listener.local_addr()?;
-        let (shutdown_tx, shutdown_rx) = watch::channel(false);
-        let state = Arc::new(Shared {
-            api_key: self.api_key,
-            record: self.record,
-            requests: Mutex::new(Vec::new()),
-            count: AtomicU64::new(0),
-            shutdown: shutdown_rx,
-        });
-        let app = Router::new()
-            .fallback(handle)
-            .with_state(Arc::clone(&state));
-        // Small spaced writes: without TCP_NODELAY each event waits for the previous ACK.
-        let listener = listener.tap_io(|tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        Ok(FakeAnthropic {
-            addr,
-            state,
-            shutdown: shutdown_tx,
-            task,
-        })
+        let server = FakeServer::start(
+            |shutdown| Shared {
+                api_key: self.api_key,
+                record: self.record,
+                requests: Mutex::new(Vec::new()),
+                count: AtomicU64::new(0),
+                shutdown,
+            },
+            handle,
+        )
+        .await?;
+        Ok(FakeAnthropic { server })
     }
 }
 
 /// A running fake. Dropping it stops accepting connections and releases held-open requests.
 pub struct FakeAnthropic {
-    addr: SocketAddr,
-    state: Arc<Shared>,
-    shutdown: watch::Sender<bool>,
-    task: JoinHandle<()>,
+    server: FakeServer<Shared>,
 }
 
 impl std::fmt::Debug for FakeAnthropic {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FakeAnthropic")
-            .field("addr", &self.addr)
-            .finish_non_exhaustive()
+        self.server.debug("FakeAnthropic", f)
     }
 }
 
@@ -218,22 +199,22 @@ impl FakeAnthropic {
     }
 
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.server.addr()
     }
 
     /// `http://127.0.0.1:PORT/v1`, the form a provider's `base_url` takes.
     pub fn base_url(&self) -> String {
-        format!("http://{}/v1", self.addr)
+        format!("http://{}/v1", self.addr())
     }
 
     /// Every request received so far, in arrival order.
     pub fn requests(&self) -> Vec<RecordedRequest> {
-        lock(&self.state.requests).clone()
+        lock(&self.server.state().requests).clone()
     }
 
     /// Requests received so far to `POST /v1/messages`.
     pub fn message_requests(&self) -> Vec<RecordedRequest> {
-        lock(&self.state.requests)
+        lock(&self.server.state().requests)
             .iter()
             .filter(|r| r.method == "POST" && r.path == "/v1/messages")
             .cloned()
@@ -242,18 +223,11 @@ impl FakeAnthropic {
 
     /// How many requests arrived, recorded or not.
     pub fn request_count(&self) -> u64 {
-        self.state.count.load(Ordering::Relaxed)
+        self.server.state().count.load(Ordering::Relaxed)
     }
 
     pub fn clear_requests(&self) {
-        lock(&self.state.requests).clear();
-    }
-}
-
-impl Drop for FakeAnthropic {
-    fn drop(&mut self) {
-        let _ = self.shutdown.send(true);
-        self.task.abort();
+        lock(&self.server.state().requests).clear();
     }
 }
 
@@ -264,23 +238,6 @@ struct Shared {
     count: AtomicU64,
     shutdown: watch::Receiver<bool>,
 }
-
-/// Never held across an await; a poisoned lock (a panicking test) is taken over.
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-/// The error a response body yields to make the server drop the connection.
-#[derive(Debug)]
-struct ConnectionCut;
-
-impl std::fmt::Display for ConnectionCut {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("fake Anthropic cut the connection on purpose")
-    }
-}
-
-impl std::error::Error for ConnectionCut {}
 
 const BASE62: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 
@@ -297,28 +254,13 @@ fn new_id(prefix: &str) -> String {
 
 async fn handle(State(state): State<Arc<Shared>>, req: Request) -> Response {
     let request_id = new_id("req_011C");
-    let (parts, body) = req.into_parts();
-    let bytes = axum::body::to_bytes(body, 64 << 20)
-        .await
-        .unwrap_or_default();
-    let json: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    let Received { parts, bytes, json } = fake_server::receive(req).await;
     state.count.fetch_add(1, Ordering::Relaxed);
     if state.record {
-        let mut headers = BTreeMap::new();
-        for (name, value) in &parts.headers {
-            let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
-            headers
-                .entry(name.as_str().to_owned())
-                .and_modify(|v: &mut String| {
-                    v.push_str(", ");
-                    v.push_str(&value);
-                })
-                .or_insert(value);
-        }
         lock(&state.requests).push(RecordedRequest {
             method: parts.method.to_string(),
             path: parts.uri.path().to_owned(),
-            headers,
+            headers: fake_server::header_map(&parts.headers),
             body: json.clone(),
         });
     }
@@ -512,10 +454,6 @@ fn validate(body: &Value) -> Result<(), String> {
         previous_tool_uses = tool_uses;
     }
     Ok(())
-}
-
-async fn wait_for_shutdown(mut rx: watch::Receiver<bool>) {
-    let _ = rx.wait_for(|stopped| *stopped).await;
 }
 
 fn json_response(status: StatusCode, body: &Value) -> Response {
@@ -713,30 +651,15 @@ fn stream_response(state: &Shared, model: &str) -> Response {
         "end_turn"
     };
 
-    // Yielding before each event makes the server flush it as its own write, like a real token
-    // stream, so a client sees the events before a cut.
-    let head = futures::stream::iter(events).then(|e| async move {
-        tokio::task::yield_now().await;
-        Ok::<Bytes, ConnectionCut>(e)
-    });
-    let body = match model {
-        MODEL_CUT_STREAM => Body::from_stream(head.chain(futures::stream::once(async {
-            tokio::task::yield_now().await;
-            Err(ConnectionCut)
-        }))),
-        MODEL_STALL_STREAM => {
-            let rx = state.shutdown.clone();
-            Body::from_stream(head.chain(futures::stream::once(async move {
-                wait_for_shutdown(rx).await;
-                Err(ConnectionCut)
-            })))
-        }
+    let end = match model {
+        MODEL_CUT_STREAM => StreamEnd::Cut,
+        MODEL_STALL_STREAM => StreamEnd::Stall(state.shutdown.clone()),
         MODEL_STREAM_ERROR => {
             let error = sse(
                 "error",
                 &json!({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}),
             );
-            Body::from_stream(head.chain(futures::stream::once(async move { Ok(error) })))
+            StreamEnd::Then(vec![error])
         }
         _ => {
             let tail = vec![
@@ -752,10 +675,10 @@ fn stream_response(state: &Shared, model: &str) -> Response {
                 ),
                 sse("message_stop", &json!({"type": "message_stop"})),
             ];
-            Body::from_stream(head.chain(futures::stream::iter(tail.into_iter().map(Ok))))
+            StreamEnd::Then(tail)
         }
     };
-    let mut resp = Response::new(body);
+    let mut resp = Response::new(stream_body(events, end));
     let h = resp.headers_mut();
     h.insert(
         header::CONTENT_TYPE,
@@ -766,16 +689,12 @@ fn stream_response(state: &Shared, model: &str) -> Response {
 }
 
 /// A response whose body fails at once: the connection closes without a response.
-fn cut_response() -> Response {
-    let body = futures::stream::once(async { Err::<Bytes, _>(ConnectionCut) });
-    Response::new(Body::from_stream(body))
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
     use super::*;
+    use futures::StreamExt;
     use std::time::Duration;
 
     fn client() -> reqwest::Client {

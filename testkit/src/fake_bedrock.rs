@@ -35,7 +35,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_credential_types::Credentials;
@@ -44,16 +44,16 @@ use aws_sigv4::sign::v4;
 use aws_smithy_eventstream::frame::write_message_to;
 use aws_smithy_runtime_api::client::identity::Identity;
 use aws_smithy_types::event_stream::{Header, HeaderValue as EsHeaderValue, Message};
-use axum::Router;
-use axum::body::{Body, Bytes};
+use axum::body::Bytes;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::serve::ListenerExt;
-use futures::StreamExt;
 use serde_json::{Value, json};
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
+
+use crate::fake_server::{
+    self, FakeServer, Received, StreamEnd, cut_response, lock, stream_body, wait_for_shutdown,
+};
 
 /// The access key id [`FakeBedrock::start`] accepts.
 pub const ACCESS_KEY_ID: &str = "AKIAFAKEBEDROCK00001";
@@ -135,25 +135,18 @@ pub struct RecordedRequest {
 
 impl RecordedRequest {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .get(&name.to_ascii_lowercase())
-            .map(String::as_str)
+        fake_server::header(&self.headers, name)
     }
 }
 
 /// A running fake Bedrock runtime. Dropping it stops it and releases held requests.
 pub struct FakeBedrock {
-    addr: SocketAddr,
-    state: Arc<Shared>,
-    shutdown: watch::Sender<bool>,
-    task: JoinHandle<()>,
+    server: FakeServer<Shared>,
 }
 
 impl std::fmt::Debug for FakeBedrock {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FakeBedrock")
-            .field("addr", &self.addr)
-            .finish_non_exhaustive()
+        self.server.debug("FakeBedrock", f)
     }
 }
 
@@ -163,11 +156,6 @@ struct Shared {
     region: String,
     requests: Mutex<Vec<RecordedRequest>>,
     shutdown: watch::Receiver<bool>,
-}
-
-/// Never held across an await; a panicking test must not poison the fake for others.
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl FakeBedrock {
@@ -183,67 +171,34 @@ impl FakeBedrock {
         secret_access_key: &str,
         region: &str,
     ) -> anyhow::Result<FakeBedrock> {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let addr = listener.local_addr()?;
-        let (shutdown_tx, shutdown_rx) = watch::channel(false);
-        let state = Arc::new(Shared {
-            access_key_id: access_key_id.to_owned(),
-            secret_access_key: secret_access_key.to_owned(),
-            region: region.to_owned(),
-            requests: Mutex::new(Vec::new()),
-            shutdown: shutdown_rx,
-        });
-        let app = Router::new()
-            .fallback(handle)
-            .with_state(Arc::clone(&state));
-        // Without TCP_NODELAY each small streamed frame waits for the previous one's ACK.
-        let listener = listener.tap_io(|tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        Ok(FakeBedrock {
-            addr,
-            state,
-            shutdown: shutdown_tx,
-            task,
-        })
+        let server = FakeServer::start(
+            |shutdown| Shared {
+                access_key_id: access_key_id.to_owned(),
+                secret_access_key: secret_access_key.to_owned(),
+                region: region.to_owned(),
+                requests: Mutex::new(Vec::new()),
+                shutdown,
+            },
+            handle,
+        )
+        .await?;
+        Ok(FakeBedrock { server })
     }
 
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.server.addr()
     }
 
     /// `http://127.0.0.1:PORT`, the provider's `base_url` (paths start with `/model/`).
     pub fn base_url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("http://{}", self.addr())
     }
 
     /// Every request received so far, in arrival order.
     pub fn requests(&self) -> Vec<RecordedRequest> {
-        lock(&self.state.requests).clone()
+        lock(&self.server.state().requests).clone()
     }
 }
-
-impl Drop for FakeBedrock {
-    fn drop(&mut self) {
-        let _ = self.shutdown.send(true);
-        self.task.abort();
-    }
-}
-
-/// The error a response body yields to make the server drop the connection.
-#[derive(Debug)]
-struct ConnectionCut;
-
-impl std::fmt::Display for ConnectionCut {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("fake bedrock cut the connection on purpose")
-    }
-}
-
-impl std::error::Error for ConnectionCut {}
 
 fn percent_decode(s: &str) -> Option<String> {
     let bytes = s.as_bytes();
@@ -273,30 +228,15 @@ fn model_path(path: &str) -> Option<(String, String)> {
 }
 
 async fn handle(State(state): State<Arc<Shared>>, req: Request) -> Response {
-    let (parts, body) = req.into_parts();
-    let bytes = axum::body::to_bytes(body, 64 << 20)
-        .await
-        .unwrap_or_default();
-    let json: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    let Received { parts, bytes, json } = fake_server::receive(req).await;
     let path = parts.uri.path().to_owned();
     let (model_id, operation) = model_path(&path).unwrap_or_default();
-    let mut headers = BTreeMap::new();
-    for (name, value) in &parts.headers {
-        let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
-        headers
-            .entry(name.as_str().to_owned())
-            .and_modify(|v: &mut String| {
-                v.push_str(", ");
-                v.push_str(&value);
-            })
-            .or_insert(value);
-    }
     lock(&state.requests).push(RecordedRequest {
         method: parts.method.to_string(),
         path: path.clone(),
         model_id: model_id.clone(),
         operation: operation.clone(),
-        headers,
+        headers: fake_server::header_map(&parts.headers),
         body: json.clone(),
     });
 
@@ -359,8 +299,7 @@ async fn route(
             );
         }
         MODEL_HANG => {
-            let mut rx = state.shutdown.clone();
-            let _ = rx.wait_for(|stopped| *stopped).await;
+            wait_for_shutdown(state.shutdown.clone()).await;
             return cut_response();
         }
         _ => {}
@@ -706,8 +645,7 @@ fn text_delta(text: &str) -> Bytes {
 
 fn converse_stream(state: &Shared, model: &str) -> Response {
     let mut frames = vec![event("messageStart", json!({"role": "assistant"}))];
-    let mut ending: Option<Result<Bytes, ConnectionCut>> = None;
-    let mut hold = false;
+    let mut end = StreamEnd::Then(Vec::new());
     match model {
         MODEL_TOOL => {
             frames.push(event(
@@ -729,11 +667,11 @@ fn converse_stream(state: &Shared, model: &str) -> Response {
         }
         MODEL_CUT_STREAM => {
             frames.extend(STREAM_DELTAS[..2].iter().map(|d| text_delta(d)));
-            ending = Some(Err(ConnectionCut));
+            end = StreamEnd::Cut;
         }
         MODEL_STALL_STREAM => {
             frames.push(text_delta(STREAM_DELTAS[0]));
-            hold = true;
+            end = StreamEnd::Stall(state.shutdown.clone());
         }
         MODEL_STREAM_EXCEPTION => {
             frames.push(text_delta(STREAM_DELTAS[0]));
@@ -770,25 +708,7 @@ fn converse_stream(state: &Shared, model: &str) -> Response {
         chunks.push(f.slice(..cut));
         chunks.push(f.slice(cut..));
     }
-    let head = futures::stream::iter(chunks).then(|c| async move {
-        tokio::task::yield_now().await;
-        Ok::<Bytes, ConnectionCut>(c)
-    });
-    let body = if hold {
-        let mut rx = state.shutdown.clone();
-        Body::from_stream(head.chain(futures::stream::once(async move {
-            let _ = rx.wait_for(|stopped| *stopped).await;
-            Err(ConnectionCut)
-        })))
-    } else if let Some(end) = ending {
-        Body::from_stream(head.chain(futures::stream::once(async move {
-            tokio::task::yield_now().await;
-            end
-        })))
-    } else {
-        Body::from_stream(head)
-    };
-    let mut resp = Response::new(body);
+    let mut resp = Response::new(stream_body(chunks, end));
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/vnd.amazon.eventstream"),
@@ -797,11 +717,6 @@ fn converse_stream(state: &Shared, model: &str) -> Response {
 }
 
 /// A response that fails at once: the connection closes without a status line.
-fn cut_response() -> Response {
-    let body = futures::stream::once(async { Err::<Bytes, _>(ConnectionCut) });
-    Response::new(Body::from_stream(body))
-}
-
 fn embedding_json(text: &str) -> Value {
     json!(embedding(text))
 }

@@ -34,18 +34,18 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
-use axum::Router;
-use axum::body::{Body, Bytes};
+use axum::body::Bytes;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::serve::ListenerExt;
-use futures::StreamExt;
 use serde_json::{Map, Value, json};
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
+
+use crate::fake_server::{
+    self, FakeServer, Received, StreamEnd, cut_response, lock, stream_body, wait_for_shutdown,
+};
 
 /// The text every successful answer returns.
 pub const CONTENT: &str = "Hello from the fake upstream";
@@ -140,9 +140,7 @@ pub struct RecordedRequest {
 
 impl RecordedRequest {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .get(&name.to_ascii_lowercase())
-            .map(String::as_str)
+        fake_server::header(&self.headers, name)
     }
 
     /// The `{model}:{method}` target of a model call, e.g. `("fake-tool", "generateContent")`.
@@ -153,17 +151,12 @@ impl RecordedRequest {
 
 /// A running fake. Dropping it stops the server and releases held-open requests.
 pub struct FakeGemini {
-    addr: SocketAddr,
-    state: Arc<Shared>,
-    shutdown: watch::Sender<bool>,
-    task: JoinHandle<()>,
+    server: FakeServer<Shared>,
 }
 
 impl std::fmt::Debug for FakeGemini {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FakeGemini")
-            .field("addr", &self.addr)
-            .finish_non_exhaustive()
+        self.server.debug("FakeGemini", f)
     }
 }
 
@@ -187,45 +180,31 @@ impl FakeGemini {
     }
 
     async fn start_inner(api_key: Option<String>) -> anyhow::Result<FakeGemini> {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let addr = listener.local_addr()?;
-        let (shutdown_tx, shutdown_rx) = watch::channel(false);
-        let state = Arc::new(Shared {
-            api_key,
-            requests: Mutex::new(Vec::new()),
-            next_id: AtomicU64::new(1),
-            shutdown: shutdown_rx,
-        });
-        let app = Router::new()
-            .fallback(handle)
-            .with_state(Arc::clone(&state));
-        // Streamed chunks are small writes; without TCP_NODELAY each waits for the previous ACK.
-        let listener = listener.tap_io(|tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        Ok(FakeGemini {
-            addr,
-            state,
-            shutdown: shutdown_tx,
-            task,
-        })
+        let server = FakeServer::start(
+            |shutdown| Shared {
+                api_key,
+                requests: Mutex::new(Vec::new()),
+                next_id: AtomicU64::new(1),
+                shutdown,
+            },
+            handle,
+        )
+        .await?;
+        Ok(FakeGemini { server })
     }
 
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.server.addr()
     }
 
     /// `http://127.0.0.1:PORT/v1beta`, the form a provider's `base_url` takes.
     pub fn base_url(&self) -> String {
-        format!("http://{}/v1beta", self.addr)
+        format!("http://{}/v1beta", self.addr())
     }
 
     /// Every request received so far, in arrival order.
     pub fn requests(&self) -> Vec<RecordedRequest> {
-        lock(&self.state.requests).clone()
+        lock(&self.server.state().requests).clone()
     }
 
     /// Requests to `generateContent` / `streamGenerateContent`.
@@ -251,57 +230,19 @@ impl FakeGemini {
     }
 
     pub fn clear_requests(&self) {
-        lock(&self.state.requests).clear();
+        lock(&self.server.state().requests).clear();
     }
 }
-
-impl Drop for FakeGemini {
-    fn drop(&mut self) {
-        let _ = self.shutdown.send(true);
-        self.task.abort();
-    }
-}
-
-/// Never held across an await; a panicking test must not poison the fake.
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-#[derive(Debug)]
-struct ConnectionCut;
-
-impl std::fmt::Display for ConnectionCut {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("fake Gemini cut the connection on purpose")
-    }
-}
-
-impl std::error::Error for ConnectionCut {}
 
 async fn handle(State(state): State<Arc<Shared>>, req: Request) -> Response {
-    let (parts, body) = req.into_parts();
-    let bytes = axum::body::to_bytes(body, 64 << 20)
-        .await
-        .unwrap_or_default();
-    let json: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-    let mut headers = BTreeMap::new();
-    for (name, value) in &parts.headers {
-        let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
-        headers
-            .entry(name.as_str().to_owned())
-            .and_modify(|v: &mut String| {
-                v.push_str(", ");
-                v.push_str(&value);
-            })
-            .or_insert(value);
-    }
+    let Received { parts, bytes, json } = fake_server::receive(req).await;
     let path = parts.uri.path().to_owned();
     let query = parts.uri.query().map(str::to_owned);
     lock(&state.requests).push(RecordedRequest {
         method: parts.method.to_string(),
         path: path.clone(),
         query: query.clone(),
-        headers,
+        headers: fake_server::header_map(&parts.headers),
         body: json.clone(),
     });
     let response_id = format!("fake{:020}", state.next_id.fetch_add(1, Ordering::Relaxed));
@@ -464,10 +405,6 @@ fn check_auth(state: &Shared, req: &Incoming<'_>) -> Option<Response> {
             vec![],
         )),
     }
-}
-
-async fn wait_for_shutdown(mut rx: watch::Receiver<bool>) {
-    let _ = rx.wait_for(|stopped| *stopped).await;
 }
 
 fn json_response(status: StatusCode, body: &Value) -> Response {
@@ -908,11 +845,6 @@ fn chunks(model: &str, response_id: &str) -> Vec<Value> {
     }
 }
 
-fn cut_response() -> Response {
-    let body = futures::stream::once(async { Err::<Bytes, _>(ConnectionCut) });
-    Response::new(Body::from_stream(body))
-}
-
 fn stream_response(state: &Shared, model: &str, response_id: &str, sse: bool) -> Response {
     let chunks = chunks(model, response_id);
     if !sse {
@@ -923,26 +855,12 @@ fn stream_response(state: &Shared, model: &str, response_id: &str, sse: bool) ->
         .iter()
         .map(|c| Bytes::from(format!("data: {c}\r\n\r\n")))
         .collect();
-    // Yielding before each event makes each leave as its own write, like a real token stream.
-    let head = futures::stream::iter(events).then(|e| async move {
-        tokio::task::yield_now().await;
-        Ok::<Bytes, ConnectionCut>(e)
-    });
-    let body = match model {
-        MODEL_CUT_STREAM => Body::from_stream(head.chain(futures::stream::once(async {
-            tokio::task::yield_now().await;
-            Err(ConnectionCut)
-        }))),
-        MODEL_STALL_STREAM => {
-            let rx = state.shutdown.clone();
-            Body::from_stream(head.chain(futures::stream::once(async move {
-                wait_for_shutdown(rx).await;
-                Err(ConnectionCut)
-            })))
-        }
-        _ => Body::from_stream(head),
+    let end = match model {
+        MODEL_CUT_STREAM => StreamEnd::Cut,
+        MODEL_STALL_STREAM => StreamEnd::Stall(state.shutdown.clone()),
+        _ => StreamEnd::Then(Vec::new()),
     };
-    let mut resp = Response::new(body);
+    let mut resp = Response::new(stream_body(events, end));
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/event-stream"),

@@ -48,19 +48,19 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use axum::Router;
-use axum::body::{Body, Bytes};
+use axum::body::Bytes;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::serve::ListenerExt;
-use futures::StreamExt;
 use serde_json::{Value, json};
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
+
+use crate::fake_server::{
+    self, FakeServer, Received, StreamEnd, cut_response, lock, stream_body, wait_for_shutdown,
+};
 
 /// The content every successful completion returns.
 pub const CONTENT: &str = "Hello from the fake upstream";
@@ -142,9 +142,7 @@ pub struct RecordedRequest {
 impl RecordedRequest {
     /// A header by (case-insensitive) name.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .get(&name.to_ascii_lowercase())
-            .map(String::as_str)
+        fake_server::header(&self.headers, name)
     }
 
     /// The bearer token from `Authorization`, if any.
@@ -199,53 +197,31 @@ impl FakeOpenAiBuilder {
 
     /// Binds `127.0.0.1:0` and serves in a background task of the current tokio runtime.
     pub async fn start(self) -> anyhow::Result<FakeOpenAi> {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let addr = listener.local_addr()?;
-        let (shutdown_tx, shutdown_rx) = watch::channel(false);
-        let state = Arc::new(Shared {
-            api_key: self.api_key,
-            record: self.record,
-            requests: Mutex::new(Vec::new()),
-            count: AtomicU64::new(0),
-            next_id: AtomicU64::new(1),
-            shutdown: shutdown_rx,
-        });
-        let app = Router::new()
-            .fallback(handle)
-            .with_state(Arc::clone(&state));
-        // Streamed events are small writes spaced apart; without TCP_NODELAY, Nagle's algorithm
-        // holds each one back until the previous is acknowledged, and the client's delayed ACK
-        // turns that into ~40 ms per event. Real endpoints (behind CDNs) do not do that.
-        let listener = listener.tap_io(|tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
-        let task = tokio::spawn(async move {
-            // Errors here mean the listener died; the test will notice failing requests.
-            let _ = axum::serve(listener, app).await;
-        });
-        Ok(FakeOpenAi {
-            addr,
-            state,
-            shutdown: shutdown_tx,
-            task,
-        })
+        let server = FakeServer::start(
+            |shutdown| Shared {
+                api_key: self.api_key,
+                record: self.record,
+                requests: Mutex::new(Vec::new()),
+                count: AtomicU64::new(0),
+                next_id: AtomicU64::new(1),
+                shutdown,
+            },
+            handle,
+        )
+        .await?;
+        Ok(FakeOpenAi { server })
     }
 }
 
 /// A running fake upstream. Dropping it stops accepting connections and releases requests that
 /// are held open (`fake-hang`, `fake-stall-stream`) by dropping their connections.
 pub struct FakeOpenAi {
-    addr: SocketAddr,
-    state: Arc<Shared>,
-    shutdown: watch::Sender<bool>,
-    task: JoinHandle<()>,
+    server: FakeServer<Shared>,
 }
 
 impl std::fmt::Debug for FakeOpenAi {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FakeOpenAi")
-            .field("addr", &self.addr)
-            .finish_non_exhaustive()
+        self.server.debug("FakeOpenAi", f)
     }
 }
 
@@ -265,17 +241,17 @@ impl FakeOpenAi {
     }
 
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.server.addr()
     }
 
     /// `http://127.0.0.1:PORT/v1`, the form a provider's `base_url` takes.
     pub fn base_url(&self) -> String {
-        format!("http://{}/v1", self.addr)
+        format!("http://{}/v1", self.addr())
     }
 
     /// Every request received so far, in arrival order (empty if recording is off).
     pub fn requests(&self) -> Vec<RecordedRequest> {
-        lock(&self.state.requests)
+        lock(&self.server.state().requests)
             .iter()
             .map(|r| r.request.clone())
             .collect()
@@ -292,7 +268,7 @@ impl FakeOpenAi {
     }
 
     fn requests_to(&self, path: &str) -> Vec<RecordedRequest> {
-        lock(&self.state.requests)
+        lock(&self.server.state().requests)
             .iter()
             .filter(|r| r.request.method == "POST" && r.request.path == path)
             .map(|r| r.request.clone())
@@ -301,7 +277,7 @@ impl FakeOpenAi {
 
     /// Requests received so far to the Azure deployment routes (whatever their outcome).
     pub fn azure_requests(&self) -> Vec<AzureRequest> {
-        lock(&self.state.requests)
+        lock(&self.server.state().requests)
             .iter()
             .filter_map(|r| {
                 let rest = r.request.path.strip_prefix("/openai/deployments/")?;
@@ -321,24 +297,17 @@ impl FakeOpenAi {
 
     /// `http://127.0.0.1:PORT`, the form an Azure OpenAI provider's endpoint (`base_url`) takes.
     pub fn azure_endpoint(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("http://{}", self.addr())
     }
 
     /// How many requests arrived, recorded or not.
     pub fn request_count(&self) -> u64 {
-        self.state.count.load(Ordering::Relaxed)
+        self.server.state().count.load(Ordering::Relaxed)
     }
 
     /// Forgets the recorded requests (the count keeps running).
     pub fn clear_requests(&self) {
-        lock(&self.state.requests).clear();
-    }
-}
-
-impl Drop for FakeOpenAi {
-    fn drop(&mut self) {
-        let _ = self.shutdown.send(true);
-        self.task.abort();
+        lock(&self.server.state().requests).clear();
     }
 }
 
@@ -359,51 +328,17 @@ struct Recorded {
     query: Option<String>,
 }
 
-/// The lock is never held across an await, and a panicking test thread must not poison the fake
-/// for the rest of the test, so a poisoned lock is simply taken over.
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-/// The error a response body yields to make the server drop the connection mid-response.
-#[derive(Debug)]
-struct ConnectionCut;
-
-impl std::fmt::Display for ConnectionCut {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("fake upstream cut the connection on purpose")
-    }
-}
-
-impl std::error::Error for ConnectionCut {}
-
 async fn handle(State(state): State<Arc<Shared>>, req: Request) -> Response {
     let started = Instant::now();
     let request_id = format!("req_{:032x}", state.next_id.fetch_add(1, Ordering::Relaxed));
-    let (parts, body) = req.into_parts();
-    // The body limit matters only against a runaway client; 64 MiB is far above any test.
-    let bytes = axum::body::to_bytes(body, 64 << 20)
-        .await
-        .unwrap_or_default();
-    let json: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    let Received { parts, bytes, json } = fake_server::receive(req).await;
     state.count.fetch_add(1, Ordering::Relaxed);
     if state.record {
-        let mut headers = BTreeMap::new();
-        for (name, value) in &parts.headers {
-            let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
-            headers
-                .entry(name.as_str().to_owned())
-                .and_modify(|v: &mut String| {
-                    v.push_str(", ");
-                    v.push_str(&value);
-                })
-                .or_insert(value);
-        }
         lock(&state.requests).push(Recorded {
             request: RecordedRequest {
                 method: parts.method.to_string(),
                 path: parts.uri.path().to_owned(),
-                headers,
+                headers: fake_server::header_map(&parts.headers),
                 body: json.clone(),
             },
             query: parts.uri.query().map(str::to_owned),
@@ -663,11 +598,6 @@ fn query_param(query: &str, name: &str) -> Option<String> {
     })
 }
 
-async fn wait_for_shutdown(mut rx: watch::Receiver<bool>) {
-    // An Err means the sender is gone, which also means the fake was dropped.
-    let _ = rx.wait_for(|stopped| *stopped).await;
-}
-
 fn now_unix() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -869,11 +799,6 @@ fn completion(model: &str, with_usage: bool, flavor: Flavor) -> Response {
 
 /// A response whose body fails at once: the server drops the connection before the buffered
 /// status line is ever flushed, so the client sees the connection close without a response.
-fn cut_response() -> Response {
-    let body = futures::stream::once(async { Err::<Bytes, _>(ConnectionCut) });
-    Response::new(Body::from_stream(body))
-}
-
 fn sse_event(v: &Value) -> Bytes {
     Bytes::from(format!("data: {v}\n\n"))
 }
@@ -950,25 +875,9 @@ fn stream_response(state: &Shared, model: &str, include_usage: bool, flavor: Fla
         "stop"
     };
 
-    // Yielding before each event makes the server flush what it has, so events leave as
-    // separate writes the way a real token stream does, and the status line and the events
-    // before a cut reach the client before the connection drops.
-    let head = futures::stream::iter(events).then(|e| async move {
-        tokio::task::yield_now().await;
-        Ok::<Bytes, ConnectionCut>(e)
-    });
-    let body = match model {
-        MODEL_CUT_STREAM => Body::from_stream(head.chain(futures::stream::once(async {
-            tokio::task::yield_now().await;
-            Err(ConnectionCut)
-        }))),
-        MODEL_STALL_STREAM => {
-            let rx = state.shutdown.clone();
-            Body::from_stream(head.chain(futures::stream::once(async move {
-                wait_for_shutdown(rx).await;
-                Err(ConnectionCut)
-            })))
-        }
+    let end = match model {
+        MODEL_CUT_STREAM => StreamEnd::Cut,
+        MODEL_STALL_STREAM => StreamEnd::Stall(state.shutdown.clone()),
         _ => {
             let mut tail = vec![chunk(json!({}), Some(finish))];
             if report_usage {
@@ -984,10 +893,10 @@ fn stream_response(state: &Shared, model: &str, include_usage: bool, flavor: Fla
                 })));
             }
             tail.push(Bytes::from_static(b"data: [DONE]\n\n"));
-            Body::from_stream(head.chain(futures::stream::iter(tail.into_iter().map(Ok))))
+            StreamEnd::Then(tail)
         }
     };
-    let mut resp = Response::new(body);
+    let mut resp = Response::new(stream_body(events, end));
     let h = resp.headers_mut();
     h.insert(
         header::CONTENT_TYPE,
@@ -1122,6 +1031,7 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
     use super::*;
+    use futures::StreamExt;
     use std::time::Duration;
 
     fn client() -> reqwest::Client {

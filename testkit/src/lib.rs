@@ -7,9 +7,14 @@
 //! - [`fake_anthropic`], [`fake_gemini`], [`fake_bedrock`]: the same for Anthropic's Messages
 //!   API, Google's Gemini API and AWS Bedrock's runtime (SigV4 verified, binary event streams),
 //!   each in its provider's native wire format and following one behaviour contract (the model
-//!   name picks text, a tool call, an error, a cut stream, …).
+//!   name picks text, a tool call, an error, a cut stream, …). They share one server skeleton
+//!   (`fake_server`: bind, serve, shutdown, request recording).
 //! - [`pg`]: a fresh PostgreSQL database per test run, and a dump of its text for secret scans.
-//! - [`redis_prefix`]: a fresh Redis key prefix per test run, and a dump of its keys.
+//! - [`redis_prefix`]: a fresh Redis key prefix per test run (deleted by [`redis_prefix::PrefixGuard`]),
+//!   a connection, and a dump of its keys.
+//! - [`records`]: key records and usage events for the Redis bus tests.
+//! - [`tcp_proxy`]: a TCP proxy in front of Redis that a test cuts and restores to play an outage.
+//! - [`poll`]: poll-with-deadline for "eventually visible" assertions.
 //! - [`proc`]: launching the `control-plane` / `data-plane` binaries as child processes that are
 //!   killed on drop, with their logs captured and their bound address read from the log.
 //! - [`e2e`]: a distributed deployment under test (database, Redis prefix, secrets, processes)
@@ -24,7 +29,11 @@ pub mod fake_anthropic;
 pub mod fake_bedrock;
 pub mod fake_gemini;
 pub mod fake_openai;
+mod fake_server;
 pub mod pg;
+pub mod poll;
 pub mod proc;
+pub mod records;
 pub mod redis_prefix;
 pub mod sse;
+pub mod tcp_proxy;

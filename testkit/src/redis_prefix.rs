@@ -1,8 +1,13 @@
 //! A fresh Redis key prefix per test run (`sy-test-<uuid>:`), so tests share one Redis server
-//! without seeing each other's keys, streams or pub/sub channels.
+//! without seeing each other's keys, streams or pub/sub channels; [`PrefixGuard`] deletes them
+//! afterwards.
+
+use std::net::{SocketAddr, ToSocketAddrs};
 
 use anyhow::Context;
 use redis::AsyncCommands;
+use redis::aio::MultiplexedConnection;
+use shared::config::RedisKeys;
 
 /// `TEST_REDIS_URL`, or the local server.
 pub fn redis_url() -> String {
@@ -12,6 +17,69 @@ pub fn redis_url() -> String {
 /// `sy-test-<uuid>:`, to pass as `SWITCHYARD_REDIS_PREFIX`.
 pub fn fresh_prefix() -> String {
     format!("sy-test-{}:", uuid::Uuid::new_v4().simple())
+}
+
+/// The test Redis's address (host and port of [`redis_url`]), for a proxy in front of it.
+pub fn redis_addr() -> anyhow::Result<SocketAddr> {
+    let url = redis_url();
+    let rest = url.trim_start_matches("redis://");
+    let host_port = rest
+        .rsplit('@')
+        .next()
+        .unwrap_or(rest)
+        .split('/')
+        .next()
+        .unwrap_or(rest);
+    host_port
+        .to_socket_addrs()
+        .with_context(|| format!("resolving the Redis address {host_port:?}"))?
+        .next()
+        .with_context(|| format!("{host_port:?} resolves to no address"))
+}
+
+/// A multiplexed connection to the test Redis.
+pub async fn connect() -> anyhow::Result<MultiplexedConnection> {
+    redis::Client::open(redis_url())
+        .context("parsing the Redis URL")?
+        .get_multiplexed_async_connection()
+        .await
+        .context("connecting to Redis")
+}
+
+/// A fresh prefix whose keys are deleted when the guard drops (best effort, on a fresh thread
+/// so it works from inside a runtime).
+#[derive(Debug)]
+pub struct PrefixGuard {
+    pub keys: RedisKeys,
+}
+
+impl PrefixGuard {
+    pub fn new() -> Self {
+        Self {
+            keys: RedisKeys::new(fresh_prefix()),
+        }
+    }
+}
+
+impl Default for PrefixGuard {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for PrefixGuard {
+    fn drop(&mut self) {
+        let prefix = self.keys.prefix().to_owned();
+        let _ = std::thread::spawn(move || {
+            if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                rt.block_on(delete_prefix(&redis_url(), &prefix));
+            }
+        })
+        .join();
+    }
 }
 
 /// What one Redis key holds, rendered as text for searching.

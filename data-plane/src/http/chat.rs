@@ -2,11 +2,9 @@
 
 use axum::Extension;
 use axum::extract::{Request, State};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use tokio::sync::oneshot;
-use tracing::Instrument;
 
-use crate::error::GatewayError;
 use crate::pipeline::{self, AuthContext, RequestId};
 use crate::state::AppState;
 
@@ -22,7 +20,6 @@ pub async fn chat_completions(
     // Taken before spawning so a shutdown drain that starts right now still waits for it.
     let in_flight = state.track();
     let body = request.into_body();
-    // The task keeps the request's span, so its log lines carry the request id.
     let task = pipeline::chat_completions(
         state,
         request_id,
@@ -32,11 +29,5 @@ pub async fn chat_completions(
         in_flight,
         pipeline::meter::CHAT_COMPLETIONS,
     );
-    tokio::spawn(task.instrument(tracing::Span::current()));
-    match response.await {
-        Ok(response) => response,
-        // The task ended without answering: it panicked (the panic is in the log).
-        Err(_) => GatewayError::Internal("the request task ended without a response".to_owned())
-            .into_response(),
-    }
+    super::answer_from_task(task, response).await
 }

@@ -3,11 +3,9 @@
 
 use axum::Extension;
 use axum::extract::{Request, State};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use tokio::sync::oneshot;
-use tracing::Instrument;
 
-use crate::error::GatewayError;
 use crate::pipeline::{self, AuthContext, RequestId};
 use crate::state::AppState;
 
@@ -24,12 +22,5 @@ pub async fn embeddings(
     let in_flight = state.track();
     let body = request.into_body();
     let task = pipeline::embed::embeddings(state, request_id, auth, body, respond, in_flight);
-    // The task keeps the request's span, so its log lines carry the request id.
-    tokio::spawn(task.instrument(tracing::Span::current()));
-    match response.await {
-        Ok(response) => response,
-        // The task ended without answering: it panicked (the panic is in the log).
-        Err(_) => GatewayError::Internal("the request task ended without a response".to_owned())
-            .into_response(),
-    }
+    super::answer_from_task(task, response).await
 }

@@ -102,7 +102,8 @@ async fn messages(
 ) -> Response {
     // Taken first, so a shutdown drain that starts now waits for this request's usage event.
     let in_flight = state.track();
-    let body = match read_body(request.into_body(), state.settings().max_body_bytes).await {
+    let body = match pipeline::read_body(request.into_body(), state.settings().max_body_bytes).await
+    {
         Ok(body) => body,
         Err(error) => return refuse(&state, &request_id, &auth, String::new(), error, in_flight),
     };
@@ -188,7 +189,7 @@ async fn count_tokens(
     Extension(auth): Extension<AuthContext>,
     request: Request,
 ) -> Result<Response, GatewayError> {
-    let body = read_body(request.into_body(), state.settings().max_body_bytes).await?;
+    let body = pipeline::read_body(request.into_body(), state.settings().max_body_bytes).await?;
     let translated = request::translate_count_tokens(&body)?;
     drop(body);
     route::resolve(&state, &auth, &translated.model).await?;
@@ -224,21 +225,5 @@ fn refuse(
     );
     answer.try_recv().unwrap_or_else(|_| {
         GatewayError::Internal("the refusal was not rendered".to_owned()).into_response()
-    })
-}
-
-/// Reads the whole body, refusing more than `limit` bytes (a chunked body has no
-/// Content-Length for the edge to check).
-async fn read_body(body: Body, limit: usize) -> Result<Bytes, GatewayError> {
-    axum::body::to_bytes(body, limit).await.map_err(|e| {
-        let inner = e.into_inner();
-        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(inner.as_ref());
-        while let Some(err) = source {
-            if err.is::<http_body_util::LengthLimitError>() {
-                return GatewayError::RequestTooLarge { limit };
-            }
-            source = err.source();
-        }
-        GatewayError::BodyRead(inner.to_string())
     })
 }

@@ -41,6 +41,22 @@ use crate::state::AppState;
 /// The response header carrying the request id (also the usage event's id).
 pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-switchyard-request-id");
 
+/// Runs a pipeline `task` in a spawned task, so a client disconnect cannot cancel metering,
+/// and returns whatever response it sends first on the channel `response` reads.
+pub(crate) async fn answer_from_task(
+    task: impl Future<Output = ()> + Send + 'static,
+    response: tokio::sync::oneshot::Receiver<Response>,
+) -> Response {
+    // The task keeps the request's span, so its log lines carry the request id.
+    tokio::spawn(task.instrument(tracing::Span::current()));
+    match response.await {
+        Ok(response) => response,
+        // The task ended without answering: it panicked (the panic is in the log).
+        Err(_) => GatewayError::Internal("the request task ended without a response".to_owned())
+            .into_response(),
+    }
+}
+
 /// Wraps `router` in the edge layers, as one `ServiceBuilder` (outermost first, in the order
 /// documented on this module).
 pub fn with_edge(router: Router, state: &AppState) -> Router {

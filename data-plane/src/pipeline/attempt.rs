@@ -28,15 +28,7 @@ pub async fn run(
     request_id: &RequestId,
 ) -> Result<Attempt, GatewayError> {
     let deployment = &backend.deployment;
-    let provider = backend
-        .tenant
-        .provider(deployment.provider_id)
-        .ok_or_else(|| {
-            GatewayError::ProviderUnavailable(format!(
-                "deployment {} names provider {}, which the tenant config does not contain",
-                deployment.id, deployment.provider_id
-            ))
-        })?;
+    let provider = backend.provider()?;
     let deadline = Instant::now() + state.settings().total_timeout();
     let call = Call {
         http: state.http(),

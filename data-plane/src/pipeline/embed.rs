@@ -61,15 +61,7 @@ async fn prepare(
     meter: &mut Meter,
     body: Body,
 ) -> Result<(EmbeddingsRequest, Embeddings), GatewayError> {
-    let body = super::read_body(body, state.settings().max_body_bytes).await?;
-    let request = match EmbeddingsRequest::parse(&body) {
-        Ok(request) => request,
-        Err(e) => {
-            meter.set_model(super::model_hint(&body));
-            return Err(e);
-        }
-    };
-    drop(body);
+    let request = super::read_request(state, meter, body, EmbeddingsRequest::parse).await?;
     meter.set_embeddings_request(&request);
 
     let backend = route::resolve(state, auth, &request.model).await?;
@@ -86,15 +78,7 @@ async fn attempt(
     request_id: &RequestId,
 ) -> Result<Embeddings, GatewayError> {
     let deployment = &backend.deployment;
-    let provider = backend
-        .tenant
-        .provider(deployment.provider_id)
-        .ok_or_else(|| {
-            GatewayError::ProviderUnavailable(format!(
-                "deployment {} names provider {}, which the tenant config does not contain",
-                deployment.id, deployment.provider_id
-            ))
-        })?;
+    let provider = backend.provider()?;
     let call = EmbedCall {
         http: state.http(),
         settings: state.settings(),

@@ -193,21 +193,8 @@ impl Meter {
         completion: Completion,
         respond: oneshot::Sender<Response>,
     ) -> UsageEvent {
-        let response = (
-            [(CONTENT_TYPE, HeaderValue::from_static("application/json"))],
-            // A reference-counted clone: the body stays readable for the estimate below.
-            Body::from(completion.body.clone()),
-        )
-            .into_response();
-        // The provider has already done (and billed) the work, so a client that left still
-        // costs the full completion.
-        let (outcome, code) = match respond.send(response) {
-            Ok(()) => (UsageOutcome::Success, None),
-            Err(_) => (
-                UsageOutcome::ClientDisconnected,
-                Some("client_disconnected"),
-            ),
-        };
+        // A reference-counted clone: the body stays readable for the estimate below.
+        let (outcome, code) = deliver_json(completion.body.clone(), respond);
         // Counted after the client has its answer, so an estimate never delays it.
         let tokens = match completion.usage {
             Some(usage) => Tokens::from(usage),
@@ -407,6 +394,27 @@ pub async fn emit(state: &AppState, event: UsageEvent) {
     state.usage().emit(event).await;
 }
 
+/// Sends a whole JSON answer to the client. The provider has already done (and billed) the
+/// work, so a client that left still costs the full answer: the outcome only records that it
+/// left (`client_disconnected`).
+fn deliver_json(
+    body: Bytes,
+    respond: oneshot::Sender<Response>,
+) -> (UsageOutcome, Option<&'static str>) {
+    let response = (
+        [(CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+        Body::from(body),
+    )
+        .into_response();
+    match respond.send(response) {
+        Ok(()) => (UsageOutcome::Success, None),
+        Err(_) => (
+            UsageOutcome::ClientDisconnected,
+            Some("client_disconnected"),
+        ),
+    }
+}
+
 fn millis(d: std::time::Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
@@ -548,20 +556,7 @@ impl Meter {
         answer: crate::providers::Embeddings,
         respond: oneshot::Sender<Response>,
     ) -> UsageEvent {
-        let response = (
-            [(CONTENT_TYPE, HeaderValue::from_static("application/json"))],
-            Body::from(answer.body),
-        )
-            .into_response();
-        // As for a completion: the provider did (and billed) the work whether or not the client
-        // is still there to receive it.
-        let (outcome, code) = match respond.send(response) {
-            Ok(()) => (UsageOutcome::Success, None),
-            Err(_) => (
-                UsageOutcome::ClientDisconnected,
-                Some("client_disconnected"),
-            ),
-        };
+        let (outcome, code) = deliver_json(answer.body, respond);
         let tokens = match answer.usage.filter(|u| u.prompt_tokens > 0) {
             Some(usage) => Tokens {
                 prompt: usage.prompt_tokens,

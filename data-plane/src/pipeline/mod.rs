@@ -133,15 +133,7 @@ async fn prepare(
     meter: &mut Meter,
     body: Body,
 ) -> Result<(ChatRequest, Attempt), GatewayError> {
-    let body = read_body(body, state.settings().max_body_bytes).await?;
-    let request = match ChatRequest::parse(&body) {
-        Ok(request) => request,
-        Err(e) => {
-            meter.set_model(model_hint(&body));
-            return Err(e);
-        }
-    };
-    drop(body);
+    let request = read_request(state, meter, body, ChatRequest::parse).await?;
     meter.set_request(&request);
 
     limit::check(auth, &request).await?;
@@ -155,9 +147,21 @@ async fn prepare(
     Ok((request, attempt))
 }
 
+/// Reads the body and parses it with `parse`. A body that does not parse still names its
+/// `model` to the meter, so the refusal's usage event says what was asked for.
+async fn read_request<T>(
+    state: &AppState,
+    meter: &mut Meter,
+    body: Body,
+    parse: impl FnOnce(&[u8]) -> Result<T, GatewayError>,
+) -> Result<T, GatewayError> {
+    let body = read_body(body, state.settings().max_body_bytes).await?;
+    parse(&body).inspect_err(|_| meter.set_model(model_hint(&body)))
+}
+
 /// Reads the whole body, refusing more than `limit` bytes (a chunked body has no
 /// Content-Length for the edge to check, so the limit is enforced while reading too).
-async fn read_body(body: Body, limit: usize) -> Result<Bytes, GatewayError> {
+pub(crate) async fn read_body(body: Body, limit: usize) -> Result<Bytes, GatewayError> {
     axum::body::to_bytes(body, limit).await.map_err(|e| {
         let inner = e.into_inner();
         let mut source: Option<&(dyn std::error::Error + 'static)> = Some(inner.as_ref());

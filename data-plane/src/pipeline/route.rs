@@ -15,7 +15,7 @@ use shared::config::DeploymentRecord;
 use crate::error::GatewayError;
 use crate::pipeline::AuthContext;
 use crate::state::AppState;
-use crate::store::TenantView;
+use crate::store::{ResolvedProvider, TenantView};
 
 /// The chosen backend: the deployment and the tenant view it belongs to (which holds its
 /// provider, credentials opened).
@@ -23,6 +23,20 @@ use crate::store::TenantView;
 pub struct Backend {
     pub tenant: Arc<TenantView>,
     pub deployment: DeploymentRecord,
+}
+
+impl Backend {
+    /// The deployment's provider; one missing from the tenant's config is an inconsistent
+    /// config, not the client's fault (502 `provider_unavailable`).
+    pub fn provider(&self) -> Result<&ResolvedProvider, GatewayError> {
+        let deployment = &self.deployment;
+        self.tenant.provider(deployment.provider_id).ok_or_else(|| {
+            GatewayError::ProviderUnavailable(format!(
+                "deployment {} names provider {}, which the tenant config does not contain",
+                deployment.id, deployment.provider_id
+            ))
+        })
+    }
 }
 
 /// Picks the deployment for `model`.

@@ -98,7 +98,7 @@ use std::collections::{HashMap, VecDeque};
 
 use futures::StreamExt;
 use reqwest::StatusCode;
-use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
+use reqwest::header::{HeaderValue, RETRY_AFTER};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use uuid::Uuid;
@@ -110,7 +110,7 @@ use super::canonical::{
 use super::{
     Call, EmbedCall, Embeddings, Event, EventStream, Reply, StreamError, Usage, transport,
 };
-use crate::error::{GatewayError, ProviderError};
+use crate::error::{GatewayError, ProviderError, invalid};
 use crate::wire::ChatRequest;
 
 /// The `anthropic-version` header we speak (the current and only stable version).
@@ -125,38 +125,15 @@ const MAX_TOOL_NAME: usize = 64;
 
 pub async fn call(call: &Call<'_>) -> Result<Reply, GatewayError> {
     let record = &call.provider.record;
-    let base = record
-        .base_url
-        .as_deref()
-        .filter(|b| !b.trim().is_empty())
-        .or(record.kind.default_base_url())
-        .ok_or_else(|| {
-            GatewayError::ProviderUnavailable(format!("provider {} has no base URL", record.id))
-        })?;
-    let url = format!("{}/messages", base.trim().trim_end_matches('/'));
-    let api_key = call
-        .provider
-        .api_key()
-        .map_err(|e| GatewayError::ProviderUnavailable(format!("provider {}: {e}", record.id)))?;
+    let url = format!("{}/messages", transport::base_url(record)?);
+    let api_key = transport::api_key(call.provider)?;
     let outbound = translate_request(call.request, call.upstream_model, call.max_output_tokens)?;
     let stream = call.request.is_stream();
     let body = serde_json::to_vec(&outbound.body)
         .map_err(|e| GatewayError::Internal(format!("cannot serialize the upstream body: {e}")))?;
 
-    let mut builder = call
-        .http
-        .post(url)
-        .header(CONTENT_TYPE, "application/json")
-        .header(
-            ACCEPT,
-            if stream {
-                "text/event-stream"
-            } else {
-                "application/json"
-            },
-        )
-        .header("anthropic-version", API_VERSION)
-        .body(body);
+    let mut builder =
+        transport::json_post(call, url, body).header("anthropic-version", API_VERSION);
     if let Some(key) = api_key {
         let mut value = HeaderValue::from_str(key).map_err(|_| {
             GatewayError::ProviderUnavailable(format!(
@@ -217,13 +194,6 @@ pub async fn embed(call: &EmbedCall<'_>) -> Result<Embeddings, GatewayError> {
 pub(crate) struct Outbound {
     pub(crate) body: Value,
     pub(crate) json_tool: Option<String>,
-}
-
-fn invalid(param: &str, message: impl Into<String>) -> GatewayError {
-    GatewayError::InvalidRequest {
-        message: message.into(),
-        param: Some(param.to_owned()),
-    }
 }
 
 /// Translates `request` into a Messages API body for `model`; `default_max_tokens` is the

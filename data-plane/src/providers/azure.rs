@@ -35,9 +35,9 @@ use serde::Deserialize;
 use serde::de::IgnoredAny;
 use shared::config::ProviderRecord;
 
-use super::openai::{self, Auth, api_key, send_chat, send_embeddings};
+use super::openai::{self, Auth, send_chat, send_embeddings};
 use super::presets::{self, Preset, StreamUsage};
-use super::{Call, EmbedCall, Embeddings, Event, EventStream, Reply, StreamError};
+use super::{Call, EmbedCall, Embeddings, Event, EventStream, Reply, StreamError, transport};
 use crate::error::GatewayError;
 use crate::store::ResolvedProvider;
 
@@ -162,7 +162,7 @@ fn supports_stream_options(version: &str) -> bool {
 
 /// `api-key: <key>`; Azure has no unauthenticated mode.
 fn auth(provider: &ResolvedProvider) -> Result<Auth<'_>, GatewayError> {
-    match api_key(provider)? {
+    match transport::api_key(provider)? {
         Some(key) => Ok(Auth::Header("api-key", key)),
         None => Err(GatewayError::ProviderUnavailable(format!(
             "Azure OpenAI provider {} has no API key",

@@ -18,7 +18,7 @@
 use serde_json::{Map, Value, json};
 
 use super::{Completion, Event, Usage};
-use crate::error::GatewayError;
+use crate::error::{GatewayError, invalid};
 use crate::wire::{ChatRequest, Message};
 
 /// A chat request, provider-neutral.
@@ -108,11 +108,9 @@ pub enum ResponseFormat {
     JsonSchema { name: String, schema: Value },
 }
 
-fn invalid(param: &str, message: impl Into<String>) -> GatewayError {
-    GatewayError::InvalidRequest {
-        message: message.into(),
-        param: Some(param.to_owned()),
-    }
+/// The 400 for a required field that is absent, worded as OpenAI words it.
+fn missing(param: &str) -> GatewayError {
+    invalid(param, format!("Missing required parameter: '{param}'."))
 }
 
 impl Conversation {
@@ -152,14 +150,7 @@ impl Conversation {
                         .get("tool_call_id")
                         .and_then(Value::as_str)
                         .or_else(|| message.extra.get("name").and_then(Value::as_str))
-                        .ok_or_else(|| {
-                            invalid(
-                                &format!("messages[{i}].tool_call_id"),
-                                format!(
-                                    "Missing required parameter: 'messages[{i}].tool_call_id'."
-                                ),
-                            )
-                        })?
+                        .ok_or_else(|| missing(&format!("messages[{i}].tool_call_id")))?
                         .to_owned();
                     out.turns.push(Turn {
                         role: Role::Tool,
@@ -171,7 +162,7 @@ impl Conversation {
                 }
                 other => {
                     return Err(invalid(
-                        &format!("messages[{i}].role"),
+                        format!("messages[{i}].role"),
                         format!(
                             "Invalid value: '{other}'. Supported values are: 'system', 'developer', 'user', 'assistant' and 'tool'."
                         ),
@@ -224,12 +215,10 @@ fn content_parts(message: &Message, i: usize) -> Result<Vec<Part>, GatewayError>
                 let param = format!("messages[{i}].content[{j}]");
                 match item.get("type").and_then(Value::as_str) {
                     Some("text") => {
-                        let text = item.get("text").and_then(Value::as_str).ok_or_else(|| {
-                            invalid(
-                                &format!("{param}.text"),
-                                format!("Missing required parameter: '{param}.text'."),
-                            )
-                        })?;
+                        let text = item
+                            .get("text")
+                            .and_then(Value::as_str)
+                            .ok_or_else(|| missing(&format!("{param}.text")))?;
                         parts.push(Part::Text(text.to_owned()));
                     }
                     Some("image_url") => {
@@ -237,35 +226,27 @@ fn content_parts(message: &Message, i: usize) -> Result<Vec<Part>, GatewayError>
                             .get("image_url")
                             .and_then(|u| u.get("url").or(Some(u)))
                             .and_then(Value::as_str)
-                            .ok_or_else(|| {
-                                invalid(
-                                    &format!("{param}.image_url.url"),
-                                    format!("Missing required parameter: '{param}.image_url.url'."),
-                                )
-                            })?;
+                            .ok_or_else(|| missing(&format!("{param}.image_url.url")))?;
                         parts.push(Part::Image(image_source(url)));
                     }
                     // Audio, files and refusals have no equivalent across providers.
                     Some(other) => {
                         return Err(invalid(
-                            &format!("{param}.type"),
+                            format!("{param}.type"),
                             format!(
                                 "Content parts of type '{other}' are not supported for this model's provider."
                             ),
                         ));
                     }
                     None => {
-                        return Err(invalid(
-                            &format!("{param}.type"),
-                            format!("Missing required parameter: '{param}.type'."),
-                        ));
+                        return Err(missing(&format!("{param}.type")));
                     }
                 }
             }
             Ok(parts)
         }
         Some(_) => Err(invalid(
-            &format!("messages[{i}].content"),
+            format!("messages[{i}].content"),
             format!(
                 "Invalid type for 'messages[{i}].content': expected a string or an array of content parts."
             ),
@@ -294,7 +275,7 @@ fn tool_calls(message: &Message, i: usize) -> Result<Vec<Part>, GatewayError> {
     };
     let Some(calls) = calls.as_array() else {
         return Err(invalid(
-            &format!("messages[{i}].tool_calls"),
+            format!("messages[{i}].tool_calls"),
             format!("Invalid type for 'messages[{i}].tool_calls': expected an array."),
         ));
     };
@@ -303,21 +284,13 @@ fn tool_calls(message: &Message, i: usize) -> Result<Vec<Part>, GatewayError> {
         .enumerate()
         .map(|(j, call)| {
             let param = format!("messages[{i}].tool_calls[{j}]");
-            let function = call.get("function").ok_or_else(|| {
-                invalid(
-                    &format!("{param}.function"),
-                    format!("Missing required parameter: '{param}.function'."),
-                )
-            })?;
+            let function = call
+                .get("function")
+                .ok_or_else(|| missing(&format!("{param}.function")))?;
             let name = function
                 .get("name")
                 .and_then(Value::as_str)
-                .ok_or_else(|| {
-                    invalid(
-                        &format!("{param}.function.name"),
-                        format!("Missing required parameter: '{param}.function.name'."),
-                    )
-                })?;
+                .ok_or_else(|| missing(&format!("{param}.function.name")))?;
             let arguments = match function.get("arguments") {
                 Some(Value::String(s)) => s.clone(),
                 Some(Value::Null) | None => "{}".to_owned(),
@@ -356,25 +329,17 @@ fn tools(value: Option<&Value>) -> Result<Vec<ToolDef>, GatewayError> {
                 .unwrap_or("function");
             if kind != "function" {
                 return Err(invalid(
-                    &format!("tools[{i}].type"),
+                    format!("tools[{i}].type"),
                     format!("Tools of type '{kind}' are not supported for this model's provider."),
                 ));
             }
-            let function = tool.get("function").ok_or_else(|| {
-                invalid(
-                    &format!("tools[{i}].function"),
-                    format!("Missing required parameter: 'tools[{i}].function'."),
-                )
-            })?;
+            let function = tool
+                .get("function")
+                .ok_or_else(|| missing(&format!("tools[{i}].function")))?;
             let name = function
                 .get("name")
                 .and_then(Value::as_str)
-                .ok_or_else(|| {
-                    invalid(
-                        &format!("tools[{i}].function.name"),
-                        format!("Missing required parameter: 'tools[{i}].function.name'."),
-                    )
-                })?;
+                .ok_or_else(|| missing(&format!("tools[{i}].function.name")))?;
             Ok(ToolDef {
                 name: name.to_owned(),
                 description: function

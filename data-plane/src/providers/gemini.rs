@@ -100,7 +100,7 @@ use base64::Engine as _;
 use bytes::BytesMut;
 use futures::StreamExt;
 use reqwest::StatusCode;
-use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
+use reqwest::header::{HeaderValue, RETRY_AFTER};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use uuid::Uuid;
@@ -112,7 +112,7 @@ use super::canonical::{
 use super::{
     Call, EmbedCall, Embeddings, Event, EventStream, Reply, StreamError, Usage, transport,
 };
-use crate::error::{GatewayError, ProviderError};
+use crate::error::{GatewayError, ProviderError, invalid};
 use crate::wire::{ChatRequest, EmbeddingInput};
 
 /// Where Google wants the API key.
@@ -161,12 +161,9 @@ pub async fn call(call: &Call<'_>) -> Result<Reply, GatewayError> {
     // Validation first: a request Gemini cannot take is refused before any network traffic.
     let body = request_body(call.request)?;
     let record = &call.provider.record;
-    let base = base_url(record)?;
+    let base = transport::base_url(record)?;
     let model = model_resource(call.upstream_model)?;
-    let api_key = call
-        .provider
-        .api_key()
-        .map_err(|e| GatewayError::ProviderUnavailable(format!("provider {}: {e}", record.id)))?;
+    let api_key = transport::api_key(call.provider)?;
     let stream = call.request.is_stream();
     let url = if stream {
         format!("{base}/{model}:streamGenerateContent?alt=sse")
@@ -176,19 +173,7 @@ pub async fn call(call: &Call<'_>) -> Result<Reply, GatewayError> {
     let body = serde_json::to_vec(&body)
         .map_err(|e| GatewayError::Internal(format!("cannot serialize the upstream body: {e}")))?;
 
-    let mut builder = call
-        .http
-        .post(url)
-        .header(CONTENT_TYPE, "application/json")
-        .header(
-            ACCEPT,
-            if stream {
-                "text/event-stream"
-            } else {
-                "application/json"
-            },
-        )
-        .body(body);
+    let mut builder = transport::json_post(call, url, body);
     if let Some(key) = api_key {
         builder = builder.header(API_KEY_HEADER, key_header(key, record.id)?);
     }
@@ -220,26 +205,6 @@ pub async fn call(call: &Call<'_>) -> Result<Reply, GatewayError> {
         call.request_id,
         call.upstream_model,
     )))
-}
-
-fn invalid(param: impl Into<String>, message: impl Into<String>) -> GatewayError {
-    GatewayError::InvalidRequest {
-        message: message.into(),
-        param: Some(param.into()),
-    }
-}
-
-fn base_url(record: &shared::config::ProviderRecord) -> Result<&str, GatewayError> {
-    record
-        .base_url
-        .as_deref()
-        .map(str::trim)
-        .filter(|b| !b.is_empty())
-        .or(record.kind.default_base_url())
-        .map(|b| b.trim_end_matches('/'))
-        .ok_or_else(|| {
-            GatewayError::ProviderUnavailable(format!("provider {} has no base URL", record.id))
-        })
 }
 
 /// The model's resource name for the URL path: `models/{id}` unless the id already names its
@@ -1252,12 +1217,9 @@ pub async fn embed(call: &EmbedCall<'_>) -> Result<Embeddings, GatewayError> {
         }
     };
     let record = &call.provider.record;
-    let base = base_url(record)?;
+    let base = transport::base_url(record)?;
     let model = model_resource(call.upstream_model)?;
-    let api_key = call
-        .provider
-        .api_key()
-        .map_err(|e| GatewayError::ProviderUnavailable(format!("provider {}: {e}", record.id)))?;
+    let api_key = transport::api_key(call.provider)?;
     // The transport helpers take a chat call for its timing; an empty request stands in.
     let placeholder = ChatRequest::default();
     let transport_call = super::openai::transport_call(call, &placeholder);
@@ -1266,12 +1228,12 @@ pub async fn embed(call: &EmbedCall<'_>) -> Result<Embeddings, GatewayError> {
     let mut reported: Option<u64> = None;
     for batch in texts.chunks(MAX_EMBED_BATCH) {
         let body = embed_body(&model, batch, request.dimensions);
-        let mut builder = call
-            .http
-            .post(format!("{base}/{model}:batchEmbedContents"))
-            .header(CONTENT_TYPE, "application/json")
-            .header(ACCEPT, "application/json")
-            .body(body.to_string());
+        // The placeholder request does not stream, so this accepts JSON.
+        let mut builder = transport::json_post(
+            &transport_call,
+            format!("{base}/{model}:batchEmbedContents"),
+            body.to_string(),
+        );
         if let Some(key) = api_key {
             builder = builder.header(API_KEY_HEADER, key_header(key, record.id)?);
         }

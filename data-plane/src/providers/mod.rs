@@ -153,24 +153,51 @@ pub async fn call(call: &Call<'_>) -> Result<Reply, GatewayError> {
     if !kind.is_openai_family() && kind != ProviderKind::Mock {
         call.request.refuse_unsupported_for_non_openai()?;
     }
-    match kind {
-        ProviderKind::Mock => Ok(mock::call(call)),
-        ProviderKind::Anthropic => anthropic::call(call).await,
-        ProviderKind::Gemini => gemini::call(call).await,
-        ProviderKind::Bedrock => bedrock::call(call).await,
-        ProviderKind::AzureOpenAi => azure::call(call).await,
-        ProviderKind::OpenAi
-        | ProviderKind::OpenAiCompatible
-        | ProviderKind::Mistral
-        | ProviderKind::Groq
-        | ProviderKind::DeepSeek
-        | ProviderKind::Together
-        | ProviderKind::Fireworks
-        | ProviderKind::Xai
-        | ProviderKind::OpenRouter
-        | ProviderKind::Vllm
-        | ProviderKind::Ollama
-        | ProviderKind::LlamaCpp => openai::call(call).await,
+    match Adapter::for_kind(kind) {
+        Adapter::Mock => Ok(mock::call(call)),
+        Adapter::Anthropic => anthropic::call(call).await,
+        Adapter::Gemini => gemini::call(call).await,
+        Adapter::Bedrock => bedrock::call(call).await,
+        Adapter::Azure => azure::call(call).await,
+        Adapter::OpenAi => openai::call(call).await,
+    }
+}
+
+/// The adapter serving a provider kind: one wire protocol each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Adapter {
+    Mock,
+    Anthropic,
+    Gemini,
+    Bedrock,
+    Azure,
+    /// OpenAI and the OpenAI-compatible family (each with its preset).
+    OpenAi,
+}
+
+impl Adapter {
+    /// Exhaustive on purpose: a new kind must be given an adapter here, once, for chat and
+    /// embeddings alike.
+    fn for_kind(kind: ProviderKind) -> Self {
+        match kind {
+            ProviderKind::Mock => Adapter::Mock,
+            ProviderKind::Anthropic => Adapter::Anthropic,
+            ProviderKind::Gemini => Adapter::Gemini,
+            ProviderKind::Bedrock => Adapter::Bedrock,
+            ProviderKind::AzureOpenAi => Adapter::Azure,
+            ProviderKind::OpenAi
+            | ProviderKind::OpenAiCompatible
+            | ProviderKind::Mistral
+            | ProviderKind::Groq
+            | ProviderKind::DeepSeek
+            | ProviderKind::Together
+            | ProviderKind::Fireworks
+            | ProviderKind::Xai
+            | ProviderKind::OpenRouter
+            | ProviderKind::Vllm
+            | ProviderKind::Ollama
+            | ProviderKind::LlamaCpp => Adapter::OpenAi,
+        }
     }
 }
 
@@ -195,24 +222,13 @@ pub struct Embeddings {
 
 /// Dispatches an embeddings call to the adapter for the provider's kind.
 pub async fn embed(call: &EmbedCall<'_>) -> Result<Embeddings, GatewayError> {
-    match call.provider.record.kind {
-        ProviderKind::Gemini => gemini::embed(call).await,
-        ProviderKind::Bedrock => bedrock::embed(call).await,
-        ProviderKind::AzureOpenAi => azure::embed(call).await,
-        ProviderKind::Anthropic => anthropic::embed(call).await,
-        ProviderKind::Mock => Err(unsupported(ProviderKind::Mock, "embeddings")),
-        ProviderKind::OpenAi
-        | ProviderKind::OpenAiCompatible
-        | ProviderKind::Mistral
-        | ProviderKind::Groq
-        | ProviderKind::DeepSeek
-        | ProviderKind::Together
-        | ProviderKind::Fireworks
-        | ProviderKind::Xai
-        | ProviderKind::OpenRouter
-        | ProviderKind::Vllm
-        | ProviderKind::Ollama
-        | ProviderKind::LlamaCpp => openai::embed(call).await,
+    match Adapter::for_kind(call.provider.record.kind) {
+        Adapter::Gemini => gemini::embed(call).await,
+        Adapter::Bedrock => bedrock::embed(call).await,
+        Adapter::Azure => azure::embed(call).await,
+        Adapter::Anthropic => anthropic::embed(call).await,
+        Adapter::Mock => Err(unsupported(ProviderKind::Mock, "embeddings")),
+        Adapter::OpenAi => openai::embed(call).await,
     }
 }
 

@@ -27,7 +27,7 @@
 //! `provider_error`), so clients can rely on that one code.
 
 use reqwest::StatusCode;
-use reqwest::header::{ACCEPT, CONTENT_TYPE, RETRY_AFTER};
+use reqwest::header::RETRY_AFTER;
 use serde::Deserialize;
 use serde_json::Value;
 use shared::config::ProviderRecord;
@@ -77,7 +77,7 @@ impl<'a> Auth<'a> {
 pub async fn call(call: &Call<'_>) -> Result<Reply, GatewayError> {
     let record = &call.provider.record;
     let preset = preset(record);
-    let base = base_url(record)?;
+    let base = transport::base_url(record)?;
     let auth = bearer(call.provider, preset)?;
     let body = preset.chat_body(call.request, call.upstream_model)?;
     send_chat(call, format!("{base}/chat/completions"), auth, body).await
@@ -87,7 +87,7 @@ pub async fn call(call: &Call<'_>) -> Result<Reply, GatewayError> {
 /// every field kept and `model` replaced.
 pub async fn embed(call: &EmbedCall<'_>) -> Result<Embeddings, GatewayError> {
     let record = &call.provider.record;
-    let base = base_url(record)?;
+    let base = transport::base_url(record)?;
     let auth = bearer(call.provider, preset(record))?;
     let body = embeddings_body(call.request, call.upstream_model)?;
     send_embeddings(call, format!("{base}/embeddings"), auth, body).await
@@ -99,31 +99,10 @@ fn preset(record: &ProviderRecord) -> &'static Preset {
     presets::for_kind(record.kind).unwrap_or(&presets::OPENAI_COMPATIBLE)
 }
 
-/// The provider's base URL without a trailing slash: its own, else its kind's default.
-pub(crate) fn base_url(record: &ProviderRecord) -> Result<&str, GatewayError> {
-    record
-        .base_url
-        .as_deref()
-        .map(str::trim)
-        .filter(|b| !b.is_empty())
-        .or(record.kind.default_base_url())
-        .map(|b| b.trim_end_matches('/'))
-        .ok_or_else(|| {
-            GatewayError::ProviderUnavailable(format!("provider {} has no base URL", record.id))
-        })
-}
-
-/// The provider's API key, opened; an unopenable secret is a configuration problem (502).
-pub(crate) fn api_key(provider: &ResolvedProvider) -> Result<Option<&str>, GatewayError> {
-    provider.api_key().map_err(|e| {
-        GatewayError::ProviderUnavailable(format!("provider {}: {e}", provider.record.id))
-    })
-}
-
 /// `Authorization: Bearer`, or nothing for servers that need no key; a hosted API without a
 /// key is refused before any call.
 fn bearer<'a>(provider: &'a ResolvedProvider, preset: &Preset) -> Result<Auth<'a>, GatewayError> {
-    match (api_key(provider)?, preset.key) {
+    match (transport::api_key(provider)?, preset.key) {
         (Some(key), _) => Ok(Auth::Bearer(key)),
         (None, KeyPolicy::Optional) => Ok(Auth::None),
         (None, KeyPolicy::Required) => Err(GatewayError::ProviderUnavailable(format!(
@@ -151,27 +130,14 @@ pub(crate) async fn send_chat(
     auth: Auth<'_>,
     body: Vec<u8>,
 ) -> Result<Reply, GatewayError> {
-    let stream = call.request.is_stream();
-    let builder = call
-        .http
-        .post(url)
-        .header(CONTENT_TYPE, "application/json")
-        .header(
-            ACCEPT,
-            if stream {
-                "text/event-stream"
-            } else {
-                "application/json"
-            },
-        )
-        .body(body);
+    let builder = transport::json_post(call, url, body);
     let response = transport::send(call, auth.apply(builder)).await?;
     let status = response.status();
     if !status.is_success() {
         return Err(upstream_failure(response, call, auth).await);
     }
 
-    if stream {
+    if call.request.is_stream() {
         transport::require_event_stream(&response)?;
         return Ok(Reply::Stream(transport::sse_events(response)));
     }
@@ -192,12 +158,8 @@ pub(crate) async fn send_embeddings(
 ) -> Result<Embeddings, GatewayError> {
     let placeholder = ChatRequest::default();
     let transport_call = transport_call(call, &placeholder);
-    let builder = call
-        .http
-        .post(url)
-        .header(CONTENT_TYPE, "application/json")
-        .header(ACCEPT, "application/json")
-        .body(body);
+    // The placeholder request does not stream, so this accepts JSON.
+    let builder = transport::json_post(&transport_call, url, body);
     let response = transport::send(&transport_call, auth.apply(builder)).await?;
     if !response.status().is_success() {
         return Err(upstream_failure(response, &transport_call, auth).await);

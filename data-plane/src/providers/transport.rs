@@ -10,11 +10,14 @@ use bytes::{Bytes, BytesMut};
 use eventsource_stream::Eventsource;
 use futures::StreamExt;
 use reqwest::StatusCode;
-use reqwest::header::CONTENT_TYPE;
+use reqwest::header::{ACCEPT, CONTENT_TYPE};
+use shared::config::ProviderRecord;
 use tokio::time::{Instant, timeout_at};
 
 use super::{Call, Event, EventStream, StreamError};
+use crate::config::Settings;
 use crate::error::{GatewayError, ProviderError};
+use crate::store::ResolvedProvider;
 
 /// Largest non-streaming completion we buffer. Far above any real completion; it only stops a
 /// broken upstream from exhausting memory.
@@ -22,13 +25,64 @@ pub(crate) const MAX_COMPLETION_BYTES: usize = 32 * 1024 * 1024;
 /// Largest error body we read; a provider's error JSON is a few hundred bytes.
 pub(crate) const MAX_ERROR_BYTES: usize = 64 * 1024;
 
+/// The provider's base URL, trimmed and without a trailing slash: its own, else its kind's
+/// default; a provider with neither cannot be called (502 `provider_unavailable`).
+pub(crate) fn base_url(record: &ProviderRecord) -> Result<&str, GatewayError> {
+    record
+        .base_url
+        .as_deref()
+        .map(str::trim)
+        .filter(|b| !b.is_empty())
+        .or(record.kind.default_base_url())
+        .map(|b| b.trim_end_matches('/'))
+        .ok_or_else(|| {
+            GatewayError::ProviderUnavailable(format!("provider {} has no base URL", record.id))
+        })
+}
+
+/// The provider's API key, opened; an unopenable secret is a configuration problem (502).
+pub(crate) fn api_key(provider: &ResolvedProvider) -> Result<Option<&str>, GatewayError> {
+    provider.api_key().map_err(|e| {
+        GatewayError::ProviderUnavailable(format!("provider {}: {e}", provider.record.id))
+    })
+}
+
+/// `POST url` with a JSON `body`, accepting an event stream when the call streams and JSON
+/// otherwise. Adapters add their auth headers.
+pub(crate) fn json_post(
+    call: &Call<'_>,
+    url: impl reqwest::IntoUrl,
+    body: impl Into<reqwest::Body>,
+) -> reqwest::RequestBuilder {
+    let accept = if call.request.is_stream() {
+        "text/event-stream"
+    } else {
+        "application/json"
+    };
+    call.http
+        .post(url)
+        .header(CONTENT_TYPE, "application/json")
+        .header(ACCEPT, accept)
+        .body(body)
+}
+
 /// Sends `builder`, waiting for the response headers at most
 /// `SWITCHYARD_UPSTREAM_HEADERS_TIMEOUT_MS` (and never past the call's deadline).
 pub(crate) async fn send(
     call: &Call<'_>,
     builder: reqwest::RequestBuilder,
 ) -> Result<reqwest::Response, GatewayError> {
-    let headers_deadline = (Instant::now() + call.settings.headers_timeout()).min(call.deadline);
+    send_within(call.settings, call.deadline, builder).await
+}
+
+/// [`send`] for callers without a [`Call`]: the headers timeout from `settings`, never past
+/// `deadline`.
+pub(crate) async fn send_within(
+    settings: &Settings,
+    deadline: Instant,
+    builder: reqwest::RequestBuilder,
+) -> Result<reqwest::Response, GatewayError> {
+    let headers_deadline = (Instant::now() + settings.headers_timeout()).min(deadline);
     match timeout_at(headers_deadline, builder.send()).await {
         Err(_) => Err(GatewayError::UpstreamTimeout("no response headers in time")),
         Ok(Err(e)) => Err(transport_error(e)),
@@ -116,15 +170,26 @@ pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
 /// Reads a whole body, at most `limit` bytes, with the idle timeout between reads and the
 /// call's total deadline.
 pub(crate) async fn read_body(
-    mut response: reqwest::Response,
+    response: reqwest::Response,
     limit: usize,
     call: &Call<'_>,
 ) -> Result<Bytes, GatewayError> {
-    let idle = call.settings.idle_timeout();
+    read_body_within(response, limit, call.settings, call.deadline).await
+}
+
+/// [`read_body`] for callers without a [`Call`]: the idle timeout from `settings`, never past
+/// `deadline`.
+pub(crate) async fn read_body_within(
+    mut response: reqwest::Response,
+    limit: usize,
+    settings: &Settings,
+    deadline: Instant,
+) -> Result<Bytes, GatewayError> {
+    let idle = settings.idle_timeout();
     let mut buf = BytesMut::new();
     loop {
-        let deadline = (Instant::now() + idle).min(call.deadline);
-        match timeout_at(deadline, response.chunk()).await {
+        let read_deadline = (Instant::now() + idle).min(deadline);
+        match timeout_at(read_deadline, response.chunk()).await {
             Err(_) => return Err(GatewayError::UpstreamTimeout("response body stalled")),
             Ok(Err(e)) => {
                 return Err(GatewayError::UpstreamProtocol(format!(

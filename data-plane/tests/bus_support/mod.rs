@@ -1,8 +1,15 @@
-//! Helpers for the `bus_*` integration tests: records, raw Redis writes that follow the publish
-//! protocol (so these tests need not depend on the control plane), a poll-with-deadline, and a
-//! TCP proxy in front of the real Redis that a test can cut and restore to simulate an outage.
+//! Helpers for the `bus_*` integration tests: raw Redis writes that follow the publish protocol
+//! (so these tests need not depend on the control plane), and the shared parts from `testkit`
+//! (records, a fresh prefix, poll-with-deadline, and a TCP proxy in front of the real Redis that
+//! a test can cut and restore to simulate an outage).
 
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
+#![allow(
+    dead_code,
+    unused_imports,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    unreachable_pub
+)]
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -10,69 +17,16 @@ use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
 use shared::config::{ChangeKind, ConfigChange, KeyRecord, RedisKeys, TenantConfig};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::task::JoinSet;
-use uuid::Uuid;
+pub use testkit::records::{key_record, random_hash};
+pub use testkit::redis_prefix::{PrefixGuard as Prefix, redis_url};
+pub use testkit::tcp_proxy::Proxy;
 
 pub const DEADLINE: Duration = Duration::from_secs(10);
 
-pub fn redis_url() -> String {
-    testkit::redis_prefix::redis_url()
-}
-
-/// A fresh prefix; the guard deletes its keys when dropped (best effort, on a fresh thread so it
-/// works from inside a runtime).
-pub struct Prefix {
-    pub keys: RedisKeys,
-}
-
-impl Prefix {
-    pub fn new() -> Self {
-        Self {
-            keys: RedisKeys::new(testkit::redis_prefix::fresh_prefix()),
-        }
-    }
-}
-
-impl Drop for Prefix {
-    fn drop(&mut self) {
-        let prefix = self.keys.prefix().to_owned();
-        let _ = std::thread::spawn(move || {
-            if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                rt.block_on(testkit::redis_prefix::delete_prefix(&redis_url(), &prefix));
-            }
-        })
-        .join();
-    }
-}
-
 pub async fn conn() -> MultiplexedConnection {
-    redis::Client::open(redis_url())
-        .unwrap()
-        .get_multiplexed_async_connection()
+    testkit::redis_prefix::connect()
         .await
         .expect("Redis at 127.0.0.1:6379")
-}
-
-pub fn key_record(hash: &str, version: i64) -> KeyRecord {
-    KeyRecord {
-        key_id: Uuid::new_v4(),
-        key_hash: hash.to_owned(),
-        tenant_id: Uuid::new_v4(),
-        team_id: None,
-        name: "test key".into(),
-        allowed_models: None,
-        expires_at: None,
-        revoked_at: None,
-        version,
-    }
-}
-
-pub fn random_hash() -> String {
-    shared::keys::hash_api_key(&Uuid::new_v4().to_string())
 }
 
 /// Appends a change to the change log, like the publisher's script; returns the entry id.
@@ -169,114 +123,12 @@ pub async fn write_tenant(
     seq
 }
 
-/// Polls `check` until it returns true or the deadline passes.
-pub async fn eventually<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    loop {
-        if check().await {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+/// Polls `check` until it returns true or [`DEADLINE`] passes.
+pub async fn eventually<Fut: Future<Output = bool>>(what: &str, check: impl FnMut() -> Fut) {
+    testkit::poll::eventually(what, DEADLINE, check).await;
 }
 
-/// A TCP proxy on 127.0.0.1 in front of the test Redis. `stop` closes the listener and every
-/// proxied connection (both sides see the connection drop); `start_on` brings it back on the same
-/// port.
-pub struct Proxy {
-    pub addr: SocketAddr,
-    task: Option<tokio::task::JoinHandle<()>>,
-}
-
-impl Proxy {
-    pub async fn start() -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        Self::serve(listener)
-    }
-
-    pub async fn start_on(addr: SocketAddr) -> Self {
-        // The port was ours a moment ago; retry briefly in case the OS has not released it yet.
-        let deadline = tokio::time::Instant::now() + DEADLINE;
-        loop {
-            match TcpListener::bind(addr).await {
-                Ok(l) => return Self::serve(l),
-                Err(e) => {
-                    assert!(
-                        tokio::time::Instant::now() < deadline,
-                        "rebinding {addr}: {e}"
-                    );
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            }
-        }
-    }
-
-    fn serve(listener: TcpListener) -> Self {
-        let addr = listener.local_addr().unwrap();
-        let target = redis_target();
-        let task = tokio::spawn(async move {
-            // Dropping the JoinSet (when this task is aborted) aborts every connection task.
-            let mut conns = JoinSet::new();
-            loop {
-                tokio::select! {
-                    accepted = listener.accept() => {
-                        let Ok((mut inbound, _)) = accepted else { continue };
-                        conns.spawn(async move {
-                            if let Ok(mut outbound) = TcpStream::connect(target).await {
-                                let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
-                            }
-                        });
-                    }
-                    Some(_) = conns.join_next(), if !conns.is_empty() => {}
-                }
-            }
-        });
-        Self {
-            addr,
-            task: Some(task),
-        }
-    }
-
-    pub fn url(&self) -> String {
-        format!("redis://{}", self.addr)
-    }
-
-    /// Cuts every connection and stops listening.
-    pub async fn stop(&mut self) {
-        if let Some(task) = self.task.take() {
-            task.abort();
-            let _ = task.await;
-        }
-    }
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        if let Some(task) = self.task.take() {
-            task.abort();
-        }
-    }
-}
-
-fn redis_target() -> SocketAddr {
-    let url = redis_url();
-    let rest = url.trim_start_matches("redis://");
-    let hostport = rest
-        .rsplit('@')
-        .next()
-        .unwrap_or(rest)
-        .split('/')
-        .next()
-        .unwrap_or("127.0.0.1:6379");
-    hostport
-        .parse()
-        .unwrap_or_else(|_| "127.0.0.1:6379".parse().unwrap())
+/// The test Redis's address, for a [`Proxy`] in front of it.
+pub fn redis_target() -> SocketAddr {
+    testkit::redis_prefix::redis_addr().expect("the test Redis address")
 }

@@ -148,14 +148,23 @@ impl Gateway {
         }
     }
 
-    pub async fn chat(&self, key: &str, body: Value) -> reqwest::Response {
+    /// POSTs `body` as JSON to `path` with `key` as the bearer token.
+    pub async fn post_json(&self, path: &str, key: &str, body: &Value) -> reqwest::Response {
         self.http
-            .post(self.url("/v1/chat/completions"))
+            .post(self.url(path))
             .bearer_auth(key)
-            .json(&body)
+            .json(body)
             .send()
             .await
             .expect("request sent")
+    }
+
+    pub async fn chat(&self, key: &str, body: Value) -> reqwest::Response {
+        self.post_json("/v1/chat/completions", key, &body).await
+    }
+
+    pub async fn embeddings(&self, key: &str, body: Value) -> reqwest::Response {
+        self.post_json("/v1/embeddings", key, &body).await
     }
 
     /// The next usage event (fails the test after [`WAIT`]).
@@ -207,6 +216,36 @@ pub fn deployment(name: &str, provider: &ProviderRecord, upstream_model: &str) -
     }
 }
 
+/// A deployment per model in `models`, each named like the upstream model it calls (the fakes
+/// pick their behaviour by model name).
+pub fn same_name_deployments<'a>(
+    provider: &'a ProviderRecord,
+    models: impl IntoIterator<Item = &'a str> + 'a,
+) -> impl Iterator<Item = DeploymentRecord> + 'a {
+    models
+        .into_iter()
+        .map(move |model| deployment(model, provider, model))
+}
+
+/// `body` made a streaming request, asking for the usage chunk when `include_usage`.
+pub fn streaming(mut body: Value, include_usage: bool) -> Value {
+    body["stream"] = serde_json::json!(true);
+    if include_usage {
+        body["stream_options"] = serde_json::json!({"include_usage": true});
+    }
+    body
+}
+
+/// Asserts a `text/event-stream` answer.
+pub fn assert_event_stream(response: &reqwest::Response) {
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream")
+    );
+}
+
 pub fn user_message(model: &str, text: &str) -> Value {
     serde_json::json!({"model": model, "messages": [{"role": "user", "content": text}]})
 }
@@ -238,6 +277,13 @@ pub async fn assert_error(response: reqwest::Response, status: u16, code: &str) 
 /// The `data:` payloads of an SSE body.
 pub fn sse_data(body: &str) -> Vec<String> {
     testkit::sse::data_events(body)
+}
+
+/// Asserts a stream that did not end with `[DONE]` (cut short or failed); returns its last
+/// event, parsed.
+pub fn last_event_without_done(events: &[String]) -> Value {
+    assert!(!events.iter().any(|e| e == "[DONE]"), "{events:#?}");
+    serde_json::from_str(events.last().expect("some events")).expect("a JSON event")
 }
 
 /// Concatenated `choices[0].delta.content` of stream events.

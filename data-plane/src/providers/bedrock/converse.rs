@@ -37,7 +37,7 @@
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use crate::error::GatewayError;
+use crate::error::{GatewayError, invalid};
 use crate::providers::Usage;
 use crate::providers::canonical::{
     CompletionOut, Conversation, FinishReason, ImageSource, Part, ResponseFormat, Role,
@@ -50,13 +50,6 @@ pub(crate) struct ConverseRequest {
     pub(crate) body: Value,
     /// In JSON-schema mode, the name of the forced tool whose input is the answer.
     pub(crate) json_tool: Option<String>,
-}
-
-fn invalid(param: &str, message: impl Into<String>) -> GatewayError {
-    GatewayError::InvalidRequest {
-        message: message.into(),
-        param: Some(param.to_owned()),
-    }
 }
 
 /// Builds the Converse body. `n` is the request's `n`, refused above 1.

@@ -28,7 +28,7 @@ use futures::{StreamExt, TryStreamExt};
 use serde_json::{Value, json};
 
 use super::Upstream;
-use crate::error::GatewayError;
+use crate::error::{GatewayError, invalid};
 use crate::providers::{EmbedCall, Embeddings, Usage};
 use crate::wire::EmbeddingInput;
 
@@ -63,13 +63,6 @@ impl Family {
                 "This model's provider (bedrock) serves embeddings only with Amazon Titan Text Embeddings (amazon.titan-embed-text-*) and Cohere Embed (cohere.embed-*) models.",
             ))
         }
-    }
-}
-
-fn invalid(param: &str, message: &str) -> GatewayError {
-    GatewayError::InvalidRequest {
-        message: message.to_owned(),
-        param: Some(param.to_owned()),
     }
 }
 

@@ -31,9 +31,9 @@ mod sign;
 
 use std::time::SystemTime;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use reqwest::header::{ACCEPT, CONTENT_TYPE};
-use tokio::time::{Instant, timeout_at};
+use tokio::time::Instant;
 
 use super::canonical::{ChunkWriter, Conversation, completion_id, now_unix};
 use super::{Call, EmbedCall, Embeddings, Reply, transport};
@@ -203,45 +203,17 @@ impl<'a> Upstream<'a> {
         for (name, value) in signed {
             builder = builder.header(name, value);
         }
-        let headers_deadline =
-            (Instant::now() + self.settings.headers_timeout()).min(self.deadline);
-        match timeout_at(headers_deadline, builder.body(body).send()).await {
-            Err(_) => Err(GatewayError::UpstreamTimeout("no response headers in time")),
-            Ok(Err(e)) => Err(transport::transport_error(e)),
-            Ok(Ok(response)) => Ok(response),
-        }
+        transport::send_within(self.settings, self.deadline, builder.body(body)).await
     }
 
     /// Reads a whole body, at most `limit` bytes, with the idle timeout between reads and the
     /// call's deadline.
     pub(crate) async fn read_body(
         &self,
-        mut response: reqwest::Response,
+        response: reqwest::Response,
         limit: usize,
     ) -> Result<Bytes, GatewayError> {
-        let idle = self.settings.idle_timeout();
-        let mut buf = BytesMut::new();
-        loop {
-            let deadline = (Instant::now() + idle).min(self.deadline);
-            match timeout_at(deadline, response.chunk()).await {
-                Err(_) => return Err(GatewayError::UpstreamTimeout("response body stalled")),
-                Ok(Err(e)) => {
-                    return Err(GatewayError::UpstreamProtocol(format!(
-                        "response body ended early: {}",
-                        transport::error_chain(&e.without_url())
-                    )));
-                }
-                Ok(Ok(None)) => return Ok(buf.freeze()),
-                Ok(Ok(Some(chunk))) => {
-                    if buf.len() + chunk.len() > limit {
-                        return Err(GatewayError::UpstreamProtocol(format!(
-                            "response body larger than {limit} bytes"
-                        )));
-                    }
-                    buf.extend_from_slice(&chunk);
-                }
-            }
-        }
+        transport::read_body_within(response, limit, self.settings, self.deadline).await
     }
 
     /// The gateway error for a non-2xx response (see [`error`]).
