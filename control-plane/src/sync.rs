@@ -33,7 +33,9 @@ use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait,
     PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
 };
-use shared::config::{DeploymentRecord, KeyRecord, ProviderKind, ProviderRecord, TenantConfig};
+use shared::config::{
+    DeploymentMode, DeploymentRecord, KeyRecord, ProviderKind, ProviderRecord, TenantConfig,
+};
 use time::OffsetDateTime;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
@@ -164,6 +166,8 @@ fn deployment_record(row: &model_deployment::Model) -> DeploymentRecord {
         // Stored as bigint; the API only writes values that fit.
         max_output_tokens: row.max_output_tokens.and_then(|n| u32::try_from(n).ok()),
         catalog_id: row.catalog_id.clone(),
+        // The API only stores known modes; anything else is treated as the default (chat).
+        mode: DeploymentMode::parse(&row.mode).unwrap_or_default(),
     }
 }
 

@@ -435,6 +435,24 @@ async fn deployments_take_their_values_from_the_catalog() {
     assert!(e["max_output_tokens"].is_null());
     assert_eq!(e["input_price_micros_per_mtok"], 20_000);
     assert!(e["cached_input_price_per_mtok"].is_null());
+    // The mode reaches the data plane, which refuses chat requests for embedding models.
+    let config = bus.get_tenant(tenant_id).unwrap();
+    let published = |name: &str| {
+        config
+            .deployments
+            .iter()
+            .find(|d| d.name == name)
+            .unwrap()
+            .mode
+    };
+    assert_eq!(
+        published("embed"),
+        shared::config::DeploymentMode::Embedding
+    );
+    assert_eq!(
+        published("mini-pinned"),
+        shared::config::DeploymentMode::Chat
+    );
 
     // Azure serves OpenAI entries; Bedrock serves Bedrock entries only.
     let az = model(json!({"name": "az-4o", "provider_id": azure, "catalog_id": "openai/gpt-4o"}))

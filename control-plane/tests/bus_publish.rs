@@ -258,6 +258,7 @@ fn tenant(master_key: &MasterKey, version: i64) -> (TenantConfig, Uuid) {
             cached_input_price_micros_per_mtok: None,
             max_output_tokens: None,
             catalog_id: None,
+            mode: Default::default(),
         }],
         providers: vec![shared::config::ProviderRecord {
             id: provider_id,

@@ -9,7 +9,8 @@
 //!   (body limit, upstream timeouts), shared with the embedded mode.
 //! - [`state`]: [`AppState`], what every handler shares: settings, config store, usage sink and
 //!   the one upstream HTTP client.
-//! - [`http`]: routes and the edge layers (request id, error logging, catch-panic, body limit).
+//! - [`http`]: routes and the edge layers (request id, Anthropic error format on Anthropic
+//!   paths, error logging, catch-panic, body limit).
 //! - [`anthropic_api`]: the Anthropic Messages API at the edge: `/v1/messages` requests are
 //!   translated to OpenAI chat requests, run through the same pipeline, and their answers,
 //!   streams and errors translated back.

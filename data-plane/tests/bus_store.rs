@@ -347,6 +347,7 @@ fn tenant_config(master_key: &MasterKey, version: i64) -> (TenantConfig, Uuid) {
             cached_input_price_micros_per_mtok: None,
             max_output_tokens: None,
             catalog_id: None,
+            mode: Default::default(),
         }],
         providers: vec![ProviderRecord {
             id: provider_id,

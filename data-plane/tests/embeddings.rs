@@ -301,3 +301,42 @@ async fn upstream_errors_map_as_for_chat() {
     .await;
     gw.next_usage().await;
 }
+
+/// A deployment marked `embedding` (by the catalog or the API) is refused for chat with a 400
+/// naming `model`, before any upstream call; embeddings still reach it.
+#[tokio::test]
+async fn chat_with_an_embedding_model_is_refused_before_the_provider() {
+    let fake = FakeOpenAi::start_with_key(PROVIDER_KEY).await.unwrap();
+    let gw = Gateway::start().await;
+    let openai = gw.provider(
+        ProviderKind::OpenAi,
+        Some(fake.base_url()),
+        Some(PROVIDER_KEY),
+    );
+    let mut embedding = deployment("vectors", &openai, "text-embedding-3-small");
+    embedding.mode = shared::config::DeploymentMode::Embedding;
+    gw.set_tenant(vec![openai], vec![embedding]);
+    let key = gw.key();
+
+    let response = gw
+        .chat(
+            &key,
+            json!({"model": "vectors", "messages": [{"role": "user", "content": "hi"}]}),
+        )
+        .await;
+    let error = assert_error(response, 400, "invalid_request").await;
+    assert_eq!(error["param"], "model");
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains("/v1/embeddings"),
+        "{error}"
+    );
+    assert!(fake.requests().is_empty(), "nothing reached the provider");
+
+    let response = gw
+        .embeddings(&key, json!({"model": "vectors", "input": "hello"}))
+        .await;
+    assert_eq!(response.status(), 200);
+}

@@ -905,3 +905,175 @@ async fn anthropic_and_gemini_deployments_answer_in_anthropic_format() {
     assert_eq!(input, event.prompt_tokens, "{usage}");
     assert_eq!(event.cache_read_tokens, fake_anthropic::CACHE_READ_TOKENS);
 }
+
+#[tokio::test]
+async fn the_edge_413_for_a_declared_length_is_anthropic_format() {
+    let mut gw = Gateway::start_with(data_plane::config::Settings {
+        max_body_bytes: 200,
+        ..data_plane::config::Settings::default()
+    })
+    .await;
+    let key = gw.key();
+    let mut big = hello("claude-mock");
+    big["messages"][0]["content"] = json!("x".repeat(500));
+    for path in ["/v1/messages", "/v1/messages/count_tokens"] {
+        // Refused at the edge on the declared Content-Length, before authentication.
+        let message = assert_anthropic_error(
+            post_raw(&gw, path, Some(&key), big.to_string()).await,
+            413,
+            "request_too_large",
+        )
+        .await;
+        assert!(message.contains("200"), "{message}");
+        assert_anthropic_error(
+            post_raw(&gw, path, None, big.to_string()).await,
+            413,
+            "request_too_large",
+        )
+        .await;
+    }
+    gw.assert_no_usage_queued();
+    // Other paths keep OpenAI's format.
+    let response = gw
+        .http
+        .post(gw.url("/v1/chat/completions"))
+        .header("anthropic-version", "2023-06-01")
+        .bearer_auth(&key)
+        .json(&big)
+        .send()
+        .await
+        .unwrap();
+    common::assert_error(response, 413, "request_too_large").await;
+}
+
+/// GETs `path` with `key`, as the Anthropic SDK (`anthropic-version`, `x-api-key`) or as the
+/// OpenAI SDK (bearer token, no Anthropic header).
+async fn get(gw: &Gateway, path: &str, key: &str, anthropic: bool) -> reqwest::Response {
+    let request = gw.http.get(gw.url(path));
+    let request = if anthropic {
+        request
+            .header("anthropic-version", "2023-06-01")
+            .header("x-api-key", key)
+    } else {
+        request.bearer_auth(key)
+    };
+    request.send().await.expect("request sent")
+}
+
+#[tokio::test]
+async fn models_answer_in_anthropic_shape_to_anthropic_clients() {
+    let (gw, _fake) = setup().await;
+    let key = gw.add_key(KeyOptions {
+        allowed_models: Some(vec!["claude-fake".into(), "claude-mock".into()]),
+        ..KeyOptions::default()
+    });
+
+    let response = get(&gw, "/v1/models", &key, true).await;
+    assert_eq!(response.status(), 200);
+    let rid = response.headers()[REQUEST_ID].to_str().unwrap().to_owned();
+    assert_eq!(response.headers()["request-id"].to_str().unwrap(), rid);
+    let list: Value = response.json().await.unwrap();
+    let model = |id: &str| json!({"type": "model", "id": id, "display_name": id, "created_at": "1970-01-01T00:00:00Z"});
+    assert_eq!(
+        list,
+        json!({
+            "data": [model("claude-fake"), model("claude-mock")],
+            "has_more": false,
+            "first_id": "claude-fake",
+            "last_id": "claude-mock",
+        })
+    );
+    OffsetDateTime::parse(
+        list["data"][0]["created_at"].as_str().unwrap(),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .expect("RFC 3339");
+
+    let response = get(&gw, "/v1/models/claude-mock", &key, true).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.json::<Value>().await.unwrap(),
+        model("claude-mock")
+    );
+
+    // Errors on these paths, with the header, are Anthropic's.
+    assert_anthropic_error(
+        get(&gw, "/v1/models/fake-tool", &key, true).await,
+        404,
+        "not_found_error",
+    )
+    .await;
+    assert_anthropic_error(
+        get(&gw, "/v1/models", "sy-not-a-key", true).await,
+        401,
+        "authentication_error",
+    )
+    .await;
+    let response = gw
+        .http
+        .delete(gw.url("/v1/models"))
+        .header("anthropic-version", "2023-06-01")
+        .header("x-api-key", &key)
+        .send()
+        .await
+        .unwrap();
+    assert_anthropic_error(response, 405, "invalid_request_error").await;
+
+    // An empty list has null first / last ids.
+    let none = gw.add_key(KeyOptions {
+        allowed_models: Some(vec![]),
+        ..KeyOptions::default()
+    });
+    let list: Value = get(&gw, "/v1/models", &none, true)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        list,
+        json!({"data": [], "has_more": false, "first_id": null, "last_id": null})
+    );
+}
+
+#[tokio::test]
+async fn models_keep_openai_shape_without_the_anthropic_header() {
+    let (gw, _fake) = setup().await;
+    let key = gw.add_key(KeyOptions {
+        allowed_models: Some(vec!["claude-fake".into(), "claude-mock".into()]),
+        ..KeyOptions::default()
+    });
+    let response = get(&gw, "/v1/models", &key, false).await;
+    assert_eq!(response.status(), 200);
+    assert!(response.headers().get("request-id").is_none());
+    let list: Value = response.json().await.unwrap();
+    assert_eq!(
+        list,
+        json!({
+            "object": "list",
+            "data": [
+                {"id": "claude-fake", "object": "model", "created": 0, "owned_by": "openai_compatible provider"},
+                {"id": "claude-mock", "object": "model", "created": 0, "owned_by": "mock provider"},
+            ],
+        })
+    );
+    let model: Value = get(&gw, "/v1/models/claude-fake", &key, false)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(model["object"], "model");
+    assert_eq!(model["created"], 0);
+    assert!(model.get("type").is_none(), "{model}");
+    common::assert_error(
+        get(&gw, "/v1/models/fake-tool", &key, false).await,
+        404,
+        "model_not_found",
+    )
+    .await;
+    common::assert_error(
+        get(&gw, "/v1/models", "sy-not-a-key", false).await,
+        401,
+        "invalid_api_key",
+    )
+    .await;
+}

@@ -227,6 +227,40 @@ pub struct DeploymentRecord {
     /// The catalog entry this deployment was created from, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub catalog_id: Option<String>,
+    /// Which API the model serves; a chat request for an embedding model (or the reverse) is
+    /// refused by the gateway instead of failing at the provider.
+    #[serde(default)]
+    pub mode: DeploymentMode,
+}
+
+/// Which API a deployment's model serves.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeploymentMode {
+    /// Chat completions (and Anthropic messages).
+    #[default]
+    Chat,
+    /// Embeddings.
+    Embedding,
+}
+
+impl DeploymentMode {
+    /// The wire name (`chat`, `embedding`), as stored by the control plane.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeploymentMode::Chat => "chat",
+            DeploymentMode::Embedding => "embedding",
+        }
+    }
+
+    /// Parses a wire name.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "chat" => Some(DeploymentMode::Chat),
+            "embedding" => Some(DeploymentMode::Embedding),
+            _ => None,
+        }
+    }
 }
 
 /// Everything about one tenant that the data plane needs. Published at `{prefix}tenant:{id}`.

@@ -60,6 +60,15 @@ pub mod request;
 pub mod response;
 pub mod stream;
 
+/// The header every Anthropic SDK request carries (`anthropic-version: 2023-06-01`).
+pub const VERSION_HEADER: &str = "anthropic-version";
+
+/// Whether the request comes from an Anthropic client: it sent [`VERSION_HEADER`]. Used on the
+/// paths both APIs share (`/v1/models`) to pick the answer's shape.
+pub fn is_anthropic_client(headers: &axum::http::HeaderMap) -> bool {
+    headers.contains_key(VERSION_HEADER)
+}
+
 /// The usage event's `endpoint` for `/v1/messages`.
 pub const ENDPOINT: &str = "messages";
 

@@ -6,15 +6,17 @@
 //! `endpoint = "messages"`); the OpenAI answer is translated back, a stream event by event.
 //!
 //! Both routes sit behind their own copy of the authenticate middleware (a key in `x-api-key`,
-//! as Anthropic SDKs send it, or `Authorization: Bearer`), and behind [`anthropic_errors`],
-//! outside it, which rewrites every error response of these routes, authentication refusals
-//! included, into Anthropic's error format and adds Anthropic's `request-id` header. The
-//! `anthropic-version` and `anthropic-beta` headers are accepted whatever their value (or
-//! absence) and otherwise ignored: the translation does not depend on them.
+//! as Anthropic SDKs send it, or `Authorization: Bearer`). The `anthropic-version` and
+//! `anthropic-beta` headers are accepted whatever their value (or absence) and otherwise
+//! ignored: the translation does not depend on them.
 //!
-//! Two errors are produced outside these routes and keep OpenAI's format: the edge's 413 for a
-//! declared `Content-Length` over the body limit, and the 500 of a caught panic. The status is
-//! right in both cases, which is what the SDKs' exception classes follow.
+//! Errors are rendered in OpenAI's format by [`GatewayError`] everywhere; [`anthropic_errors`],
+//! an edge layer (see [`super::with_edge`]), rewrites them into Anthropic's format for the
+//! requests [`wants_anthropic_format`] picks: every `/v1/messages` path, and `/v1/models` paths
+//! called with an `anthropic-version` header (the Anthropic SDK's `models.list()`). Because it
+//! sits at the edge, just inside the request id, it also covers the errors produced outside the
+//! routes: authentication refusals, the 413 for a declared `Content-Length` over the body limit,
+//! the 405 / 404 answers, and the 500 of a caught panic.
 //!
 //! `count_tokens` answers `{"input_tokens": n}` with the gateway's estimate
 //! ([`anthropic_api::request::estimate_input_tokens`]), after checking that the key may use the
@@ -24,8 +26,8 @@
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
-use axum::http::{HeaderName, HeaderValue, StatusCode};
-use axum::middleware::{self, Next, from_fn_with_state};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::middleware::{Next, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Extension, Json, Router};
@@ -58,14 +60,28 @@ pub fn routes(state: &AppState) -> Router<AppState> {
             post(count_tokens).fallback(super::method_not_allowed),
         )
         .route_layer(from_fn_with_state(state.clone(), authenticate::middleware))
-        // Added last, so it runs first: it sees authentication's refusals too.
-        .route_layer(middleware::from_fn(anthropic_errors))
 }
 
-/// Rewrites error responses (rendered in OpenAI's format by [`GatewayError`]) into Anthropic's,
-/// keeping status, headers (`Retry-After`) and extensions (the logged error), and adds the
-/// `request-id` header to every response.
-async fn anthropic_errors(request: Request, next: Next) -> Response {
+/// Whether a request's answers, errors included, take Anthropic's format: every path under
+/// `/v1/messages`, and `/v1/models` paths when the client sent `anthropic-version` (the
+/// Anthropic SDKs always do; OpenAI's never). Everything else keeps OpenAI's format.
+pub fn wants_anthropic_format(path: &str, headers: &HeaderMap) -> bool {
+    let under = |prefix: &str| {
+        path.strip_prefix(prefix)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    };
+    under("/v1/messages") || (under("/v1/models") && anthropic_api::is_anthropic_client(headers))
+}
+
+/// An edge layer (inside [`super::request_id`], whose id it reads): for the requests
+/// [`wants_anthropic_format`] picks, rewrites error responses (rendered in OpenAI's format by
+/// [`GatewayError`]) into Anthropic's, keeping status, headers (`Retry-After`, the request id)
+/// and extensions (the logged error), and adds Anthropic's `request-id` header to every
+/// response. Other requests pass through untouched.
+pub async fn anthropic_errors(request: Request, next: Next) -> Response {
+    if !wants_anthropic_format(request.uri().path(), request.headers()) {
+        return next.run(request).await;
+    }
     let request_id = request
         .extensions()
         .get::<RequestId>()

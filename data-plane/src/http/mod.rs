@@ -10,9 +10,12 @@
 //!
 //! The edge layers ([`with_edge`]), outermost first: [`request_id`] (a fresh UUIDv7 per request,
 //! echoed as `x-switchyard-request-id` on every response and used as the usage event id),
+//! [`messages::anthropic_errors`] (error bodies in Anthropic's format for `/v1/messages` paths,
+//! and `/v1/models` paths called by an Anthropic client; every other path keeps OpenAI's),
 //! [`log_errors`] (logs each error once and counts it), catch-panic (a panic becomes an
 //! OpenAI-format 500) and [`limit_body`] (413 on an oversized `Content-Length`, and a hard cap
-//! while a body of unknown length is read).
+//! while a body of unknown length is read). Errors are rendered once, in OpenAI's format, and
+//! translated by the second layer, so the edge's own errors (413, panic 500) are translated too.
 
 pub mod chat;
 pub mod embeddings;
@@ -63,6 +66,7 @@ pub fn with_edge(router: Router, state: &AppState) -> Router {
     router.layer(
         ServiceBuilder::new()
             .layer(middleware::from_fn(request_id))
+            .layer(middleware::from_fn(messages::anthropic_errors))
             .layer(middleware::from_fn(log_errors))
             .layer(CatchPanicLayer::custom(panic_response))
             .layer(middleware::from_fn_with_state(
@@ -120,7 +124,8 @@ pub async fn log_errors(request: Request, next: Next) -> Response {
     response
 }
 
-/// A panic in a handler becomes an OpenAI-format 500; the payload goes to the log only.
+/// A panic in a handler becomes an OpenAI-format 500 (translated by [`messages::anthropic_errors`]
+/// where that applies); the payload goes to the log only.
 pub fn panic_response(payload: Box<dyn Any + Send + 'static>) -> Response {
     let detail = if let Some(s) = payload.downcast_ref::<String>() {
         s.clone()
@@ -171,24 +176,59 @@ mod tests {
     use crate::store::ConfigStore;
     use crate::usage_sink::UsageSink;
 
-    #[tokio::test]
-    async fn a_panic_becomes_an_openai_500_with_a_request_id() {
+    /// The edge layers around a router whose `/boom` and `/v1/messages` routes panic.
+    fn panicking_app() -> Router {
         let bus = shared::bus::MemoryBus::new();
         let store = ConfigStore::in_memory(Arc::clone(&bus), shared::crypto::MasterKey::generate());
         let (tx, _rx) = tokio::sync::mpsc::channel(1);
         let state = AppState::new(Settings::default(), store, UsageSink::in_memory(tx)).unwrap();
-        let router: Router = Router::new().route(
-            "/boom",
-            get(|| async {
-                panic!("secret internal detail");
-                #[allow(unreachable_code)]
-                ""
-            }),
+        let boom = get(|| async {
+            panic!("secret internal detail");
+            #[allow(unreachable_code)]
+            ""
+        });
+        let router: Router = Router::new()
+            .route("/boom", boom.clone())
+            .route("/v1/messages", boom);
+        with_edge(router, &state)
+    }
+
+    #[tokio::test]
+    async fn a_panic_on_messages_becomes_an_anthropic_500_with_a_request_id() {
+        let response = panicking_app()
+            .oneshot(
+                axum::http::Request::get("/v1/messages")
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 500);
+        let rid = response.headers()[REQUEST_ID_HEADER]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert_eq!(response.headers()["request-id"], rid.as_str());
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 16)
+            .await
+            .unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(body["type"], "error", "{body}");
+        assert_eq!(body["error"]["type"], "api_error", "{body}");
+        assert_eq!(body["request_id"], rid.as_str(), "{body}");
+        assert!(body["error"].get("code").is_none(), "{body}");
+        assert!(
+            !body.to_string().contains("secret internal detail"),
+            "{body}"
         );
-        let app = with_edge(router, &state);
-        let response = app
+    }
+
+    #[tokio::test]
+    async fn a_panic_becomes_an_openai_500_with_a_request_id() {
+        let response = panicking_app()
             .oneshot(
                 axum::http::Request::get("/boom")
+                    .header("anthropic-version", "2023-06-01")
                     .body(Body::empty())
                     .unwrap(),
             )

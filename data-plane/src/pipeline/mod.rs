@@ -141,7 +141,7 @@ async fn prepare(
     if let Some(reply) = cache::lookup(auth, &request).await {
         return Ok((request, reply));
     }
-    let backend = route::resolve(state, auth, &request.model).await?;
+    let backend = route::resolve_chat(state, auth, &request.model).await?;
     meter.set_backend(&backend);
     let attempt = attempt::run(state, &backend, &request, request_id).await?;
     Ok((request, attempt))

@@ -3,16 +3,17 @@
 //! The tenant's view comes from the [`ConfigStore`](crate::store::ConfigStore) (cached, no
 //! network for a known tenant). A model the tenant has no deployment for is 404
 //! `model_not_found`; a model that exists but is not in the key's allowed list is 403
-//! `model_not_allowed` (existence is checked first, so an unknown model is always a 404).
+//! `model_not_allowed` (existence is checked first, so an unknown model is always a 404). A chat
+//! request for a model deployed only in `embedding` mode is a 400 naming `model`.
 //!
 //! Routing policy: the first deployment with that name, in published order. Weighted, latency-
 //! or cost-based choice among several deployments (and regions) comes later and belongs here.
 
 use std::sync::Arc;
 
-use shared::config::DeploymentRecord;
+use shared::config::{DeploymentMode, DeploymentRecord};
 
-use crate::error::GatewayError;
+use crate::error::{GatewayError, invalid};
 use crate::pipeline::AuthContext;
 use crate::state::AppState;
 use crate::store::{ResolvedProvider, TenantView};
@@ -39,12 +40,49 @@ impl Backend {
     }
 }
 
-/// Picks the deployment for `model`.
+/// Picks the deployment for a chat request (`/v1/chat/completions`, `/v1/messages`). A model the
+/// tenant has only as embedding deployments is a 400 naming `model`, not a provider error.
+///
+/// The guard is one-way on purpose: `chat` is the default mode, so a deployment created without
+/// one may well be an embedding model, and `/v1/embeddings` accepts every deployment ([`resolve`]);
+/// `embedding` is only ever set deliberately (by the catalog or the API).
+pub async fn resolve_chat(
+    state: &AppState,
+    auth: &AuthContext,
+    model: &str,
+) -> Result<Backend, GatewayError> {
+    let backend =
+        resolve_named(state, auth, model, |d| d.mode != DeploymentMode::Embedding).await?;
+    backend.ok_or_else(|| {
+        invalid(
+            "model",
+            format!("The model `{model}` is an embedding model: call /v1/embeddings with it."),
+        )
+    })
+}
+
+/// Picks the deployment for `model`, whatever API it serves.
 pub async fn resolve(
     state: &AppState,
     auth: &AuthContext,
     model: &str,
 ) -> Result<Backend, GatewayError> {
+    match resolve_named(state, auth, model, |_| true).await? {
+        Some(backend) => Ok(backend),
+        None => Err(GatewayError::ModelNotFound {
+            model: model.to_owned(),
+        }),
+    }
+}
+
+/// 404 if the tenant has no deployment named `model`, 403 if the key may not use it;
+/// otherwise the first deployment with that name that `accept`s, or `None` if none does.
+async fn resolve_named(
+    state: &AppState,
+    auth: &AuthContext,
+    model: &str,
+    accept: impl Fn(&DeploymentRecord) -> bool,
+) -> Result<Option<Backend>, GatewayError> {
     let not_found = || GatewayError::ModelNotFound {
         model: model.to_owned(),
     };
@@ -54,15 +92,15 @@ pub async fn resolve(
         .await
         .map_err(|e| GatewayError::StoreUnavailable(e.to_string()))?
         .ok_or_else(not_found)?;
-    let deployment = tenant
-        .deployments_named(model)
-        .first()
-        .cloned()
-        .ok_or_else(not_found)?;
+    let candidates = tenant.deployments_named(model);
+    if candidates.is_empty() {
+        return Err(not_found());
+    }
     if !auth.key.allows_model(model) {
         return Err(GatewayError::ModelNotAllowed {
             model: model.to_owned(),
         });
     }
-    Ok(Backend { tenant, deployment })
+    let deployment = candidates.iter().find(|d| accept(d)).cloned();
+    Ok(deployment.map(|deployment| Backend { tenant, deployment }))
 }

@@ -144,6 +144,7 @@ mod tests {
             cached_input_price_micros_per_mtok: None,
             max_output_tokens: None,
             catalog_id: None,
+            mode: Default::default(),
         };
         TenantConfig {
             tenant_id: Uuid::new_v4(),

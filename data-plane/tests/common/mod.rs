@@ -213,6 +213,7 @@ pub fn deployment(name: &str, provider: &ProviderRecord, upstream_model: &str) -
         cached_input_price_micros_per_mtok: None,
         max_output_tokens: None,
         catalog_id: None,
+        mode: Default::default(),
     }
 }
 
