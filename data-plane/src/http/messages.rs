@@ -208,7 +208,7 @@ async fn count_tokens(
     let body = pipeline::read_body(request.into_body(), state.settings().max_body_bytes).await?;
     let translated = request::translate_count_tokens(&body)?;
     drop(body);
-    route::resolve(&state, &auth, &translated.model).await?;
+    route::resolve_chat(&state, &auth, &translated.model).await?;
     let input_tokens =
         tokio::task::spawn_blocking(move || request::estimate_input_tokens(&translated.body))
             .await

@@ -61,7 +61,7 @@ pub async fn resolve_chat(
     })
 }
 
-/// Picks the deployment for `model`, whatever API it serves.
+/// Picks the deployment for `model`, whatever API it serves (`/v1/embeddings`).
 pub async fn resolve(
     state: &AppState,
     auth: &AuthContext,
