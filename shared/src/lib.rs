@@ -6,6 +6,7 @@
 //! - [`crypto`]: AES-256-GCM sealing of provider secrets with the master key.
 //! - [`config`]: the records the control plane publishes and the data plane reads, and the Redis key scheme.
 //! - [`usage`]: the usage event each data-plane request emits.
+//! - [`egress`]: the egress (SSRF) policy: which upstream addresses the gateway may connect to.
 //! - [`bus`]: the in-process stand-in for Redis used by the zero-setup default.
 //!
 //! Nothing here does IO. Deriving `Serialize` on these types makes them a wire contract between
@@ -15,6 +16,7 @@
 pub mod bus;
 pub mod config;
 pub mod crypto;
+pub mod egress;
 pub mod keys;
 pub mod money;
 pub mod usage;
