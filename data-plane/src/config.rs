@@ -13,6 +13,7 @@ use anyhow::{Context, bail};
 use clap::{Args, Parser, ValueEnum};
 use shared::config::RedisKeys;
 use shared::crypto::MasterKey;
+use shared::egress::EgressPolicy;
 
 /// Upper bound for `SWITCHYARD_MAX_BODY_BYTES`: prompts are buffered in memory, so a typo such
 /// as an extra zero should fail at start rather than let a few requests exhaust memory.
@@ -59,6 +60,44 @@ pub struct Settings {
         default_value_t = 600_000
     )]
     pub upstream_timeout_ms: u64,
+
+    /// Non-public upstream addresses the gateway may connect to, as comma-separated CIDRs
+    /// (e.g. `10.0.0.0/8,fd00::/8`). Loopback, private, link-local, unique-local, CGNAT,
+    /// multicast and unspecified addresses are refused unless listed; cloud metadata addresses
+    /// only when listed exactly. Unset: `127.0.0.0/8,::1/128` in the zero-setup default (a local
+    /// vLLM or Ollama works), nothing in a standalone data plane.
+    #[arg(long, env = "SWITCHYARD_UPSTREAM_ALLOW_CIDRS")]
+    pub upstream_allow_cidrs: Option<String>,
+
+    /// Most requests this node serves at once; more are refused with 503 and `Retry-After`.
+    #[arg(
+        long,
+        env = "SWITCHYARD_MAX_CONCURRENT_REQUESTS",
+        default_value_t = 1024
+    )]
+    pub max_concurrent_requests: usize,
+
+    /// Most requests one organization may have in flight on this node; more are refused with
+    /// 429 and `Retry-After`, so one organization cannot take the node from the others.
+    #[arg(long, env = "SWITCHYARD_MAX_CONCURRENT_PER_ORG", default_value_t = 256)]
+    pub max_concurrent_per_org: usize,
+
+    /// Most calls in flight to one provider credential from this node; more are refused with
+    /// 503 and `Retry-After`.
+    #[arg(
+        long,
+        env = "SWITCHYARD_MAX_CONCURRENT_PER_PROVIDER",
+        default_value_t = 256
+    )]
+    pub max_concurrent_per_provider: usize,
+
+    /// Most idle pooled connections kept per provider host.
+    #[arg(
+        long,
+        env = "SWITCHYARD_UPSTREAM_MAX_IDLE_PER_HOST",
+        default_value_t = 32
+    )]
+    pub upstream_max_idle_per_host: usize,
 }
 
 impl Default for Settings {
@@ -70,6 +109,11 @@ impl Default for Settings {
             upstream_headers_timeout_ms: 120_000,
             upstream_idle_timeout_ms: 120_000,
             upstream_timeout_ms: 600_000,
+            upstream_allow_cidrs: None,
+            max_concurrent_requests: 1024,
+            max_concurrent_per_org: 256,
+            max_concurrent_per_provider: 256,
+            upstream_max_idle_per_host: 32,
         }
     }
 }
@@ -99,7 +143,36 @@ impl Settings {
                 bail!("{name} must be greater than 0");
             }
         }
+        for (name, value) in [
+            (
+                "SWITCHYARD_MAX_CONCURRENT_REQUESTS",
+                self.max_concurrent_requests,
+            ),
+            (
+                "SWITCHYARD_MAX_CONCURRENT_PER_ORG",
+                self.max_concurrent_per_org,
+            ),
+            (
+                "SWITCHYARD_MAX_CONCURRENT_PER_PROVIDER",
+                self.max_concurrent_per_provider,
+            ),
+        ] {
+            if value == 0 {
+                bail!("{name} must be greater than 0");
+            }
+        }
+        self.egress_policy()?;
         Ok(())
+    }
+
+    /// The egress policy: `SWITCHYARD_UPSTREAM_ALLOW_CIDRS`, or the zero-setup default when
+    /// unset (a standalone data plane sets it to empty before this is called, see `main`).
+    pub fn egress_policy(&self) -> anyhow::Result<EgressPolicy> {
+        let list = self
+            .upstream_allow_cidrs
+            .as_deref()
+            .unwrap_or(shared::egress::ZERO_SETUP_ALLOW);
+        EgressPolicy::parse(list).context("SWITCHYARD_UPSTREAM_ALLOW_CIDRS is invalid")
     }
 
     pub fn connect_timeout(&self) -> Duration {

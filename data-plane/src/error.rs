@@ -19,6 +19,44 @@ use serde::{Deserialize, Serialize};
 
 /// See [`ProviderError::scrub`].
 const MIN_SCRUBBED_SECRET: usize = 8;
+/// Longest provider error message passed on to a client, in characters. A provider's real
+/// messages are a sentence or two; a longer one is cut, so an arbitrary upstream cannot make
+/// us relay a page of its body.
+pub const MAX_PROVIDER_MESSAGE: usize = 1024;
+/// Longest provider `type`, `param` or `code` passed on.
+const MAX_PROVIDER_FIELD: usize = 128;
+/// How much of a client-supplied value an error message may quote (a model name, say).
+pub const MAX_ECHO: usize = 64;
+
+/// `value` cut to `max` characters, with an ellipsis when something was cut.
+pub fn truncate(value: &str, max: usize) -> String {
+    match value.char_indices().nth(max) {
+        None => value.to_owned(),
+        Some((end, _)) => format!("{}…", &value[..end]),
+    }
+}
+
+/// Why a provider could not be reached, for the client's message and the metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unreachable {
+    Refused,
+    Dns,
+    Tls,
+    Timeout,
+    Other,
+}
+
+impl Unreachable {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Unreachable::Refused => "the connection was refused",
+            Unreachable::Dns => "its host name could not be resolved",
+            Unreachable::Tls => "the TLS handshake failed",
+            Unreachable::Timeout => "connecting timed out",
+            Unreachable::Other => "the connection failed",
+        }
+    }
+}
 
 /// An error body as a provider sent it, kept so 400/429 answers can be passed on faithfully.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -58,8 +96,25 @@ impl ProviderError {
                 kind: text(e.kind),
                 param: text(e.param),
                 code: text(e.code),
-            },
+            }
+            .bounded(),
             _ => Self::default(),
+        }
+    }
+
+    /// Cuts every field to its cap. Each adapter's parser ends with this, so what a client
+    /// sees of an upstream error is always a parsed message of bounded length, never raw body
+    /// bytes. Control characters are dropped: they have no business in a one-line message.
+    pub fn bounded(self) -> Self {
+        fn clean(s: String, max: usize) -> String {
+            let s: String = s.chars().filter(|c| !c.is_control() || *c == ' ').collect();
+            truncate(&s, max)
+        }
+        Self {
+            message: self.message.map(|m| clean(m, MAX_PROVIDER_MESSAGE)),
+            kind: self.kind.map(|k| clean(k, MAX_PROVIDER_FIELD)),
+            param: self.param.map(|p| clean(p, MAX_PROVIDER_FIELD)),
+            code: self.code.map(|c| clean(c, MAX_PROVIDER_FIELD)),
         }
     }
 
@@ -136,9 +191,35 @@ pub enum GatewayError {
         status: u16,
         error: Box<ProviderError>,
     },
-    /// The provider could not be reached (DNS, connect refused, TLS).
-    #[error("upstream unreachable: {0}")]
-    UpstreamUnreachable(String),
+    /// The provider could not be reached (DNS, connect refused, TLS, connect timeout).
+    #[error("upstream {host} unreachable: {}", why.as_str())]
+    UpstreamUnreachable { host: String, why: Unreachable },
+    /// The provider's address is one the egress policy refuses (loopback, private, metadata…).
+    #[error("egress policy refuses {host}: {refused}")]
+    EgressRefused {
+        host: String,
+        refused: shared::egress::Refused,
+    },
+    /// The request came back to this gateway (its own hop tag), or passed too many gateways.
+    #[error("request loop detected after {hops} hops")]
+    LoopDetected { hops: usize },
+    /// The node is at its concurrent request cap (`SWITCHYARD_MAX_CONCURRENT_REQUESTS`).
+    #[error("node at its concurrent request cap")]
+    Overloaded,
+    /// The organization is at its per-node concurrent request cap
+    /// (`SWITCHYARD_MAX_CONCURRENT_PER_ORG`).
+    #[error("organization at its concurrent request cap of {limit}")]
+    TooManyConcurrent { limit: usize },
+    /// The provider credential is at its per-node concurrent call cap
+    /// (`SWITCHYARD_MAX_CONCURRENT_PER_PROVIDER`).
+    #[error("provider at its concurrent call cap of {limit}")]
+    ProviderBusy { limit: usize },
+    /// The request URL (path and query) is longer than the gateway accepts.
+    #[error("request URL longer than {limit} bytes")]
+    UriTooLong { limit: usize },
+    /// A request header is larger than the gateway accepts.
+    #[error("request header {name} too large")]
+    HeaderTooLarge { name: String, limit: usize },
     /// No response headers (or body bytes) within the configured timeout.
     #[error("upstream timed out: {0}")]
     UpstreamTimeout(&'static str),
@@ -198,9 +279,15 @@ impl GatewayError {
             UpstreamBadRequest { status, .. } => *status,
             UpstreamAuthFailed { .. }
             | UpstreamError { .. }
-            | UpstreamUnreachable(_)
+            | UpstreamUnreachable { .. }
+            | EgressRefused { .. }
             | UpstreamProtocol(_)
             | ProviderUnavailable(_) => StatusCode::BAD_GATEWAY,
+            LoopDetected { .. } => StatusCode::LOOP_DETECTED,
+            Overloaded | ProviderBusy { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            TooManyConcurrent { .. } => StatusCode::TOO_MANY_REQUESTS,
+            UriTooLong { .. } => StatusCode::URI_TOO_LONG,
+            HeaderTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
             StoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -228,7 +315,14 @@ impl GatewayError {
             UpstreamBadRequest { .. } => "upstream_bad_request",
             UpstreamAuthFailed { .. } => "upstream_auth_failed",
             UpstreamError { .. } | UpstreamProtocol(_) => "upstream_error",
-            UpstreamUnreachable(_) => "upstream_unreachable",
+            UpstreamUnreachable { .. } => "upstream_unreachable",
+            EgressRefused { .. } => "egress_refused",
+            LoopDetected { .. } => "loop_detected",
+            Overloaded => "overloaded",
+            TooManyConcurrent { .. } => "concurrency_limit_exceeded",
+            ProviderBusy { .. } => "provider_overloaded",
+            UriTooLong { .. } => "uri_too_long",
+            HeaderTooLarge { .. } => "header_too_large",
             UpstreamTimeout(_) => "upstream_timeout",
             ProviderUnavailable(_) => "provider_unavailable",
             StoreUnavailable(_) => "config_store_unavailable",
@@ -335,9 +429,59 @@ impl GatewayError {
                 API_ERROR,
                 None,
             ),
-            UpstreamUnreachable(_) => own(
-                "The upstream provider could not be reached.".to_owned(),
+            UpstreamUnreachable { host, why } => own(
+                format!(
+                    "The upstream provider at {host} could not be reached: {}.",
+                    why.as_str()
+                ),
                 API_ERROR,
+                None,
+            ),
+            EgressRefused { host, refused } => own(
+                format!(
+                    "The provider's address {host} is refused by this gateway's egress policy \
+                     ({refused}). Ask your Switchyard administrator to point the provider at a \
+                     public address, or to allow it with SWITCHYARD_UPSTREAM_ALLOW_CIDRS."
+                ),
+                API_ERROR,
+                None,
+            ),
+            LoopDetected { .. } => own(
+                "This request looped back into the gateway: the provider of this model points \
+                 at the gateway itself, directly or through other gateways. Ask your Switchyard \
+                 administrator to fix the provider's base URL."
+                    .to_owned(),
+                INVALID_REQUEST,
+                None,
+            ),
+            Overloaded => own(
+                "The gateway is handling too many requests right now; retry shortly.".to_owned(),
+                API_ERROR,
+                None,
+            ),
+            TooManyConcurrent { limit } => own(
+                format!(
+                    "Your organization has too many requests in flight on this gateway node \
+                     (the limit is {limit}); retry when some have finished."
+                ),
+                "rate_limit_error",
+                None,
+            ),
+            ProviderBusy { .. } => own(
+                "The provider of this model has too many requests in flight on this gateway \
+                 node; retry shortly."
+                    .to_owned(),
+                API_ERROR,
+                None,
+            ),
+            UriTooLong { limit } => own(
+                format!("The request URL is too long: the limit is {limit} bytes."),
+                INVALID_REQUEST,
+                None,
+            ),
+            HeaderTooLarge { name, limit } => own(
+                format!("The request header `{name}` is too large: the limit is {limit} bytes."),
+                INVALID_REQUEST,
                 None,
             ),
             UpstreamTimeout(_) => own(
@@ -398,6 +542,16 @@ impl IntoResponse for GatewayError {
     fn into_response(self) -> Response {
         let status = self.status();
         let mut response = (status, Json(self.body())).into_response();
+        if matches!(
+            self,
+            GatewayError::Overloaded
+                | GatewayError::TooManyConcurrent { .. }
+                | GatewayError::ProviderBusy { .. }
+        ) {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
         if let GatewayError::UpstreamRateLimited {
             retry_after: Some(value),
             ..

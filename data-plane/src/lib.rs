@@ -10,7 +10,11 @@
 //! - [`state`]: [`AppState`], what every handler shares: settings, config store, usage sink and
 //!   the one upstream HTTP client.
 //! - [`http`]: routes and the edge layers (request id, Anthropic error format on Anthropic
-//!   paths, error logging, catch-panic, body limit).
+//!   paths, error logging, catch-panic, URL/header/body limits, loop guard).
+//! - [`egress`]: the upstream HTTP client with the egress (SSRF) policy enforced at connection
+//!   time, and the hop header with the loop guard that refuses requests that came back to us.
+//! - [`admission`]: per-node concurrency caps (node, organization, provider): over a cap a
+//!   request is refused at once, never queued.
 //! - [`anthropic_api`]: the Anthropic Messages API at the edge: `/v1/messages` requests are
 //!   translated to OpenAI chat requests, run through the same pipeline, and their answers,
 //!   streams and errors translated back.
@@ -34,8 +38,10 @@
 //! [`app`] is the standalone binary's whole router; [`v1_router`] is only the `/v1` API, which
 //! the control plane mounts in-process in the zero-setup default.
 
+pub mod admission;
 pub mod anthropic_api;
 pub mod config;
+pub mod egress;
 pub mod error;
 pub mod http;
 pub mod pipeline;

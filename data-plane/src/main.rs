@@ -36,7 +36,13 @@ async fn run() -> anyhow::Result<()> {
     // make the first TLS client panic (see DEPENDENCIES.md, P1).
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
 
-    let config = Config::parse();
+    let mut config = Config::parse();
+    // A standalone data plane is the distributed mode: no non-public upstream address is
+    // allowed unless the operator lists it (the zero-setup default allows loopback).
+    config
+        .settings
+        .upstream_allow_cidrs
+        .get_or_insert_with(String::new);
     init_tracing(config.log_format);
     let validated = config.validate()?;
     tracing::info!(node_id = %validated.node_id, settings = ?config.settings, "starting data plane");
@@ -56,10 +62,8 @@ async fn run() -> anyhow::Result<()> {
     let addr = listener.local_addr().context("bound address")?;
     tracing::info!("listening on http://{addr}");
 
-    // Without TCP_NODELAY, Nagle's algorithm holds small SSE chunks back for up to ~40 ms.
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
+    // TCP_NODELAY, and JSON bodies for the errors hyper answers itself (414, 431, 400).
+    let listener = data_plane::http::listener::listener(listener);
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
     let server = axum::serve(listener, app(state.clone()))
         .with_graceful_shutdown(async move {

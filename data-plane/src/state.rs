@@ -7,15 +7,12 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio::sync::Notify;
 
+use crate::admission::{Admission, Limits};
 use crate::config::Settings;
+use crate::egress::{HopTag, UpstreamClient};
+use crate::error::GatewayError;
 use crate::store::ConfigStore;
 use crate::usage_sink::UsageSink;
-
-/// Idle pooled connections to providers are closed after this long; providers close theirs
-/// after about as long, and reusing a connection the other side just closed costs a failed request.
-const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
-/// TCP keepalive on provider connections, so a dead peer under a long stream is noticed.
-const TCP_KEEPALIVE: Duration = Duration::from_secs(30);
 
 #[derive(Clone)]
 pub struct AppState {
@@ -27,8 +24,12 @@ struct Inner {
     store: ConfigStore,
     usage: UsageSink,
     /// One client for every provider: its connection pool is shared, and building a client
-    /// (TLS roots) is far too slow to do per request.
-    http: reqwest::Client,
+    /// (TLS roots) is far too slow to do per request. It enforces the egress policy.
+    http: UpstreamClient,
+    /// This cluster's loop-detection tag (see [`crate::egress`]).
+    hop_tag: Arc<HopTag>,
+    /// Per-node concurrency caps (see [`crate::admission`]).
+    limits: Limits,
     in_flight: InFlight,
 }
 
@@ -36,17 +37,15 @@ impl AppState {
     /// Validates `settings` and builds the shared upstream HTTP client.
     pub fn new(settings: Settings, store: ConfigStore, usage: UsageSink) -> anyhow::Result<Self> {
         settings.validate()?;
-        let http = reqwest::Client::builder()
-            .connect_timeout(settings.connect_timeout())
-            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-            .tcp_keepalive(TCP_KEEPALIVE)
-            .tcp_nodelay(true)
-            // A POST to a provider is never redirected: following one could send the provider
-            // key to another host.
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("switchyard/", env!("CARGO_PKG_VERSION")))
-            .build()
+        let policy = Arc::new(settings.egress_policy()?);
+        let http = UpstreamClient::new(&settings, policy)
             .context("cannot build the upstream HTTP client")?;
+        let hop_tag = Arc::new(HopTag::new(store.hop_tag()));
+        let limits = Limits::new(
+            settings.max_concurrent_requests,
+            settings.max_concurrent_per_org,
+            settings.max_concurrent_per_provider,
+        );
         crate::tokens::warm_up();
         Ok(Self {
             inner: Arc::new(Inner {
@@ -54,6 +53,8 @@ impl AppState {
                 store,
                 usage,
                 http,
+                hop_tag,
+                limits,
                 in_flight: InFlight::default(),
             }),
         })
@@ -71,8 +72,23 @@ impl AppState {
         &self.inner.usage
     }
 
-    pub(crate) fn http(&self) -> &reqwest::Client {
+    pub(crate) fn http(&self) -> &UpstreamClient {
         &self.inner.http
+    }
+
+    /// This cluster's hop tag, for the loop guard.
+    pub fn hop_tag(&self) -> Arc<HopTag> {
+        Arc::clone(&self.inner.hop_tag)
+    }
+
+    pub(crate) fn limits(&self) -> &Limits {
+        &self.inner.limits
+    }
+
+    /// Admits a request task of `tenant` (see [`crate::admission`]): marks it in flight for
+    /// the shutdown drain and takes its node and organization slots, or refuses it at once.
+    pub(crate) fn admit(&self, tenant: uuid::Uuid) -> Result<Admission, GatewayError> {
+        self.inner.limits.admit(tenant, self.track())
     }
 
     /// Marks a request task as running until the guard is dropped (see [`AppState::drain`]).

@@ -186,12 +186,7 @@ impl EmbeddingsRequest {
                 field_error(e)
             }
         })?;
-        if request.model.is_empty() {
-            return Err(invalid(
-                "model",
-                "Invalid value for 'model': must be a non-empty string.",
-            ));
-        }
+        check_model(&request.model)?;
         let empty_input = || {
             invalid(
                 "input",
@@ -268,17 +263,36 @@ pub struct StreamOptions {
     pub extra: Map<String, Value>,
 }
 
+/// Longest accepted `model`, in bytes. Real model names and aliases are under 100; a longer
+/// one is refused before it is echoed, logged or stored anywhere.
+pub const MAX_MODEL_LEN: usize = 256;
+
+/// Refuses an empty or oversized `model`, naming the field and never quoting the value.
+pub fn check_model(model: &str) -> Result<(), GatewayError> {
+    if model.is_empty() {
+        return Err(invalid(
+            "model",
+            "Invalid value for 'model': must be a non-empty string.",
+        ));
+    }
+    if model.len() > MAX_MODEL_LEN {
+        return Err(invalid(
+            "model",
+            format!(
+                "Invalid value for 'model': longer than {MAX_MODEL_LEN} bytes ({} bytes).",
+                model.len()
+            ),
+        ));
+    }
+    Ok(())
+}
+
 impl ChatRequest {
     /// Parses a request body, mapping every failure to a 400 that names the field.
     pub fn parse(body: &[u8]) -> Result<Self, GatewayError> {
         let de = &mut serde_json::Deserializer::from_slice(body);
         let request: ChatRequest = serde_path_to_error::deserialize(de).map_err(field_error)?;
-        if request.model.is_empty() {
-            return Err(GatewayError::InvalidRequest {
-                message: "Invalid value for 'model': must be a non-empty string.".to_owned(),
-                param: Some("model".to_owned()),
-            });
-        }
+        check_model(&request.model)?;
         if request.messages.is_empty() {
             return Err(GatewayError::InvalidRequest {
                 message: "Invalid value for 'messages': must contain at least one message."

@@ -63,6 +63,22 @@ impl MasterKey {
         hex::encode(self.0.as_slice())
     }
 
+    /// A 128-bit value derived from the key for `label`: stable for as long as the key is, the
+    /// same on every node sharing the key, and unpredictable without it. Used for identifiers
+    /// that must not be forgeable, such as the gateway's loop-detection hop tag.
+    pub fn derive_tag(&self, label: &str) -> [u8; 16] {
+        use sha2::{Digest, Sha256};
+        let mut hasher = Sha256::new();
+        hasher.update(b"switchyard-derive-v1\0");
+        hasher.update(label.as_bytes());
+        hasher.update(b"\0");
+        hasher.update(self.0.as_slice());
+        let digest = hasher.finalize();
+        let mut out = [0u8; 16];
+        out.copy_from_slice(&digest[..16]);
+        out
+    }
+
     /// Seals `plaintext`, binding `context` (the owning record's id) as associated data.
     pub fn seal(&self, plaintext: &str, context: &str) -> String {
         let cipher = Aes256Gcm::new(&self.0);

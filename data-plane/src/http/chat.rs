@@ -2,7 +2,7 @@
 
 use axum::Extension;
 use axum::extract::{Request, State};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use tokio::sync::oneshot;
 
 use crate::pipeline::{self, AuthContext, RequestId};
@@ -17,8 +17,13 @@ pub async fn chat_completions(
     request: Request,
 ) -> Response {
     let (respond, response) = oneshot::channel();
-    // Taken before spawning so a shutdown drain that starts right now still waits for it.
-    let in_flight = state.track();
+    // Taken before spawning so a shutdown drain that starts right now still waits for it. A
+    // refusal here is not metered: under a flood, a usage event per refusal would be the
+    // amplification admission control exists to prevent (it is counted in the metrics).
+    let admission = match state.admit(auth.key.tenant_id) {
+        Ok(admission) => admission,
+        Err(error) => return error.into_response(),
+    };
     let body = request.into_body();
     let task = pipeline::chat_completions(
         state,
@@ -26,7 +31,7 @@ pub async fn chat_completions(
         auth,
         body,
         respond,
-        in_flight,
+        admission,
         pipeline::meter::CHAT_COMPLETIONS,
     );
     super::answer_from_task(task, response).await

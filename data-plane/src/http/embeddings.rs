@@ -3,7 +3,7 @@
 
 use axum::Extension;
 use axum::extract::{Request, State};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use tokio::sync::oneshot;
 
 use crate::pipeline::{self, AuthContext, RequestId};
@@ -18,9 +18,14 @@ pub async fn embeddings(
     request: Request,
 ) -> Response {
     let (respond, response) = oneshot::channel();
-    // Taken before spawning so a shutdown drain that starts right now still waits for it.
-    let in_flight = state.track();
+    // Taken before spawning so a shutdown drain that starts right now still waits for it. A
+    // refusal here is not metered: under a flood, a usage event per refusal would be the
+    // amplification admission control exists to prevent (it is counted in the metrics).
+    let admission = match state.admit(auth.key.tenant_id) {
+        Ok(admission) => admission,
+        Err(error) => return error.into_response(),
+    };
     let body = request.into_body();
-    let task = pipeline::embed::embeddings(state, request_id, auth, body, respond, in_flight);
+    let task = pipeline::embed::embeddings(state, request_id, auth, body, respond, admission);
     super::answer_from_task(task, response).await
 }

@@ -36,11 +36,12 @@ use serde_json::json;
 use tokio::sync::oneshot;
 use tracing::Instrument;
 
+use crate::admission::Admission;
 use crate::anthropic_api::{self, request, response, stream};
 use crate::error::GatewayError;
 use crate::pipeline::{self, AuthContext, RequestId, authenticate, meter, route};
 use crate::providers::Usage;
-use crate::state::{AppState, InFlightGuard};
+use crate::state::AppState;
 use crate::tokens;
 
 /// Anthropic's request id header, which its SDKs expose as `_request_id`.
@@ -116,18 +117,23 @@ async fn messages(
     Extension(auth): Extension<AuthContext>,
     request: Request,
 ) -> Response {
-    // Taken first, so a shutdown drain that starts now waits for this request's usage event.
-    let in_flight = state.track();
+    // Taken before spawning so a shutdown drain that starts right now still waits for it. A
+    // refusal here is not metered: under a flood, a usage event per refusal would be the
+    // amplification admission control exists to prevent (it is counted in the metrics).
+    let admission = match state.admit(auth.key.tenant_id) {
+        Ok(admission) => admission,
+        Err(error) => return error.into_response(),
+    };
     let body = match pipeline::read_body(request.into_body(), state.settings().max_body_bytes).await
     {
         Ok(body) => body,
-        Err(error) => return refuse(&state, &request_id, &auth, String::new(), error, in_flight),
+        Err(error) => return refuse(&state, &request_id, &auth, String::new(), error, admission),
     };
     let translated = match request::translate_messages(&body) {
         Ok(translated) => translated,
         Err(error) => {
             let model = request::model_hint(&body);
-            return refuse(&state, &request_id, &auth, model, error, in_flight);
+            return refuse(&state, &request_id, &auth, model, error, admission);
         }
     };
     drop(body);
@@ -145,7 +151,7 @@ async fn messages(
         auth,
         Body::from(chat_bytes),
         respond,
-        in_flight,
+        admission,
         anthropic_api::ENDPOINT,
     );
     tokio::spawn(task.instrument(tracing::Span::current()));
@@ -224,7 +230,7 @@ fn refuse(
     auth: &AuthContext,
     model: String,
     error: GatewayError,
-    in_flight: InFlightGuard,
+    admission: Admission,
 ) -> Response {
     let mut meter = meter::Meter::new(request_id, auth);
     meter.set_endpoint(anthropic_api::ENDPOINT);
@@ -235,7 +241,7 @@ fn refuse(
     tokio::spawn(
         async move {
             meter::emit(&state, event).await;
-            drop(in_flight);
+            drop(admission);
         }
         .instrument(tracing::Span::current()),
     );

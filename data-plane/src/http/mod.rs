@@ -13,13 +13,19 @@
 //! [`messages::anthropic_errors`] (error bodies in Anthropic's format for `/v1/messages` paths,
 //! and `/v1/models` paths called by an Anthropic client; every other path keeps OpenAI's),
 //! [`log_errors`] (logs each error once and counts it), catch-panic (a panic becomes an
-//! OpenAI-format 500) and [`limit_body`] (413 on an oversized `Content-Length`, and a hard cap
-//! while a body of unknown length is read). Errors are rendered once, in OpenAI's format, and
+//! OpenAI-format 500), [`limit_head`] (414 for a URL over [`MAX_URI_BYTES`], 431 for a header
+//! over [`MAX_HEADER_BYTES`] or all headers over [`MAX_HEADERS_BYTES`], naming the header),
+//! [`limit_body`] (413 on an oversized `Content-Length`, and a hard cap while a body of unknown
+//! length is read) and [`egress::loop_guard`](crate::egress::loop_guard) (508 for a request
+//! that came back to this gateway, before authentication). Requests too large for the HTTP
+//! parser itself (a URL over 64 KiB, headers over its buffer) get their JSON error from
+//! [`listener`]. Errors are rendered once, in OpenAI's format, and
 //! translated by the second layer, so the edge's own errors (413, panic 500) are translated too.
 
 pub mod chat;
 pub mod embeddings;
 pub mod health;
+pub mod listener;
 pub mod messages;
 pub mod models;
 
@@ -69,11 +75,63 @@ pub fn with_edge(router: Router, state: &AppState) -> Router {
             .layer(middleware::from_fn(messages::anthropic_errors))
             .layer(middleware::from_fn(log_errors))
             .layer(CatchPanicLayer::custom(panic_response))
+            .layer(middleware::from_fn(limit_head))
             .layer(middleware::from_fn_with_state(
                 state.settings().max_body_bytes,
                 limit_body,
+            ))
+            .layer(middleware::from_fn_with_state(
+                state.hop_tag(),
+                crate::egress::loop_guard,
             )),
     )
+}
+
+/// Longest accepted request URL (path and query), in bytes. Every route is short; a longer URL
+/// is a mistake or an attack, and would otherwise be quoted in logs.
+pub const MAX_URI_BYTES: usize = 8 * 1024;
+/// Largest accepted single header value, in bytes.
+pub const MAX_HEADER_BYTES: usize = 16 * 1024;
+/// Largest accepted total of header names and values, in bytes.
+pub const MAX_HEADERS_BYTES: usize = 64 * 1024;
+
+/// Refuses oversized URLs (414) and headers (431, naming the header) before anything reads
+/// them, in the API's own error format.
+pub async fn limit_head(request: Request, next: Next) -> Response {
+    if let Err(error) = check_head(&request) {
+        return error.into_response();
+    }
+    next.run(request).await
+}
+
+fn check_head(request: &Request) -> Result<(), GatewayError> {
+    let uri_len = request
+        .uri()
+        .path_and_query()
+        .map_or(0, |pq| pq.as_str().len());
+    if uri_len > MAX_URI_BYTES {
+        return Err(GatewayError::UriTooLong {
+            limit: MAX_URI_BYTES,
+        });
+    }
+    let mut total = 0;
+    for (name, value) in request.headers() {
+        let len = value.len();
+        total += name.as_str().len() + len;
+        if len > MAX_HEADER_BYTES {
+            return Err(GatewayError::HeaderTooLarge {
+                name: crate::error::truncate(name.as_str(), crate::error::MAX_ECHO),
+                limit: MAX_HEADER_BYTES,
+            });
+        }
+    }
+    if total > MAX_HEADERS_BYTES {
+        return Err(GatewayError::HeaderTooLarge {
+            name: "(all headers)".to_owned(),
+            limit: MAX_HEADERS_BYTES,
+        });
+    }
+    Ok(())
 }
 
 /// Gives the request a fresh id. A client's own `x-request-id` (or a forged

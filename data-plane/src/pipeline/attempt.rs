@@ -7,9 +7,10 @@
 
 use tokio::time::Instant;
 
+use crate::admission::Admission;
 use crate::error::GatewayError;
-use crate::pipeline::RequestId;
 use crate::pipeline::route::Backend;
+use crate::pipeline::{AuthContext, RequestId};
 use crate::providers::{self, Call, Reply};
 use crate::state::AppState;
 use crate::wire::ChatRequest;
@@ -23,15 +24,19 @@ pub struct Attempt {
 /// Calls `backend` with `request`.
 pub async fn run(
     state: &AppState,
+    auth: &AuthContext,
+    admission: &mut Admission,
     backend: &Backend,
     request: &ChatRequest,
     request_id: &RequestId,
 ) -> Result<Attempt, GatewayError> {
     let deployment = &backend.deployment;
     let provider = backend.provider()?;
+    admission.use_provider(state.limits(), provider.record.id)?;
     let deadline = Instant::now() + state.settings().total_timeout();
     let call = Call {
         http: state.http(),
+        hops: &auth.hops,
         settings: state.settings(),
         request,
         upstream_model: &deployment.upstream_model,

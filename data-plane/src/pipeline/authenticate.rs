@@ -11,13 +11,14 @@
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
-use axum::http::HeaderMap;
 use axum::http::header::AUTHORIZATION;
+use axum::http::{HeaderMap, HeaderValue};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use shared::config::KeyRecord;
 use time::OffsetDateTime;
 
+use crate::egress::Hops;
 use crate::error::GatewayError;
 use crate::state::AppState;
 
@@ -25,6 +26,9 @@ use crate::state::AppState;
 #[derive(Debug, Clone)]
 pub struct AuthContext {
     pub key: Arc<KeyRecord>,
+    /// The `x-switchyard-hop` value for this request's upstream calls: the hops it arrived
+    /// with plus this cluster's tag (see [`crate::egress`]).
+    pub hops: HeaderValue,
 }
 
 /// The middleware: refuses the request or inserts [`AuthContext`] and passes it on.
@@ -33,7 +37,11 @@ pub async fn middleware(
     mut request: Request,
     next: Next,
 ) -> Response {
-    match authenticate(&state, request.headers()).await {
+    let hops = match request.extensions().get::<Hops>() {
+        Some(Hops(hops)) => hops.clone(),
+        None => state.hop_tag().header(),
+    };
+    match authenticate(&state, request.headers(), hops).await {
         Ok(auth) => {
             request.extensions_mut().insert(auth);
             next.run(request).await
@@ -42,7 +50,11 @@ pub async fn middleware(
     }
 }
 
-async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<AuthContext, GatewayError> {
+async fn authenticate(
+    state: &AppState,
+    headers: &HeaderMap,
+    hops: HeaderValue,
+) -> Result<AuthContext, GatewayError> {
     let presented = presented_key(headers).ok_or(GatewayError::MissingApiKey)?;
     let hash = shared::keys::hash_api_key(presented);
     let key = state
@@ -57,7 +69,7 @@ async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<AuthConte
     if key.is_expired(OffsetDateTime::now_utc()) {
         return Err(GatewayError::KeyExpired);
     }
-    Ok(AuthContext { key })
+    Ok(AuthContext { key, hops })
 }
 
 /// The presented key: `Authorization: Bearer <key>` (scheme case-insensitive) first, then
@@ -83,7 +95,6 @@ fn presented_key(headers: &HeaderMap) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use axum::http::HeaderValue;
 
     #[test]
     fn keys_come_from_bearer_or_x_api_key() {

@@ -29,9 +29,10 @@ use tokio::time::Instant;
 use super::meter::{self, Meter};
 use super::route::{self, Backend};
 use super::{AuthContext, RequestId};
+use crate::admission::Admission;
 use crate::error::GatewayError;
 use crate::providers::{self, EmbedCall, Embeddings};
-use crate::state::{AppState, InFlightGuard};
+use crate::state::AppState;
 use crate::wire::EmbeddingsRequest;
 
 /// `POST /v1/embeddings`, every stage after authentication. Sends the response on `respond` as
@@ -42,11 +43,11 @@ pub(crate) async fn embeddings(
     auth: AuthContext,
     body: Body,
     respond: oneshot::Sender<Response>,
-    _in_flight: InFlightGuard,
+    mut admission: Admission,
 ) {
     let mut meter = Meter::new(&request_id, &auth);
     meter.set_endpoint(Meter::EMBEDDINGS);
-    let event = match prepare(&state, &request_id, &auth, &mut meter, body).await {
+    let event = match prepare(&state, &request_id, &auth, &mut meter, &mut admission, body).await {
         Err(error) => meter.error(error, respond),
         Ok((request, answer)) => meter.embeddings(&request, answer, respond),
     };
@@ -59,6 +60,7 @@ async fn prepare(
     request_id: &RequestId,
     auth: &AuthContext,
     meter: &mut Meter,
+    admission: &mut Admission,
     body: Body,
 ) -> Result<(EmbeddingsRequest, Embeddings), GatewayError> {
     let request = super::read_request(state, meter, body, EmbeddingsRequest::parse).await?;
@@ -66,21 +68,25 @@ async fn prepare(
 
     let backend = route::resolve(state, auth, &request.model).await?;
     meter.set_backend(&backend);
-    let answer = attempt(state, &backend, &request, request_id).await?;
+    let answer = attempt(state, auth, admission, &backend, &request, request_id).await?;
     Ok((request, answer))
 }
 
 /// Calls `backend`'s provider for the embeddings.
 async fn attempt(
     state: &AppState,
+    auth: &AuthContext,
+    admission: &mut Admission,
     backend: &Backend,
     request: &EmbeddingsRequest,
     request_id: &RequestId,
 ) -> Result<Embeddings, GatewayError> {
     let deployment = &backend.deployment;
     let provider = backend.provider()?;
+    admission.use_provider(state.limits(), provider.record.id)?;
     let call = EmbedCall {
         http: state.http(),
+        hops: &auth.hops,
         settings: state.settings(),
         request,
         upstream_model: &deployment.upstream_model,

@@ -71,8 +71,9 @@ use uuid::Uuid;
 
 pub use authenticate::AuthContext;
 
+use crate::admission::Admission;
 use crate::error::GatewayError;
-use crate::state::{AppState, InFlightGuard};
+use crate::state::AppState;
 use crate::wire::ChatRequest;
 use attempt::Attempt;
 use meter::Meter;
@@ -113,12 +114,12 @@ pub(crate) async fn chat_completions(
     auth: AuthContext,
     body: Body,
     respond: oneshot::Sender<Response>,
-    _in_flight: InFlightGuard,
+    mut admission: Admission,
     endpoint: &'static str,
 ) {
     let mut meter = Meter::new(&request_id, &auth);
     meter.set_endpoint(endpoint);
-    let event = match prepare(&state, &request_id, &auth, &mut meter, body).await {
+    let event = match prepare(&state, &request_id, &auth, &mut meter, &mut admission, body).await {
         Err(error) => meter.error(error, respond),
         Ok((request, attempt)) => meter.reply(&state, &request, attempt, respond).await,
     };
@@ -131,6 +132,7 @@ async fn prepare(
     request_id: &RequestId,
     auth: &AuthContext,
     meter: &mut Meter,
+    admission: &mut Admission,
     body: Body,
 ) -> Result<(ChatRequest, Attempt), GatewayError> {
     let request = read_request(state, meter, body, ChatRequest::parse).await?;
@@ -143,7 +145,7 @@ async fn prepare(
     }
     let backend = route::resolve_chat(state, auth, &request.model).await?;
     meter.set_backend(&backend);
-    let attempt = attempt::run(state, &backend, &request, request_id).await?;
+    let attempt = attempt::run(state, auth, admission, &backend, &request, request_id).await?;
     Ok((request, attempt))
 }
 

@@ -83,6 +83,9 @@ async fn resolve_named(
     model: &str,
     accept: impl Fn(&DeploymentRecord) -> bool,
 ) -> Result<Option<Backend>, GatewayError> {
+    // Every model lookup passes here (count_tokens and /v1/models/{model} included), so an
+    // oversized name is refused before it is quoted in any answer.
+    crate::wire::check_model(model)?;
     let not_found = || GatewayError::ModelNotFound {
         model: model.to_owned(),
     };

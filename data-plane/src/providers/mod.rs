@@ -34,13 +34,17 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 use crate::config::Settings;
+use crate::egress::UpstreamClient;
 use crate::error::GatewayError;
 use crate::store::ResolvedProvider;
 use crate::wire::{ChatRequest, EmbeddingsRequest};
+use http::HeaderValue;
 
 /// Everything an adapter needs for one upstream call.
 pub struct Call<'a> {
-    pub http: &'a reqwest::Client,
+    pub http: &'a UpstreamClient,
+    /// The `x-switchyard-hop` value for this request (see [`crate::egress`]).
+    pub hops: &'a HeaderValue,
     pub settings: &'a Settings,
     pub request: &'a ChatRequest,
     /// The model id sent to the provider (the deployment's `upstream_model`).
@@ -145,12 +149,13 @@ pub type EventStream = BoxStream<'static, Result<Event, StreamError>>;
 
 /// Dispatches to the adapter for the provider's kind.
 ///
-/// For providers outside the OpenAI family, request fields that would change the answer's
-/// meaning and have no equivalent there (`n` > 1, `logprobs`, …) are refused here, once, before
-/// any adapter runs (the rule is documented in [`crate::wire`]).
+/// For providers outside the OpenAI family (the built-in mock included: it stands in for a real
+/// provider, so it must not accept what a real one would refuse), request fields that would
+/// change the answer's meaning and have no equivalent there (`n` > 1, `logprobs`, …) are
+/// refused here, once, before any adapter runs (the rule is documented in [`crate::wire`]).
 pub async fn call(call: &Call<'_>) -> Result<Reply, GatewayError> {
     let kind = call.provider.record.kind;
-    if !kind.is_openai_family() && kind != ProviderKind::Mock {
+    if !kind.is_openai_family() {
         call.request.refuse_unsupported_for_non_openai()?;
     }
     match Adapter::for_kind(kind) {
@@ -203,7 +208,9 @@ impl Adapter {
 
 /// Everything an adapter needs for one embeddings call.
 pub struct EmbedCall<'a> {
-    pub http: &'a reqwest::Client,
+    pub http: &'a UpstreamClient,
+    /// The `x-switchyard-hop` value for this request (see [`crate::egress`]).
+    pub hops: &'a HeaderValue,
     pub settings: &'a Settings,
     pub request: &'a EmbeddingsRequest,
     /// The model id sent to the provider (the deployment's `upstream_model`).

@@ -176,6 +176,7 @@ pub(crate) async fn send_embeddings(
 pub(crate) fn transport_call<'a>(call: &EmbedCall<'a>, placeholder: &'a ChatRequest) -> Call<'a> {
     Call {
         http: call.http,
+        hops: call.hops,
         settings: call.settings,
         request: placeholder,
         upstream_model: call.upstream_model,

@@ -16,8 +16,10 @@ use tokio::time::{Instant, timeout_at};
 
 use super::{Call, Event, EventStream, StreamError};
 use crate::config::Settings;
+use crate::egress::UpstreamClient;
 use crate::error::{GatewayError, ProviderError};
 use crate::store::ResolvedProvider;
+use http::HeaderValue;
 
 /// Largest non-streaming completion we buffer. Far above any real completion; it only stops a
 /// broken upstream from exhausting memory.
@@ -72,22 +74,21 @@ pub(crate) async fn send(
     call: &Call<'_>,
     builder: reqwest::RequestBuilder,
 ) -> Result<reqwest::Response, GatewayError> {
-    send_within(call.settings, call.deadline, builder).await
+    send_within(call.http, call.hops, call.settings, call.deadline, builder).await
 }
 
 /// [`send`] for callers without a [`Call`]: the headers timeout from `settings`, never past
-/// `deadline`.
+/// `deadline`. Every upstream request leaves through here, so every one carries the hop header
+/// and passes the egress check (see [`crate::egress`]).
 pub(crate) async fn send_within(
+    http: &UpstreamClient,
+    hops: &HeaderValue,
     settings: &Settings,
     deadline: Instant,
     builder: reqwest::RequestBuilder,
 ) -> Result<reqwest::Response, GatewayError> {
     let headers_deadline = (Instant::now() + settings.headers_timeout()).min(deadline);
-    match timeout_at(headers_deadline, builder.send()).await {
-        Err(_) => Err(GatewayError::UpstreamTimeout("no response headers in time")),
-        Ok(Err(e)) => Err(transport_error(e)),
-        Ok(Ok(response)) => Ok(response),
-    }
+    http.send(builder, hops, headers_deadline).await
 }
 
 /// Reads an error response's body (bounded); empty if it cannot be read.
@@ -118,6 +119,8 @@ pub(crate) fn require_event_stream(response: &reqwest::Response) -> Result<(), G
 /// - 400, 413, 422 → the same status with the provider's body (the client can fix the request);
 /// - 401, 403 → 502 `upstream_auth_failed`: the provider refused *our* credentials, which the
 ///   client cannot fix, and the provider's message may quote the key;
+/// - 508 → 508 `loop_detected`: the provider is this gateway (or one that chains back to it),
+///   whose loop guard refused the request;
 /// - anything else (5xx, 404 for an unknown upstream model, …) → 502 `upstream_error` with the
 ///   provider's message.
 pub fn error_for_status(
@@ -125,32 +128,20 @@ pub fn error_for_status(
     retry_after: Option<reqwest::header::HeaderValue>,
     error: ProviderError,
 ) -> GatewayError {
-    let error = Box::new(error);
+    // Every adapter's refusal passes here: what reaches the client is the parsed message, cut
+    // to a bounded length, never raw body bytes.
+    let error = Box::new(error.bounded());
     match status.as_u16() {
         429 => GatewayError::UpstreamRateLimited { retry_after, error },
         400 | 413 | 422 => GatewayError::UpstreamBadRequest { status, error },
         401 | 403 => GatewayError::UpstreamAuthFailed {
             status: status.as_u16(),
         },
+        508 => GatewayError::LoopDetected { hops: 0 },
         code => GatewayError::UpstreamError {
             status: code,
             error,
         },
-    }
-}
-
-/// A failed send: could not connect (502 unreachable), or the connection broke before a
-/// response (502). The URL is dropped from the message: a base URL may carry credentials.
-pub(crate) fn transport_error(e: reqwest::Error) -> GatewayError {
-    if e.is_connect() {
-        GatewayError::UpstreamUnreachable(e.without_url().to_string())
-    } else if e.is_timeout() {
-        GatewayError::UpstreamTimeout("request timed out")
-    } else {
-        GatewayError::UpstreamProtocol(format!(
-            "no response from the upstream: {}",
-            error_chain(&e.without_url())
-        ))
     }
 }
 

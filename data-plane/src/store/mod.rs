@@ -268,6 +268,12 @@ impl ConfigStore {
         }
     }
 
+    /// This cluster's loop-detection tag: derived from the master key, so every node sharing
+    /// the key has the same one and nobody without it can predict it.
+    pub fn hop_tag(&self) -> [u8; 16] {
+        self.handle.shared.master_key.derive_tag("x-switchyard-hop")
+    }
+
     /// Cached lookup; on a miss, fetches from Redis (or the bus) and caches the answer (negative
     /// answers briefly, cleared by announcements). Err only when the record is not cached AND
     /// the backing store is unreachable.

@@ -105,7 +105,13 @@ pub(super) async fn embed(call: &EmbedCall<'_>) -> Result<Embeddings, GatewayErr
         }
     };
     let family = Family::of(call.upstream_model)?;
-    let upstream = Upstream::new(call.provider, call.http, call.settings, call.deadline)?;
+    let upstream = Upstream::new(
+        call.provider,
+        call.http,
+        call.hops,
+        call.settings,
+        call.deadline,
+    )?;
 
     let batches: Vec<Batch> = match family {
         Family::Titan { v2 } => {

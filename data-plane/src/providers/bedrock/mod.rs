@@ -38,8 +38,10 @@ use tokio::time::Instant;
 use super::canonical::{ChunkWriter, Conversation, completion_id, now_unix};
 use super::{Call, EmbedCall, Embeddings, Reply, transport};
 use crate::config::Settings;
+use crate::egress::UpstreamClient;
 use crate::error::GatewayError;
 use crate::store::ResolvedProvider;
+use http::HeaderValue;
 use sign::AwsCredentials;
 
 /// The content type of a ConverseStream answer.
@@ -49,7 +51,13 @@ const EVENT_STREAM: &str = "application/vnd.amazon.eventstream";
 pub async fn call(call: &Call<'_>) -> Result<Reply, GatewayError> {
     let conversation = Conversation::from_request(call.request)?;
     let built = converse::request(&conversation, call.request.n, call.max_output_tokens)?;
-    let upstream = Upstream::new(call.provider, call.http, call.settings, call.deadline)?;
+    let upstream = Upstream::new(
+        call.provider,
+        call.http,
+        call.hops,
+        call.settings,
+        call.deadline,
+    )?;
     let stream = call.request.is_stream();
     let body = serde_json::to_vec(&built.body)
         .map_err(|e| GatewayError::Internal(format!("cannot serialize the Converse body: {e}")))?;
@@ -107,7 +115,8 @@ pub async fn embed(call: &EmbedCall<'_>) -> Result<Embeddings, GatewayError> {
 
 /// One provider's endpoint and credentials, with the HTTP plumbing both APIs share.
 pub(crate) struct Upstream<'a> {
-    http: &'a reqwest::Client,
+    http: &'a UpstreamClient,
+    hops: &'a HeaderValue,
     settings: &'a Settings,
     deadline: Instant,
     /// Scheme and authority (and any path prefix), without a trailing slash.
@@ -118,7 +127,8 @@ pub(crate) struct Upstream<'a> {
 impl<'a> Upstream<'a> {
     pub(crate) fn new(
         provider: &'a ResolvedProvider,
-        http: &'a reqwest::Client,
+        http: &'a UpstreamClient,
+        hops: &'a HeaderValue,
         settings: &'a Settings,
         deadline: Instant,
     ) -> Result<Self, GatewayError> {
@@ -163,6 +173,7 @@ impl<'a> Upstream<'a> {
         };
         Ok(Self {
             http,
+            hops,
             settings,
             deadline,
             endpoint,
@@ -203,7 +214,14 @@ impl<'a> Upstream<'a> {
         for (name, value) in signed {
             builder = builder.header(name, value);
         }
-        transport::send_within(self.settings, self.deadline, builder.body(body)).await
+        transport::send_within(
+            self.http,
+            self.hops,
+            self.settings,
+            self.deadline,
+            builder.body(body),
+        )
+        .await
     }
 
     /// Reads a whole body, at most `limit` bytes, with the idle timeout between reads and the
