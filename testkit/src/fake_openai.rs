@@ -80,6 +80,11 @@ pub const MODEL_CUT_STREAM: &str = "fake-cut-stream";
 pub const MODEL_HANG: &str = "fake-hang";
 /// Streaming: the role chunk and "Hello", then nothing more while the connection stays open.
 pub const MODEL_STALL_STREAM: &str = "fake-stall-stream";
+/// Answers like a normal model, after [`SLOW_DELAY`] (a provider's generation time, for load
+/// and fairness tests).
+pub const MODEL_SLOW: &str = "fake-slow";
+/// How long [`MODEL_SLOW`] takes to answer.
+pub const SLOW_DELAY: std::time::Duration = std::time::Duration::from_millis(100);
 /// 429 with `retry-after: 7`.
 pub const MODEL_429: &str = "fake-429";
 /// 500 server error.
@@ -540,6 +545,9 @@ async fn chat(state: &Shared, model: &str, json: &Value, flavor: Flavor) -> Resp
         .unwrap_or(false);
     if let Some(response) = misbehave(state, model, flavor).await {
         return response;
+    }
+    if model == MODEL_SLOW {
+        tokio::time::sleep(SLOW_DELAY).await;
     }
     match model {
         MODEL_CUT_STREAM if !stream => cut_response(),

@@ -106,6 +106,7 @@ pub async fn retrieve(
     headers: HeaderMap,
     Path(model): Path<String>,
 ) -> Result<Response, GatewayError> {
+    crate::wire::check_model(&model)?;
     let found = tenant(&state, &auth).await?.and_then(|view| {
         allowed_models(&view, &auth)
             .into_iter()

@@ -74,6 +74,8 @@ impl Gateway {
             .expect("bind");
         let addr = listener.local_addr().expect("addr");
         let app = data_plane::app(state);
+        // The binaries' listener: TCP_NODELAY and JSON answers for the HTTP parser's refusals.
+        let listener = data_plane::http::listener::listener(listener);
         let server = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
@@ -99,11 +101,16 @@ impl Gateway {
 
     /// Publishes a key of this gateway's tenant; returns the plaintext key.
     pub fn add_key(&self, options: KeyOptions) -> String {
+        self.add_key_for(self.tenant_id, options)
+    }
+
+    /// Publishes a key of `tenant_id` (another organization on the same gateway).
+    pub fn add_key_for(&self, tenant_id: Uuid, options: KeyOptions) -> String {
         let key = shared::keys::generate_api_key();
         let record = KeyRecord {
             key_id: Uuid::new_v4(),
             key_hash: shared::keys::hash_api_key(&key),
-            tenant_id: self.tenant_id,
+            tenant_id,
             team_id: options.team_id,
             name: "test key".into(),
             allowed_models: options.allowed_models,
@@ -121,9 +128,19 @@ impl Gateway {
 
     /// Publishes the tenant config (with a fresh, higher version each time).
     pub fn set_tenant(&self, providers: Vec<ProviderRecord>, deployments: Vec<DeploymentRecord>) {
+        self.set_tenant_for(self.tenant_id, providers, deployments);
+    }
+
+    /// Publishes `tenant_id`'s config (another organization on the same gateway).
+    pub fn set_tenant_for(
+        &self,
+        tenant_id: Uuid,
+        providers: Vec<ProviderRecord>,
+        deployments: Vec<DeploymentRecord>,
+    ) {
         let version = self.tenant_version.fetch_add(1, Ordering::SeqCst) + 1;
         assert!(self.bus.put_tenant(TenantConfig {
-            tenant_id: self.tenant_id,
+            tenant_id,
             version,
             deployments,
             providers,
