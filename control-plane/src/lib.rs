@@ -337,10 +337,9 @@ pub async fn start(config: Config) -> anyhow::Result<RunningControlPlane> {
     }
 
     let mut stop = server_rx;
-    // Without TCP_NODELAY, Nagle's algorithm holds small SSE chunks back for up to ~40 ms.
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
+    // TCP_NODELAY (Nagle's algorithm would hold small SSE chunks back for up to ~40 ms), and
+    // JSON bodies for the errors the HTTP parser answers itself (414, 431, 400).
+    let listener = data_plane::http::listener::listener(listener);
     let server = tokio::spawn(
         axum::serve(listener, router)
             .with_graceful_shutdown(async move {

@@ -94,13 +94,32 @@ impl Deployment {
         Ok(cp)
     }
 
-    /// Starts one `data-plane` node and waits until it is ready (connected and subscribed).
+    /// Starts one `data-plane` node and waits until it is ready (connected and subscribed). The
+    /// fakes listen on loopback, so the node's egress policy allows it
+    /// (`SWITCHYARD_UPSTREAM_ALLOW_CIDRS`); a standalone node allows nothing non-public by default.
     pub async fn start_data_plane(
         &self,
         node_id: &str,
         rust_log: &str,
     ) -> anyhow::Result<ChildGuard> {
+        self.start_data_plane_with(
+            node_id,
+            rust_log,
+            &[("SWITCHYARD_UPSTREAM_ALLOW_CIDRS", "127.0.0.0/8,::1/128")],
+        )
+        .await
+    }
+
+    /// [`Self::start_data_plane`] with exactly the extra environment `env` (no egress allow-list
+    /// unless `env` sets one).
+    pub async fn start_data_plane_with(
+        &self,
+        node_id: &str,
+        rust_log: &str,
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<ChildGuard> {
         let mut cmd = command(&data_plane_binary());
+        cmd.envs(env.iter().copied());
         cmd.env("REDIS_URL", &self.redis_url)
             .env("SWITCHYARD_REDIS_PREFIX", &self.prefix)
             .env("SWITCHYARD_MASTER_KEY", &self.master_key)
