@@ -334,6 +334,18 @@ async fn nobody_joins_without_accepting() {
         inv["accept_path"],
         format!("/api/v1/invitations/{token}/accept")
     );
+    // Only the token's SHA-256 is stored.
+    let id: uuid::Uuid = inv["id"].as_str().unwrap().parse().unwrap();
+    let stored = control_plane::entities::invitation::Entity::find_by_id(id)
+        .one(cp.running.db())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_ne!(stored.token_hash, token);
+    assert_eq!(
+        stored.token_hash,
+        control_plane::auth::hash_refresh_token(token)
+    );
     // Not a member yet; the invitation is pending.
     let members = cp.get("/api/v1/members", &owner.token).await.expect(200);
     assert!(!member_ids(&members).contains(&bob.user_id));
