@@ -3,11 +3,14 @@
 //!
 //! - Passwords are hashed with argon2id (argon2 crate defaults) on the blocking pool, so a
 //!   burst of logins cannot stall the async workers.
-//! - Access tokens are short-lived HS256 JWTs with `sub` (user id), `tid` (tenant id), `role`,
-//!   `iat`, `exp` and `iss`. They are not trusted alone: [`AuthUser`] re-reads the membership
-//!   on every request, so removing a member (or changing their role) takes effect at once, not
-//!   when the token expires. The role in the token is informational.
-//! - Refresh tokens are 256 random bits, handed out once and stored as SHA-256 only.
+//! - Access tokens are short-lived HS256 JWTs with `sub` (user id), `tid` (tenant id), `sid`
+//!   (session id), `role`, `iat`, `exp` and `iss`. They are not trusted alone: [`AuthUser`]
+//!   re-reads the session and the membership on every request, so logging out, removing a
+//!   member or changing their role takes effect at once, not when the token expires. The role in
+//!   the token is informational.
+//! - A session (`sessions` row) starts at signup or login and survives refreshes; every refresh
+//!   token belongs to one. Refresh tokens are 256 random bits, handed out once and stored as
+//!   SHA-256 only.
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -26,7 +29,7 @@ use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::entities::membership;
+use crate::entities::{membership, session};
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -87,6 +90,8 @@ pub struct Claims {
     pub sub: Uuid,
     /// Tenant id.
     pub tid: Uuid,
+    /// Session id: the token is valid only while this session is open (logout closes it).
+    pub sid: Uuid,
     /// Role when the token was issued (informational; the membership row decides).
     pub role: Role,
     pub iat: i64,
@@ -125,6 +130,8 @@ impl TokenService {
         validation.leeway = LEEWAY_SECS;
         validation.set_issuer(&[ISSUER]);
         validation.set_required_spec_claims(&["exp", "iss", "sub"]);
+        // `sid` is required by `Claims` itself: tokens minted before sessions existed fail to
+        // decode and are refused, which only forces a new login.
         Self {
             encoding: EncodingKey::from_secret(secret),
             decoding: DecodingKey::from_secret(secret),
@@ -142,6 +149,7 @@ impl TokenService {
         &self,
         user_id: Uuid,
         tenant_id: Uuid,
+        session_id: Uuid,
         role: Role,
     ) -> Result<AccessToken, ApiError> {
         let now = OffsetDateTime::now_utc().unix_timestamp();
@@ -149,6 +157,7 @@ impl TokenService {
         let claims = Claims {
             sub: user_id,
             tid: tenant_id,
+            sid: session_id,
             role,
             iat: now,
             exp: now.saturating_add(ttl),
@@ -243,13 +252,16 @@ fn dummy_hash() -> &'static str {
 /// The authenticated caller: a user acting in one tenant with the role their membership has now.
 ///
 /// Rejections are `401 unauthorized` in our error shape: missing header, wrong scheme, bad
-/// signature, expired token, or a membership that no longer exists. There is deliberately no
+/// signature, expired token, a session that was closed (logout, refresh-token reuse) or a
+/// membership that no longer exists. There is deliberately no
 /// `Option<AuthUser>`: every route either requires auth or does not use it, and an optional
 /// extractor would silently treat a bad token as "anonymous".
 #[derive(Debug, Clone, Copy)]
 pub struct AuthUser {
     pub user_id: Uuid,
     pub tenant_id: Uuid,
+    /// The session the access token belongs to.
+    pub session_id: Uuid,
     pub role: Role,
 }
 
@@ -299,6 +311,15 @@ impl FromRequestParts<AppState> for AuthUser {
                 "Authorization header must be `Bearer <access token>`",
             ))?;
         let claims = state.tokens.verify(token)?;
+        let open_session = session::Entity::find_by_id(claims.sid)
+            .one(&state.db)
+            .await?
+            .is_some_and(|s| {
+                s.revoked_at.is_none() && s.user_id == claims.sub && s.tenant_id == claims.tid
+            });
+        if !open_session {
+            return Err(ApiError::Unauthorized("invalid access token"));
+        }
         let membership = membership::Entity::find_by_id((claims.tid, claims.sub))
             .one(&state.db)
             .await?
@@ -309,6 +330,7 @@ impl FromRequestParts<AppState> for AuthUser {
         Ok(AuthUser {
             user_id: claims.sub,
             tenant_id: claims.tid,
+            session_id: claims.sid,
             role,
         })
     }
@@ -333,10 +355,13 @@ mod tests {
     #[test]
     fn tokens_round_trip_and_reject_tampering() {
         let s = service();
-        let (u, t) = (Uuid::new_v4(), Uuid::new_v4());
-        let tok = s.issue_access(u, t, Role::Admin).expect("issued");
+        let (u, t, sid) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        let tok = s.issue_access(u, t, sid, Role::Admin).expect("issued");
         let claims = s.verify(&tok.token).expect("valid");
-        assert_eq!((claims.sub, claims.tid, claims.role), (u, t, Role::Admin));
+        assert_eq!(
+            (claims.sub, claims.tid, claims.sid, claims.role),
+            (u, t, sid, Role::Admin)
+        );
         let other = TokenService::new(
             b"another-secret-another-secret-xx",
             Duration::from_secs(60),
@@ -352,6 +377,7 @@ mod tests {
         let claims = Claims {
             sub: Uuid::new_v4(),
             tid: Uuid::new_v4(),
+            sid: Uuid::new_v4(),
             role: Role::Owner,
             iat: now - 3600,
             exp: now - 60,

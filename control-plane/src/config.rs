@@ -20,6 +20,8 @@ use data_plane::config::Settings;
 use shared::config::RedisKeys;
 use shared::crypto::MasterKey;
 
+use crate::throttle::ThrottleSettings;
+
 /// Shortest accepted JWT secret, in bytes (HS256 wants at least the hash size).
 pub const MIN_JWT_SECRET_BYTES: usize = 32;
 
@@ -120,6 +122,39 @@ pub struct Config {
     #[arg(long, env = "SWITCHYARD_CATALOG_PATH")]
     pub catalog_path: Option<PathBuf>,
 
+    /// Take the client address (for login and sign-up throttling) from the last entry of
+    /// `X-Forwarded-For` instead of the TCP peer. Enable only behind a reverse proxy you run
+    /// that always sets the header; otherwise clients could choose their own address.
+    #[arg(
+        long,
+        env = "SWITCHYARD_TRUST_FORWARDED_FOR",
+        default_value_t = false,
+        action = clap::ArgAction::Set
+    )]
+    pub trust_forwarded_for: bool,
+
+    /// Failed logins for one email within 15 minutes before further attempts are refused (429)
+    /// for a growing time (1 minute, doubling per failure, at most 15 minutes).
+    #[arg(
+        long,
+        env = "SWITCHYARD_LOGIN_MAX_FAILURES_PER_ACCOUNT",
+        default_value_t = 5
+    )]
+    pub login_max_failures_per_account: u32,
+
+    /// Failed logins from one client address (IPv6: per /64) within 15 minutes before further
+    /// attempts from it are refused the same way.
+    #[arg(
+        long,
+        env = "SWITCHYARD_LOGIN_MAX_FAILURES_PER_IP",
+        default_value_t = 30
+    )]
+    pub login_max_failures_per_ip: u32,
+
+    /// Sign-ups allowed per client address per hour.
+    #[arg(long, env = "SWITCHYARD_SIGNUPS_PER_IP_PER_HOUR", default_value_t = 20)]
+    pub signups_per_ip_per_hour: u32,
+
     /// Log line format.
     #[arg(long, env = "SWITCHYARD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -149,6 +184,13 @@ impl fmt::Debug for Config {
             .field("refresh_token_ttl_secs", &self.refresh_token_ttl_secs)
             .field("node_id", &self.node_id)
             .field("catalog_path", &self.catalog_path)
+            .field("trust_forwarded_for", &self.trust_forwarded_for)
+            .field(
+                "login_max_failures_per_account",
+                &self.login_max_failures_per_account,
+            )
+            .field("login_max_failures_per_ip", &self.login_max_failures_per_ip)
+            .field("signups_per_ip_per_hour", &self.signups_per_ip_per_hour)
             .field("log_format", &self.log_format)
             .field("settings", &self.settings)
             .finish()
@@ -172,6 +214,10 @@ impl Config {
             refresh_token_ttl_secs: 2_592_000,
             node_id: None,
             catalog_path: None,
+            trust_forwarded_for: false,
+            login_max_failures_per_account: 5,
+            login_max_failures_per_ip: 30,
+            signups_per_ip_per_hour: 20,
             log_format: LogFormat::Text,
             settings: Settings::default(),
         }
@@ -241,10 +287,30 @@ impl Config {
                 "SWITCHYARD_REFRESH_TOKEN_TTL_SECS must be at least the access token lifetime and at most 31536000"
             );
         }
+        if self.login_max_failures_per_account == 0
+            || self.login_max_failures_per_ip == 0
+            || self.signups_per_ip_per_hour == 0
+        {
+            bail!(
+                "SWITCHYARD_LOGIN_MAX_FAILURES_PER_ACCOUNT, SWITCHYARD_LOGIN_MAX_FAILURES_PER_IP and \
+                 SWITCHYARD_SIGNUPS_PER_IP_PER_HOUR must be at least 1"
+            );
+        }
         if self.is_embedded() {
             self.settings.validate()?;
         }
         Ok(())
+    }
+
+    /// The login and sign-up limits (`crate::throttle`).
+    pub fn throttle_settings(&self) -> ThrottleSettings {
+        ThrottleSettings {
+            login_failures_per_account: self.login_max_failures_per_account,
+            login_failures_per_ip: self.login_max_failures_per_ip,
+            signups_per_ip_per_hour: self.signups_per_ip_per_hour,
+            trust_forwarded_for: self.trust_forwarded_for,
+            ..ThrottleSettings::default()
+        }
     }
 
     /// The database URL to use: `DATABASE_URL`, or `sqlite://<data_dir>/switchyard.db?mode=rwc`.

@@ -11,6 +11,7 @@
 //! | `not_found`         | 404    | no such object *in the caller's tenant* (another tenant's object looks missing) |
 //! | `conflict`          | 409    | a unique name is taken, or the object is still in use |
 //! | `method_not_allowed`| 405    | the path exists, the method does not |
+//! | `rate_limited`      | 429    | too many failed sign-ins or sign-ups; `Retry-After` says when to try again |
 //! | `internal`          | 500    | anything else; details are logged, never sent |
 //! | `unavailable`       | 503    | `/readyz` only: the database does not answer |
 //!
@@ -25,7 +26,7 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::Request;
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use sea_orm::{DbErr, SqlErr};
@@ -49,6 +50,12 @@ pub enum ApiError {
     Conflict(String),
     #[error("this route does not support this HTTP method")]
     MethodNotAllowed,
+    /// Throttled (login failures, sign-ups); answered with `Retry-After` in whole seconds.
+    #[error("{message}")]
+    TooManyRequests {
+        message: &'static str,
+        retry_after: std::time::Duration,
+    },
     /// A dependency (the database) is down; for readiness checks.
     #[error("{0}")]
     Unavailable(&'static str),
@@ -66,6 +73,7 @@ impl ApiError {
             ApiError::NotFound(_) => "not_found",
             ApiError::Conflict(_) => "conflict",
             ApiError::MethodNotAllowed => "method_not_allowed",
+            ApiError::TooManyRequests { .. } => "rate_limited",
             ApiError::Unavailable(_) => "unavailable",
             ApiError::Internal(_) => "internal",
         }
@@ -79,6 +87,7 @@ impl ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -111,7 +120,7 @@ pub struct ErrorBody {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorDetail {
     /// One of `validation_failed`, `unauthorized`, `forbidden`, `not_found`, `conflict`,
-    /// `method_not_allowed`, `internal`, `unavailable`.
+    /// `method_not_allowed`, `rate_limited`, `internal`, `unavailable`.
     #[schema(example = "validation_failed")]
     pub code: String,
     /// A human-readable explanation.
@@ -134,6 +143,16 @@ impl IntoResponse for ApiError {
             },
         };
         let mut response = (status, Json(body)).into_response();
+        if let ApiError::TooManyRequests { retry_after, .. } = &self {
+            // Whole seconds, rounded up, at least 1: "0" would invite an immediate retry.
+            let secs = retry_after
+                .as_secs()
+                .saturating_add(u64::from(retry_after.subsec_nanos() > 0))
+                .max(1);
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, HeaderValue::from(secs));
+        }
         response.extensions_mut().insert(Arc::new(self));
         response
     }
@@ -193,6 +212,18 @@ mod tests {
         assert_eq!(err.to_string(), "internal error");
         assert_eq!(err.code(), "internal");
         assert_eq!(err.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    }
+
+    #[test]
+    fn throttled_answers_carry_retry_after() {
+        let err = ApiError::TooManyRequests {
+            message: "slow down",
+            retry_after: std::time::Duration::from_millis(2_001),
+        };
+        assert_eq!(err.code(), "rate_limited");
+        let response = err.into_response();
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(response.headers()["retry-after"], "3");
     }
 
     #[test]

@@ -16,8 +16,11 @@
 //! - [`entities`]: sea-orm rows, one module per table; never used as API types.
 //! - [`error`]: [`ApiError`](error::ApiError), the one error type, rendered as
 //!   `{"error":{"code","message"}}` in one place.
-//! - [`auth`]: passwords (argon2id), access tokens (JWT), refresh tokens, roles and the
-//!   [`AuthUser`](auth::AuthUser) extractor.
+//! - [`auth`]: passwords (argon2id), access tokens (JWT, bound to a session), refresh tokens,
+//!   roles and the [`AuthUser`](auth::AuthUser) extractor.
+//! - [`password`]: the password policy (length, zxcvbn strength).
+//! - [`throttle`]: login throttling per account and client IP, sign-up rate per client IP, and
+//!   the [`ClientIp`](throttle::ClientIp) extractor.
 //! - [`http`]: one module per resource under `/api/v1`, plus health and the middleware stack.
 //! - [`openapi`]: the OpenAPI document and Swagger UI (`/docs`).
 //! - [`sync`]: the config outbox worker: committed changes → published records.
@@ -41,10 +44,12 @@ pub mod error;
 pub mod http;
 pub mod ingest;
 pub mod openapi;
+pub mod password;
 pub mod publish;
 pub mod secrets;
 pub mod state;
 pub mod sync;
+pub mod throttle;
 pub mod usage_store;
 
 use std::net::SocketAddr;
@@ -65,6 +70,7 @@ use crate::config::{Config, LogFormat};
 use crate::publish::Publisher;
 use crate::state::AppState;
 use crate::sync::ConfigSync;
+use crate::throttle::{Clock, SystemClock, Throttle};
 use crate::usage_store::DbUsageWriter;
 
 /// After a stop is requested, how long open connections (long gateway streams included) may
@@ -213,6 +219,15 @@ impl RunningControlPlane {
 /// Validates `config`, opens and migrates the database, wires the publisher and usage ingest
 /// (Redis or in-process), republishes all config, binds the listener and starts serving.
 pub async fn start(config: Config) -> anyhow::Result<RunningControlPlane> {
+    start_with_clock(config, Arc::new(SystemClock)).await
+}
+
+/// [`start`] with the clock the login and sign-up throttles read, so tests can move time
+/// forward instead of waiting out a lock.
+pub async fn start_with_clock(
+    config: Config,
+    clock: Arc<dyn Clock>,
+) -> anyhow::Result<RunningControlPlane> {
     config.validate()?;
     // Before touching the database: a bad catalog file is a configuration error.
     let catalog = Arc::new(catalog::Catalog::load(config.catalog_path.as_deref())?);
@@ -308,6 +323,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningControlPlane> {
         master_key,
         sync,
         catalog,
+        throttle: Arc::new(Throttle::new(config.throttle_settings(), clock)),
     };
 
     let router = match &embedded_dp {
@@ -340,12 +356,17 @@ pub async fn start(config: Config) -> anyhow::Result<RunningControlPlane> {
     // TCP_NODELAY (Nagle's algorithm would hold small SSE chunks back for up to ~40 ms), and
     // JSON bodies for the errors the HTTP parser answers itself (414, 431, 400).
     let listener = data_plane::http::listener::listener(listener);
+    // With the peer address in each request's extensions: the login and sign-up throttles count
+    // per client address (`throttle::ClientIp`).
     let server = tokio::spawn(
-        axum::serve(listener, router)
-            .with_graceful_shutdown(async move {
-                let _ = stop.wait_for(|s| *s).await;
-            })
-            .into_future(),
+        axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            let _ = stop.wait_for(|s| *s).await;
+        })
+        .into_future(),
     );
 
     Ok(RunningControlPlane {

@@ -10,6 +10,7 @@ use shared::crypto::MasterKey;
 use crate::auth::TokenService;
 use crate::catalog::Catalog;
 use crate::sync::ConfigSync;
+use crate::throttle::Throttle;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -23,6 +24,8 @@ pub struct AppState {
     pub sync: ConfigSync,
     /// The built-in (or operator-supplied) model catalog, validated at start.
     pub catalog: Arc<Catalog>,
+    /// Login and sign-up throttles (in this process; see `crate::throttle`).
+    pub throttle: Arc<Throttle>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -30,6 +33,7 @@ impl std::fmt::Debug for AppState {
         f.debug_struct("AppState")
             .field("tokens", &self.tokens)
             .field("sync", &self.sync)
+            .field("throttle", &self.throttle.settings())
             .finish_non_exhaustive()
     }
 }

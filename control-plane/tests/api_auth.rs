@@ -276,6 +276,7 @@ async fn bad_expired_and_missing_tokens_are_401() {
         .sign(&control_plane::auth::Claims {
             sub: s.user_id.parse().unwrap(),
             tid: s.tenant_id.parse().unwrap(),
+            sid: uuid::Uuid::new_v4(),
             role: control_plane::auth::Role::Owner,
             iat: now - 3600,
             exp: now - 60,
@@ -297,6 +298,7 @@ async fn bad_expired_and_missing_tokens_are_401() {
         .issue_access(
             s.user_id.parse().unwrap(),
             s.tenant_id.parse().unwrap(),
+            uuid::Uuid::new_v4(),
             control_plane::auth::Role::Owner,
         )
         .unwrap();

@@ -53,13 +53,16 @@ async fn signup_and_create_a_key_without_a_socket() {
         master_key: shared::crypto::MasterKey::generate(),
         sync,
         catalog: Arc::new(control_plane::catalog::Catalog::builtin().expect("built-in catalog")),
+        throttle: Arc::new(control_plane::throttle::Throttle::system(
+            control_plane::throttle::ThrottleSettings::default(),
+        )),
     };
     let app = control_plane::app(state);
 
     let (status, body) = send(&app, Request::get("/healthz").body(Body::empty()).unwrap()).await;
     assert_eq!((status, body), (StatusCode::OK, json!({"status": "ok"})));
 
-    let signup = json!({"email": "oneshot@example.com", "password": "long enough password", "organization": "One"});
+    let signup = json!({"email": "oneshot@example.com", "password": "long enough passphrase, surely", "organization": "One"});
     let req = Request::post("/api/v1/auth/signup")
         .header("content-type", "application/json")
         .body(Body::from(signup.to_string()))

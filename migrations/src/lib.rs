@@ -14,7 +14,10 @@
 //! - tenant_catalog_entries: a tenant's additions to and overrides of the built-in model
 //!   catalog.
 //! - usage_records: one row per data-plane request (the id is the usage event id).
-//! - refresh_tokens: long-lived sign-in sessions (only their SHA-256 is stored).
+//! - sessions, refresh_tokens: sign-in sessions (access tokens name their session, so logout
+//!   cuts them off at once) and their rotating refresh tokens (only their SHA-256 is stored).
+//! - invitations: pending offers to join an organization, accepted by the invitee (one-time
+//!   token, stored as SHA-256 only).
 //! - config_outbox: committed changes waiting to be published to the data plane.
 //!
 //! Timestamps are `timestamp with time zone` (stored as RFC 3339 text on SQLite). Usage records
@@ -37,6 +40,9 @@ mod m20261201_000011_add_provider_options;
 mod m20261201_000012_add_model_deployment_catalog_fields;
 mod m20261201_000013_add_usage_cache_tokens;
 mod m20261201_000014_create_tenant_catalog_entries;
+mod m20261206_000015_create_sessions;
+mod m20261206_000016_add_refresh_token_session;
+mod m20261206_000017_create_invitations;
 
 /// Every migration, in order. Run with `Migrator::up(&db, None)`.
 pub struct Migrator;
@@ -59,6 +65,9 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000012_add_model_deployment_catalog_fields::Migration),
             Box::new(m20261201_000013_add_usage_cache_tokens::Migration),
             Box::new(m20261201_000014_create_tenant_catalog_entries::Migration),
+            Box::new(m20261206_000015_create_sessions::Migration),
+            Box::new(m20261206_000016_add_refresh_token_session::Migration),
+            Box::new(m20261206_000017_create_invitations::Migration),
         ]
     }
 }

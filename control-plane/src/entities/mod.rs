@@ -4,10 +4,12 @@
 
 pub mod api_key;
 pub mod config_outbox;
+pub mod invitation;
 pub mod membership;
 pub mod model_deployment;
 pub mod provider_credential;
 pub mod refresh_token;
+pub mod session;
 pub mod team;
 pub mod tenant;
 pub mod tenant_catalog_entry;

@@ -1,4 +1,5 @@
-//! `refresh_tokens`: sign-in sessions; only the SHA-256 of the token is stored.
+//! `refresh_tokens`: the rotating secrets of a sign-in session; only the SHA-256 of the token is
+//! stored. `session_id` is null only for tokens issued before sessions existed.
 
 use sea_orm::entity::prelude::*;
 
@@ -14,6 +15,7 @@ pub struct Model {
     pub expires_at: TimeDateTimeWithTimeZone,
     pub revoked_at: Option<TimeDateTimeWithTimeZone>,
     pub created_at: TimeDateTimeWithTimeZone,
+    pub session_id: Option<Uuid>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

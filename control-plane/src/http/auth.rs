@@ -2,11 +2,21 @@
 //! `/auth/logout`, and `GET /me`.
 //!
 //! Signing up creates a user, a new organization (tenant) and an owner membership in one
-//! transaction. A session is a short-lived access token (JWT, see `crate::auth`) plus a
-//! refresh token that is single-use: refreshing revokes it and returns a new pair. Presenting a
-//! refresh token that was already used revokes every session of that user in that
-//! organization, since one of the two holders must be an attacker (OAuth 2.0 Security BCP,
-//! refresh token rotation).
+//! transaction. A session (a `sessions` row) is a short-lived access token (JWT naming the
+//! session, see `crate::auth`) plus a refresh token that is single-use: refreshing revokes it
+//! and returns a new pair in the same session. Presenting a refresh token that was already used
+//! revokes every session of that user in that organization, since one of the two holders must
+//! be an attacker (OAuth 2.0 Security BCP, refresh token rotation). Logging out closes the
+//! session, which cuts off its access tokens at once.
+//!
+//! Abuse limits (see `crate::throttle`): failed logins lock the account and the client IP for a
+//! growing time (429 + `Retry-After`, the right password included); sign-ups are rate-limited
+//! per client IP. New passwords must pass `crate::password`.
+//!
+//! Enumeration: login answers a wrong email and a wrong password alike (same status, body and
+//! argon2 work; the throttle counts unregistered emails like registered ones). Signup must say
+//! that an email is taken (409), since there is no mail round trip to prove ownership; the
+//! per-IP sign-up limit bounds how fast that can be used to probe emails.
 
 use axum::Json;
 use axum::Router;
@@ -25,10 +35,12 @@ use uuid::Uuid;
 
 use super::{ApiJson, now, validate};
 use crate::auth::{self as authn, AuthUser, Role};
-use crate::entities::{membership, refresh_token, tenant, user};
+use crate::entities::{membership, refresh_token, session, tenant, user};
 use crate::error::{ApiError, ResultExt};
+use crate::password;
 use crate::state::AppState;
 use crate::sync::{self, Outboxed};
+use crate::throttle::ClientIp;
 
 /// The one message for a failed login, whichever part was wrong (no user enumeration).
 const BAD_CREDENTIALS: &str = "invalid email or password";
@@ -46,13 +58,18 @@ pub fn router() -> Router<AppState> {
 // === DTOs ===
 
 #[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct SignupRequest {
     #[schema(example = "alice@example.com")]
     pub email: String,
-    /// At least 8 characters.
+    /// 8 to 128 bytes, and hard to guess: the zxcvbn estimator must rate it at least 3 of 4,
+    /// with the email and organization name counted as known words. A few uncommon words
+    /// together pass easily; `password`, `12345678` and the like do not.
     #[schema(example = "correct horse battery staple")]
     pub password: String,
-    /// Name of the organization (tenant) to create; the new user becomes its owner.
+    /// Name of the organization (tenant) to create; the new user becomes its owner. To join an
+    /// existing organization instead, sign up and then accept its invitation
+    /// (`POST /api/v1/invitations/{token}/accept`).
     #[schema(example = "Acme")]
     pub organization: String,
 }
@@ -112,15 +129,17 @@ pub struct SignupResponse {
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct LoginRequest {
     pub email: String,
     pub password: String,
-    /// The organization to sign in to; default: the user's first (oldest) membership.
+    /// The organization to sign in to (see `organizations` in `GET /me`); default: the user's
+    /// first (oldest) membership.
     #[serde(default)]
     pub organization_id: Option<Uuid>,
 }
 
-/// A new session (login) or a rotated one (refresh).
+/// A new session (login, accepted invitation) or a rotated one (refresh).
 #[derive(Debug, Serialize, ToSchema)]
 pub struct TokenResponse {
     pub access_token: String,
@@ -136,22 +155,37 @@ pub struct TokenResponse {
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct RefreshRequest {
     pub refresh_token: String,
+}
+
+/// One organization the user belongs to.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OrganizationDto {
+    pub id: Uuid,
+    pub name: String,
+    pub role: Role,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct MeResponse {
     pub user: UserDto,
+    /// The organization this access token acts in.
     pub tenant: TenantDto,
     pub role: Role,
+    /// Every organization the user belongs to, oldest membership first; sign in to another one
+    /// with `organization_id` at `POST /auth/login`.
+    pub organizations: Vec<OrganizationDto>,
 }
 
 // === handlers ===
 
 /// Create an account and its organization.
 ///
-/// The user becomes the organization's owner. Returns a session right away.
+/// The user becomes the organization's owner. Returns a session right away. Sign-ups are
+/// limited per client IP (429 with `Retry-After`). An email that is already registered gets
+/// 409: without a mail round trip there is no other way to tell the person signing up.
 #[utoipa::path(
     post,
     path = "/api/v1/auth/signup",
@@ -159,17 +193,26 @@ pub struct MeResponse {
     request_body = SignupRequest,
     responses(
         (status = 201, body = SignupResponse),
-        (status = 400, description = "Invalid email, password or organization", body = crate::error::ErrorBody),
+        (status = 400, description = "Invalid email or organization, or a password that is too short, too long or too easy to guess (the message says why)", body = crate::error::ErrorBody),
         (status = 409, description = "An account with this email already exists", body = crate::error::ErrorBody),
+        (status = 429, description = "Too many sign-ups from this client address; see `Retry-After`", body = crate::error::ErrorBody),
     )
 )]
 pub async fn signup(
     State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
     ApiJson(req): ApiJson<SignupRequest>,
 ) -> Result<(StatusCode, Json<SignupResponse>), ApiError> {
     let email = validate::email(&req.email)?;
-    validate::password(&req.password)?;
     let organization = validate::name("organization", &req.organization)?;
+    password::check_blocking(
+        req.password.clone(),
+        vec![email.clone(), organization.clone()],
+    )
+    .await?;
+    // After validation (a typo costs no allowance), before the argon2 work and the uniqueness
+    // check (the one answer that tells whether an email is registered).
+    state.throttle.check_signup(ip)?;
     let password_hash = authn::hash_password(req.password).await?;
 
     let created_at = now();
@@ -213,11 +256,13 @@ pub async fn signup(
     .await?;
     // Publish the (empty) tenant config, so the data plane knows the tenant from the start.
     let outbox_id = sync::enqueue(&tx, Outboxed::Tenant(tenant.id)).await?;
-    let refresh_token = insert_refresh_token(&tx, &state, user.id, tenant.id).await?;
+    let (session_id, refresh_token) = open_session(&tx, &state, user.id, tenant.id).await?;
     tx.commit().await?;
     state.sync.wait_published(&[outbox_id]).await;
 
-    let access = state.tokens.issue_access(user.id, tenant.id, Role::Owner)?;
+    let access = state
+        .tokens
+        .issue_access(user.id, tenant.id, session_id, Role::Owner)?;
     Ok((
         StatusCode::CREATED,
         Json(SignupResponse {
@@ -234,7 +279,11 @@ pub async fn signup(
 
 /// Sign in with email and password.
 ///
-/// A wrong email and a wrong password get the same 401, in the same time.
+/// A wrong email and a wrong password get the same 401, in the same time. After 5 failed
+/// attempts for one email within 15 minutes (or 30 from one client address), further attempts
+/// are refused with 429 and `Retry-After`, even with the right password, until the wait passes;
+/// each further failure doubles the wait, up to 15 minutes. A successful login clears the
+/// email's count.
 #[utoipa::path(
     post,
     path = "/api/v1/auth/login",
@@ -246,12 +295,16 @@ pub async fn signup(
         (status = 401, description = "Wrong email or password", body = crate::error::ErrorBody),
         (status = 403, description = "The user belongs to no organization", body = crate::error::ErrorBody),
         (status = 404, description = "`organization_id` is not one of the user's organizations", body = crate::error::ErrorBody),
+        (status = 429, description = "Too many failed attempts for this email or from this client address; see `Retry-After`", body = crate::error::ErrorBody),
     )
 )]
 pub async fn login(
     State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
     ApiJson(req): ApiJson<LoginRequest>,
 ) -> Result<Json<TokenResponse>, ApiError> {
+    // Counted before the password check, refused while locked (see `crate::throttle`).
+    let attempt = state.throttle.begin_login(&req.email, ip)?;
     // An address that cannot exist is just a wrong email: same answer, same argon2 cost.
     let email = validate::email(&req.email).ok();
     let found = match &email {
@@ -272,6 +325,7 @@ pub async fn login(
         (true, Some(user)) => user,
         _ => return Err(ApiError::Unauthorized(BAD_CREDENTIALS)),
     };
+    attempt.succeeded();
 
     let mut q = membership::Entity::find().filter(membership::Column::UserId.eq(user.id));
     q = match req.organization_id {
@@ -294,19 +348,7 @@ pub async fn login(
         .one(&state.db)
         .await?
         .ok_or(ApiError::NotFound("organization"))?;
-
-    let tx = state.db.begin().await?;
-    let refresh_token = insert_refresh_token(&tx, &state, user.id, tenant.id).await?;
-    tx.commit().await?;
-    let access = state.tokens.issue_access(user.id, tenant.id, role)?;
-    Ok(Json(TokenResponse {
-        access_token: access.token,
-        refresh_token,
-        token_type: "Bearer",
-        expires_in: access.expires_in,
-        tenant: TenantDto::from(&tenant),
-        role,
-    }))
+    new_session(&state, user.id, &tenant, role).await.map(Json)
 }
 
 /// Exchange a refresh token for a new access token and refresh token.
@@ -321,7 +363,7 @@ pub async fn login(
     responses(
         (status = 200, body = TokenResponse),
         (status = 400, body = crate::error::ErrorBody),
-        (status = 401, description = "Unknown, expired, revoked or reused refresh token", body = crate::error::ErrorBody),
+        (status = 401, description = "Unknown, expired, revoked or reused refresh token, or a closed session", body = crate::error::ErrorBody),
     )
 )]
 pub async fn refresh(
@@ -348,15 +390,19 @@ pub async fn refresh(
         return Err(ApiError::Unauthorized(BAD_REFRESH));
     };
     if claimed == 0 {
-        if row.revoked_at.is_some() && row.expires_at > at {
+        // A revoked token whose session is still open was rotated away, so someone else holds
+        // its successor: reuse. (A token of a closed session was logged out; presenting it
+        // again ends nothing more.)
+        let session_open = match row.session_id {
+            Some(id) => session::Entity::find_by_id(id)
+                .one(&tx)
+                .await?
+                .is_some_and(|s| s.revoked_at.is_none()),
+            None => true,
+        };
+        if row.revoked_at.is_some() && row.expires_at > at && session_open {
             // Reuse of a rotated token: end every session of this user in this tenant.
-            refresh_token::Entity::update_many()
-                .col_expr(refresh_token::Column::RevokedAt, Expr::value(at))
-                .filter(refresh_token::Column::UserId.eq(row.user_id))
-                .filter(refresh_token::Column::TenantId.eq(row.tenant_id))
-                .filter(refresh_token::Column::RevokedAt.is_null())
-                .exec(&tx)
-                .await?;
+            close_sessions_of(&tx, row.user_id, row.tenant_id).await?;
             tx.commit().await?;
             tracing::warn!(user_id = %row.user_id, tenant_id = %row.tenant_id, "refresh token reused; all sessions revoked");
         }
@@ -371,11 +417,26 @@ pub async fn refresh(
         .one(&tx)
         .await?
         .ok_or(ApiError::Unauthorized(BAD_REFRESH))?;
-    let refresh_token = insert_refresh_token(&tx, &state, row.user_id, row.tenant_id).await?;
+    let session_id = match row.session_id {
+        Some(id) => {
+            let open = session::Entity::find_by_id(id)
+                .one(&tx)
+                .await?
+                .is_some_and(|s| s.revoked_at.is_none());
+            if !open {
+                return Err(ApiError::Unauthorized(BAD_REFRESH));
+            }
+            id
+        }
+        // A token from before sessions existed: it starts one now.
+        None => insert_session(&tx, row.user_id, row.tenant_id).await?,
+    };
+    let refresh_token =
+        insert_refresh_token(&tx, &state, row.user_id, row.tenant_id, session_id).await?;
     tx.commit().await?;
     let access = state
         .tokens
-        .issue_access(row.user_id, row.tenant_id, role)?;
+        .issue_access(row.user_id, row.tenant_id, session_id, role)?;
     Ok(Json(TokenResponse {
         access_token: access.token,
         refresh_token,
@@ -386,10 +447,10 @@ pub async fn refresh(
     }))
 }
 
-/// End a session: revokes the refresh token.
+/// End a session: closes the session the refresh token belongs to.
 ///
-/// Always 204, also for unknown or already revoked tokens. The access token stays valid until
-/// it expires (minutes); discard it.
+/// Its refresh tokens are revoked and its access tokens are refused from now on (401), not
+/// only when they expire. Always 204, also for unknown or already revoked tokens.
 #[utoipa::path(
     post,
     path = "/api/v1/auth/logout",
@@ -402,16 +463,28 @@ pub async fn logout(
     ApiJson(req): ApiJson<RefreshRequest>,
 ) -> Result<StatusCode, ApiError> {
     let hash = authn::hash_refresh_token(req.refresh_token.trim());
-    refresh_token::Entity::update_many()
-        .col_expr(refresh_token::Column::RevokedAt, Expr::value(now()))
-        .filter(refresh_token::Column::TokenHash.eq(hash))
-        .filter(refresh_token::Column::RevokedAt.is_null())
-        .exec(&state.db)
+    let at = now();
+    let tx = state.db.begin().await?;
+    let row = refresh_token::Entity::find()
+        .filter(refresh_token::Column::TokenHash.eq(hash.as_str()))
+        .one(&tx)
         .await?;
+    if let Some(row) = row {
+        refresh_token::Entity::update_many()
+            .col_expr(refresh_token::Column::RevokedAt, Expr::value(at))
+            .filter(refresh_token::Column::Id.eq(row.id))
+            .filter(refresh_token::Column::RevokedAt.is_null())
+            .exec(&tx)
+            .await?;
+        if let Some(session_id) = row.session_id {
+            close_session(&tx, session_id).await?;
+        }
+    }
+    tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// The caller: user, organization and role.
+/// The caller: user, organization, role, and every organization they belong to.
 #[utoipa::path(
     get,
     path = "/api/v1/me",
@@ -427,23 +500,144 @@ pub async fn me(
         .one(&state.db)
         .await?
         .ok_or(ApiError::Unauthorized("invalid access token"))?;
-    let tenant = tenant::Entity::find_by_id(auth.tenant_id)
-        .one(&state.db)
-        .await?
+    let memberships = membership::Entity::find()
+        .filter(membership::Column::UserId.eq(auth.user_id))
+        .order_by_asc(membership::Column::CreatedAt)
+        .order_by_asc(membership::Column::TenantId)
+        .all(&state.db)
+        .await?;
+    let tenants = tenant::Entity::find()
+        .filter(tenant::Column::Id.is_in(memberships.iter().map(|m| m.tenant_id)))
+        .all(&state.db)
+        .await?;
+    let current = tenants
+        .iter()
+        .find(|t| t.id == auth.tenant_id)
         .ok_or(ApiError::Unauthorized("invalid access token"))?;
+    let mut organizations = Vec::with_capacity(memberships.len());
+    for m in &memberships {
+        if let Some(t) = tenants.iter().find(|t| t.id == m.tenant_id) {
+            organizations.push(OrganizationDto {
+                id: t.id,
+                name: t.name.clone(),
+                role: parse_role(&m.role)?,
+            });
+        }
+    }
     Ok(Json(MeResponse {
         user: UserDto::from(&user),
-        tenant: TenantDto::from(&tenant),
+        tenant: TenantDto::from(current),
         role: auth.role,
+        organizations,
     }))
 }
 
-/// Stores a new refresh token (hash only) and returns its plaintext.
+// === sessions ===
+
+/// Opens a session for `user_id` in `tenant` with `role` and returns its tokens.
+pub(crate) async fn new_session(
+    state: &AppState,
+    user_id: Uuid,
+    tenant: &tenant::Model,
+    role: Role,
+) -> Result<TokenResponse, ApiError> {
+    let tx = state.db.begin().await?;
+    let (session_id, refresh_token) = open_session(&tx, state, user_id, tenant.id).await?;
+    tx.commit().await?;
+    let access = state
+        .tokens
+        .issue_access(user_id, tenant.id, session_id, role)?;
+    Ok(TokenResponse {
+        access_token: access.token,
+        refresh_token,
+        token_type: "Bearer",
+        expires_in: access.expires_in,
+        tenant: TenantDto::from(tenant),
+        role,
+    })
+}
+
+/// Inserts a session and its first refresh token; returns the session id and the token's
+/// plaintext.
+async fn open_session<C: ConnectionTrait>(
+    conn: &C,
+    state: &AppState,
+    user_id: Uuid,
+    tenant_id: Uuid,
+) -> Result<(Uuid, String), ApiError> {
+    let session_id = insert_session(conn, user_id, tenant_id).await?;
+    let token = insert_refresh_token(conn, state, user_id, tenant_id, session_id).await?;
+    Ok((session_id, token))
+}
+
+async fn insert_session<C: ConnectionTrait>(
+    conn: &C,
+    user_id: Uuid,
+    tenant_id: Uuid,
+) -> Result<Uuid, ApiError> {
+    let id = Uuid::new_v4();
+    session::Entity::insert(session::ActiveModel {
+        id: Set(id),
+        user_id: Set(user_id),
+        tenant_id: Set(tenant_id),
+        revoked_at: Set(None),
+        created_at: Set(now()),
+    })
+    .exec_without_returning(conn)
+    .await?;
+    Ok(id)
+}
+
+/// Closes one session and revokes its refresh tokens.
+async fn close_session<C: ConnectionTrait>(conn: &C, session_id: Uuid) -> Result<(), ApiError> {
+    let at = now();
+    session::Entity::update_many()
+        .col_expr(session::Column::RevokedAt, Expr::value(at))
+        .filter(session::Column::Id.eq(session_id))
+        .filter(session::Column::RevokedAt.is_null())
+        .exec(conn)
+        .await?;
+    refresh_token::Entity::update_many()
+        .col_expr(refresh_token::Column::RevokedAt, Expr::value(at))
+        .filter(refresh_token::Column::SessionId.eq(session_id))
+        .filter(refresh_token::Column::RevokedAt.is_null())
+        .exec(conn)
+        .await?;
+    Ok(())
+}
+
+/// Closes every session of `user_id` in `tenant_id` and revokes all their refresh tokens
+/// (refresh-token reuse, member removal).
+pub(crate) async fn close_sessions_of<C: ConnectionTrait>(
+    conn: &C,
+    user_id: Uuid,
+    tenant_id: Uuid,
+) -> Result<(), ApiError> {
+    let at = now();
+    session::Entity::update_many()
+        .col_expr(session::Column::RevokedAt, Expr::value(at))
+        .filter(session::Column::UserId.eq(user_id))
+        .filter(session::Column::TenantId.eq(tenant_id))
+        .filter(session::Column::RevokedAt.is_null())
+        .exec(conn)
+        .await?;
+    refresh_token::Entity::update_many()
+        .col_expr(refresh_token::Column::RevokedAt, Expr::value(at))
+        .filter(refresh_token::Column::UserId.eq(user_id))
+        .filter(refresh_token::Column::TenantId.eq(tenant_id))
+        .filter(refresh_token::Column::RevokedAt.is_null())
+        .exec(conn)
+        .await?;
+    Ok(())
+}
+
+/// Stores a new refresh token of `session_id` (hash only) and returns its plaintext.
 async fn insert_refresh_token<C: ConnectionTrait>(
     conn: &C,
     state: &AppState,
     user_id: Uuid,
     tenant_id: Uuid,
+    session_id: Uuid,
 ) -> Result<String, ApiError> {
     let (token, hash) = authn::new_refresh_token();
     let created_at = now();
@@ -457,6 +651,7 @@ async fn insert_refresh_token<C: ConnectionTrait>(
         expires_at: Set(created_at + ttl),
         revoked_at: Set(None),
         created_at: Set(created_at),
+        session_id: Set(Some(session_id)),
     })
     .exec_without_returning(conn)
     .await?;

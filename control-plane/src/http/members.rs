@@ -1,10 +1,11 @@
 //! Organization members: `GET /members`, `POST /members`, `DELETE /members/{user_id}`.
 //!
-//! A member is an existing user (they signed up, which gave them their own organization) added
-//! to this organization with a role. Owners and admins manage members; only an owner can grant
-//! or take away the owner role, and the last owner cannot be removed. Removing a member revokes
-//! their refresh tokens for this organization, and their access tokens stop working at once
-//! (the [`AuthUser`] extractor re-reads the membership on every request).
+//! A member is a user who accepted an invitation to this organization (or created it).
+//! `POST /members` does not add anyone: it creates an invitation exactly like
+//! `POST /invitations` (see `super::invitations`) and answers `202 Accepted` with it, the same
+//! whether or not the email belongs to an account. Owners and admins manage members; only an
+//! owner can invite or remove an owner, and the last owner cannot be removed. Removing a member
+//! closes their sessions in this organization, so their access tokens stop working at once.
 
 use std::collections::HashMap;
 
@@ -13,21 +14,20 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{delete, get};
-use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
-    TransactionTrait,
+    ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, TransactionTrait,
 };
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::auth::parse_role;
-use super::{ApiJson, ApiPath, now, validate};
+use super::auth::{close_sessions_of, parse_role};
+use super::invitations::{CreatedInvitation, invite};
+use super::{ApiJson, ApiPath};
 use crate::auth::{AuthUser, Role};
-use crate::entities::{membership, refresh_token, user};
-use crate::error::{ApiError, ResultExt};
+use crate::entities::{membership, user};
+use crate::error::ApiError;
 use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -52,8 +52,9 @@ pub struct MemberList {
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct AddMemberRequest {
-    /// Email of an existing user.
+    /// Who to invite; they join when they accept.
     pub email: String,
     pub role: Role,
 }
@@ -95,7 +96,11 @@ pub async fn list_members(
     Ok(Json(MemberList { data }))
 }
 
-/// Add an existing user to the organization.
+/// Invite someone to the organization (they join when they accept).
+///
+/// The same as `POST /api/v1/invitations` without a team: answers 202 with the invitation and
+/// its one-time token, whether or not an account exists for the email. Nobody is added until
+/// the invitee accepts at `accept_path`.
 #[utoipa::path(
     post,
     path = "/api/v1/members",
@@ -103,49 +108,19 @@ pub async fn list_members(
     security(("bearer" = [])),
     request_body = AddMemberRequest,
     responses(
-        (status = 201, body = MemberDto),
+        (status = 202, description = "Invitation created; the person joins when they accept it", body = CreatedInvitation),
         (status = 400, body = crate::error::ErrorBody),
-        (status = 403, description = "Needs owner or admin (owner to grant owner)", body = crate::error::ErrorBody),
-        (status = 404, description = "No user with this email", body = crate::error::ErrorBody),
-        (status = 409, description = "Already a member", body = crate::error::ErrorBody),
+        (status = 403, description = "Needs owner or admin (owner to invite an owner)", body = crate::error::ErrorBody),
+        (status = 409, description = "The email already belongs to a member of this organization", body = crate::error::ErrorBody),
     )
 )]
 pub async fn add_member(
     State(state): State<AppState>,
     auth: AuthUser,
     ApiJson(req): ApiJson<AddMemberRequest>,
-) -> Result<(StatusCode, Json<MemberDto>), ApiError> {
-    auth.require_manage()?;
-    if req.role == Role::Owner && auth.role != Role::Owner {
-        return Err(ApiError::Forbidden(
-            "only an owner can grant the owner role",
-        ));
-    }
-    let email = validate::email(&req.email)?;
-    let user = user::Entity::find()
-        .filter(user::Column::Email.eq(email.as_str()))
-        .one(&state.db)
-        .await?
-        .ok_or(ApiError::NotFound("user"))?;
-    let created_at = now();
-    membership::Entity::insert(membership::ActiveModel {
-        tenant_id: Set(auth.tenant_id),
-        user_id: Set(user.id),
-        role: Set(req.role.as_str().to_owned()),
-        created_at: Set(created_at),
-    })
-    .exec_without_returning(&state.db)
-    .await
-    .on_unique_violation("this user is already a member")?;
-    Ok((
-        StatusCode::CREATED,
-        Json(MemberDto {
-            user_id: user.id,
-            email: user.email,
-            role: req.role,
-            created_at,
-        }),
-    ))
+) -> Result<(StatusCode, Json<CreatedInvitation>), ApiError> {
+    let created = invite(&state, &auth, &req.email, req.role, None).await?;
+    Ok((StatusCode::ACCEPTED, Json(created)))
 }
 
 /// Remove a member from the organization.
@@ -191,13 +166,7 @@ pub async fn remove_member(
     membership::Entity::delete_by_id((auth.tenant_id, user_id))
         .exec(&tx)
         .await?;
-    refresh_token::Entity::update_many()
-        .col_expr(refresh_token::Column::RevokedAt, Expr::value(now()))
-        .filter(refresh_token::Column::UserId.eq(user_id))
-        .filter(refresh_token::Column::TenantId.eq(auth.tenant_id))
-        .filter(refresh_token::Column::RevokedAt.is_null())
-        .exec(&tx)
-        .await?;
+    close_sessions_of(&tx, user_id, auth.tenant_id).await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -12,6 +12,7 @@
 pub mod auth;
 pub mod catalog;
 pub mod health;
+pub mod invitations;
 pub mod keys;
 pub mod members;
 pub mod models;
@@ -46,6 +47,7 @@ pub fn api_router() -> Router<AppState> {
     Router::new()
         .merge(auth::router())
         .merge(members::router())
+        .merge(invitations::router())
         .merge(teams::router())
         .merge(keys::router())
         .merge(providers::router())
@@ -112,7 +114,7 @@ pub async fn request_context(request: Request, next: Next) -> Response {
         "request",
         request_id = %id,
         method = %request.method(),
-        path = %request.uri().path(),
+        path = %loggable_path(request.uri().path()),
     );
     let probe = matches!(request.uri().path(), "/healthz" | "/readyz");
     let started = Instant::now();
@@ -131,6 +133,19 @@ pub async fn request_context(request: Request, next: Next) -> Response {
         }
     });
     response
+}
+
+/// The path as it may be logged: an invitation token in the path is a secret (it lets its
+/// holder's addressee join an organization), so it is replaced by `{token}`.
+fn loggable_path(path: &str) -> &str {
+    let is_accept = path
+        .strip_prefix("/api/v1/invitations/")
+        .is_some_and(|rest| rest.ends_with("/accept"));
+    if is_accept {
+        "/api/v1/invitations/{token}/accept"
+    } else {
+        path
+    }
 }
 
 /// `axum::Json` whose rejections (bad JSON, missing field, wrong content type) are
@@ -174,4 +189,24 @@ pub fn now() -> OffsetDateTime {
     let t = OffsetDateTime::now_utc();
     t.replace_nanosecond(t.nanosecond() / 1_000 * 1_000)
         .unwrap_or(t)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::loggable_path;
+
+    #[test]
+    fn invitation_tokens_never_reach_the_access_log() {
+        assert_eq!(
+            loggable_path("/api/v1/invitations/s3cr3t-token/accept"),
+            "/api/v1/invitations/{token}/accept"
+        );
+        for kept in [
+            "/api/v1/invitations",
+            "/api/v1/invitations/0192d4c1-0000-7000-8000-000000000000",
+            "/api/v1/keys",
+        ] {
+            assert_eq!(loggable_path(kept), kept);
+        }
+    }
 }

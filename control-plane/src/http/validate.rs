@@ -54,24 +54,6 @@ pub(crate) fn email(value: &str) -> Result<String, ApiError> {
     Ok(v)
 }
 
-/// Password policy: 8 to 1024 characters (the upper bound caps the hashing cost per request).
-pub(crate) fn password(value: &str) -> Result<(), ApiError> {
-    let n = value.chars().count();
-    if n < 8 {
-        return Err(ApiError::invalid(
-            "password",
-            "must be at least 8 characters",
-        ));
-    }
-    if n > 1024 {
-        return Err(ApiError::invalid(
-            "password",
-            "must be at most 1024 characters",
-        ));
-    }
-    Ok(())
-}
-
 /// An RFC 3339 timestamp such as `2026-12-31T23:59:59Z`, converted to UTC.
 pub(crate) fn timestamp(field: &str, value: &str) -> Result<OffsetDateTime, ApiError> {
     OffsetDateTime::parse(value.trim(), &Rfc3339)

@@ -128,6 +128,21 @@ impl Cp {
         database_url: Option<String>,
         adjust: impl FnOnce(&mut Config),
     ) -> Cp {
+        Self::start_clocked(
+            database_url,
+            adjust,
+            std::sync::Arc::new(control_plane::throttle::SystemClock),
+        )
+        .await
+    }
+
+    /// Like [`Cp::start_configured`], with the clock the login and sign-up throttles read (a
+    /// `ManualClock` lets a test move past a lock without waiting).
+    pub async fn start_clocked(
+        database_url: Option<String>,
+        adjust: impl FnOnce(&mut Config),
+        clock: std::sync::Arc<dyn control_plane::throttle::Clock>,
+    ) -> Cp {
         // Logs go to the test's captured output (shown on failure); RUST_LOG filters them.
         let _ = tracing_subscriber::fmt()
             .with_env_filter(
@@ -140,7 +155,7 @@ impl Cp {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut config = Config::embedded(dir.path(), database_url);
         adjust(&mut config);
-        let running = control_plane::start(config)
+        let running = control_plane::start_with_clock(config, clock)
             .await
             .expect("control plane starts");
         let base = running.base_url();
@@ -230,28 +245,31 @@ impl Cp {
         }
     }
 
-    /// Adds `member` to `owner`'s organization with `role` and returns a session of `member`
-    /// in that organization.
+    /// Invites `member` to `owner`'s organization with `role`, has `member` accept, and returns
+    /// the session the acceptance gave `member` in that organization.
     pub async fn join(&self, owner: &Session, member: &Session, role: &str) -> Session {
-        self.post(
-            "/api/v1/members",
-            Some(&owner.token),
-            json!({"email": member.email, "role": role}),
-        )
-        .await
-        .expect(201);
-        let login = self
+        let invitation = self
             .post(
-                "/api/v1/auth/login",
-                None,
-                json!({"email": member.email, "password": PASSWORD, "organization_id": owner.tenant_id}),
+                "/api/v1/invitations",
+                Some(&owner.token),
+                json!({"email": member.email, "role": role}),
             )
             .await
+            .expect(201);
+        let accept_path = invitation["accept_path"].as_str().expect("accept_path");
+        let joined = self
+            .post(accept_path, Some(&member.token), json!({}))
+            .await
             .expect(200);
+        assert_eq!(joined["tenant"]["id"], owner.tenant_id.as_str(), "{joined}");
+        assert_eq!(joined["role"], role, "{joined}");
         Session {
             email: member.email.clone(),
-            token: login["access_token"].as_str().expect("token").to_owned(),
-            refresh: login["refresh_token"].as_str().expect("refresh").to_owned(),
+            token: joined["access_token"].as_str().expect("token").to_owned(),
+            refresh: joined["refresh_token"]
+                .as_str()
+                .expect("refresh")
+                .to_owned(),
             tenant_id: owner.tenant_id.clone(),
             user_id: member.user_id.clone(),
         }
