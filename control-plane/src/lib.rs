@@ -214,6 +214,7 @@ impl RunningControlPlane {
 /// (Redis or in-process), republishes all config, binds the listener and starts serving.
 pub async fn start(config: Config) -> anyhow::Result<RunningControlPlane> {
     config.validate()?;
+    let security = http::security::Security::from_config(&config)?;
     // Before touching the database: a bad catalog file is a configuration error.
     let catalog = Arc::new(catalog::Catalog::load(config.catalog_path.as_deref())?);
     let embedded = config.is_embedded();
@@ -236,6 +237,8 @@ pub async fn start(config: Config) -> anyhow::Result<RunningControlPlane> {
         database = %config::redact_url(&database_url),
         catalog_models = catalog.len(),
         catalog_as_of = catalog.as_of(),
+        upstream_allow_cidrs = %security.egress.allowed().iter().map(ToString::to_string).collect::<Vec<_>>().join(","),
+        cors_origins = security.cors_origins.len(),
         "control plane starting"
     );
 
@@ -308,6 +311,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningControlPlane> {
         master_key,
         sync,
         catalog,
+        security: Arc::new(security),
     };
 
     let router = match &embedded_dp {
@@ -315,6 +319,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningControlPlane> {
         // OpenAI error shape); the control plane's stack wraps only its own routes.
         Some(dp) => http::with_fallback(
             http::routes(state.clone()).merge(data_plane::v1_router(dp.state.clone())),
+            &state,
         ),
         None => http::router(state.clone()),
     };

@@ -9,6 +9,7 @@ use shared::crypto::MasterKey;
 
 use crate::auth::TokenService;
 use crate::catalog::Catalog;
+use crate::http::security::Security;
 use crate::sync::ConfigSync;
 
 #[derive(Clone)]
@@ -23,6 +24,8 @@ pub struct AppState {
     pub sync: ConfigSync,
     /// The built-in (or operator-supplied) model catalog, validated at start.
     pub catalog: Arc<Catalog>,
+    /// Egress policy, CORS origins and HSTS, resolved from the configuration at start.
+    pub security: Arc<Security>,
 }
 
 impl std::fmt::Debug for AppState {

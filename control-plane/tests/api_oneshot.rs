@@ -53,6 +53,7 @@ async fn signup_and_create_a_key_without_a_socket() {
         master_key: shared::crypto::MasterKey::generate(),
         sync,
         catalog: Arc::new(control_plane::catalog::Catalog::builtin().expect("built-in catalog")),
+        security: Arc::new(control_plane::http::security::Security::default()),
     };
     let app = control_plane::app(state);
 
