@@ -249,10 +249,13 @@ async fn bad_input_table(cp: &Cp) {
             "base_url: must be an http:// or https:// URL",
         ),
         // Path segments and query strings.
-        get("/api/v1/keys/not-a-uuid", "id: must be a UUID"),
+        get(
+            "/api/v1/keys/not-a-uuid",
+            "id: the path parameter must be a UUID",
+        ),
         get(
             &format!("/api/v1/providers/{}", big(4000)),
-            "id: must be a UUID",
+            "id: the path parameter must be a UUID",
         ),
         get(
             &format!("/api/v1/catalog/acme/{}", big(300)),

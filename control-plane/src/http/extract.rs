@@ -10,8 +10,8 @@
 //!   misspelt limit, a setting this version does not have) makes a user believe something is
 //!   configured that is not.
 //! - [`ApiQuery`] does the same for the query string (query DTOs deny unknown parameters too).
-//! - [`ApiPath`] turns a malformed path parameter into `id: must be a UUID` without repeating
-//!   the value.
+//! - [`ApiPath`] turns a malformed path parameter into `id: the path parameter must be a UUID`,
+//!   without repeating the value.
 //!
 //! serde reports problems as text. The texts of serde's own errors have a fixed shape
 //! (`unknown field `x`, expected one of `a`, `b``, `invalid type: string "…", expected u32`,
@@ -384,7 +384,7 @@ where
     }
 }
 
-/// A path rejection as `id: must be a UUID`, without the value. Every route of the control API
+/// A path rejection as `id: the path parameter must be a UUID`, without the value. Every route of the control API
 /// has at most one parameter, so a key-less error is about `id`.
 fn path_error<T>(rejection: PathRejection) -> ApiError {
     use axum::extract::path::ErrorKind;
@@ -398,15 +398,15 @@ fn path_error<T>(rejection: PathRejection) -> ApiError {
         _ => "id".to_owned(),
     };
     if matches!(e.kind(), ErrorKind::InvalidUtf8InPathParam { .. }) {
-        return ApiError::invalid(&key, "must be valid UTF-8");
+        return ApiError::invalid(&key, "the path parameter must be valid UTF-8");
     }
     if std::any::type_name::<T>().contains("Uuid") {
         ApiError::invalid(
             &key,
-            "must be a UUID, e.g. 0192f0c1-7c4e-7d3a-9a57-1c2e3f4a5b6c",
+            "the path parameter must be a UUID, e.g. 0192f0c1-7c4e-7d3a-9a57-1c2e3f4a5b6c",
         )
     } else {
-        ApiError::invalid(&key, "is not a valid path parameter")
+        ApiError::invalid(&key, "the path parameter is not valid")
     }
 }
 
