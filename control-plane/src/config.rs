@@ -19,6 +19,7 @@ use clap::{Parser, ValueEnum};
 use data_plane::config::Settings;
 use shared::config::RedisKeys;
 use shared::crypto::MasterKey;
+use shared::egress::EgressPolicy;
 
 use crate::throttle::ThrottleSettings;
 
@@ -154,6 +155,16 @@ pub struct Config {
     /// Sign-ups allowed per client address per hour.
     #[arg(long, env = "SWITCHYARD_SIGNUPS_PER_IP_PER_HOUR", default_value_t = 20)]
     pub signups_per_ip_per_hour: u32,
+    /// Browser origins allowed to call the control API (CORS), comma-separated exact origins
+    /// such as `https://console.example.com`. Unset: same-origin only (no CORS headers).
+    #[arg(long, env = "SWITCHYARD_CORS_ORIGINS")]
+    pub cors_origins: Option<String>,
+
+    /// When above 0, every control-plane response carries `strict-transport-security:
+    /// max-age=<this>; includeSubDomains`. Set it only when clients reach the control plane
+    /// over HTTPS (e.g. behind a TLS-terminating proxy); 0 (the default) sends no HSTS.
+    #[arg(long, env = "SWITCHYARD_HSTS_MAX_AGE_SECS", default_value_t = 0)]
+    pub hsts_max_age_secs: u64,
 
     /// Log line format.
     #[arg(long, env = "SWITCHYARD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
@@ -192,6 +203,8 @@ impl fmt::Debug for Config {
             .field("login_max_failures_per_ip", &self.login_max_failures_per_ip)
             .field("signups_per_ip_per_hour", &self.signups_per_ip_per_hour)
             .field("log_format", &self.log_format)
+            .field("cors_origins", &self.cors_origins)
+            .field("hsts_max_age_secs", &self.hsts_max_age_secs)
             .field("settings", &self.settings)
             .finish()
     }
@@ -219,6 +232,8 @@ impl Config {
             login_max_failures_per_ip: 30,
             signups_per_ip_per_hour: 20,
             log_format: LogFormat::Text,
+            cors_origins: None,
+            hsts_max_age_secs: 0,
             settings: Settings::default(),
         }
     }
@@ -299,6 +314,11 @@ impl Config {
         if self.is_embedded() {
             self.settings.validate()?;
         }
+        self.egress_policy()?;
+        self.cors_origins()?;
+        if self.hsts_max_age_secs > 2 * 365 * 24 * 3600 {
+            bail!("SWITCHYARD_HSTS_MAX_AGE_SECS must be at most 63072000 (two years)");
+        }
         Ok(())
     }
 
@@ -311,6 +331,56 @@ impl Config {
             trust_forwarded_for: self.trust_forwarded_for,
             ..ThrottleSettings::default()
         }
+    }
+
+    /// The egress policy from `SWITCHYARD_UPSTREAM_ALLOW_CIDRS` (a field of the data plane's
+    /// flattened [`Settings`], so both planes read the one variable), or the mode's default
+    /// ([`shared::egress::ZERO_SETUP_ALLOW`] in zero-setup, empty with `REDIS_URL`). The
+    /// embedded data plane must be given the same policy.
+    pub fn egress_policy(&self) -> anyhow::Result<EgressPolicy> {
+        let list = match self.settings.upstream_allow_cidrs.as_deref().map(str::trim) {
+            Some(list) if list.eq_ignore_ascii_case("none") => "",
+            Some(list) => list,
+            None if self.is_embedded() => shared::egress::ZERO_SETUP_ALLOW,
+            None => "",
+        };
+        EgressPolicy::parse(list).context("SWITCHYARD_UPSTREAM_ALLOW_CIDRS is invalid")
+    }
+
+    /// The origins of `SWITCHYARD_CORS_ORIGINS`, each an exact `scheme://host[:port]` origin.
+    pub fn cors_origins(&self) -> anyhow::Result<Vec<axum::http::HeaderValue>> {
+        let Some(list) = self.cors_origins.as_deref() else {
+            return Ok(vec![]);
+        };
+        let mut origins = Vec::new();
+        for entry in list.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+            let shown: String = entry.chars().take(64).collect();
+            let bad = || {
+                anyhow::anyhow!(
+                    "SWITCHYARD_CORS_ORIGINS: {shown:?} is not an origin; write scheme://host[:port] \
+                     without a path, e.g. https://console.example.com (\"*\" is not accepted: \
+                     credentials are allowed for the listed origins)"
+                )
+            };
+            let url = url::Url::parse(entry).map_err(|_| bad())?;
+            let origin = url.origin().ascii_serialization();
+            if !matches!(url.scheme(), "http" | "https") || origin != entry.trim_end_matches('/') {
+                return Err(bad());
+            }
+            origins.push(axum::http::HeaderValue::from_str(&origin).map_err(|_| bad())?);
+        }
+        Ok(origins)
+    }
+
+    /// The `strict-transport-security` header value, when `SWITCHYARD_HSTS_MAX_AGE_SECS` > 0.
+    pub fn hsts_header(&self) -> Option<axum::http::HeaderValue> {
+        (self.hsts_max_age_secs > 0).then(|| {
+            axum::http::HeaderValue::from_str(&format!(
+                "max-age={}; includeSubDomains",
+                self.hsts_max_age_secs
+            ))
+            .unwrap_or_else(|_| axum::http::HeaderValue::from_static("max-age=31536000"))
+        })
     }
 
     /// The database URL to use: `DATABASE_URL`, or `sqlite://<data_dir>/switchyard.db?mode=rwc`.
@@ -410,6 +480,73 @@ mod tests {
                 .expect_err("refused")
                 .to_string()
                 .contains("DATABASE_URL")
+        );
+    }
+
+    #[test]
+    fn egress_policy_defaults_by_mode_and_names_the_variable() {
+        let loopback: std::net::IpAddr = "127.0.0.1".parse().expect("ip");
+        let zero_setup = Config::embedded("/tmp/sy", None);
+        assert!(
+            zero_setup
+                .egress_policy()
+                .expect("valid")
+                .check(loopback)
+                .is_ok()
+        );
+        let distributed = parse(&[
+            "--redis-url",
+            "redis://127.0.0.1:6379",
+            "--master-key",
+            KEY_HEX,
+            "--jwt-secret",
+            JWT,
+        ]);
+        assert!(
+            distributed
+                .egress_policy()
+                .expect("valid")
+                .check(loopback)
+                .is_err()
+        );
+        let mut c = Config::embedded("/tmp/sy", None);
+        c.settings.upstream_allow_cidrs = Some("none".to_owned());
+        assert!(c.egress_policy().expect("valid").check(loopback).is_err());
+        c.settings.upstream_allow_cidrs = Some("10.0.0.0/8, 127.0.0.1".to_owned());
+        assert!(c.egress_policy().expect("valid").check(loopback).is_ok());
+        c.settings.upstream_allow_cidrs = Some("10.0.0.0/8,localhost".to_owned());
+        let err = format!("{:#}", c.validate().expect_err("refused"));
+        assert!(
+            err.contains("SWITCHYARD_UPSTREAM_ALLOW_CIDRS") && err.contains("localhost"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn cors_origins_must_be_exact_origins() {
+        let mut c = Config::embedded("/tmp/sy", None);
+        assert!(c.cors_origins().expect("none").is_empty());
+        c.cors_origins = Some("https://console.example.com, http://localhost:5173".to_owned());
+        let origins = c.cors_origins().expect("valid");
+        assert_eq!(origins.len(), 2);
+        assert_eq!(origins[1], "http://localhost:5173");
+        for bad in [
+            "*",
+            "console.example.com",
+            "https://x.example/path",
+            "ftp://x.example",
+            "https://u@x.example",
+        ] {
+            c.cors_origins = Some(bad.to_owned());
+            let err = c.validate().expect_err(bad).to_string();
+            assert!(err.contains("SWITCHYARD_CORS_ORIGINS"), "{bad}: {err}");
+        }
+        assert!(c.hsts_header().is_none());
+        c.cors_origins = None;
+        c.hsts_max_age_secs = 31_536_000;
+        assert_eq!(
+            c.hsts_header().expect("set"),
+            "max-age=31536000; includeSubDomains"
         );
     }
 

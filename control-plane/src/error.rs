@@ -12,6 +12,8 @@
 //! | `conflict`          | 409    | a unique name is taken, or the object is still in use |
 //! | `method_not_allowed`| 405    | the path exists, the method does not |
 //! | `rate_limited`      | 429    | too many failed sign-ins or sign-ups; `Retry-After` says when to try again |
+//! | `payload_too_large` | 413    | the request body is over the control plane's cap ([`MAX_BODY_BYTES`](crate::http::MAX_BODY_BYTES)) |
+//! | `uri_too_long`      | 414    | the path and query are over [`MAX_URI_BYTES`](crate::http::MAX_URI_BYTES) |
 //! | `internal`          | 500    | anything else; details are logged, never sent |
 //! | `unavailable`       | 503    | `/readyz` only: the database does not answer |
 //!
@@ -21,6 +23,10 @@
 //! `into_response` does not log: it stores the error in the response extensions and
 //! [`log_errors`] (a middleware inside the request's trace span) logs it once, with the request
 //! id in scope. This keeps a single log line per failure however deep the error was built.
+//!
+//! Messages are built from our own words plus, at most, a short preview of what the client sent
+//! (see `http::validate::preview`); as a last guard, [`IntoResponse`] cuts any message at
+//! [`MAX_MESSAGE_CHARS`], so an oversized input is never echoed back or logged in full.
 
 use std::sync::Arc;
 
@@ -56,6 +62,12 @@ pub enum ApiError {
         message: &'static str,
         retry_after: std::time::Duration,
     },
+    /// The body is larger than the control plane accepts; the message says the limit.
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    /// The path and query string are longer than the control plane accepts.
+    #[error("{0}")]
+    UriTooLong(String),
     /// A dependency (the database) is down; for readiness checks.
     #[error("{0}")]
     Unavailable(&'static str),
@@ -74,6 +86,8 @@ impl ApiError {
             ApiError::Conflict(_) => "conflict",
             ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::TooManyRequests { .. } => "rate_limited",
+            ApiError::PayloadTooLarge(_) => "payload_too_large",
+            ApiError::UriTooLong(_) => "uri_too_long",
             ApiError::Unavailable(_) => "unavailable",
             ApiError::Internal(_) => "internal",
         }
@@ -88,6 +102,8 @@ impl ApiError {
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UriTooLong(_) => StatusCode::URI_TOO_LONG,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -111,6 +127,10 @@ impl From<anyhow::Error> for ApiError {
     }
 }
 
+/// Longest message sent (and logged) for an error, in characters. Every message we build is
+/// far shorter; this is the backstop that keeps a bug elsewhere from echoing a large input.
+pub const MAX_MESSAGE_CHARS: usize = 1024;
+
 /// The error body, also used in the OpenAPI document.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorBody {
@@ -120,7 +140,7 @@ pub struct ErrorBody {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorDetail {
     /// One of `validation_failed`, `unauthorized`, `forbidden`, `not_found`, `conflict`,
-    /// `method_not_allowed`, `rate_limited`, `internal`, `unavailable`.
+    /// `method_not_allowed`, `payload_too_large`, `uri_too_long`, `rate_limited`, `internal`, `unavailable`.
     #[schema(example = "validation_failed")]
     pub code: String,
     /// A human-readable explanation.
@@ -134,7 +154,7 @@ impl IntoResponse for ApiError {
         let message = match &self {
             // Internal details stay in the log.
             ApiError::Internal(_) => "internal error".to_owned(),
-            other => other.to_string(),
+            other => bounded(other.to_string()),
         };
         let body = ErrorBody {
             error: ErrorDetail {
@@ -158,6 +178,15 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// `message` cut to [`MAX_MESSAGE_CHARS`] characters (on a character boundary), marked with `…`.
+fn bounded(mut message: String) -> String {
+    if let Some((cut, _)) = message.char_indices().nth(MAX_MESSAGE_CHARS) {
+        message.truncate(cut);
+        message.push('…');
+    }
+    message
+}
+
 /// Logs the [`ApiError`] a handler returned, once, inside the request's span: 5xx at error level
 /// with the full cause chain, 4xx at debug level (they are the client's business).
 pub async fn log_errors(request: Request, next: Next) -> Response {
@@ -168,7 +197,9 @@ pub async fn log_errors(request: Request, next: Next) -> Response {
                 tracing::error!(error = %format!("{cause:#}"), "request failed")
             }
             ApiError::Unavailable(why) => tracing::warn!(reason = why, "not ready"),
-            other => tracing::debug!(code = other.code(), message = %other, "request refused"),
+            other => {
+                tracing::debug!(code = other.code(), message = %bounded(other.to_string()), "request refused")
+            }
         }
     }
     response
@@ -224,6 +255,15 @@ mod tests {
         let response = err.into_response();
         assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
         assert_eq!(response.headers()["retry-after"], "3");
+    }
+
+    #[test]
+    fn messages_are_bounded() {
+        let err = ApiError::Validation(format!("name: {}", "é".repeat(5000)));
+        let msg = bounded(err.to_string());
+        assert_eq!(msg.chars().count(), MAX_MESSAGE_CHARS + 1);
+        assert!(msg.ends_with('…'));
+        assert_eq!(bounded("short".to_owned()), "short");
     }
 
     #[test]

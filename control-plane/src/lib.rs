@@ -229,6 +229,7 @@ pub async fn start_with_clock(
     clock: Arc<dyn Clock>,
 ) -> anyhow::Result<RunningControlPlane> {
     config.validate()?;
+    let security = http::security::Security::from_config(&config)?;
     // Before touching the database: a bad catalog file is a configuration error.
     let catalog = Arc::new(catalog::Catalog::load(config.catalog_path.as_deref())?);
     let embedded = config.is_embedded();
@@ -251,6 +252,8 @@ pub async fn start_with_clock(
         database = %config::redact_url(&database_url),
         catalog_models = catalog.len(),
         catalog_as_of = catalog.as_of(),
+        upstream_allow_cidrs = %security.egress.allowed().iter().map(ToString::to_string).collect::<Vec<_>>().join(","),
+        cors_origins = security.cors_origins.len(),
         "control plane starting"
     );
 
@@ -324,6 +327,7 @@ pub async fn start_with_clock(
         sync,
         catalog,
         throttle: Arc::new(Throttle::new(config.throttle_settings(), clock)),
+        security: Arc::new(security),
     };
 
     let router = match &embedded_dp {
@@ -331,6 +335,7 @@ pub async fn start_with_clock(
         // OpenAI error shape); the control plane's stack wraps only its own routes.
         Some(dp) => http::with_fallback(
             http::routes(state.clone()).merge(data_plane::v1_router(dp.state.clone())),
+            &state,
         ),
         None => http::router(state.clone()),
     };

@@ -9,6 +9,7 @@ use shared::crypto::MasterKey;
 
 use crate::auth::TokenService;
 use crate::catalog::Catalog;
+use crate::http::security::Security;
 use crate::sync::ConfigSync;
 use crate::throttle::Throttle;
 
@@ -26,6 +27,8 @@ pub struct AppState {
     pub catalog: Arc<Catalog>,
     /// Login and sign-up throttles (in this process; see `crate::throttle`).
     pub throttle: Arc<Throttle>,
+    /// Egress policy, CORS origins and HSTS, resolved from the configuration at start.
+    pub security: Arc<Security>,
 }
 
 impl std::fmt::Debug for AppState {

@@ -56,6 +56,7 @@ async fn signup_and_create_a_key_without_a_socket() {
         throttle: Arc::new(control_plane::throttle::Throttle::system(
             control_plane::throttle::ThrottleSettings::default(),
         )),
+        security: Arc::new(control_plane::http::security::Security::default()),
     };
     let app = control_plane::app(state);
 

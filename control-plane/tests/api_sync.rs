@@ -31,6 +31,8 @@ async fn start_distributed(
 ) -> Distributed {
     let mut config = Config::embedded(data_dir.path(), Some(db_url));
     config.redis_url = Some(Secret::new(format!("redis://{}", proxy.addr)));
+    // Distributed mode allows no internal upstream by default; the fakes listen on loopback.
+    config.settings.upstream_allow_cidrs = Some(shared::egress::ZERO_SETUP_ALLOW.to_owned());
     config.redis_prefix = keys.prefix().to_owned();
     config.master_key = Some(Secret::new(
         "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f",

@@ -68,6 +68,8 @@ async fn distributed_walkthrough_meters_both_requests() {
     // The control plane, in process, in distributed mode.
     let mut config = Config::embedded(deployment.data_dir.path(), Some(deployment.db.url.clone()));
     config.redis_url = Some(Secret::new(deployment.redis_url.clone()));
+    // Distributed mode allows no internal upstream by default; the fake listens on loopback.
+    config.settings.upstream_allow_cidrs = Some(shared::egress::ZERO_SETUP_ALLOW.to_owned());
     config.redis_prefix = deployment.prefix.clone();
     config.master_key = Some(Secret::new(deployment.master_key.clone()));
     config.jwt_secret = Some(Secret::new(deployment.jwt_secret.clone()));

@@ -65,7 +65,8 @@ pub struct Settings {
     /// (e.g. `10.0.0.0/8,fd00::/8`). Loopback, private, link-local, unique-local, CGNAT,
     /// multicast and unspecified addresses are refused unless listed; cloud metadata addresses
     /// only when listed exactly. Unset: `127.0.0.0/8,::1/128` in the zero-setup default (a local
-    /// vLLM or Ollama works), nothing in a standalone data plane.
+    /// vLLM or Ollama works), nothing in a standalone data plane or a distributed control plane.
+    /// `none` means the empty list.
     #[arg(long, env = "SWITCHYARD_UPSTREAM_ALLOW_CIDRS")]
     pub upstream_allow_cidrs: Option<String>,
 
@@ -168,10 +169,12 @@ impl Settings {
     /// The egress policy: `SWITCHYARD_UPSTREAM_ALLOW_CIDRS`, or the zero-setup default when
     /// unset (a standalone data plane sets it to empty before this is called, see `main`).
     pub fn egress_policy(&self) -> anyhow::Result<EgressPolicy> {
-        let list = self
-            .upstream_allow_cidrs
-            .as_deref()
-            .unwrap_or(shared::egress::ZERO_SETUP_ALLOW);
+        let list = match self.upstream_allow_cidrs.as_deref().map(str::trim) {
+            // `none` spells the empty list where an empty variable is awkward to set.
+            Some(list) if list.eq_ignore_ascii_case("none") => "",
+            Some(list) => list,
+            None => shared::egress::ZERO_SETUP_ALLOW,
+        };
         EgressPolicy::parse(list).context("SWITCHYARD_UPSTREAM_ALLOW_CIDRS is invalid")
     }
 

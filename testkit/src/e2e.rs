@@ -11,6 +11,10 @@ use tempfile::TempDir;
 use crate::pg::TestDatabase;
 use crate::proc::{ChildGuard, command, control_plane_binary, data_plane_binary};
 
+/// `SWITCHYARD_UPSTREAM_ALLOW_CIDRS` for distributed test deployments: loopback, where every
+/// fake upstream listens (distributed mode allows no internal address by default).
+pub const LOOPBACK_CIDRS: &str = shared::egress::ZERO_SETUP_ALLOW;
+
 /// A fresh 32-byte master key as 64 hex characters (`SWITCHYARD_MASTER_KEY`).
 pub fn random_master_key() -> String {
     format!(
@@ -82,6 +86,9 @@ impl Deployment {
                 "SWITCHYARD_DATA_DIR",
                 self.data_dir.path().display().to_string(),
             ),
+            // Distributed mode allows no internal upstream by default; the fakes listen on
+            // loopback.
+            ("SWITCHYARD_UPSTREAM_ALLOW_CIDRS", LOOPBACK_CIDRS.to_owned()),
         ]
     }
 

@@ -36,6 +36,7 @@ use shared::money::{MICROS_PER_USD, parse_usd_json};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
+use super::validate::{MAX_URL_LEN, preview};
 use super::{ApiJson, ApiPath, ApiQuery, now};
 use crate::auth::AuthUser;
 use crate::catalog::{
@@ -143,6 +144,7 @@ pub struct CatalogList {
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct CatalogQuery {
     /// Only entries of this provider kind, e.g. `bedrock`.
     pub provider: Option<String>,
@@ -203,6 +205,18 @@ pub struct CatalogEntryRequest {
     /// Where the numbers come from, e.g. your contract or a pricing page (http(s) URL).
     #[serde(default)]
     pub source: Option<String>,
+}
+
+/// A catalog id from the path: longer than any id can be is a 400 (before any lookup); any
+/// other id is looked up as is (an id with odd characters simply does not exist: 404).
+fn path_id(id: &str) -> Result<(), ApiError> {
+    if id.chars().count() > crate::catalog::MAX_ID_LEN {
+        return Err(ApiError::invalid(
+            "id",
+            format_args!("must be at most {} characters", crate::catalog::MAX_ID_LEN),
+        ));
+    }
+    Ok(())
 }
 
 /// An organization's row as a catalog entry. A row that no longer parses
@@ -282,7 +296,8 @@ pub async fn list_catalog(
             ApiError::invalid(
                 "provider",
                 format_args!(
-                    "unknown provider kind {p:?}; valid kinds: {}",
+                    "unknown provider kind {:?}; valid kinds: {}",
+                    preview(p, 32),
                     provider_kind_names()
                 ),
             )
@@ -336,6 +351,7 @@ pub async fn get_entry(
     auth: AuthUser,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<CatalogEntryDto>, ApiError> {
+    path_id(&id)?;
     let (entry, kind) = resolve(&state.db, &state.catalog, auth.tenant_id, &id)
         .await?
         .ok_or(ApiError::NotFound("catalog entry"))?;
@@ -361,7 +377,8 @@ fn build_entry(
             ApiError::invalid(
                 "provider",
                 format_args!(
-                    "unknown provider kind {p:?}; valid kinds: {}",
+                    "unknown provider kind {:?}; valid kinds: {}",
+                    preview(p, 32),
                     provider_kind_names()
                 ),
             )
@@ -425,6 +442,12 @@ fn build_entry(
             embeddings: mode == ModelMode::Embedding,
             ..Capabilities::default()
         });
+    if req.source.as_ref().is_some_and(|s| s.len() > MAX_URL_LEN) {
+        return Err(ApiError::invalid(
+            "source",
+            format_args!("must be at most {MAX_URL_LEN} bytes"),
+        ));
+    }
     let source = match req.source.as_deref().map(str::trim) {
         Some("") => None,
         Some(s) => Some(s.to_owned()),
@@ -541,6 +564,7 @@ pub async fn put_entry(
     ApiJson(req): ApiJson<CatalogEntryRequest>,
 ) -> Result<(StatusCode, Json<CatalogEntryDto>), ApiError> {
     auth.require_manage()?;
+    path_id(&id)?;
     if let Some(body_id) = req.id.as_deref().map(str::trim)
         && body_id != id
     {
@@ -594,6 +618,7 @@ pub async fn delete_entry(
     ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     auth.require_manage()?;
+    path_id(&id)?;
     let deleted = tenant_catalog_entry::Entity::delete_many()
         .filter(tenant_catalog_entry::Column::TenantId.eq(auth.tenant_id))
         .filter(tenant_catalog_entry::Column::Id.eq(id))

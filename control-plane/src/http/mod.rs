@@ -2,21 +2,27 @@
 //! `/api/v1` by [`api_router`]; plus `/healthz`, `/readyz` and the Swagger UI at `/docs`.
 //!
 //! Cross-cutting pieces live here:
-//! - [`ApiJson`], [`ApiPath`], [`ApiQuery`]: axum's extractors with their rejections turned
-//!   into [`ApiError`], so a malformed body or a bad id in the path gets the same error shape
-//!   as every other failure;
+//! - [`ApiJson`], [`ApiPath`], [`ApiQuery`] (in `extract`): axum's extractors with their
+//!   rejections turned into [`ApiError`], so a malformed body, an unknown field or a bad id in
+//!   the path gets the same error shape as every other failure, naming the field;
 //! - [`request_context`]: gives every request an id (UUIDv7) that is sent back as
 //!   `x-switchyard-request-id` and recorded on the request's log span;
+//! - [`security`]: security headers, CORS, and the egress policy provider URLs are checked
+//!   against;
+//! - input caps: bodies over [`MAX_BODY_BYTES`] are refused with 413, paths and query strings
+//!   over [`MAX_URI_BYTES`] with 414, both in our error shape;
 //! - [`router`]: the full control-plane router with its middleware stack.
 
 pub mod auth;
 pub mod catalog;
+mod extract;
 pub mod health;
 pub mod invitations;
 pub mod keys;
 pub mod members;
 pub mod models;
 pub mod providers;
+pub mod security;
 pub mod teams;
 pub mod usage;
 mod validate;
@@ -25,8 +31,7 @@ use std::any::Any;
 use std::time::Instant;
 
 use axum::Router;
-use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
-use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::{HeaderName, HeaderValue};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -36,11 +41,21 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tracing::Instrument;
 use uuid::Uuid;
 
+pub use self::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::error::{self, ApiError};
 use crate::state::AppState;
 
 /// Header carrying the request id on every response.
 pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-switchyard-request-id");
+
+/// Largest request body the control API reads (1 MiB); larger ones get 413. The biggest real
+/// body (a catalog entry, a key limited to 100 models) is a few KiB.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+/// Longest path plus query string (8 KiB); longer ones get 414. (Past 64 KiB the HTTP server
+/// itself answers 414, before any of our code runs.)
+pub const MAX_URI_BYTES: usize = 8 * 1024;
+/// Longest path written to the access log; the rest is cut.
+const MAX_LOGGED_PATH_CHARS: usize = 256;
 
 /// The control API, every route under `/api/v1`, including the OpenAPI document.
 pub fn api_router() -> Router<AppState> {
@@ -60,7 +75,8 @@ pub fn api_router() -> Router<AppState> {
 /// The whole control plane on its own: [`routes`] plus a JSON 404 for anything else. This is
 /// what `crate::app` returns and what oneshot tests drive.
 pub fn router(state: AppState) -> Router {
-    with_fallback(routes(state))
+    let routes = routes(state.clone());
+    with_fallback(routes, &state)
 }
 
 /// The control-plane routes (`/api/v1/*`, `/healthz`, `/readyz`, `/docs`) with their middleware,
@@ -71,25 +87,61 @@ pub fn routes(state: AppState) -> Router {
         Router::new()
             .nest("/api/v1", api_router())
             .merge(health::router().method_not_allowed_fallback(method_not_allowed))
-            .with_state(state)
+            .with_state(state.clone())
             .merge(crate::openapi::swagger_ui()),
+        &state,
     )
 }
 
-/// Adds the control plane's JSON 404 for every path no route matched.
-pub fn with_fallback(router: Router) -> Router {
-    router.fallback_service(layered(Router::new().fallback(not_found)))
+/// Adds the control plane's JSON 404 for every path no route matched, with the same
+/// middleware (and so the same security headers) as every other control-plane response.
+pub fn with_fallback(router: Router, state: &AppState) -> Router {
+    router.fallback_service(layered(Router::new().fallback(not_found), state))
 }
 
-/// The middleware stack of every control-plane response, in one `ServiceBuilder` so the order
-/// reads top to bottom (outermost first): request id and span, error logging, panic → 500.
-fn layered(router: Router) -> Router {
-    router.layer(
+/// The middleware stack of every control-plane response. Each `ServiceBuilder` reads top to
+/// bottom (outermost first): request id and span, security headers, CORS (only when origins
+/// are configured, so preflights are answered before anything else), error logging, the URI
+/// length cap, panic → 500, the body size cap.
+fn layered(router: Router, state: &AppState) -> Router {
+    let inner = router.layer(
+        ServiceBuilder::new()
+            .layer(middleware::from_fn(error::log_errors))
+            .layer(middleware::from_fn(uri_limit))
+            .layer(CatchPanicLayer::custom(panic_response))
+            .layer(DefaultBodyLimit::max(MAX_BODY_BYTES)),
+    );
+    let inner = match state.security.cors_layer() {
+        Some(cors) => inner.layer(cors).layer(middleware::from_fn_with_state(
+            state.security.clone(),
+            security::cors_only_for_listed_origins,
+        )),
+        None => inner,
+    };
+    inner.layer(
         ServiceBuilder::new()
             .layer(middleware::from_fn(request_context))
-            .layer(middleware::from_fn(error::log_errors))
-            .layer(CatchPanicLayer::custom(panic_response)),
+            .layer(middleware::from_fn_with_state(
+                state.security.clone(),
+                security::headers,
+            )),
     )
+}
+
+/// Refuses a path plus query string longer than [`MAX_URI_BYTES`] (414, in our error shape)
+/// before any extractor or handler sees it.
+async fn uri_limit(request: Request, next: Next) -> Response {
+    let len = request
+        .uri()
+        .path_and_query()
+        .map_or(0, |pq| pq.as_str().len());
+    if len > MAX_URI_BYTES {
+        return ApiError::UriTooLong(format!(
+            "the path and query string must be at most {MAX_URI_BYTES} bytes"
+        ))
+        .into_response();
+    }
+    next.run(request).await
 }
 
 async fn not_found() -> ApiError {
@@ -114,7 +166,8 @@ pub async fn request_context(request: Request, next: Next) -> Response {
         "request",
         request_id = %id,
         method = %request.method(),
-        path = %loggable_path(request.uri().path()),
+        // Bounded: a client controls the path, and a 60 KB path must not become a 60 KB line.
+        path = %validate::preview(loggable_path(request.uri().path()), MAX_LOGGED_PATH_CHARS),
     );
     let probe = matches!(request.uri().path(), "/healthz" | "/readyz");
     let started = Instant::now();
@@ -145,41 +198,6 @@ fn loggable_path(path: &str) -> &str {
         "/api/v1/invitations/{token}/accept"
     } else {
         path
-    }
-}
-
-/// `axum::Json` whose rejections (bad JSON, missing field, wrong content type) are
-/// `400 validation_failed` in our error shape.
-#[derive(Debug, Clone, Copy, Default, FromRequest)]
-#[from_request(via(axum::Json), rejection(ApiError))]
-pub struct ApiJson<T>(pub T);
-
-impl From<JsonRejection> for ApiError {
-    fn from(rejection: JsonRejection) -> Self {
-        ApiError::Validation(rejection.body_text())
-    }
-}
-
-/// `axum::extract::Path` whose rejections (e.g. an id that is not a UUID) are
-/// `400 validation_failed` in our error shape.
-#[derive(Debug, Clone, Copy, Default, FromRequestParts)]
-#[from_request(via(axum::extract::Path), rejection(ApiError))]
-pub struct ApiPath<T>(pub T);
-
-impl From<PathRejection> for ApiError {
-    fn from(rejection: PathRejection) -> Self {
-        ApiError::Validation(format!("invalid path parameter: {}", rejection.body_text()))
-    }
-}
-
-/// `axum::extract::Query` whose rejections are `400 validation_failed` in our error shape.
-#[derive(Debug, Clone, Copy, Default, FromRequestParts)]
-#[from_request(via(axum::extract::Query), rejection(ApiError))]
-pub struct ApiQuery<T>(pub T);
-
-impl From<QueryRejection> for ApiError {
-    fn from(rejection: QueryRejection) -> Self {
-        ApiError::Validation(format!("invalid query string: {}", rejection.body_text()))
     }
 }
 

@@ -64,6 +64,7 @@ pub(crate) fn price_schema() -> utoipa::openapi::OneOfBuilder {
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct CreateModelRequest {
     /// The model name clients send in `"model"`.
     #[schema(example = "gpt-4o-mini")]
@@ -219,6 +220,9 @@ pub async fn create_model(
         .as_deref()
         .map(str::trim)
         .filter(|s| !s.is_empty());
+    if let Some(id) = catalog_id {
+        crate::catalog::validate_id(id).map_err(|e| ApiError::invalid("catalog_id", e))?;
+    }
 
     let tx = state.db.begin().await?;
     let provider = provider_credential::Entity::find_by_id(req.provider_id)

@@ -18,6 +18,15 @@
 //! setting has been validated. The non-secret ones (`api_version`, `region`, `access_key_id`)
 //! are stored in the credential's `options` and published in `ProviderRecord.options`.
 //!
+//! Addresses: `base_url` is parsed with WHATWG rules (as the data plane's HTTP client parses
+//! it), must be http(s), and must not carry credentials (`user:pass@`), a query or a fragment;
+//! it is stored normalized. Its host is checked against the egress policy
+//! (`SWITCHYARD_UPSTREAM_ALLOW_CIDRS`, see `shared::egress`) when the provider is created: an IP
+//! literal directly, a name after resolving it (at most 2 s; a name that does not resolve is
+//! accepted, because the data plane checks every connection again after its own resolution).
+//! A local kind without `base_url` is checked with its default (`http://localhost:…`). Answers
+//! show `effective_base_url`, the URL the gateway calls (the kind's default when none was given).
+//!
 //! Secrets (the `api_key`, or Bedrock's `secret_access_key`, which takes the api key's place)
 //! are sealed with the master key (AES-256-GCM, the provider id bound as associated data, see
 //! `shared::crypto`) before they reach the database; responses only say whether one is set
@@ -37,7 +46,9 @@ use sea_orm::{
 };
 use serde::{Deserialize, Serialize};
 use shared::config::ProviderKind;
+use shared::egress::EgressPolicy;
 use time::OffsetDateTime;
+use url::{Host, Url};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
@@ -128,7 +139,12 @@ pub struct ProviderDto {
     /// The provider kind wire name, e.g. `openai` or `bedrock`.
     #[schema(example = "openai")]
     pub kind: String,
+    /// The `base_url` given at creation (normalized); null when the kind's default is used.
     pub base_url: Option<String>,
+    /// The URL the gateway calls: `base_url`, else the kind's default (for `bedrock`, the
+    /// region's endpoint); null only for `mock`, which calls nothing.
+    #[schema(example = "https://api.openai.com/v1")]
+    pub effective_base_url: Option<String>,
     /// Whether a secret is stored (the API key; for `bedrock`, the secret access key).
     pub has_api_key: bool,
     /// Non-secret settings: `api_version` (Azure OpenAI), `region` and `access_key_id`
@@ -141,13 +157,17 @@ pub struct ProviderDto {
 
 impl From<&provider_credential::Model> for ProviderDto {
     fn from(p: &provider_credential::Model) -> Self {
+        let options = p.option_map();
         Self {
             id: p.id,
             name: p.name.clone(),
             kind: p.kind.clone(),
             base_url: p.base_url.clone(),
+            effective_base_url: ProviderKind::parse(&p.kind)
+                .and_then(|k| effective_base_url(k, p.base_url.as_deref(), &options))
+                .or_else(|| p.base_url.clone()),
             has_api_key: p.api_key_sealed.is_some(),
-            options: p.option_map(),
+            options,
             created_at: p.created_at,
         }
     }
@@ -162,10 +182,49 @@ pub struct ProviderList {
 #[derive(Debug, PartialEq, Eq)]
 struct ValidCredential {
     kind: ProviderKind,
+    /// The stored form (normalized, no trailing slash).
     base_url: Option<String>,
     /// The plaintext secret to seal (API key or secret access key).
     secret: Option<String>,
     options: BTreeMap<String, String>,
+    /// What the egress check looks at, if anything.
+    upstream: Option<UpstreamUrl>,
+}
+
+/// The URL whose host the write-time egress check judges.
+#[derive(Debug, PartialEq, Eq)]
+enum UpstreamUrl {
+    /// The request's `base_url`.
+    Given(Url),
+    /// The kind's default, which points at this machine.
+    Default(Url),
+}
+
+impl ValidCredential {
+    /// Refuses a provider whose address the egress policy refuses (see
+    /// `validate::upstream_address`: unresolvable names pass, the data plane checks again).
+    async fn check_egress(&self, policy: &EgressPolicy) -> Result<(), ApiError> {
+        match &self.upstream {
+            None => Ok(()),
+            Some(UpstreamUrl::Given(url)) => {
+                validate::upstream_address("base_url", url, policy).await
+            }
+            Some(UpstreamUrl::Default(url)) => validate::upstream_address("base_url", url, policy)
+                .await
+                .map_err(|e| {
+                    let problem = e.to_string();
+                    let problem = problem.strip_prefix("base_url: ").unwrap_or(&problem);
+                    ApiError::invalid(
+                        "base_url",
+                        format_args!(
+                            "is not set, and the default of kind {} ({}) is refused: {problem}; set base_url to the server's address",
+                            self.kind.as_str(),
+                            validate::stored_url(url)
+                        ),
+                    )
+                }),
+        }
+    }
 }
 
 /// Whether a kind requires, allows or refuses a field.
@@ -277,18 +336,30 @@ fn api_version(value: &str) -> Result<String, ApiError> {
 
 /// Whether an (already validated) URL points at this machine: `localhost`, `127.x.x.x` or
 /// `[::1]`. Plain http is fine there (a local proxy or a test fake); it never crosses a network.
-fn is_loopback(url: &str) -> bool {
-    let Ok(uri) = url.parse::<axum::http::Uri>() else {
-        return false;
-    };
-    match uri.host() {
-        Some("localhost") => true,
-        Some(host) => host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback()),
+fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(Host::Ipv6(ip)) => ip.is_loopback(),
         None => false,
+    }
+}
+
+/// The URL the data plane calls for a provider: its `base_url`, else the kind's default
+/// (Bedrock's depends on the region); `None` for `mock`, which calls nothing.
+pub(crate) fn effective_base_url(
+    kind: ProviderKind,
+    base_url: Option<&str>,
+    options: &BTreeMap<String, String>,
+) -> Option<String> {
+    if let Some(url) = base_url {
+        return Some(url.to_owned());
+    }
+    match kind {
+        ProviderKind::Bedrock => options
+            .get(OPTION_REGION)
+            .map(|region| format!("https://bedrock-runtime.{region}.amazonaws.com")),
+        other => other.default_base_url().map(str::to_owned),
     }
 }
 
@@ -305,7 +376,7 @@ fn validate_credential(req: &CreateProviderRequest) -> Result<ValidCredential, A
             "kind",
             format_args!(
                 "unknown provider kind {:?}; valid kinds: {}",
-                req.kind,
+                validate::preview(&req.kind, 32),
                 provider_kind_names()
             ),
         )
@@ -316,10 +387,7 @@ fn validate_credential(req: &CreateProviderRequest) -> Result<ValidCredential, A
     let base_url = match present(req.base_url.as_deref()) {
         Some(url) => {
             let url = validate::http_url("base_url", url)?;
-            if kind == ProviderKind::AzureOpenAi
-                && !url.starts_with("https://")
-                && !is_loopback(&url)
-            {
+            if kind == ProviderKind::AzureOpenAi && url.scheme() != "https" && !is_loopback(&url) {
                 return Err(ApiError::invalid(
                     "base_url",
                     "must be the https:// endpoint of the Azure OpenAI resource, e.g. https://my-resource.openai.azure.com (plain http only on localhost)",
@@ -402,11 +470,22 @@ fn validate_credential(req: &CreateProviderRequest) -> Result<ValidCredential, A
         }
         _ => api_key,
     };
+    // The address the egress policy must allow: the given URL, or a default on this machine
+    // (vllm, ollama, llamacpp). Hosted providers' public defaults need no check.
+    let upstream = match &base_url {
+        Some(url) => Some(UpstreamUrl::Given(url.clone())),
+        None => kind
+            .default_base_url()
+            .and_then(|d| Url::parse(d).ok())
+            .filter(is_loopback)
+            .map(UpstreamUrl::Default),
+    };
     Ok(ValidCredential {
         kind,
-        base_url,
+        base_url: base_url.as_ref().map(validate::stored_url),
         secret: secret.map(str::to_owned),
         options,
+        upstream,
     })
 }
 
@@ -432,6 +511,7 @@ pub async fn create_provider(
     auth.require_manage()?;
     let name = validate::name("name", &req.name)?;
     let valid = validate_credential(&req)?;
+    valid.check_egress(&state.security.egress).await?;
 
     let id = Uuid::new_v4();
     let options = if valid.options.is_empty() {

@@ -47,6 +47,7 @@ pub fn router() -> Router<AppState> {
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct UsageQuery {
     /// Rows per page, 1 to 1000 (default 50).
     pub limit: Option<u64>,

@@ -1,0 +1,168 @@
+//! Browser-facing protections of the control API: security headers on every response, CORS
+//! locked to the configured console origins, and the egress policy provider addresses are
+//! checked against.
+//!
+//! Headers (every control-plane response, errors and 404s included):
+//! - `x-content-type-options: nosniff`, `x-frame-options: DENY`, `referrer-policy: no-referrer`;
+//! - `content-security-policy`: for the API, `default-src 'none'; frame-ancestors 'none'; …`
+//!   (JSON never needs to load anything); for the Swagger UI under `/docs`, same-origin
+//!   scripts, styles (inline styles too: Swagger UI sets `style` attributes), images (and
+//!   `data:` icons) and `fetch` of the spec, nothing from other origins;
+//! - `cache-control: no-store` everywhere but `/docs` (answers carry tokens, keys and tenant
+//!   data, which must not sit in a shared or browser cache);
+//! - `strict-transport-security` only when `SWITCHYARD_HSTS_MAX_AGE_SECS` is set: the control
+//!   plane speaks plain HTTP and cannot tell whether a TLS proxy is in front of it, and HSTS
+//!   sent over a deployment reached by plain http would lock browsers out of it.
+//!
+//! CORS: with `SWITCHYARD_CORS_ORIGINS` unset (the default) no CORS headers are ever sent, so
+//! browsers allow only same-origin calls (the console is served from the control plane's own
+//! origin). Each listed origin (exact match, e.g. `https://console.example.com`) may call the
+//! API with credentials; preflights from it are answered with the allowed methods and headers,
+//! preflights from any other origin get no `access-control-allow-*` header.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Request, State};
+use axum::http::header::{
+    AUTHORIZATION, CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, ORIGIN, REFERRER_POLICY,
+    STRICT_TRANSPORT_SECURITY, X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS,
+};
+use axum::http::{HeaderValue, Method};
+use axum::middleware::Next;
+use axum::response::Response;
+use shared::egress::EgressPolicy;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+
+use crate::config::Config;
+
+/// The CSP of API responses: nothing may be loaded, framed, or submitted.
+pub const API_CSP: &str =
+    "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
+/// The CSP of the Swagger UI (`/docs`): its own scripts and styles from this origin only.
+pub const DOCS_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; \
+     img-src 'self' data:; connect-src 'self'; font-src 'self'; frame-ancestors 'none'; \
+     base-uri 'none'; form-action 'self'";
+
+/// How long browsers may cache a CORS preflight answer.
+const PREFLIGHT_MAX_AGE: Duration = Duration::from_secs(600);
+
+/// The security settings the control API applies, resolved once from [`Config`].
+#[derive(Debug, Clone, Default)]
+pub struct Security {
+    /// Which upstream addresses provider `base_url`s may point at (checked at write time; the
+    /// data plane checks again at connection time).
+    pub egress: EgressPolicy,
+    /// Origins allowed to call the API from a browser; empty: same-origin only.
+    pub cors_origins: Vec<HeaderValue>,
+    /// The `strict-transport-security` value, when configured.
+    pub hsts: Option<HeaderValue>,
+}
+
+impl Security {
+    /// From the validated configuration: the resolved egress policy, CORS origins and HSTS.
+    pub fn from_config(config: &Config) -> anyhow::Result<Self> {
+        Ok(Self {
+            egress: config.egress_policy()?,
+            cors_origins: config.cors_origins()?,
+            hsts: config.hsts_header(),
+        })
+    }
+
+    /// The CORS layer, when any origin is allowed.
+    pub(crate) fn cors_layer(&self) -> Option<CorsLayer> {
+        if self.cors_origins.is_empty() {
+            return None;
+        }
+        Some(
+            CorsLayer::new()
+                .allow_origin(AllowOrigin::list(self.cors_origins.iter().cloned()))
+                .allow_credentials(true)
+                .allow_methods([
+                    Method::GET,
+                    Method::POST,
+                    Method::PUT,
+                    Method::PATCH,
+                    Method::DELETE,
+                ])
+                .allow_headers([AUTHORIZATION, CONTENT_TYPE])
+                .expose_headers([super::REQUEST_ID_HEADER])
+                .max_age(PREFLIGHT_MAX_AGE),
+        )
+    }
+}
+
+/// Adds the security headers of the module docs to every response.
+pub async fn headers(
+    State(security): State<Arc<Security>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let docs = is_docs(request.uri().path());
+    let mut response = next.run(request).await;
+    let h = response.headers_mut();
+    h.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    if docs {
+        h.insert(CONTENT_SECURITY_POLICY, HeaderValue::from_static(DOCS_CSP));
+    } else {
+        h.insert(CONTENT_SECURITY_POLICY, HeaderValue::from_static(API_CSP));
+        h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    if let Some(hsts) = &security.hsts {
+        h.insert(STRICT_TRANSPORT_SECURITY, hsts.clone());
+    }
+    response
+}
+
+/// Outside the CORS layer: removes every `access-control-*` header from answers to a request
+/// whose `Origin` is not listed. tower-http's layer omits `access-control-allow-origin` for
+/// such origins (which is what browsers enforce) but still describes methods and headers on
+/// preflights; an origin we do not serve learns nothing about the API this way.
+pub async fn cors_only_for_listed_origins(
+    State(security): State<Arc<Security>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let listed = request
+        .headers()
+        .get(ORIGIN)
+        .is_some_and(|origin| security.cors_origins.contains(origin));
+    let mut response = next.run(request).await;
+    if !listed {
+        let names: Vec<_> = response
+            .headers()
+            .keys()
+            .filter(|k| k.as_str().starts_with("access-control-"))
+            .cloned()
+            .collect();
+        for name in names {
+            response.headers_mut().remove(name);
+        }
+    }
+    response
+}
+
+/// `/docs` and everything under it (the Swagger UI's files).
+fn is_docs(path: &str) -> bool {
+    let docs = crate::openapi::DOCS_PATH;
+    path == docs
+        || path
+            .strip_prefix(docs)
+            .is_some_and(|rest| rest.starts_with('/'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn docs_paths() {
+        assert!(is_docs("/docs"));
+        assert!(is_docs("/docs/"));
+        assert!(is_docs("/docs/swagger-ui.css"));
+        assert!(!is_docs("/docsx"));
+        assert!(!is_docs("/api/v1/keys"));
+    }
+}
