@@ -36,6 +36,14 @@ pub fn truncate(value: &str, max: usize) -> String {
     }
 }
 
+/// The first `max` characters of `value`, borrowed (no allocation on the request path).
+pub fn prefix(value: &str, max: usize) -> &str {
+    match value.char_indices().nth(max) {
+        None => value,
+        Some((end, _)) => &value[..end],
+    }
+}
+
 /// Why a provider could not be reached, for the client's message and the metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Unreachable {

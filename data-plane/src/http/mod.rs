@@ -87,6 +87,9 @@ pub fn with_edge(router: Router, state: &AppState) -> Router {
     )
 }
 
+/// How much of a request's path its log lines carry, in characters.
+const MAX_LOGGED_PATH: usize = 256;
+
 /// Longest accepted request URL (path and query), in bytes. Every route is short; a longer URL
 /// is a mistake or an attack, and would otherwise be quoted in logs.
 pub const MAX_URI_BYTES: usize = 8 * 1024;
@@ -145,7 +148,8 @@ pub async fn request_id(mut request: Request, next: Next) -> Response {
         "request",
         id = %rid.id,
         method = %request.method(),
-        path = %request.uri().path(),
+        // Bounded: the client chooses the path, and it is on every log line of the request.
+        path = %crate::error::prefix(request.uri().path(), MAX_LOGGED_PATH),
     );
     let mut response = next.run(request).instrument(span).await;
     let mut buf = uuid::Uuid::encode_buffer();
