@@ -63,6 +63,26 @@ async fn provider_and_model(
     .expect("model");
 }
 
+/// Signs up a fresh organization with a `mock` model named `echo`; returns its API client and
+/// key.
+async fn organization_with_mock(control_plane: &str) -> (ControlApi, String) {
+    let mut api = ControlApi::new(control_plane).unwrap();
+    let setup = api
+        .provision(&Provision {
+            kind: "mock",
+            base_url: None,
+            api_key: None,
+            model: "echo",
+            upstream_model: "echo",
+            input_price_per_mtok: 1.0,
+            output_price_per_mtok: 2.0,
+        })
+        .await
+        .expect("an organization");
+    let key = setup.key.key.clone();
+    (api, key)
+}
+
 /// Waits until the usage rows of `request_ids` are all stored, then returns every row.
 async fn usage_rows_including(api: &ControlApi, request_ids: &[&str]) -> Vec<Value> {
     poll_until(
@@ -107,20 +127,7 @@ async fn request_loops_cost_one_error_and_one_usage_row_and_leave_the_node_as_it
     let client = http_client();
 
     // Organization A, with a working mock model (a control request) and its own key.
-    let mut api_a = ControlApi::new(&cp.base_url()).unwrap();
-    let a = api_a
-        .provision(&Provision {
-            kind: "mock",
-            base_url: None,
-            api_key: None,
-            model: "echo",
-            upstream_model: "echo",
-            input_price_per_mtok: 1.0,
-            output_price_per_mtok: 2.0,
-        })
-        .await
-        .expect("org A");
-    let key_a = a.key.key.clone();
+    let (api_a, key_a) = organization_with_mock(&cp.base_url()).await;
     // The report's setup: a provider whose base URL is the data plane and whose key is A's own.
     provider_and_model(
         &api_a,
@@ -132,20 +139,7 @@ async fn request_loops_cost_one_error_and_one_usage_row_and_leave_the_node_as_it
     .await;
 
     // Organization B on the same gateway.
-    let mut api_b = ControlApi::new(&cp.base_url()).unwrap();
-    let b = api_b
-        .provision(&Provision {
-            kind: "mock",
-            base_url: None,
-            api_key: None,
-            model: "echo",
-            upstream_model: "echo",
-            input_price_per_mtok: 1.0,
-            output_price_per_mtok: 2.0,
-        })
-        .await
-        .expect("org B");
-    let key_b = b.key.key.clone();
+    let (api_b, key_b) = organization_with_mock(&cp.base_url()).await;
     // A's "to-b" calls dp-2 as B for "back-to-a"; B's "back-to-a" calls dp-1 as A for "to-b".
     provider_and_model(
         &api_a,
