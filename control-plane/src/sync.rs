@@ -156,6 +156,10 @@ fn provider_record(row: &provider_credential::Model) -> Option<ProviderRecord> {
 fn deployment_record(row: &model_deployment::Model) -> DeploymentRecord {
     DeploymentRecord {
         id: row.id,
+        context_window: None,
+        capabilities: None,
+        rpm_limit: None,
+        tpm_limit: None,
         name: row.name.clone(),
         provider_id: row.provider_id,
         upstream_model: row.upstream_model.clone(),
@@ -199,6 +203,9 @@ async fn tenant_configs(
                 TenantConfig {
                     tenant_id: t.id,
                     version: t.config_version,
+                    routes: Vec::new(),
+                    allowed_regions: None,
+                    team_regions: Default::default(),
                     deployments: vec![],
                     providers: vec![],
                 },

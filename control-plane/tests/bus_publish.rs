@@ -247,8 +247,15 @@ fn tenant(master_key: &MasterKey, version: i64) -> (TenantConfig, Uuid) {
     let config = TenantConfig {
         tenant_id: Uuid::new_v4(),
         version,
+        routes: Vec::new(),
+        allowed_regions: None,
+        team_regions: Default::default(),
         deployments: vec![shared::config::DeploymentRecord {
             id: Uuid::new_v4(),
+            context_window: None,
+            capabilities: None,
+            rpm_limit: None,
+            tpm_limit: None,
             name: "m".into(),
             provider_id,
             upstream_model: "up".into(),

@@ -336,8 +336,15 @@ fn tenant_config(master_key: &MasterKey, version: i64) -> (TenantConfig, Uuid) {
     let config = TenantConfig {
         tenant_id: Uuid::new_v4(),
         version,
+        routes: Vec::new(),
+        allowed_regions: None,
+        team_regions: Default::default(),
         deployments: vec![DeploymentRecord {
             id: Uuid::new_v4(),
+            context_window: None,
+            capabilities: None,
+            rpm_limit: None,
+            tpm_limit: None,
             name: "gpt-test".into(),
             provider_id,
             upstream_model: "gpt-4o-mini".into(),

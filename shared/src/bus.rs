@@ -134,6 +134,9 @@ mod tests {
         TenantConfig {
             tenant_id: Uuid::nil(),
             version,
+            routes: Vec::new(),
+            allowed_regions: None,
+            team_regions: Default::default(),
             deployments: vec![],
             providers: vec![],
         }

@@ -231,6 +231,127 @@ pub struct DeploymentRecord {
     /// refused by the gateway instead of failing at the provider.
     #[serde(default)]
     pub mode: DeploymentMode,
+    /// The model's context window in tokens (prompt plus output); `None` = unknown, never
+    /// filtered on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context_window: Option<u32>,
+    /// What the model can do (`tools`, `vision`, `json_mode`, …, see [`Capability`]); `None` =
+    /// unknown, never filtered on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capabilities: Option<Vec<Capability>>,
+    /// The provider's requests-per-minute quota for this deployment, which nodes keep under
+    /// together (quota smoothing).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rpm_limit: Option<u32>,
+    /// The provider's tokens-per-minute quota for this deployment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tpm_limit: Option<u64>,
+}
+
+/// A capability a request may need from a deployment's model. Wire names are a contract.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Capability {
+    /// Function / tool calling.
+    Tools,
+    /// Image input.
+    Vision,
+    /// `response_format` JSON mode / structured outputs.
+    JsonMode,
+}
+
+/// A route: a name clients send as `model`, resolving to an ordered choice among the tenant's
+/// deployments. A route shadows a deployment of the same name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RouteRecord {
+    pub id: Uuid,
+    pub name: String,
+    pub strategy: RouteStrategy,
+    pub candidates: Vec<RouteCandidate>,
+    /// Region entries this route may use (see [`region_allows`]); `None` = no route-level pin.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed_regions: Option<Vec<String>>,
+    /// Most attempts (first try included) across candidates; `None` = the gateway's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_attempts: Option<u32>,
+    /// Error classes that move on to the next attempt; `None` = the gateway's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_on: Option<Vec<RetryClass>>,
+    #[serde(default)]
+    pub timeouts: RouteTimeouts,
+    /// Opt-in hedging: after this long without an answer, also try the next candidate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hedge_after_ms: Option<u64>,
+    /// Weighted routing keeps one user (the request's `user`, or `x-switchyard-sticky-key`) on
+    /// one deployment.
+    #[serde(default)]
+    pub sticky: bool,
+}
+
+/// One deployment a route may choose.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RouteCandidate {
+    pub deployment_id: Uuid,
+    /// For `weighted`: the relative share (default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight: Option<u32>,
+    /// For `priority`: lower goes first (default: the list order).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<i32>,
+}
+
+/// How a route orders its candidates; whatever the strategy, the candidates not chosen first
+/// form the fallback order. Wire names are a contract.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RouteStrategy {
+    /// In priority order.
+    Priority,
+    /// Split by weights.
+    Weighted,
+    /// Lowest expected cost for this request's prompt and max output.
+    Cheapest,
+    /// Lowest recent time to first token.
+    Fastest,
+    /// Highest recent success rate.
+    Reliable,
+    /// Fewest requests in flight.
+    LeastBusy,
+}
+
+/// A class of upstream failure, for `retry_on` and the attempts recorded in usage events.
+/// Wire names are a contract.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RetryClass {
+    RateLimited,
+    ServerError,
+    Timeout,
+    Connection,
+    ContextLengthExceeded,
+    ContentFilter,
+}
+
+/// Per-route timeouts, each overriding the gateway's default when set.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RouteTimeouts {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connect_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_token_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total_ms: Option<u64>,
+}
+
+/// Whether a region-policy `entry` allows a deployment in `region`: equal, or `entry` followed
+/// by `-` starts it (`eu` allows `eu-west-1`, not `europe-1`). Case-insensitive.
+pub fn region_allows(entry: &str, region: &str) -> bool {
+    let (entry, region) = (entry.trim(), region.trim());
+    if entry.is_empty() || region.len() < entry.len() {
+        return false;
+    }
+    let (head, rest) = region.split_at(entry.len());
+    head.eq_ignore_ascii_case(entry) && (rest.is_empty() || rest.starts_with('-'))
 }
 
 /// Which API a deployment's model serves.
@@ -272,6 +393,15 @@ pub struct TenantConfig {
     pub deployments: Vec<DeploymentRecord>,
     #[serde(default)]
     pub providers: Vec<ProviderRecord>,
+    /// The tenant's routes (see [`RouteRecord`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub routes: Vec<RouteRecord>,
+    /// The tenant's region policy; `None` = unrestricted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed_regions: Option<Vec<String>>,
+    /// Region policies of the tenant's teams that have one, by team id.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub team_regions: BTreeMap<Uuid, Vec<String>>,
 }
 
 /// Which kind of record a change names.
@@ -359,6 +489,39 @@ impl Default for RedisKeys {
 #[allow(clippy::expect_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn region_entries_match_exactly_or_as_a_dash_prefix() {
+        let cases = [
+            ("eu", "eu", true),
+            ("eu", "eu-west-1", true),
+            ("EU", "eu-west-1", true),
+            ("eu-west", "eu-west-1", true),
+            ("eu-west-1", "eu-west-1", true),
+            ("eu", "europe-1", false),
+            ("eu-west-1", "eu-west", false),
+            ("us", "eu-west-1", false),
+            ("", "eu", false),
+        ];
+        for (entry, region, want) in cases {
+            assert_eq!(region_allows(entry, region), want, "{entry} / {region}");
+        }
+    }
+
+    #[test]
+    fn tenant_configs_without_routes_or_regions_still_parse() {
+        let old = r#"{"tenant_id":"00000000-0000-0000-0000-000000000001","version":3,"deployments":[],"providers":[]}"#;
+        let parsed: TenantConfig = serde_json::from_str(old).expect("an older record parses");
+        assert!(parsed.routes.is_empty());
+        assert_eq!(parsed.allowed_regions, None);
+        assert!(parsed.team_regions.is_empty());
+        // And nothing new is written for a tenant that uses none of it.
+        let json = serde_json::to_string(&parsed).expect("serializes");
+        assert!(
+            !json.contains("routes") && !json.contains("regions"),
+            "{json}"
+        );
+    }
 
     #[test]
     fn every_kind_parses_back_from_its_wire_name() {

@@ -135,6 +135,10 @@ mod tests {
         let p2 = Uuid::new_v4();
         let dep = |name: &str, provider_id| DeploymentRecord {
             id: Uuid::new_v4(),
+            context_window: None,
+            capabilities: None,
+            rpm_limit: None,
+            tpm_limit: None,
             name: name.into(),
             provider_id,
             upstream_model: format!("up-{name}"),
@@ -149,6 +153,9 @@ mod tests {
         TenantConfig {
             tenant_id: Uuid::new_v4(),
             version: 3,
+            routes: Vec::new(),
+            allowed_regions: None,
+            team_regions: Default::default(),
             deployments: vec![dep("a", p1), dep("b", p2), dep("a", p2)],
             providers: vec![
                 ProviderRecord {

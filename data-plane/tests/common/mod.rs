@@ -142,6 +142,9 @@ impl Gateway {
         assert!(self.bus.put_tenant(TenantConfig {
             tenant_id,
             version,
+            routes: Vec::new(),
+            allowed_regions: None,
+            team_regions: Default::default(),
             deployments,
             providers,
         }));
@@ -221,6 +224,10 @@ pub fn closed_port() -> u16 {
 pub fn deployment(name: &str, provider: &ProviderRecord, upstream_model: &str) -> DeploymentRecord {
     DeploymentRecord {
         id: Uuid::new_v4(),
+        context_window: None,
+        capabilities: None,
+        rpm_limit: None,
+        tpm_limit: None,
         name: name.into(),
         provider_id: provider.id,
         upstream_model: upstream_model.into(),
