@@ -255,6 +255,8 @@ fn event(tenant_id: Uuid, started_at: OffsetDateTime) -> UsageEvent {
         latency_ms: 3,
         ttft_ms: Some(2),
         started_at,
+        route: None,
+        failed_attempts: Vec::new(),
     }
 }
 

@@ -45,6 +45,8 @@ fn event(
         latency_ms: 12,
         ttft_ms: None,
         started_at,
+        route: None,
+        failed_attempts: Vec::new(),
     }
 }
 

@@ -173,6 +173,9 @@ pub enum GatewayError {
     ModelNotAllowed { model: String },
     #[error("model {model:?} does not exist for this tenant")]
     ModelNotFound { model: String },
+    /// No deployment the request may use satisfies the region policies that apply to it.
+    #[error("no deployment of {model:?} satisfies the region policy: {policy}")]
+    RegionNotAllowed { model: String, policy: String },
     #[error("no route for this path")]
     RouteNotFound,
     #[error("method not allowed on this path")]
@@ -280,7 +283,7 @@ impl GatewayError {
             InvalidJson(_) | InvalidRequest { .. } | BodyRead(_) => StatusCode::BAD_REQUEST,
             RequestTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             MissingApiKey | InvalidApiKey | KeyRevoked | KeyExpired => StatusCode::UNAUTHORIZED,
-            ModelNotAllowed { .. } => StatusCode::FORBIDDEN,
+            ModelNotAllowed { .. } | RegionNotAllowed { .. } => StatusCode::FORBIDDEN,
             ModelNotFound { .. } | RouteNotFound => StatusCode::NOT_FOUND,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             UpstreamRateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -317,6 +320,7 @@ impl GatewayError {
             KeyExpired => "key_expired",
             ModelNotAllowed { .. } => "model_not_allowed",
             ModelNotFound { .. } => "model_not_found",
+            RegionNotAllowed { .. } => "region_not_allowed",
             RouteNotFound => "not_found",
             MethodNotAllowed => "method_not_allowed",
             UpstreamRateLimited { .. } => "upstream_rate_limited",
@@ -400,6 +404,14 @@ impl GatewayError {
             ModelNotFound { model } => own(
                 format!("The model `{model}` does not exist or you do not have access to it."),
                 INVALID_REQUEST,
+                Some("model".to_owned()),
+            ),
+            RegionNotAllowed { model, policy } => own(
+                format!(
+                    "No deployment of `{model}` satisfies the region policy that applies to \
+                     this request ({policy})."
+                ),
+                "permission_error",
                 Some("model".to_owned()),
             ),
             RouteNotFound => own("Unknown request URL.".to_owned(), INVALID_REQUEST, None),

@@ -81,4 +81,23 @@ pub struct UsageEvent {
     pub ttft_ms: Option<u64>,
     #[serde(with = "time::serde::rfc3339")]
     pub started_at: OffsetDateTime,
+    /// The route the request named (explicit or the implicit one of a shared deployment name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub route: Option<String>,
+    /// Upstream attempts that failed before the one that served (or before giving up), in order.
+    /// The event's deployment, provider and prices are those of the attempt that served.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failed_attempts: Vec<FailedAttempt>,
+}
+
+/// One upstream attempt that failed, as recorded in a [`UsageEvent`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailedAttempt {
+    pub deployment_id: Uuid,
+    /// The gateway error code of the failure (`upstream_error`, `upstream_timeout`, …).
+    pub error_code: String,
+    /// The retry class it fell in (`server_error`, `rate_limited`, …), if retryable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_class: Option<crate::config::RetryClass>,
+    pub latency_ms: u64,
 }

@@ -84,7 +84,7 @@ pub const MODEL_STALL_STREAM: &str = "fake-stall-stream";
 /// and fairness tests).
 pub const MODEL_SLOW: &str = "fake-slow";
 /// How long [`MODEL_SLOW`] takes to answer.
-pub const SLOW_DELAY: std::time::Duration = std::time::Duration::from_millis(100);
+pub const SLOW_DELAY: std::time::Duration = std::time::Duration::from_millis(250);
 /// 429 with `retry-after: 7`.
 pub const MODEL_429: &str = "fake-429";
 /// 500 server error.

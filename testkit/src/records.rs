@@ -53,5 +53,7 @@ pub fn usage_event() -> UsageEvent {
         latency_ms: 3,
         ttft_ms: Some(1),
         started_at: OffsetDateTime::now_utc(),
+        route: None,
+        failed_attempts: Vec::new(),
     }
 }

@@ -214,7 +214,18 @@ async fn count_tokens(
     let body = pipeline::read_body(request.into_body(), state.settings().max_body_bytes).await?;
     let translated = request::translate_count_tokens(&body)?;
     drop(body);
-    route::resolve_chat(&state, &auth, &translated.model).await?;
+    // The same route as a message to this model would take: its checks (existence, the key's
+    // models, region policy, embedding models refused) apply, without calling a provider.
+    route::plan(
+        &state,
+        &auth,
+        &pipeline::Intent {
+            model: &translated.model,
+            api: pipeline::Api::Chat,
+            stream: false,
+        },
+    )
+    .await?;
     let input_tokens =
         tokio::task::spawn_blocking(move || request::estimate_input_tokens(&translated.body))
             .await

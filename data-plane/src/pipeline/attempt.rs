@@ -1,36 +1,188 @@
-//! Stage 6, attempt: call the chosen deployment's provider.
+//! Stage attempt: run a [`Plan`]: call its candidates in order until one answers, within the
+//! plan's attempt budget, and say which one served.
 //!
-//! Sets the call's total deadline (`SWITCHYARD_UPSTREAM_TIMEOUT_MS`, streaming included) and
-//! hands over to the provider adapter. Retries and fallback to another deployment will live
-//! here; they must only retry before any byte reached the client, and skip bodies over the
-//! replay cap.
+//! [`Driver`] holds the logic every endpoint shares (which candidate is next, whether a failure
+//! moves on, what the served answer's headers say); [`chat`] and `embed::attempt` are the
+//! endpoint-specific loops around it, each a few lines.
+//!
+//! - A failure moves on only when its class ([`classify`]) is in the plan's `retry_on` and
+//!   attempts remain; anything else (a 400 the client must fix, an auth failure, a loop) is the
+//!   answer at once. The client's error is the last real one.
+//! - Each failed attempt is recorded in the meter (deployment, error code and class, latency);
+//!   the usage event's deployment and prices are those of the attempt that served.
+//! - A stream is only ever retried before its first byte: an attempt ends when the provider's
+//!   response headers arrive, and a [`Reply::Stream`] is never retried afterwards.
+//! - Each candidate's provider takes a per-node concurrency slot for the rest of the request
+//!   (see [`crate::admission`]); moving on releases the previous one.
+//! - The served answer carries `x-switchyard-route`, `x-switchyard-deployment`,
+//!   `x-switchyard-provider`, `x-switchyard-region` (when the deployment has one) and
+//!   `x-switchyard-attempts`.
 
+use axum::http::{HeaderMap, HeaderName, HeaderValue};
+use shared::config::RetryClass;
 use tokio::time::Instant;
 
 use crate::admission::Admission;
 use crate::error::GatewayError;
-use crate::pipeline::route::Backend;
+use crate::pipeline::meter::Meter;
+use crate::pipeline::route::{Backend, Plan};
 use crate::pipeline::{AuthContext, RequestId};
 use crate::providers::{self, Call, Reply};
 use crate::state::AppState;
 use crate::wire::ChatRequest;
 
-/// A provider's answer and the deadline the rest of it (a stream) must meet.
+pub const ROUTE_HEADER: HeaderName = HeaderName::from_static("x-switchyard-route");
+pub const DEPLOYMENT_HEADER: HeaderName = HeaderName::from_static("x-switchyard-deployment");
+pub const PROVIDER_HEADER: HeaderName = HeaderName::from_static("x-switchyard-provider");
+pub const REGION_HEADER: HeaderName = HeaderName::from_static("x-switchyard-region");
+pub const ATTEMPTS_HEADER: HeaderName = HeaderName::from_static("x-switchyard-attempts");
+
+/// A provider's answer, the deadline the rest of it (a stream) must meet, and the routing
+/// headers for the client.
 pub struct Attempt {
     pub reply: Reply,
     pub deadline: Instant,
+    pub headers: HeaderMap,
 }
 
-/// Calls `backend` with `request`.
-pub async fn run(
+/// Walks a plan's candidates (see the module docs).
+pub struct Driver<'p> {
+    plan: &'p Plan,
+    /// Attempts started so far.
+    made: usize,
+    /// When the current attempt started, for the failure's latency.
+    started: Instant,
+}
+
+impl<'p> Driver<'p> {
+    pub fn new(plan: &'p Plan) -> Self {
+        Self {
+            plan,
+            made: 0,
+            started: Instant::now(),
+        }
+    }
+
+    /// The next candidate to try; `None` once the attempt budget is spent. Past the end of the
+    /// list it starts over (a route that allows more attempts than it has candidates retries
+    /// them in order).
+    pub fn next_candidate(&mut self) -> Option<&'p Backend> {
+        if self.made >= self.plan.max_attempts || self.plan.candidates.is_empty() {
+            return None;
+        }
+        let backend = &self.plan.candidates[self.made % self.plan.candidates.len()];
+        self.made += 1;
+        self.started = Instant::now();
+        Some(backend)
+    }
+
+    /// Decides what a failed attempt means: `Ok(())` to move on (after recording it in the
+    /// meter), or `Err(error)` when it is the answer.
+    pub fn failed(
+        &self,
+        meter: &mut Meter,
+        backend: &Backend,
+        error: GatewayError,
+    ) -> Result<(), GatewayError> {
+        let class = classify(&error);
+        let retryable = class.is_some_and(|c| self.plan.retry_on.contains(&c));
+        if !retryable || self.made >= self.plan.max_attempts {
+            return Err(error);
+        }
+        tracing::info!(
+            deployment = %backend.deployment().id,
+            code = error.code(),
+            error = %error,
+            "attempt failed; trying the next candidate"
+        );
+        meter.record_failure(backend, &error, class, self.started.elapsed());
+        Ok(())
+    }
+
+    /// The routing headers for an answer `backend` served.
+    pub fn headers(&self, backend: &Backend) -> HeaderMap {
+        let deployment = backend.deployment();
+        let mut headers = HeaderMap::with_capacity(5);
+        let mut put = |name: HeaderName, value: &str| {
+            if let Ok(value) = HeaderValue::from_str(value) {
+                headers.insert(name, value);
+            }
+        };
+        put(ROUTE_HEADER, &self.plan.route);
+        put(DEPLOYMENT_HEADER, &deployment.id.to_string());
+        if let Ok(provider) = backend.provider() {
+            put(PROVIDER_HEADER, provider.record.kind.as_str());
+        }
+        if let Some(region) = &deployment.region {
+            put(REGION_HEADER, region);
+        }
+        headers.insert(ATTEMPTS_HEADER, HeaderValue::from(self.made));
+        headers
+    }
+}
+
+/// The retry class of a failure, or `None` for one that no other attempt would change (the
+/// client's own mistakes, auth failures, loops, the gateway's own refusals).
+pub fn classify(error: &GatewayError) -> Option<RetryClass> {
+    use GatewayError::*;
+    match error {
+        UpstreamRateLimited { .. } | ProviderBusy { .. } => Some(RetryClass::RateLimited),
+        UpstreamError { .. } | UpstreamProtocol(_) => Some(RetryClass::ServerError),
+        UpstreamTimeout(_) => Some(RetryClass::Timeout),
+        UpstreamUnreachable { .. } | EgressRefused { .. } | ProviderUnavailable(_) => {
+            Some(RetryClass::Connection)
+        }
+        UpstreamBadRequest { error, .. } => match error.code.as_deref() {
+            Some("context_length_exceeded") => Some(RetryClass::ContextLengthExceeded),
+            Some("content_filter") => Some(RetryClass::ContentFilter),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// Runs `plan` for a chat request: each candidate in turn, until one answers or a failure is
+/// final.
+pub async fn chat(
+    state: &AppState,
+    auth: &AuthContext,
+    admission: &mut Admission,
+    meter: &mut Meter,
+    plan: &Plan,
+    request: &ChatRequest,
+    request_id: &RequestId,
+) -> Result<Attempt, GatewayError> {
+    let mut driver = Driver::new(plan);
+    while let Some(backend) = driver.next_candidate() {
+        meter.set_backend(backend);
+        match call_chat(state, auth, admission, backend, request, request_id).await {
+            Ok((reply, deadline)) => {
+                return Ok(Attempt {
+                    reply,
+                    deadline,
+                    headers: driver.headers(backend),
+                });
+            }
+            // Returns the error when it is final or the attempts are spent.
+            Err(error) => driver.failed(meter, backend, error)?,
+        }
+    }
+    // `route::plan` never makes a plan without candidates, and `failed` ends the last attempt.
+    Err(GatewayError::Internal(
+        "the plan had no candidate".to_owned(),
+    ))
+}
+
+/// One call to `backend` with the request.
+async fn call_chat(
     state: &AppState,
     auth: &AuthContext,
     admission: &mut Admission,
     backend: &Backend,
     request: &ChatRequest,
     request_id: &RequestId,
-) -> Result<Attempt, GatewayError> {
-    let deployment = &backend.deployment;
+) -> Result<(Reply, Instant), GatewayError> {
+    let deployment = backend.deployment();
     let provider = backend.provider()?;
     admission.use_provider(state.limits(), provider.record.id)?;
     let deadline = Instant::now() + state.settings().total_timeout();
@@ -46,5 +198,54 @@ pub async fn run(
         max_output_tokens: deployment.max_output_tokens,
     };
     let reply = providers::call(&call).await?;
-    Ok(Attempt { reply, deadline })
+    Ok((reply, deadline))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ProviderError;
+
+    #[test]
+    fn failures_are_classed_for_retry() {
+        let bad = |code: Option<&str>| GatewayError::UpstreamBadRequest {
+            status: axum::http::StatusCode::BAD_REQUEST,
+            error: Box::new(ProviderError {
+                code: code.map(str::to_owned),
+                ..ProviderError::default()
+            }),
+        };
+        let cases = [
+            (
+                GatewayError::UpstreamError {
+                    status: 500,
+                    error: Box::default(),
+                },
+                Some(RetryClass::ServerError),
+            ),
+            (
+                GatewayError::UpstreamTimeout("x"),
+                Some(RetryClass::Timeout),
+            ),
+            (
+                GatewayError::UpstreamRateLimited {
+                    retry_after: None,
+                    error: Box::default(),
+                },
+                Some(RetryClass::RateLimited),
+            ),
+            (
+                bad(Some("context_length_exceeded")),
+                Some(RetryClass::ContextLengthExceeded),
+            ),
+            (bad(Some("content_filter")), Some(RetryClass::ContentFilter)),
+            (bad(None), None),
+            (GatewayError::UpstreamAuthFailed { status: 401 }, None),
+            (GatewayError::LoopDetected { hops: 1 }, None),
+            (GatewayError::InvalidJson("x".into()), None),
+        ];
+        for (error, want) in cases {
+            assert_eq!(classify(&error), want, "{error}");
+        }
+    }
 }

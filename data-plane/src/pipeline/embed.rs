@@ -5,7 +5,8 @@
 //!
 //! - The body is parsed as [`EmbeddingsRequest`]; a bad body is a 400 naming the field (and is
 //!   metered, with the model it named, like any refused request).
-//! - Route resolves `model` exactly as for chat (404 `model_not_found`, 403 `model_not_allowed`).
+//! - Route resolves `model` exactly as for chat (routes, region policy, 404 `model_not_found`,
+//!   403 `model_not_allowed` / `region_not_allowed`).
 //! - Attempt calls [`providers::embed`] for the deployment's provider within
 //!   `SWITCHYARD_UPSTREAM_TIMEOUT_MS`. Providers without embeddings (Anthropic, the mock) answer
 //!   400 naming `model`.
@@ -13,22 +14,21 @@
 //!   with endpoint `embeddings`: the provider's prompt tokens, else an estimate of the input's
 //!   tokens marked estimated; cost = prompt tokens × the deployment's input price.
 //!
-//! Limit, budget and cache are pass-through stages whose signatures take a [`ChatRequest`]
-//! today; until they take a request-neutral view (model and estimated tokens), embeddings pass
-//! them by not calling them, which is what the pass-through stages do anyway. This is the one
-//! place to add those calls.
-//!
-//! [`ChatRequest`]: crate::wire::ChatRequest
+//! Limit, cache, route and budget are the shared [`stages`](super::stages), fed the same
+//! request-neutral [`Intent`] as chat; the attempt loop is the shared
+//! [`Driver`](super::attempt::Driver) (fallback across a route's candidates, failures recorded).
 
 use axum::body::Body;
+use axum::http::HeaderMap;
 use axum::response::Response;
 use futures::FutureExt;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
+use super::attempt::Driver;
 use super::meter::{self, Meter};
-use super::route::{self, Backend};
-use super::{AuthContext, RequestId};
+use super::route::Backend;
+use super::{Api, AuthContext, Intent, RequestId, Staged};
 use crate::admission::Admission;
 use crate::error::GatewayError;
 use crate::providers::{self, EmbedCall, Embeddings};
@@ -49,12 +49,12 @@ pub(crate) async fn embeddings(
     meter.set_endpoint(Meter::EMBEDDINGS);
     let event = match prepare(&state, &request_id, &auth, &mut meter, &mut admission, body).await {
         Err(error) => meter.error(error, respond),
-        Ok((request, answer)) => meter.embeddings(&request, answer, respond),
+        Ok((request, answer, headers)) => meter.embeddings(&request, answer, headers, respond),
     };
     meter::emit(&state, event).await;
 }
 
-/// Everything up to the provider's answer.
+/// Everything up to the provider's answer: the shared stages, then the plan's candidates.
 async fn prepare(
     state: &AppState,
     request_id: &RequestId,
@@ -62,14 +62,32 @@ async fn prepare(
     meter: &mut Meter,
     admission: &mut Admission,
     body: Body,
-) -> Result<(EmbeddingsRequest, Embeddings), GatewayError> {
+) -> Result<(EmbeddingsRequest, Embeddings, HeaderMap), GatewayError> {
     let request = super::read_request(state, meter, body, EmbeddingsRequest::parse).await?;
     meter.set_embeddings_request(&request);
-
-    let backend = route::resolve(state, auth, &request.model).await?;
-    meter.set_backend(&backend);
-    let answer = attempt(state, auth, admission, &backend, &request, request_id).await?;
-    Ok((request, answer))
+    let intent = Intent {
+        model: &request.model,
+        api: Api::Embeddings,
+        stream: false,
+    };
+    let plan = match super::stages(state, auth, &intent, meter).await? {
+        Staged::Cached(never) => match never {},
+        Staged::Planned(plan) => plan,
+    };
+    let mut driver = Driver::new(&plan);
+    while let Some(backend) = driver.next_candidate() {
+        meter.set_backend(backend);
+        match attempt(state, auth, admission, backend, &request, request_id).await {
+            Ok(answer) => {
+                let headers = driver.headers(backend);
+                return Ok((request, answer, headers));
+            }
+            Err(error) => driver.failed(meter, backend, error)?,
+        }
+    }
+    Err(GatewayError::Internal(
+        "the plan had no candidate".to_owned(),
+    ))
 }
 
 /// Calls `backend`'s provider for the embeddings.
@@ -81,7 +99,7 @@ async fn attempt(
     request: &EmbeddingsRequest,
     request_id: &RequestId,
 ) -> Result<Embeddings, GatewayError> {
-    let deployment = &backend.deployment;
+    let deployment = backend.deployment();
     let provider = backend.provider()?;
     admission.use_provider(state.limits(), provider.record.id)?;
     let call = EmbedCall {

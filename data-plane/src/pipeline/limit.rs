@@ -6,10 +6,14 @@
 //! through unmetered. A refusal is a `GatewayError` carrying `Retry-After`.
 
 use crate::error::GatewayError;
-use crate::pipeline::AuthContext;
-use crate::wire::ChatRequest;
+use crate::pipeline::{AuthContext, Intent};
+use crate::state::AppState;
 
 /// Admits or refuses the request. Always admits for now.
-pub async fn check(_auth: &AuthContext, _request: &ChatRequest) -> Result<(), GatewayError> {
+pub async fn check(
+    _state: &AppState,
+    _auth: &AuthContext,
+    _intent: &Intent<'_>,
+) -> Result<(), GatewayError> {
     Ok(())
 }

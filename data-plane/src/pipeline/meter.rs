@@ -1,11 +1,14 @@
-//! Stage 8, meter: answer the client, then count tokens, price them and emit exactly one
-//! [`UsageEvent`] per authenticated request — successes and failures alike.
+//! Stage meter: count tokens, price them and emit exactly one [`UsageEvent`] per authenticated
+//! request — successes and failures alike. Delivery to the client is [`deliver`](super::deliver)'s
+//! job; the meter hands it the answer and turns what it reports into the event.
 //!
 //! This runs in the request's own spawned task (see the pipeline's "Cancellation"), a path the
-//! client cannot cancel. For a stream the task *is* the driver: it reads upstream events and
-//! forwards each one, as it arrives, into a bounded channel that feeds the client's response
-//! body, so nothing is buffered and a slow client slows the upstream read (backpressure) instead
-//! of growing memory.
+//! client cannot cancel. For a stream the task *is* the driver (`deliver::stream`), so a client
+//! that disconnects is still metered.
+//!
+//! The event's deployment, provider and prices are those of the attempt that served; failed
+//! attempts before it are listed in `failed_attempts`. The budget reservation made before the
+//! attempts is settled here, once, with the actual cost.
 //!
 //! # How a stream ends
 //!
@@ -26,42 +29,27 @@
 //! prompt tokens are estimated from the request and completion tokens from the text received,
 //! and the event says `tokens_estimated = true`.
 
-use std::convert::Infallible;
-
-use axum::body::Body;
-use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
-use bytes::{BufMut, Bytes, BytesMut};
-use futures::StreamExt;
-use serde::Deserialize;
-use serde::de::IgnoredAny;
-use shared::usage::{UsageEvent, UsageOutcome};
-use tokio::sync::{mpsc, oneshot};
+use shared::config::RetryClass;
+use shared::usage::{FailedAttempt, UsageEvent, UsageOutcome};
+use tokio::sync::oneshot;
 use tokio::time::Instant;
-use tokio_stream::wrappers::ReceiverStream;
 use uuid::Uuid;
 
 use super::attempt::Attempt;
-use super::route::Backend;
+use super::budget::Reservation;
+use super::deliver::{self, Delivered, End, StreamReport};
+use super::route::{Backend, Plan};
 use super::{AuthContext, RequestId};
 use crate::error::GatewayError;
-use crate::providers::{self, Completion, Event, EventStream, Reply, Usage};
+use crate::providers::{self, Completion, EventStream, Reply, Usage};
 use crate::state::AppState;
 use crate::tokens;
 use crate::wire::ChatRequest;
 
 /// The usage event's `endpoint` for chat completions.
 pub const CHAT_COMPLETIONS: &str = "chat.completions";
-/// Events buffered between the stream driver and the client's connection. Small: it only
-/// smooths scheduling; a slow client should push back on the upstream, not fill memory.
-const STREAM_BUFFER: usize = 16;
-/// How long the final error event may wait for a client that is not reading.
-const FINAL_EVENT_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
-/// Allocation unit of the buffer events are framed into.
-const ENCODE_BLOCK: usize = 8 * 1024;
-/// The last event of a stream that ended before `[DONE]`.
-const TRUNCATED_EVENT: &[u8] = b"data: {\"error\":{\"message\":\"The upstream provider ended the stream before it completed\",\"type\":\"api_error\",\"param\":null,\"code\":\"stream_truncated\"}}\n\n";
 
 /// The facts a usage event is built from, gathered as the stages run.
 pub struct Meter {
@@ -74,6 +62,9 @@ pub struct Meter {
     model: String,
     stream: bool,
     backend: Option<BackendFacts>,
+    route: Option<String>,
+    failed_attempts: Vec<FailedAttempt>,
+    reservation: Option<Reservation>,
 }
 
 struct BackendFacts {
@@ -119,7 +110,36 @@ impl Meter {
             model: String::new(),
             stream: false,
             backend: None,
+            route: None,
+            failed_attempts: Vec::new(),
+            reservation: None,
         }
+    }
+
+    /// The route the request resolved to.
+    pub fn set_route(&mut self, plan: &Plan) {
+        self.route = Some(plan.route.clone());
+    }
+
+    /// The budget reservation to settle when the event is built.
+    pub fn set_reservation(&mut self, reservation: Reservation) {
+        self.reservation = Some(reservation);
+    }
+
+    /// An attempt on `backend` that failed and was followed by another.
+    pub fn record_failure(
+        &mut self,
+        backend: &Backend,
+        error: &GatewayError,
+        class: Option<RetryClass>,
+        latency: std::time::Duration,
+    ) {
+        self.failed_attempts.push(FailedAttempt {
+            deployment_id: backend.deployment().id,
+            error_code: error.code().to_owned(),
+            error_class: class,
+            latency_ms: millis(latency),
+        });
     }
 
     /// The usage event's `endpoint` (`chat.completions` unless set).
@@ -137,8 +157,9 @@ impl Meter {
         self.stream = request.is_stream();
     }
 
+    /// The backend being tried; the last one set is the event's (the one that served).
     pub fn set_backend(&mut self, backend: &Backend) {
-        let d = &backend.deployment;
+        let d = backend.deployment();
         self.backend = Some(BackendFacts {
             deployment_id: d.id,
             provider_id: d.provider_id,
@@ -178,10 +199,15 @@ impl Meter {
         attempt: Attempt,
         respond: oneshot::Sender<Response>,
     ) -> UsageEvent {
-        match attempt.reply {
-            Reply::Complete(completion) => self.complete(request, completion, respond),
+        let Attempt {
+            reply,
+            deadline,
+            headers,
+        } = attempt;
+        match reply {
+            Reply::Complete(completion) => self.complete(request, completion, headers, respond),
             Reply::Stream(events) => {
-                self.stream(state, request, events, attempt.deadline, respond)
+                self.stream(state, request, events, deadline, headers, respond)
                     .await
             }
         }
@@ -191,10 +217,11 @@ impl Meter {
         self,
         request: &ChatRequest,
         completion: Completion,
+        headers: HeaderMap,
         respond: oneshot::Sender<Response>,
     ) -> UsageEvent {
         // A reference-counted clone: the body stays readable for the estimate below.
-        let (outcome, code) = deliver_json(completion.body.clone(), respond);
+        let (outcome, code) = outcome_of(deliver::json(completion.body.clone(), headers, respond));
         // Counted after the client has its answer, so an estimate never delays it.
         let tokens = match completion.usage {
             Some(usage) => Tokens::from(usage),
@@ -213,83 +240,21 @@ impl Meter {
         self,
         state: &AppState,
         request: &ChatRequest,
-        mut events: EventStream,
+        events: EventStream,
         deadline: Instant,
+        headers: HeaderMap,
         respond: oneshot::Sender<Response>,
     ) -> UsageEvent {
-        let (tx, rx) = mpsc::channel::<Bytes>(STREAM_BUFFER);
-        let body = Body::from_stream(ReceiverStream::new(rx).map(Ok::<_, Infallible>));
-        let response = (
-            StatusCode::OK,
-            [
-                (CONTENT_TYPE, HeaderValue::from_static("text/event-stream")),
-                (CACHE_CONTROL, HeaderValue::from_static("no-cache")),
-            ],
-            body,
+        let StreamReport { end, tally } = deliver::stream(
+            state,
+            &self.request_id,
+            request.wants_stream_usage(),
+            events,
+            deadline,
+            headers,
+            respond,
         )
-            .into_response();
-        if respond.send(response).is_err() {
-            drop(events);
-            let tokens = Tokens {
-                prompt: tokens::estimate_prompt_tokens(request),
-                completion: 0,
-                estimated: true,
-                ..Tokens::default()
-            };
-            return self.finish(
-                200,
-                UsageOutcome::ClientDisconnected,
-                Some("client_disconnected"),
-                tokens,
-                None,
-            );
-        }
-
-        let wants_usage = request.wants_stream_usage();
-        let idle = state.settings().idle_timeout();
-        let mut tally = Tally::default();
-        let mut buf = BytesMut::new();
-        let stall = tokio::time::sleep_until((Instant::now() + idle).min(deadline));
-        tokio::pin!(stall);
-
-        let end = loop {
-            tokio::select! {
-                biased;
-                () = tx.closed() => break End::ClientGone,
-                next = events.next() => match next {
-                    None if tally.saw_done => break End::Done,
-                    None => break End::Cut("the upstream closed the stream without [DONE]".to_owned()),
-                    Some(Err(e)) => break End::Cut(e.0),
-                    Some(Ok(event)) => {
-                        stall.as_mut().reset((Instant::now() + idle).min(deadline));
-                        if tally.observe(&event, wants_usage, &self.request_id) {
-                            encode(&mut buf, &event);
-                            // A client that stops reading but keeps the connection open
-                            // blocks this send (backpressure); the total deadline still holds.
-                            let sent = tokio::time::timeout_at(deadline, tx.send(buf.split().freeze())).await;
-                            if !matches!(sent, Ok(Ok(()))) {
-                                break End::ClientGone;
-                            }
-                        }
-                        if tally.saw_done {
-                            break End::Done;
-                        }
-                    }
-                },
-                () = &mut stall => break End::Stalled,
-            }
-        };
-        // Closes the upstream connection now, so the provider stops generating.
-        drop(events);
-
-        if matches!(end, End::Cut(_) | End::Stalled) && !tally.upstream_error {
-            let _ = tokio::time::timeout(
-                FINAL_EVENT_WAIT,
-                tx.send(Bytes::from_static(TRUNCATED_EVENT)),
-            )
-            .await;
-        }
-        drop(tx);
+        .await;
 
         let tokens = match tally.usage {
             Some(usage) => Tokens::from(usage),
@@ -323,7 +288,7 @@ impl Meter {
     }
 
     fn finish(
-        self,
+        mut self,
         status: u16,
         outcome: UsageOutcome,
         error_code: Option<&str>,
@@ -347,6 +312,9 @@ impl Meter {
             ),
             None => (0, None, None, None, None),
         };
+        if let Some(reservation) = self.reservation.take() {
+            reservation.settle(cost);
+        }
         UsageEvent {
             id: self.request_id.id,
             tenant_id: self.tenant_id,
@@ -371,6 +339,8 @@ impl Meter {
             latency_ms: millis(self.request_id.started.elapsed()),
             ttft_ms,
             started_at: self.request_id.started_at,
+            route: self.route,
+            failed_attempts: self.failed_attempts,
         }
     }
 }
@@ -394,145 +364,19 @@ pub async fn emit(state: &AppState, event: UsageEvent) {
     state.usage().emit(event).await;
 }
 
-/// Sends a whole JSON answer to the client. The provider has already done (and billed) the
-/// work, so a client that left still costs the full answer: the outcome only records that it
-/// left (`client_disconnected`).
-fn deliver_json(
-    body: Bytes,
-    respond: oneshot::Sender<Response>,
-) -> (UsageOutcome, Option<&'static str>) {
-    let response = (
-        [(CONTENT_TYPE, HeaderValue::from_static("application/json"))],
-        Body::from(body),
-    )
-        .into_response();
-    match respond.send(response) {
-        Ok(()) => (UsageOutcome::Success, None),
-        Err(_) => (
+/// The usage outcome of a whole answer's delivery.
+fn outcome_of(delivered: Delivered) -> (UsageOutcome, Option<&'static str>) {
+    match delivered {
+        Delivered::Sent => (UsageOutcome::Success, None),
+        Delivered::ClientGone => (
             UsageOutcome::ClientDisconnected,
             Some("client_disconnected"),
         ),
     }
 }
 
-fn millis(d: std::time::Duration) -> u64 {
+pub(crate) fn millis(d: std::time::Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
-}
-
-#[derive(Debug)]
-enum End {
-    Done,
-    Cut(String),
-    Stalled,
-    ClientGone,
-}
-
-/// What the driver learned from the events so far.
-#[derive(Default)]
-struct Tally {
-    saw_done: bool,
-    /// The upstream sent an `error` event itself; we pass it on and add none of our own.
-    upstream_error: bool,
-    usage: Option<Usage>,
-    /// Generated text received (content and tool-call arguments), for estimates.
-    text: String,
-    ttft_ms: Option<u64>,
-}
-
-/// The parts of a `chat.completion.chunk` we read, borrowed from the event's data.
-#[derive(Deserialize)]
-struct ChunkView<'a> {
-    #[serde(default, borrow)]
-    choices: Option<Vec<ChoiceView<'a>>>,
-    #[serde(default)]
-    usage: Option<Usage>,
-    #[serde(default)]
-    error: Option<IgnoredAny>,
-}
-
-#[derive(Deserialize)]
-struct ChoiceView<'a> {
-    #[serde(default, borrow)]
-    delta: Option<DeltaView<'a>>,
-}
-
-#[derive(Deserialize)]
-struct DeltaView<'a> {
-    #[serde(default, borrow)]
-    content: Option<std::borrow::Cow<'a, str>>,
-    #[serde(default, borrow)]
-    tool_calls: Option<Vec<ToolCallView<'a>>>,
-}
-
-#[derive(Deserialize)]
-struct ToolCallView<'a> {
-    #[serde(default, borrow)]
-    function: Option<FunctionView<'a>>,
-}
-
-#[derive(Deserialize)]
-struct FunctionView<'a> {
-    #[serde(default, borrow)]
-    arguments: Option<std::borrow::Cow<'a, str>>,
-}
-
-impl Tally {
-    /// Records what `event` says; returns whether the client should receive it.
-    fn observe(&mut self, event: &Event, wants_usage: bool, request_id: &RequestId) -> bool {
-        if event.data.trim() == "[DONE]" {
-            self.saw_done = true;
-            return true;
-        }
-        let Ok(chunk) = serde_json::from_str::<ChunkView<'_>>(&event.data) else {
-            // Not ours to judge: forward what we do not understand.
-            return true;
-        };
-        if chunk.error.is_some() {
-            self.upstream_error = true;
-            return true;
-        }
-        let before = self.text.len();
-        for choice in chunk.choices.iter().flatten() {
-            let Some(delta) = &choice.delta else { continue };
-            if let Some(content) = &delta.content {
-                self.text.push_str(content);
-            }
-            for call in delta.tool_calls.iter().flatten() {
-                if let Some(args) = call.function.as_ref().and_then(|f| f.arguments.as_ref()) {
-                    self.text.push_str(args);
-                }
-            }
-        }
-        if self.ttft_ms.is_none() && self.text.len() > before {
-            self.ttft_ms = Some(millis(request_id.started.elapsed()));
-        }
-        let usage_only = chunk.usage.is_some() && chunk.choices.as_ref().is_some_and(Vec::is_empty);
-        if chunk.usage.is_some() {
-            self.usage = chunk.usage;
-        }
-        !usage_only || wants_usage
-    }
-}
-
-/// Frames `event` as SSE into `buf`: the data verbatim (one `data:` line per line of it).
-fn encode(buf: &mut BytesMut, event: &Event) {
-    // Reserve in blocks: the frozen chunks still share the previous block, so each reserve that
-    // runs out allocates afresh; blocks make that one allocation per many events.
-    let needed = event.data.len() + event.name.as_ref().map_or(0, String::len) + 64;
-    if buf.capacity() - buf.len() < needed {
-        buf.reserve(needed.max(ENCODE_BLOCK));
-    }
-    if let Some(name) = &event.name {
-        buf.put_slice(b"event: ");
-        buf.put_slice(name.as_bytes());
-        buf.put_u8(b'\n');
-    }
-    for line in event.data.split('\n') {
-        buf.put_slice(b"data: ");
-        buf.put_slice(line.as_bytes());
-        buf.put_u8(b'\n');
-    }
-    buf.put_u8(b'\n');
 }
 
 /// Embeddings metering (`POST /v1/embeddings`, see `pipeline::embed`).
@@ -554,9 +398,10 @@ impl Meter {
         self,
         request: &crate::wire::EmbeddingsRequest,
         answer: crate::providers::Embeddings,
+        headers: HeaderMap,
         respond: oneshot::Sender<Response>,
     ) -> UsageEvent {
-        let (outcome, code) = deliver_json(answer.body, respond);
+        let (outcome, code) = outcome_of(deliver::json(answer.body, headers, respond));
         let tokens = match answer.usage.filter(|u| u.prompt_tokens > 0) {
             Some(usage) => Tokens {
                 prompt: usage.prompt_tokens,
@@ -570,81 +415,5 @@ impl Meter {
             },
         };
         self.finish(200, outcome, code, tokens, None)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used)]
-
-    use super::*;
-
-    fn ev(data: &str) -> Event {
-        Event {
-            name: None,
-            data: data.to_owned(),
-        }
-    }
-
-    #[test]
-    fn tally_reads_text_usage_and_drops_the_usage_chunk_unless_asked() {
-        let rid = RequestId::new();
-        let mut t = Tally::default();
-        assert!(t.observe(&ev(r#"{"choices":[{"index":0,"delta":{"role":"assistant","content":""}}],"usage":null}"#), false, &rid));
-        assert_eq!(t.ttft_ms, None);
-        assert!(t.observe(
-            &ev(r#"{"choices":[{"index":0,"delta":{"content":"Hel\"lo"}}]}"#),
-            false,
-            &rid
-        ));
-        assert!(t.ttft_ms.is_some());
-        assert!(t.observe(&ev(r#"{"choices":[{"index":0,"delta":{"tool_calls":[{"function":{"arguments":"{}"}}]}}]}"#), false, &rid));
-        let usage = r#"{"choices":[],"usage":{"prompt_tokens":12,"completion_tokens":5,"total_tokens":17}}"#;
-        assert!(
-            !t.observe(&ev(usage), false, &rid),
-            "usage chunk dropped when not asked for"
-        );
-        assert!(t.observe(&ev(usage), true, &rid), "kept when asked for");
-        assert_eq!(t.usage, Some(Usage::new(12, 5)));
-        assert_eq!(t.text, "Hel\"lo{}");
-        assert!(t.observe(&ev("[DONE]"), false, &rid));
-        assert!(t.saw_done);
-    }
-
-    #[test]
-    fn upstream_error_events_are_forwarded_and_remembered() {
-        let mut t = Tally::default();
-        assert!(t.observe(
-            &ev(r#"{"error":{"message":"boom"}}"#),
-            false,
-            &RequestId::new()
-        ));
-        assert!(t.upstream_error);
-    }
-
-    #[test]
-    fn encoding_keeps_data_verbatim() {
-        let mut buf = BytesMut::new();
-        encode(&mut buf, &ev(r#"{"a":1}"#));
-        assert_eq!(&buf[..], b"data: {\"a\":1}\n\n");
-        buf.clear();
-        encode(
-            &mut buf,
-            &Event {
-                name: Some("ping".into()),
-                data: "a\nb".into(),
-            },
-        );
-        assert_eq!(&buf[..], b"event: ping\ndata: a\ndata: b\n\n");
-    }
-
-    #[test]
-    fn truncated_event_is_the_documented_json() {
-        let text = std::str::from_utf8(TRUNCATED_EVENT).unwrap();
-        let json: serde_json::Value =
-            serde_json::from_str(text.strip_prefix("data: ").unwrap().trim_end()).unwrap();
-        assert_eq!(json["error"]["code"], "stream_truncated");
-        assert_eq!(json["error"]["type"], "api_error");
-        assert_eq!(json["error"]["param"], serde_json::Value::Null);
     }
 }

@@ -4,34 +4,42 @@
 //! # Order
 //!
 //! ```text
-//! edge (crate::http): request id → log errors → catch panic → body limit
-//!   authenticate → limit → reserve budget → cache → route → attempt → provider adapter → meter
+//! edge (crate::http): request id → Anthropic errors → log errors → catch panic → URL/header
+//!                     limits → body limit → loop guard
+//!   authenticate → admit → parse → [stages: limit → cache → route → reserve budget]
+//!   → attempt (Driver: candidate after candidate) → provider adapter → deliver + meter
 //! ```
 //!
 //! 1. [`authenticate`] — axum middleware on every `/v1` route (deny by default): key from
 //!    `Authorization: Bearer` or `x-api-key`, SHA-256, [`ConfigStore::key`](crate::store::ConfigStore::key);
 //!    refuses missing, unknown, revoked and expired keys with 401.
-//! 2. [`limit`] — tenant/key rate limits. Pass-through for now.
-//! 3. [`budget`] — reserve the request's estimated cost against budgets. Pass-through for now;
-//!    settling the reservation will happen in [`meter`].
-//! 4. [`cache`] — response cache lookup. Pass-through for now (always a miss).
-//! 5. [`route`] — resolve the model name to the tenant's deployments (404 if none), check the
-//!    key may use it (403), pick one.
-//! 6. [`attempt`] — call the chosen deployment's provider within the total deadline; retries
-//!    and fallback to another deployment slot in here.
-//! 7. provider adapter ([`crate::providers`]) — translate to the provider's wire format and back.
-//! 8. [`meter`] — answer the client, then compute tokens and cost and emit exactly one
-//!    `UsageEvent`. For streams it drives the upstream to its end.
+//! 2. admit — the handler takes node and organization slots ([`crate::admission`]) before the
+//!    request task starts, or refuses at once.
+//! 3. parse — each endpoint parses its own body and states its [`Intent`]: the
+//!    request-neutral facts (model, API, stream) every later stage reads.
+//! 4. [`stages`] — the enforcement every endpoint runs, from one place so none can skip one:
+//!    [`limit`] (rate limits; pass-through for now), [`cache`] (a hit skips the rest; always a
+//!    miss for now), [`route`] (the model name → a [`route::Plan`]: an explicit route or the
+//!    implicit group of a shared deployment name, filtered by API and region policy, ordered),
+//!    [`budget`] (reserve against the plan's prices; an empty [`budget::Reservation`] for now,
+//!    settled by the meter).
+//! 5. [`attempt`] — the shared [`attempt::Driver`] walks the plan: each candidate in order until
+//!    one answers, moving on only for retryable failures (recorded for the usage event) and
+//!    never after a stream's first byte; the endpoint's loop calls its provider adapter.
+//! 6. provider adapter ([`crate::providers`]) — translate to the provider's wire format and back.
+//! 7. [`deliver`] hands the answer to the client (JSON, or the stream pump with backpressure) and
+//!    reports how it went; [`meter`] turns that into exactly one `UsageEvent` (tokens and cost of
+//!    the attempt that served, failed attempts, route) and settles the reservation.
 //!
-//! `/v1/embeddings` runs the same stages in [`embed`] (its own composition, since its request
-//! and answer differ); `/v1/messages` is translated to a chat request at the edge
-//! ([`crate::anthropic_api`]) and runs [`chat_completions`] itself, with the usage event's
-//! endpoint set to `messages`.
+//! Chat ([`chat_completions`]) and embeddings ([`embed`]) differ only in parsing, the provider
+//! call and the answer's metering; `/v1/messages` is translated to a chat request at the edge
+//! ([`crate::anthropic_api`]) and runs [`chat_completions`] itself (usage endpoint `messages`);
+//! `/v1/messages/count_tokens` runs [`route::plan`] only (no provider call).
 //!
-//! Stages 2–8 are plain async functions composed in `chat_completions` rather than tower
-//! layers: they need the parsed body, and explicit calls are cheaper and easier to follow than
-//! body-aware services. Each stage is still its own module, so adding behaviour to one
-//! (a Redis rate limiter, a budget reservation) does not touch the others.
+//! The stages are plain async functions rather than tower layers: they need the parsed body,
+//! and explicit calls are cheaper and easier to follow than body-aware services. Each stage is
+//! its own module, so adding behaviour to one (a Redis rate limiter, a budget reservation) does
+//! not touch the others.
 //!
 //! # Cancellation
 //!
@@ -45,16 +53,20 @@
 //! | fact | inserted by | read by |
 //! | --- | --- | --- |
 //! | [`RequestId`] (request extension: id, start instant, start time) | edge (`http::request_id`) | every stage, meter (event id, latency) |
-//! | [`AuthContext`] (request extension: `Arc<KeyRecord>`) | authenticate | limit, budget, cache, route, meter (tenant/key/team ids) |
-//! | [`ChatRequest`] (value) | `chat_completions` (parsed body) | limit, budget, cache, route (model), attempt, meter (estimates) |
-//! | [`route::Backend`] (value: tenant view + deployment) | route | attempt, meter (deployment, provider, prices) |
-//! | [`attempt::Attempt`] (value: provider reply + deadline) | attempt | meter |
+//! | [`Hops`](crate::egress::Hops) (request extension: outgoing hop chain) | edge (`egress::loop_guard`) | authenticate (into `AuthContext`) |
+//! | [`AuthContext`] (request extension: `Arc<KeyRecord>`, hop chain) | authenticate | admit, stages (tenant/key/team), attempt (hop header), meter |
+//! | [`Admission`](crate::admission::Admission) (value: node/org/provider slots) | handler | attempt (provider slot); dropped when the task ends |
+//! | [`Intent`] (value: model, API, stream) | the endpoint, after parsing | limit, cache, route, budget |
+//! | [`route::Plan`] (value: route name, ordered [`route::Backend`]s, attempts, retry classes, timeouts) | route | budget, attempt, meter (route) |
+//! | [`budget::Reservation`] (value) | budget | meter (settles it) |
+//! | [`attempt::Attempt`] (value: reply, deadline, routing headers) | attempt | deliver, meter (backend that served, failed attempts) |
 //! | [`LoggedError`](crate::error::LoggedError) (response extension) | `GatewayError::into_response` | edge (`http::log_errors`) |
 
 pub mod attempt;
 pub mod authenticate;
 pub mod budget;
 pub mod cache;
+pub mod deliver;
 pub mod embed;
 pub mod limit;
 pub mod meter;
@@ -126,7 +138,7 @@ pub(crate) async fn chat_completions(
     meter::emit(&state, event).await;
 }
 
-/// Stages 2–7: everything up to the provider's answer (for a stream: its headers).
+/// Everything up to the provider's answer (for a stream: its headers).
 async fn prepare(
     state: &AppState,
     request_id: &RequestId,
@@ -137,16 +149,67 @@ async fn prepare(
 ) -> Result<(ChatRequest, Attempt), GatewayError> {
     let request = read_request(state, meter, body, ChatRequest::parse).await?;
     meter.set_request(&request);
-
-    limit::check(auth, &request).await?;
-    budget::reserve(auth, &request).await?;
-    if let Some(reply) = cache::lookup(auth, &request).await {
-        return Ok((request, reply));
-    }
-    let backend = route::resolve_chat(state, auth, &request.model).await?;
-    meter.set_backend(&backend);
-    let attempt = attempt::run(state, auth, admission, &backend, &request, request_id).await?;
+    let intent = Intent {
+        model: &request.model,
+        api: Api::Chat,
+        stream: request.is_stream(),
+    };
+    let plan = match stages(state, auth, &intent, meter).await? {
+        Staged::Cached(never) => match never {},
+        Staged::Planned(plan) => plan,
+    };
+    let attempt = attempt::chat(state, auth, admission, meter, &plan, &request, request_id).await?;
     Ok((request, attempt))
+}
+
+/// Which API a request is for; routing keeps a chat request off embedding deployments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Api {
+    /// `/v1/chat/completions` and `/v1/messages` (translated to chat at the edge).
+    Chat,
+    /// `/v1/embeddings`.
+    Embeddings,
+}
+
+/// The request-neutral facts every stage reads, whatever the endpoint: what the limit, cache,
+/// route and budget stages need and nothing of the endpoint's own body.
+#[derive(Debug, Clone, Copy)]
+pub struct Intent<'a> {
+    /// The `model` the client sent: a route's name or a deployment name.
+    pub model: &'a str,
+    pub api: Api,
+    pub stream: bool,
+}
+
+/// What [`stages`] produced.
+pub(crate) enum Staged {
+    /// A cached answer (never, until the cache exists; see [`cache`]).
+    Cached(cache::Hit),
+    /// The plan for the attempt stage, with its budget reserved.
+    Planned(route::Plan),
+}
+
+/// The enforcement stages every endpoint runs, in one place so no endpoint can skip one:
+/// limit → cache → route → reserve budget. The attempt stage (endpoint-specific calls, shared
+/// retry and fallback logic in [`attempt`]) runs the plan afterwards.
+///
+/// Budget is reserved after routing because it needs the plan's prices; the reservation goes
+/// to the meter, which settles it with the actual cost (or releases it) when it finishes.
+pub(crate) async fn stages(
+    state: &AppState,
+    auth: &AuthContext,
+    intent: &Intent<'_>,
+    meter: &mut Meter,
+) -> Result<Staged, GatewayError> {
+    limit::check(state, auth, intent).await?;
+    if let Some(hit) = cache::lookup(state, auth, intent).await {
+        return Ok(Staged::Cached(hit));
+    }
+    let plan = route::plan(state, auth, intent).await?;
+    meter.set_route(&plan);
+    let reservation = budget::reserve(state, auth, intent, &plan).await?;
+    meter.set_reservation(reservation);
+    Ok(Staged::Planned(plan))
 }
 
 /// Reads the body and parses it with `parse`. A body that does not parse still names its

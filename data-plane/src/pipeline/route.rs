@@ -1,36 +1,72 @@
-//! Stage 5, route: resolve the requested model name to a deployment of the key's tenant.
+//! Stage route: turn the model name a request asks for into a [`Plan`], the ordered candidates
+//! the attempt stage tries, for every endpoint alike.
 //!
-//! The tenant's view comes from the [`ConfigStore`](crate::store::ConfigStore) (cached, no
-//! network for a known tenant). A model the tenant has no deployment for is 404
-//! `model_not_found`; a model that exists but is not in the key's allowed list is 403
-//! `model_not_allowed` (existence is checked first, so an unknown model is always a 404). A chat
-//! request for a model deployed only in `embedding` mode is a 400 naming `model`.
+//! Naming (STYLE.md): a client's `model` names a *route*; a route resolves to *backends*
+//! (deployments, each with its provider).
 //!
-//! Routing policy: the first deployment with that name, in published order. Weighted, latency-
-//! or cost-based choice among several deployments (and regions) comes later and belongs here.
+//! 1. `model` is checked (non-empty, at most 256 bytes) before it is quoted anywhere.
+//! 2. The tenant's view comes from the [`ConfigStore`](crate::store::ConfigStore) (cached, no
+//!    network for a known tenant).
+//! 3. A route of that name wins ([`RouteRecord`]: it shadows a deployment of the same name);
+//!    otherwise every deployment of that name forms an *implicit route* (a model group):
+//!    fallback among them in published order. Nothing of that name is 404 `model_not_found`.
+//! 4. A key limited to some models must list the name asked for (403 `model_not_allowed`;
+//!    existence is checked first, so an unknown model is always a 404).
+//! 5. Filters, before any ordering: the API (a chat request never goes to an `embedding`
+//!    deployment; if that leaves nothing it is a 400 naming `model`), then the region policy:
+//!    the tenant's, the key's team's and the route's `allowed_regions`, all of which must allow
+//!    a deployment's region ([`shared::config::region_allows`]); a deployment with no region
+//!    never satisfies a pinned request. If no candidate is compliant the request is refused with
+//!    403 `region_not_allowed` naming the policy, before any upstream call; fallback only ever
+//!    walks the compliant candidates, so it never leaves the allowed set.
+//! 6. Order: an explicit route's candidates by `priority` (then listed order); an implicit
+//!    route's in published order. Strategies (weighted, cheapest, fastest, reliable, least busy)
+//!    reorder here; whatever the strategy, the rest form the fallback order.
 
 use std::sync::Arc;
 
-use shared::config::{DeploymentMode, DeploymentRecord};
+use shared::config::{
+    DeploymentMode, DeploymentRecord, RetryClass, RouteRecord, RouteTimeouts, region_allows,
+};
 
 use crate::error::{GatewayError, invalid};
-use crate::pipeline::AuthContext;
+use crate::pipeline::{Api, AuthContext, Intent};
 use crate::state::AppState;
 use crate::store::{ResolvedProvider, TenantView};
 
-/// The chosen backend: the deployment and the tenant view it belongs to (which holds its
-/// provider, credentials opened).
+/// Most attempts any plan makes, whatever a route asks.
+pub const MAX_ATTEMPTS: usize = 10;
+/// The retry classes of a route that names none.
+pub const DEFAULT_RETRY_ON: [RetryClass; 4] = [
+    RetryClass::RateLimited,
+    RetryClass::ServerError,
+    RetryClass::Timeout,
+    RetryClass::Connection,
+];
+
+/// One candidate: a deployment of the tenant (by index into its view, so a plan clones no
+/// strings) and the view it belongs to (which holds its provider, credentials opened).
 #[derive(Debug, Clone)]
 pub struct Backend {
     pub tenant: Arc<TenantView>,
-    pub deployment: DeploymentRecord,
+    index: usize,
 }
 
 impl Backend {
+    fn new(tenant: Arc<TenantView>, index: usize) -> Option<Self> {
+        tenant.deployment(index)?;
+        Some(Self { tenant, index })
+    }
+
+    pub fn deployment(&self) -> &DeploymentRecord {
+        // `new` checked the index against this very view, which is immutable.
+        &self.tenant.deployments()[self.index]
+    }
+
     /// The deployment's provider; one missing from the tenant's config is an inconsistent
     /// config, not the client's fault (502 `provider_unavailable`).
     pub fn provider(&self) -> Result<&ResolvedProvider, GatewayError> {
-        let deployment = &self.deployment;
+        let deployment = self.deployment();
         self.tenant.provider(deployment.provider_id).ok_or_else(|| {
             GatewayError::ProviderUnavailable(format!(
                 "deployment {} names provider {}, which the tenant config does not contain",
@@ -40,51 +76,31 @@ impl Backend {
     }
 }
 
-/// Picks the deployment for a chat request (`/v1/chat/completions`, `/v1/messages`). A model the
-/// tenant has only as embedding deployments is a 400 naming `model`, not a provider error.
-///
-/// The guard is one-way on purpose: `chat` is the default mode, so a deployment created without
-/// one may well be an embedding model, and `/v1/embeddings` accepts every deployment ([`resolve`]);
-/// `embedding` is only ever set deliberately (by the catalog or the API).
-pub async fn resolve_chat(
-    state: &AppState,
-    auth: &AuthContext,
-    model: &str,
-) -> Result<Backend, GatewayError> {
-    let backend =
-        resolve_named(state, auth, model, |d| d.mode != DeploymentMode::Embedding).await?;
-    backend.ok_or_else(|| {
-        invalid(
-            "model",
-            format!("The model `{model}` is an embedding model: call /v1/embeddings with it."),
-        )
-    })
+/// What the attempt stage runs: the route's name, its compliant candidates in order, and how
+/// hard to try.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// The name the client asked for (an explicit route's or a deployment group's).
+    pub route: String,
+    /// Whether a [`RouteRecord`] defined it (rather than a shared deployment name).
+    pub explicit: bool,
+    /// Ordered: the first is the choice, the rest the fallback order.
+    pub candidates: Vec<Backend>,
+    /// Attempts in all, first try included (at least 1).
+    pub max_attempts: usize,
+    /// Failure classes that move on to the next attempt.
+    pub retry_on: Vec<RetryClass>,
+    pub timeouts: RouteTimeouts,
 }
 
-/// Picks the deployment for `model`, whatever API it serves (`/v1/embeddings`).
-pub async fn resolve(
+/// Resolves `intent.model` for the key's tenant into a [`Plan`] (see the module docs).
+pub async fn plan(
     state: &AppState,
     auth: &AuthContext,
-    model: &str,
-) -> Result<Backend, GatewayError> {
-    match resolve_named(state, auth, model, |_| true).await? {
-        Some(backend) => Ok(backend),
-        None => Err(GatewayError::ModelNotFound {
-            model: model.to_owned(),
-        }),
-    }
-}
-
-/// 404 if the tenant has no deployment named `model`, 403 if the key may not use it;
-/// otherwise the first deployment with that name that `accept`s, or `None` if none does.
-async fn resolve_named(
-    state: &AppState,
-    auth: &AuthContext,
-    model: &str,
-    accept: impl Fn(&DeploymentRecord) -> bool,
-) -> Result<Option<Backend>, GatewayError> {
-    // Every model lookup passes here (count_tokens and /v1/models/{model} included), so an
-    // oversized name is refused before it is quoted in any answer.
+    intent: &Intent<'_>,
+) -> Result<Plan, GatewayError> {
+    let model = intent.model;
+    // Every model lookup passes here, so an oversized name is refused before it is quoted.
     crate::wire::check_model(model)?;
     let not_found = || GatewayError::ModelNotFound {
         model: model.to_owned(),
@@ -95,8 +111,27 @@ async fn resolve_named(
         .await
         .map_err(|e| GatewayError::StoreUnavailable(e.to_string()))?
         .ok_or_else(not_found)?;
-    let candidates = tenant.deployments_named(model);
-    if candidates.is_empty() {
+
+    let route = tenant.route(model);
+    let mut indices: Vec<(usize, i64)> = match route {
+        Some(route) => route
+            .candidates
+            .iter()
+            .enumerate()
+            .filter_map(|(pos, c)| {
+                let index = tenant.deployment_index(c.deployment_id)?;
+                let priority = c.priority.map_or(pos as i64, i64::from);
+                Some((index, priority))
+            })
+            .collect(),
+        None => tenant
+            .deployments_named(model)
+            .iter()
+            .enumerate()
+            .map(|(pos, &index)| (index, pos as i64))
+            .collect(),
+    };
+    if indices.is_empty() {
         return Err(not_found());
     }
     if !auth.key.allows_model(model) {
@@ -104,6 +139,174 @@ async fn resolve_named(
             model: model.to_owned(),
         });
     }
-    let deployment = candidates.iter().find(|d| accept(d)).cloned();
-    Ok(deployment.map(|deployment| Backend { tenant, deployment }))
+    // Stable: equal priorities keep their listed order.
+    indices.sort_by_key(|&(_, priority)| priority);
+
+    let deployment = |index: usize| tenant.deployment(index);
+    if intent.api == Api::Chat {
+        indices
+            .retain(|&(i, _)| deployment(i).is_some_and(|d| d.mode != DeploymentMode::Embedding));
+        if indices.is_empty() {
+            return Err(invalid(
+                "model",
+                format!("The model `{model}` is an embedding model: call /v1/embeddings with it."),
+            ));
+        }
+    }
+
+    let policies = region_policies(&tenant, auth.key.team_id, route);
+    if !policies.is_empty() {
+        indices.retain(|&(i, _)| deployment(i).is_some_and(|d| complies(&policies, d)));
+        if indices.is_empty() {
+            return Err(region_refusal(model, &policies));
+        }
+    }
+
+    let candidates: Vec<Backend> = indices
+        .into_iter()
+        .filter_map(|(i, _)| Backend::new(Arc::clone(&tenant), i))
+        .collect();
+    let max_attempts = route
+        .and_then(|r| r.max_attempts)
+        .map_or(candidates.len(), |n| n as usize)
+        .clamp(1, MAX_ATTEMPTS);
+    Ok(Plan {
+        route: model.to_owned(),
+        explicit: route.is_some(),
+        candidates,
+        max_attempts,
+        retry_on: route
+            .and_then(|r| r.retry_on.clone())
+            .unwrap_or_else(|| DEFAULT_RETRY_ON.to_vec()),
+        timeouts: route.map(|r| r.timeouts).unwrap_or_default(),
+    })
+}
+
+/// A region policy that applies to a request: whose it is, and its entries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Policy<'a> {
+    pub owner: &'static str,
+    pub entries: &'a [String],
+}
+
+/// The region policies that apply: the tenant's, the key's team's and the route's, each only
+/// when set. The effective policy is their intersection: a deployment must satisfy all.
+pub fn region_policies<'a>(
+    tenant: &'a TenantView,
+    team: Option<uuid::Uuid>,
+    route: Option<&'a RouteRecord>,
+) -> Vec<Policy<'a>> {
+    let mut policies = Vec::new();
+    if let Some(entries) = tenant.allowed_regions() {
+        policies.push(Policy {
+            owner: "organization",
+            entries,
+        });
+    }
+    if let Some(entries) = team.and_then(|t| tenant.team_regions(t)) {
+        policies.push(Policy {
+            owner: "team",
+            entries,
+        });
+    }
+    if let Some(entries) = route.and_then(|r| r.allowed_regions.as_deref()) {
+        policies.push(Policy {
+            owner: "route",
+            entries,
+        });
+    }
+    policies
+}
+
+/// Whether `deployment` satisfies every policy. A deployment with no region satisfies none.
+pub fn complies(policies: &[Policy<'_>], deployment: &DeploymentRecord) -> bool {
+    policies.iter().all(|p| {
+        deployment
+            .region
+            .as_deref()
+            .is_some_and(|region| p.entries.iter().any(|e| region_allows(e, region)))
+    })
+}
+
+/// The 403 for a request no compliant deployment can serve, naming the policies.
+fn region_refusal(model: &str, policies: &[Policy<'_>]) -> GatewayError {
+    let described: Vec<String> = policies
+        .iter()
+        .map(|p| format!("the {} allows {}", p.owner, p.entries.join(", ")))
+        .collect();
+    GatewayError::RegionNotAllowed {
+        model: model.to_owned(),
+        policy: described.join("; "),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    fn dep(region: Option<&str>) -> DeploymentRecord {
+        DeploymentRecord {
+            id: uuid::Uuid::new_v4(),
+            name: "m".into(),
+            provider_id: uuid::Uuid::new_v4(),
+            upstream_model: "m".into(),
+            input_price_micros_per_mtok: 1,
+            output_price_micros_per_mtok: 1,
+            region: region.map(str::to_owned),
+            cached_input_price_micros_per_mtok: None,
+            max_output_tokens: None,
+            catalog_id: None,
+            mode: DeploymentMode::Chat,
+            context_window: None,
+            capabilities: None,
+            rpm_limit: None,
+            tpm_limit: None,
+        }
+    }
+
+    #[test]
+    fn a_deployment_must_satisfy_every_policy() {
+        let eu = vec!["eu".to_owned()];
+        let eu_west = vec!["eu-west".to_owned(), "us-east-1".to_owned()];
+        let org = Policy {
+            owner: "organization",
+            entries: &eu,
+        };
+        let team = Policy {
+            owner: "team",
+            entries: &eu_west,
+        };
+        let check = |policies: &[Policy<'_>], region: Option<&str>, want: bool| {
+            assert_eq!(
+                complies(policies, &dep(region)),
+                want,
+                "{region:?} under {policies:?}"
+            );
+        };
+        check(&[], None, true);
+        check(&[org], Some("eu-central-1"), true);
+        check(&[org], Some("us-east-1"), false);
+        check(&[org], None, false);
+        check(&[org, team], Some("eu-west-1"), true);
+        check(&[org, team], Some("eu-central-1"), false);
+        // us-east-1 passes the team's list but not the organization's: the intersection.
+        check(&[org, team], Some("us-east-1"), false);
+    }
+
+    #[test]
+    fn the_refusal_names_each_policy() {
+        let eu = vec!["eu".to_owned()];
+        let e = region_refusal(
+            "gpt",
+            &[Policy {
+                owner: "team",
+                entries: &eu,
+            }],
+        );
+        assert_eq!(e.code(), "region_not_allowed");
+        assert_eq!(e.status().as_u16(), 403);
+        assert!(e.body().error.message.contains("the team allows eu"));
+    }
 }

@@ -4,7 +4,9 @@
 
 use std::collections::HashMap;
 
-use shared::config::{DeploymentRecord, ProviderRecord, TenantConfig};
+use std::collections::BTreeMap;
+
+use shared::config::{DeploymentRecord, ProviderRecord, RouteRecord, TenantConfig};
 use shared::crypto::MasterKey;
 use uuid::Uuid;
 
@@ -17,8 +19,14 @@ pub struct TenantView {
     tenant_id: Uuid,
     version: i64,
     deployments: Vec<DeploymentRecord>,
-    by_name: HashMap<String, Vec<DeploymentRecord>>,
+    /// Indices into `deployments` of each name, in published order.
+    by_name: HashMap<String, Vec<usize>>,
+    /// Index into `deployments` of each id.
+    by_id: HashMap<Uuid, usize>,
+    routes: HashMap<String, RouteRecord>,
     providers: HashMap<Uuid, ResolvedProvider>,
+    allowed_regions: Option<Vec<String>>,
+    team_regions: BTreeMap<Uuid, Vec<String>>,
 }
 
 impl TenantView {
@@ -26,10 +34,17 @@ impl TenantView {
     /// data: the provider id as a string). A secret that does not open does not fail the tenant:
     /// only requests routed to that provider fail, via [`ResolvedProvider::api_key`].
     pub fn build(config: &TenantConfig, master_key: &MasterKey) -> Self {
-        let mut by_name: HashMap<String, Vec<DeploymentRecord>> = HashMap::new();
-        for d in &config.deployments {
-            by_name.entry(d.name.clone()).or_default().push(d.clone());
+        let mut by_name: HashMap<String, Vec<usize>> = HashMap::new();
+        let mut by_id = HashMap::new();
+        for (i, d) in config.deployments.iter().enumerate() {
+            by_name.entry(d.name.clone()).or_default().push(i);
+            by_id.insert(d.id, i);
         }
+        let routes = config
+            .routes
+            .iter()
+            .map(|r| (r.name.clone(), r.clone()))
+            .collect();
         let providers = config
             .providers
             .iter()
@@ -40,7 +55,11 @@ impl TenantView {
             version: config.version,
             deployments: config.deployments.clone(),
             by_name,
+            by_id,
+            routes,
             providers,
+            allowed_regions: config.allowed_regions.clone(),
+            team_regions: config.team_regions.clone(),
         }
     }
 
@@ -52,9 +71,36 @@ impl TenantView {
         self.version
     }
 
-    /// All deployments whose `name` equals `model`, in published order (empty if none).
-    pub fn deployments_named(&self, model: &str) -> &[DeploymentRecord] {
+    /// Indices (see [`TenantView::deployment`]) of the deployments whose `name` equals `model`,
+    /// in published order (empty if none).
+    pub fn deployments_named(&self, model: &str) -> &[usize] {
         self.by_name.get(model).map(Vec::as_slice).unwrap_or(&[])
+    }
+
+    /// The deployment at `index` (from [`TenantView::deployments_named`] or
+    /// [`TenantView::deployment_index`]).
+    pub fn deployment(&self, index: usize) -> Option<&DeploymentRecord> {
+        self.deployments.get(index)
+    }
+
+    /// The index of the deployment with this id.
+    pub fn deployment_index(&self, id: Uuid) -> Option<usize> {
+        self.by_id.get(&id).copied()
+    }
+
+    /// The route clients call as `name`, if the tenant has one.
+    pub fn route(&self, name: &str) -> Option<&RouteRecord> {
+        self.routes.get(name)
+    }
+
+    /// The tenant's region policy (`None`: unrestricted).
+    pub fn allowed_regions(&self) -> Option<&[String]> {
+        self.allowed_regions.as_deref()
+    }
+
+    /// `team`'s region policy, if it has one.
+    pub fn team_regions(&self, team: Uuid) -> Option<&[String]> {
+        self.team_regions.get(&team).map(Vec::as_slice)
     }
 
     /// Every deployment, in published order.
@@ -188,8 +234,14 @@ mod tests {
         let a = v.deployments_named("a");
         assert_eq!(a.len(), 2);
         assert_eq!(
-            a[0].provider_id, c.providers[0].id,
+            v.deployment(a[0]).unwrap().provider_id,
+            c.providers[0].id,
             "published order is kept"
+        );
+        let id = c.deployments[1].id;
+        assert_eq!(
+            v.deployment(v.deployment_index(id).unwrap()).unwrap().id,
+            id
         );
         assert!(v.deployments_named("zzz").is_empty());
         let p1 = v.provider(c.providers[0].id).unwrap();

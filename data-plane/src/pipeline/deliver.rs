@@ -1,0 +1,342 @@
+//! Response delivery: how an answer reaches the client, separate from what it costs
+//! ([`meter`](super::meter) turns what delivery reports into the usage event).
+//!
+//! - [`json`]: a whole JSON answer, handed over in one piece.
+//! - [`stream`]: the stream pump. It reads upstream events and forwards each one, as it
+//!   arrives, into a bounded channel that feeds the client's response body, so nothing is
+//!   buffered and a slow client slows the upstream read (backpressure) instead of growing
+//!   memory. It reports how the stream ended and what it saw ([`StreamReport`]); it never
+//!   meters.
+//!
+//! See the meter's module docs for the table of how a stream can end and what the client sees.
+
+use std::convert::Infallible;
+
+use axum::body::Body;
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use bytes::{BufMut, Bytes, BytesMut};
+use futures::StreamExt;
+use serde::Deserialize;
+use serde::de::IgnoredAny;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+use tokio_stream::wrappers::ReceiverStream;
+
+use super::RequestId;
+use crate::providers::{Event, EventStream, Usage};
+use crate::state::AppState;
+
+/// Events buffered between the stream driver and the client's connection. Small: it only
+/// smooths scheduling; a slow client should push back on the upstream, not fill memory.
+const STREAM_BUFFER: usize = 16;
+/// How long the final error event may wait for a client that is not reading.
+const FINAL_EVENT_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+/// Allocation unit of the buffer events are framed into.
+const ENCODE_BLOCK: usize = 8 * 1024;
+/// The last event of a stream that ended before `[DONE]`.
+pub(crate) const TRUNCATED_EVENT: &[u8] = b"data: {\"error\":{\"message\":\"The upstream provider ended the stream before it completed\",\"type\":\"api_error\",\"param\":null,\"code\":\"stream_truncated\"}}\n\n";
+
+/// Whether a whole answer reached the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivered {
+    /// Handed to the connection.
+    Sent,
+    /// The client had already gone.
+    ClientGone,
+}
+
+/// Sends a whole JSON answer to the client, with `headers` added. The provider has already done
+/// (and billed) the work, so a client that left still costs the full answer: the meter only
+/// records that it left.
+pub fn json(body: Bytes, headers: HeaderMap, respond: oneshot::Sender<Response>) -> Delivered {
+    let mut response = (
+        [(CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+        Body::from(body),
+    )
+        .into_response();
+    response.headers_mut().extend(headers);
+    match respond.send(response) {
+        Ok(()) => Delivered::Sent,
+        Err(_) => Delivered::ClientGone,
+    }
+}
+
+/// How a stream ended and what the pump saw on the way.
+pub struct StreamReport {
+    pub end: End,
+    pub tally: Tally,
+}
+
+/// Pumps `events` to the client until the stream ends (see the meter's table of ends): sends the
+/// `text/event-stream` response (with `headers` added) at once, forwards events as they
+/// arrive, drops the usage-only chunk unless `wants_usage`, and closes the upstream connection
+/// as soon as the stream ends for any reason.
+pub async fn stream(
+    state: &AppState,
+    request_id: &RequestId,
+    wants_usage: bool,
+    mut events: EventStream,
+    deadline: Instant,
+    headers: HeaderMap,
+    respond: oneshot::Sender<Response>,
+) -> StreamReport {
+    let (tx, rx) = mpsc::channel::<Bytes>(STREAM_BUFFER);
+    let body = Body::from_stream(ReceiverStream::new(rx).map(Ok::<_, Infallible>));
+    let mut response = (
+        StatusCode::OK,
+        [
+            (CONTENT_TYPE, HeaderValue::from_static("text/event-stream")),
+            (CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+        ],
+        body,
+    )
+        .into_response();
+    response.headers_mut().extend(headers);
+    if respond.send(response).is_err() {
+        return StreamReport {
+            end: End::ClientGone,
+            tally: Tally::default(),
+        };
+    }
+
+    let idle = state.settings().idle_timeout();
+    let mut tally = Tally::default();
+    let mut buf = BytesMut::new();
+    let stall = tokio::time::sleep_until((Instant::now() + idle).min(deadline));
+    tokio::pin!(stall);
+
+    let end = loop {
+        tokio::select! {
+            biased;
+            () = tx.closed() => break End::ClientGone,
+            next = events.next() => match next {
+                None if tally.saw_done => break End::Done,
+                None => break End::Cut("the upstream closed the stream without [DONE]".to_owned()),
+                Some(Err(e)) => break End::Cut(e.0),
+                Some(Ok(event)) => {
+                    stall.as_mut().reset((Instant::now() + idle).min(deadline));
+                    if tally.observe(&event, wants_usage, request_id) {
+                        encode(&mut buf, &event);
+                        // A client that stops reading but keeps the connection open
+                        // blocks this send (backpressure); the total deadline still holds.
+                        let sent = tokio::time::timeout_at(deadline, tx.send(buf.split().freeze())).await;
+                        if !matches!(sent, Ok(Ok(()))) {
+                            break End::ClientGone;
+                        }
+                    }
+                    if tally.saw_done {
+                        break End::Done;
+                    }
+                }
+            },
+            () = &mut stall => break End::Stalled,
+        }
+    };
+    // Closes the upstream connection now, so the provider stops generating.
+    drop(events);
+
+    if matches!(end, End::Cut(_) | End::Stalled) && !tally.upstream_error {
+        let _ = tokio::time::timeout(
+            FINAL_EVENT_WAIT,
+            tx.send(Bytes::from_static(TRUNCATED_EVENT)),
+        )
+        .await;
+    }
+    drop(tx);
+    StreamReport { end, tally }
+}
+
+/// How a stream ended.
+#[derive(Debug)]
+pub enum End {
+    Done,
+    Cut(String),
+    Stalled,
+    ClientGone,
+}
+
+/// What the driver learned from the events so far.
+#[derive(Default)]
+pub struct Tally {
+    pub saw_done: bool,
+    /// The upstream sent an `error` event itself; we pass it on and add none of our own.
+    pub upstream_error: bool,
+    pub usage: Option<Usage>,
+    /// Generated text received (content and tool-call arguments), for estimates.
+    pub text: String,
+    pub ttft_ms: Option<u64>,
+}
+
+/// The parts of a `chat.completion.chunk` we read, borrowed from the event's data.
+#[derive(Deserialize)]
+struct ChunkView<'a> {
+    #[serde(default, borrow)]
+    choices: Option<Vec<ChoiceView<'a>>>,
+    #[serde(default)]
+    pub usage: Option<Usage>,
+    #[serde(default)]
+    error: Option<IgnoredAny>,
+}
+
+#[derive(Deserialize)]
+struct ChoiceView<'a> {
+    #[serde(default, borrow)]
+    delta: Option<DeltaView<'a>>,
+}
+
+#[derive(Deserialize)]
+struct DeltaView<'a> {
+    #[serde(default, borrow)]
+    content: Option<std::borrow::Cow<'a, str>>,
+    #[serde(default, borrow)]
+    tool_calls: Option<Vec<ToolCallView<'a>>>,
+}
+
+#[derive(Deserialize)]
+struct ToolCallView<'a> {
+    #[serde(default, borrow)]
+    function: Option<FunctionView<'a>>,
+}
+
+#[derive(Deserialize)]
+struct FunctionView<'a> {
+    #[serde(default, borrow)]
+    arguments: Option<std::borrow::Cow<'a, str>>,
+}
+
+impl Tally {
+    /// Records what `event` says; returns whether the client should receive it.
+    fn observe(&mut self, event: &Event, wants_usage: bool, request_id: &RequestId) -> bool {
+        if event.data.trim() == "[DONE]" {
+            self.saw_done = true;
+            return true;
+        }
+        let Ok(chunk) = serde_json::from_str::<ChunkView<'_>>(&event.data) else {
+            // Not ours to judge: forward what we do not understand.
+            return true;
+        };
+        if chunk.error.is_some() {
+            self.upstream_error = true;
+            return true;
+        }
+        let before = self.text.len();
+        for choice in chunk.choices.iter().flatten() {
+            let Some(delta) = &choice.delta else { continue };
+            if let Some(content) = &delta.content {
+                self.text.push_str(content);
+            }
+            for call in delta.tool_calls.iter().flatten() {
+                if let Some(args) = call.function.as_ref().and_then(|f| f.arguments.as_ref()) {
+                    self.text.push_str(args);
+                }
+            }
+        }
+        if self.ttft_ms.is_none() && self.text.len() > before {
+            self.ttft_ms = Some(super::meter::millis(request_id.started.elapsed()));
+        }
+        let usage_only = chunk.usage.is_some() && chunk.choices.as_ref().is_some_and(Vec::is_empty);
+        if chunk.usage.is_some() {
+            self.usage = chunk.usage;
+        }
+        !usage_only || wants_usage
+    }
+}
+
+/// Frames `event` as SSE into `buf`: the data verbatim (one `data:` line per line of it).
+fn encode(buf: &mut BytesMut, event: &Event) {
+    // Reserve in blocks: the frozen chunks still share the previous block, so each reserve that
+    // runs out allocates afresh; blocks make that one allocation per many events.
+    let needed = event.data.len() + event.name.as_ref().map_or(0, String::len) + 64;
+    if buf.capacity() - buf.len() < needed {
+        buf.reserve(needed.max(ENCODE_BLOCK));
+    }
+    if let Some(name) = &event.name {
+        buf.put_slice(b"event: ");
+        buf.put_slice(name.as_bytes());
+        buf.put_u8(b'\n');
+    }
+    for line in event.data.split('\n') {
+        buf.put_slice(b"data: ");
+        buf.put_slice(line.as_bytes());
+        buf.put_u8(b'\n');
+    }
+    buf.put_u8(b'\n');
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    fn ev(data: &str) -> Event {
+        Event {
+            name: None,
+            data: data.to_owned(),
+        }
+    }
+
+    #[test]
+    fn tally_reads_text_usage_and_drops_the_usage_chunk_unless_asked() {
+        let rid = RequestId::new();
+        let mut t = Tally::default();
+        assert!(t.observe(&ev(r#"{"choices":[{"index":0,"delta":{"role":"assistant","content":""}}],"usage":null}"#), false, &rid));
+        assert_eq!(t.ttft_ms, None);
+        assert!(t.observe(
+            &ev(r#"{"choices":[{"index":0,"delta":{"content":"Hel\"lo"}}]}"#),
+            false,
+            &rid
+        ));
+        assert!(t.ttft_ms.is_some());
+        assert!(t.observe(&ev(r#"{"choices":[{"index":0,"delta":{"tool_calls":[{"function":{"arguments":"{}"}}]}}]}"#), false, &rid));
+        let usage = r#"{"choices":[],"usage":{"prompt_tokens":12,"completion_tokens":5,"total_tokens":17}}"#;
+        assert!(
+            !t.observe(&ev(usage), false, &rid),
+            "usage chunk dropped when not asked for"
+        );
+        assert!(t.observe(&ev(usage), true, &rid), "kept when asked for");
+        assert_eq!(t.usage, Some(Usage::new(12, 5)));
+        assert_eq!(t.text, "Hel\"lo{}");
+        assert!(t.observe(&ev("[DONE]"), false, &rid));
+        assert!(t.saw_done);
+    }
+
+    #[test]
+    fn upstream_error_events_are_forwarded_and_remembered() {
+        let mut t = Tally::default();
+        assert!(t.observe(
+            &ev(r#"{"error":{"message":"boom"}}"#),
+            false,
+            &RequestId::new()
+        ));
+        assert!(t.upstream_error);
+    }
+
+    #[test]
+    fn encoding_keeps_data_verbatim() {
+        let mut buf = BytesMut::new();
+        encode(&mut buf, &ev(r#"{"a":1}"#));
+        assert_eq!(&buf[..], b"data: {\"a\":1}\n\n");
+        buf.clear();
+        encode(
+            &mut buf,
+            &Event {
+                name: Some("ping".into()),
+                data: "a\nb".into(),
+            },
+        );
+        assert_eq!(&buf[..], b"event: ping\ndata: a\ndata: b\n\n");
+    }
+
+    #[test]
+    fn truncated_event_is_the_documented_json() {
+        let text = std::str::from_utf8(TRUNCATED_EVENT).unwrap();
+        let json: serde_json::Value =
+            serde_json::from_str(text.strip_prefix("data: ").unwrap().trim_end()).unwrap();
+        assert_eq!(json["error"]["code"], "stream_truncated");
+        assert_eq!(json["error"]["type"], "api_error");
+        assert_eq!(json["error"]["param"], serde_json::Value::Null);
+    }
+}
