@@ -22,6 +22,7 @@
 //!   reserve budget → cache → route → attempt → provider adapter → meter (`embed` runs the same
 //!   stages for `/v1/embeddings`). Its module doc lists which stage inserts and reads each
 //!   request fact.
+//! - [`routing`]: per-node health and circuit breakers, candidate strategies, retry classes.
 //! - [`providers`]: provider adapters (`openai` for OpenAI and the OpenAI-compatible family with
 //!   per-provider presets, `azure`, `anthropic`, `gemini`, `bedrock`, `mock`), the
 //!   provider-neutral `canonical` request view and OpenAI output builders they share, and the
@@ -46,6 +47,7 @@ pub mod error;
 pub mod http;
 pub mod pipeline;
 pub mod providers;
+pub mod routing;
 pub mod state;
 pub mod store;
 pub mod tokens;
