@@ -11,6 +11,7 @@ use crate::admission::{Admission, Limits};
 use crate::config::Settings;
 use crate::egress::{HopTag, UpstreamClient};
 use crate::error::GatewayError;
+use crate::routing::{Health, HealthSettings};
 use crate::store::ConfigStore;
 use crate::usage_sink::UsageSink;
 
@@ -30,6 +31,8 @@ struct Inner {
     hop_tag: Arc<HopTag>,
     /// Per-node concurrency caps (see [`crate::admission`]).
     limits: Limits,
+    /// Per-deployment health: latency, success rate, circuit breakers (see [`crate::routing`]).
+    health: Health,
     in_flight: InFlight,
 }
 
@@ -55,6 +58,7 @@ impl AppState {
                 http,
                 hop_tag,
                 limits,
+                health: Health::new(HealthSettings::default()),
                 in_flight: InFlight::default(),
             }),
         })
@@ -83,6 +87,11 @@ impl AppState {
 
     pub(crate) fn limits(&self) -> &Limits {
         &self.inner.limits
+    }
+
+    /// This node's view of every deployment's health.
+    pub fn health(&self) -> &Health {
+        &self.inner.health
     }
 
     /// Admits a request task of `tenant` (see [`crate::admission`]): marks it in flight for

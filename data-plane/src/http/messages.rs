@@ -223,6 +223,9 @@ async fn count_tokens(
             model: &translated.model,
             api: pipeline::Api::Chat,
             stream: false,
+            max_output_tokens: None,
+            sticky_key: None,
+            body: pipeline::Parsed::None,
         },
     )
     .await?;

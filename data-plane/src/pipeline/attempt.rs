@@ -5,7 +5,8 @@
 //! moves on, what the served answer's headers say); [`chat`] and `embed::attempt` are the
 //! endpoint-specific loops around it, each a few lines.
 //!
-//! - A failure moves on only when its class ([`classify`]) is in the plan's `retry_on` and
+//! - A failure moves on only when its class ([`crate::routing::classify`]) is in the plan's
+//!   `retry_on` and
 //!   attempts remain; anything else (a 400 the client must fix, an auth failure, a loop) is the
 //!   answer at once. The client's error is the last real one.
 //! - Each failed attempt is recorded in the meter (deployment, error code and class, latency);
@@ -19,7 +20,6 @@
 //!   `x-switchyard-attempts`.
 
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
-use shared::config::RetryClass;
 use tokio::time::Instant;
 
 use crate::admission::Admission;
@@ -28,6 +28,7 @@ use crate::pipeline::meter::Meter;
 use crate::pipeline::route::{Backend, Plan};
 use crate::pipeline::{AuthContext, RequestId};
 use crate::providers::{self, Call, Reply};
+use crate::routing::{AttemptGuard, Health};
 use crate::state::AppState;
 use crate::wire::ChatRequest;
 
@@ -48,43 +49,85 @@ pub struct Attempt {
 /// Walks a plan's candidates (see the module docs).
 pub struct Driver<'p> {
     plan: &'p Plan,
+    health: &'p Health,
     /// Attempts started so far.
     made: usize,
+    /// Candidates looked at so far (attempted or skipped as unavailable).
+    looked: usize,
     /// When the current attempt started, for the failure's latency.
     started: Instant,
+    /// The last failure that moved on, in case no candidate is left to move on to.
+    last: Option<GatewayError>,
 }
 
 impl<'p> Driver<'p> {
-    pub fn new(plan: &'p Plan) -> Self {
+    pub fn new(plan: &'p Plan, health: &'p Health) -> Self {
         Self {
             plan,
+            health,
             made: 0,
+            looked: 0,
             started: Instant::now(),
+            last: None,
         }
     }
 
-    /// The next candidate to try; `None` once the attempt budget is spent. Past the end of the
-    /// list it starts over (a route that allows more attempts than it has candidates retries
-    /// them in order).
-    pub fn next_candidate(&mut self) -> Option<&'p Backend> {
-        if self.made >= self.plan.max_attempts || self.plan.candidates.is_empty() {
+    /// The next candidate to try, with its health guard (the outcome is reported on it);
+    /// `None` once the attempt budget is spent. A candidate whose circuit breaker is open (or
+    /// cooling down after a 429, or whose half-open probe is taken) is skipped; if every
+    /// candidate is unavailable before any attempt, the first is tried anyway rather than
+    /// failing without a single upstream call. Past the end of the list it starts over (a
+    /// route that allows more attempts than it has candidates retries them in order).
+    pub fn next_candidate(&mut self) -> Option<(&'p Backend, Option<AttemptGuard>)> {
+        let candidates = &self.plan.candidates;
+        if self.made >= self.plan.max_attempts || candidates.is_empty() {
             return None;
         }
-        let backend = &self.plan.candidates[self.made % self.plan.candidates.len()];
+        for _ in 0..candidates.len() {
+            let backend = &candidates[self.looked % candidates.len()];
+            self.looked += 1;
+            if let Some(guard) = self.health.try_acquire(backend.deployment().id) {
+                self.made += 1;
+                self.started = Instant::now();
+                return Some((backend, Some(guard)));
+            }
+        }
+        if self.made > 0 {
+            return None;
+        }
         self.made += 1;
         self.started = Instant::now();
-        Some(backend)
+        Some((&candidates[0], None))
+    }
+
+    /// The error when the loop ends without an answer because every remaining candidate was
+    /// unavailable: the last real failure, as the client should see it.
+    pub fn exhausted(self) -> GatewayError {
+        self.last.unwrap_or_else(|| {
+            GatewayError::Internal("the plan ended without an attempt".to_owned())
+        })
+    }
+
+    /// Reports the current attempt's answer as a success to the deployment's health.
+    pub fn succeeded(&self, guard: Option<AttemptGuard>) {
+        if let Some(guard) = guard {
+            guard.success(self.started.elapsed(), None);
+        }
     }
 
     /// Decides what a failed attempt means: `Ok(())` to move on (after recording it in the
     /// meter), or `Err(error)` when it is the answer.
     pub fn failed(
-        &self,
+        &mut self,
         meter: &mut Meter,
         backend: &Backend,
+        guard: Option<AttemptGuard>,
         error: GatewayError,
     ) -> Result<(), GatewayError> {
-        let class = classify(&error);
+        if let Some(guard) = guard {
+            guard.report_error(&error);
+        }
+        let class = crate::routing::classify(&error);
         let retryable = class.is_some_and(|c| self.plan.retry_on.contains(&c));
         if !retryable || self.made >= self.plan.max_attempts {
             return Err(error);
@@ -96,6 +139,7 @@ impl<'p> Driver<'p> {
             "attempt failed; trying the next candidate"
         );
         meter.record_failure(backend, &error, class, self.started.elapsed());
+        self.last = Some(error);
         Ok(())
     }
 
@@ -121,26 +165,6 @@ impl<'p> Driver<'p> {
     }
 }
 
-/// The retry class of a failure, or `None` for one that no other attempt would change (the
-/// client's own mistakes, auth failures, loops, the gateway's own refusals).
-pub fn classify(error: &GatewayError) -> Option<RetryClass> {
-    use GatewayError::*;
-    match error {
-        UpstreamRateLimited { .. } | ProviderBusy { .. } => Some(RetryClass::RateLimited),
-        UpstreamError { .. } | UpstreamProtocol(_) => Some(RetryClass::ServerError),
-        UpstreamTimeout(_) => Some(RetryClass::Timeout),
-        UpstreamUnreachable { .. } | EgressRefused { .. } | ProviderUnavailable(_) => {
-            Some(RetryClass::Connection)
-        }
-        UpstreamBadRequest { error, .. } => match error.code.as_deref() {
-            Some("context_length_exceeded") => Some(RetryClass::ContextLengthExceeded),
-            Some("content_filter") => Some(RetryClass::ContentFilter),
-            _ => None,
-        },
-        _ => None,
-    }
-}
-
 /// Runs `plan` for a chat request: each candidate in turn, until one answers or a failure is
 /// final.
 pub async fn chat(
@@ -152,11 +176,12 @@ pub async fn chat(
     request: &ChatRequest,
     request_id: &RequestId,
 ) -> Result<Attempt, GatewayError> {
-    let mut driver = Driver::new(plan);
-    while let Some(backend) = driver.next_candidate() {
+    let mut driver = Driver::new(plan, state.health());
+    while let Some((backend, guard)) = driver.next_candidate() {
         meter.set_backend(backend);
         match call_chat(state, auth, admission, backend, request, request_id).await {
             Ok((reply, deadline)) => {
+                driver.succeeded(guard);
                 return Ok(Attempt {
                     reply,
                     deadline,
@@ -164,13 +189,11 @@ pub async fn chat(
                 });
             }
             // Returns the error when it is final or the attempts are spent.
-            Err(error) => driver.failed(meter, backend, error)?,
+            Err(error) => driver.failed(meter, backend, guard, error)?,
         }
     }
-    // `route::plan` never makes a plan without candidates, and `failed` ends the last attempt.
-    Err(GatewayError::Internal(
-        "the plan had no candidate".to_owned(),
-    ))
+    // The candidates that remain are all unavailable (open breakers): the last failure stands.
+    Err(driver.exhausted())
 }
 
 /// One call to `backend` with the request.
@@ -199,53 +222,4 @@ async fn call_chat(
     };
     let reply = providers::call(&call).await?;
     Ok((reply, deadline))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::error::ProviderError;
-
-    #[test]
-    fn failures_are_classed_for_retry() {
-        let bad = |code: Option<&str>| GatewayError::UpstreamBadRequest {
-            status: axum::http::StatusCode::BAD_REQUEST,
-            error: Box::new(ProviderError {
-                code: code.map(str::to_owned),
-                ..ProviderError::default()
-            }),
-        };
-        let cases = [
-            (
-                GatewayError::UpstreamError {
-                    status: 500,
-                    error: Box::default(),
-                },
-                Some(RetryClass::ServerError),
-            ),
-            (
-                GatewayError::UpstreamTimeout("x"),
-                Some(RetryClass::Timeout),
-            ),
-            (
-                GatewayError::UpstreamRateLimited {
-                    retry_after: None,
-                    error: Box::default(),
-                },
-                Some(RetryClass::RateLimited),
-            ),
-            (
-                bad(Some("context_length_exceeded")),
-                Some(RetryClass::ContextLengthExceeded),
-            ),
-            (bad(Some("content_filter")), Some(RetryClass::ContentFilter)),
-            (bad(None), None),
-            (GatewayError::UpstreamAuthFailed { status: 401 }, None),
-            (GatewayError::LoopDetected { hops: 1 }, None),
-            (GatewayError::InvalidJson("x".into()), None),
-        ];
-        for (error, want) in cases {
-            assert_eq!(classify(&error), want, "{error}");
-        }
-    }
 }

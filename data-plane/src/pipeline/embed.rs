@@ -69,25 +69,27 @@ async fn prepare(
         model: &request.model,
         api: Api::Embeddings,
         stream: false,
+        max_output_tokens: Some(0),
+        sticky_key: None,
+        body: super::Parsed::Embeddings(&request),
     };
     let plan = match super::stages(state, auth, &intent, meter).await? {
         Staged::Cached(never) => match never {},
         Staged::Planned(plan) => plan,
     };
-    let mut driver = Driver::new(&plan);
-    while let Some(backend) = driver.next_candidate() {
+    let mut driver = Driver::new(&plan, state.health());
+    while let Some((backend, guard)) = driver.next_candidate() {
         meter.set_backend(backend);
         match attempt(state, auth, admission, backend, &request, request_id).await {
             Ok(answer) => {
+                driver.succeeded(guard);
                 let headers = driver.headers(backend);
                 return Ok((request, answer, headers));
             }
-            Err(error) => driver.failed(meter, backend, error)?,
+            Err(error) => driver.failed(meter, backend, guard, error)?,
         }
     }
-    Err(GatewayError::Internal(
-        "the plan had no candidate".to_owned(),
-    ))
+    Err(driver.exhausted())
 }
 
 /// Calls `backend`'s provider for the embeddings.

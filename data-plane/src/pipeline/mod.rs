@@ -153,6 +153,9 @@ async fn prepare(
         model: &request.model,
         api: Api::Chat,
         stream: request.is_stream(),
+        max_output_tokens: request.max_completion_tokens.or(request.max_tokens),
+        sticky_key: request.user.as_deref(),
+        body: Parsed::Chat(&request),
     };
     let plan = match stages(state, auth, &intent, meter).await? {
         Staged::Cached(never) => match never {},
@@ -179,6 +182,33 @@ pub struct Intent<'a> {
     pub model: &'a str,
     pub api: Api,
     pub stream: bool,
+    /// The request's output limit, if it set one.
+    pub max_output_tokens: Option<u32>,
+    /// What keeps a user on one deployment of a sticky weighted route: the request's `user`.
+    pub sticky_key: Option<&'a str>,
+    /// The request, for token estimates, which cost CPU and are made only when a stage needs
+    /// one (the `cheapest` strategy, budget reservations).
+    pub body: Parsed<'a>,
+}
+
+/// The endpoint's parsed request, as far as request-neutral stages may look at it.
+#[derive(Debug, Clone, Copy)]
+pub enum Parsed<'a> {
+    Chat(&'a ChatRequest),
+    Embeddings(&'a crate::wire::EmbeddingsRequest),
+    /// No request to estimate (count_tokens' routing check).
+    None,
+}
+
+impl Intent<'_> {
+    /// The estimated prompt tokens (computed on each call: call it once).
+    pub fn prompt_tokens(&self) -> u64 {
+        match self.body {
+            Parsed::Chat(request) => crate::tokens::estimate_prompt_tokens(request),
+            Parsed::Embeddings(request) => crate::tokens::embedding_input_tokens(&request.input),
+            Parsed::None => 0,
+        }
+    }
 }
 
 /// What [`stages`] produced.

@@ -19,18 +19,22 @@
 //!    never satisfies a pinned request. If no candidate is compliant the request is refused with
 //!    403 `region_not_allowed` naming the policy, before any upstream call; fallback only ever
 //!    walks the compliant candidates, so it never leaves the allowed set.
-//! 6. Order: an explicit route's candidates by `priority` (then listed order); an implicit
-//!    route's in published order. Strategies (weighted, cheapest, fastest, reliable, least busy)
-//!    reorder here; whatever the strategy, the rest form the fallback order.
+//! 6. Order ([`crate::routing::order`]): by the route's strategy (`priority`, `weighted` with
+//!    optional stickiness by the request's `user`, `cheapest`, `fastest`, `reliable`,
+//!    `least_busy`) over this node's health numbers; an implicit route is `weighted` with equal
+//!    weights. Whatever the strategy, the rest form the fallback order, and candidates whose
+//!    circuit breaker is open go last (the attempt stage skips them while others remain).
 
 use std::sync::Arc;
 
 use shared::config::{
-    DeploymentMode, DeploymentRecord, RetryClass, RouteRecord, RouteTimeouts, region_allows,
+    DeploymentMode, DeploymentRecord, RetryClass, RouteRecord, RouteStrategy, RouteTimeouts,
+    region_allows,
 };
 
 use crate::error::{GatewayError, invalid};
 use crate::pipeline::{Api, AuthContext, Intent};
+use crate::routing::{Candidate, RequestFacts};
 use crate::state::AppState;
 use crate::store::{ResolvedProvider, TenantView};
 
@@ -113,23 +117,14 @@ pub async fn plan(
         .ok_or_else(not_found)?;
 
     let route = tenant.route(model);
-    let mut indices: Vec<(usize, i64)> = match route {
+    // In the route's listed (or the published) order; the strategy orders them below.
+    let mut indices: Vec<usize> = match route {
         Some(route) => route
             .candidates
             .iter()
-            .enumerate()
-            .filter_map(|(pos, c)| {
-                let index = tenant.deployment_index(c.deployment_id)?;
-                let priority = c.priority.map_or(pos as i64, i64::from);
-                Some((index, priority))
-            })
+            .filter_map(|c| tenant.deployment_index(c.deployment_id))
             .collect(),
-        None => tenant
-            .deployments_named(model)
-            .iter()
-            .enumerate()
-            .map(|(pos, &index)| (index, pos as i64))
-            .collect(),
+        None => tenant.deployments_named(model).to_vec(),
     };
     if indices.is_empty() {
         return Err(not_found());
@@ -139,13 +134,10 @@ pub async fn plan(
             model: model.to_owned(),
         });
     }
-    // Stable: equal priorities keep their listed order.
-    indices.sort_by_key(|&(_, priority)| priority);
 
     let deployment = |index: usize| tenant.deployment(index);
     if intent.api == Api::Chat {
-        indices
-            .retain(|&(i, _)| deployment(i).is_some_and(|d| d.mode != DeploymentMode::Embedding));
+        indices.retain(|&i| deployment(i).is_some_and(|d| d.mode != DeploymentMode::Embedding));
         if indices.is_empty() {
             return Err(invalid(
                 "model",
@@ -156,16 +148,13 @@ pub async fn plan(
 
     let policies = region_policies(&tenant, auth.key.team_id, route);
     if !policies.is_empty() {
-        indices.retain(|&(i, _)| deployment(i).is_some_and(|d| complies(&policies, d)));
+        indices.retain(|&i| deployment(i).is_some_and(|d| complies(&policies, d)));
         if indices.is_empty() {
             return Err(region_refusal(model, &policies));
         }
     }
 
-    let candidates: Vec<Backend> = indices
-        .into_iter()
-        .filter_map(|(i, _)| Backend::new(Arc::clone(&tenant), i))
-        .collect();
+    let candidates = order(state, &tenant, route, intent, indices);
     let max_attempts = route
         .and_then(|r| r.max_attempts)
         .map_or(candidates.len(), |n| n as usize)
@@ -181,6 +170,56 @@ pub async fn plan(
         timeouts: route.map(|r| r.timeouts).unwrap_or_default(),
     })
 }
+
+/// Orders the compliant candidates by the route's strategy (an implicit route is `weighted`
+/// with equal weights), using this node's health numbers; unavailable ones go last.
+fn order(
+    state: &AppState,
+    tenant: &Arc<TenantView>,
+    route: Option<&RouteRecord>,
+    intent: &Intent<'_>,
+    indices: Vec<usize>,
+) -> Vec<Backend> {
+    let strategy = route.map_or(RouteStrategy::Weighted, |r| r.strategy);
+    let mut candidates: Vec<Candidate<usize>> = indices
+        .into_iter()
+        .filter_map(|index| {
+            let deployment = tenant.deployment(index)?;
+            let spec = route.and_then(|r| {
+                r.candidates
+                    .iter()
+                    .find(|c| c.deployment_id == deployment.id)
+            });
+            let stats = state.health().snapshot(deployment.id);
+            Some(Candidate::new(index, deployment, spec, stats))
+        })
+        .collect();
+    if candidates.len() > 1 {
+        let facts = RequestFacts {
+            // Only `cheapest` reads the estimate; it costs a tokenizer pass.
+            prompt_tokens: if strategy == RouteStrategy::Cheapest {
+                intent.prompt_tokens()
+            } else {
+                0
+            },
+            max_output_tokens: u64::from(
+                intent.max_output_tokens.unwrap_or(DEFAULT_OUTPUT_ESTIMATE),
+            ),
+            sticky_key: route
+                .is_some_and(|r| r.sticky)
+                .then_some(intent.sticky_key)
+                .flatten(),
+        };
+        crate::routing::order(strategy, &mut candidates, &facts, &mut rand::rng());
+    }
+    candidates
+        .into_iter()
+        .filter_map(|c| Backend::new(Arc::clone(tenant), c.item))
+        .collect()
+}
+
+/// Output tokens assumed for cost comparisons when a request sets no limit.
+const DEFAULT_OUTPUT_ESTIMATE: u32 = 1024;
 
 /// A region policy that applies to a request: whose it is, and its entries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -80,6 +80,7 @@ pub fn classify(err: &GatewayError) -> Option<RetryClass> {
         | KeyExpired
         | ModelNotAllowed { .. }
         | ModelNotFound { .. }
+        | RegionNotAllowed { .. }
         | RouteNotFound
         | MethodNotAllowed
         | UpstreamAuthFailed { .. }
@@ -239,6 +240,7 @@ mod tests {
             InvalidJson(_) | InvalidRequest { .. } | BodyRead(_) | RequestTooLarge { .. } => {}
             MissingApiKey | InvalidApiKey | KeyRevoked | KeyExpired => {}
             ModelNotAllowed { .. } | ModelNotFound { .. } | RouteNotFound | MethodNotAllowed => {}
+            RegionNotAllowed { .. } => {}
             UpstreamRateLimited { .. } | UpstreamBadRequest { .. } | UpstreamAuthFailed { .. } => {}
             UpstreamError { .. } | UpstreamUnreachable { .. } | EgressRefused { .. } => {}
             LoopDetected { .. } | Overloaded | TooManyConcurrent { .. } | ProviderBusy { .. } => {}

@@ -150,6 +150,28 @@ impl Gateway {
         }));
     }
 
+    /// Publishes this gateway's tenant config as `edit` leaves it (routes, region policies),
+    /// starting from these providers and deployments.
+    pub fn set_tenant_with(
+        &self,
+        providers: Vec<ProviderRecord>,
+        deployments: Vec<DeploymentRecord>,
+        edit: impl FnOnce(&mut TenantConfig),
+    ) {
+        let version = self.tenant_version.fetch_add(1, Ordering::SeqCst) + 1;
+        let mut config = TenantConfig {
+            tenant_id: self.tenant_id,
+            version,
+            deployments,
+            providers,
+            routes: Vec::new(),
+            allowed_regions: None,
+            team_regions: Default::default(),
+        };
+        edit(&mut config);
+        assert!(self.bus.put_tenant(config));
+    }
+
     /// A provider record, its API key sealed with this gateway's master key.
     pub fn provider(
         &self,
