@@ -1,0 +1,379 @@
+//! Routes, fallback and region policies through the whole pipeline, for every endpoint:
+//! a route's candidates tried in order, failover across providers (OpenAI-compatible →
+//! Anthropic) plain and streamed, implicit groups of a shared deployment name, no retry of a
+//! client error, circuit breakers skipping a dead deployment, and region pins refusing before
+//! any upstream call.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use common::*;
+use serde_json::{Value, json};
+use shared::config::{
+    DeploymentRecord, ProviderRecord, RetryClass, RouteCandidate, RouteRecord, RouteStrategy,
+};
+use testkit::fake_anthropic::{self, FakeAnthropic};
+use testkit::fake_openai::{self, FakeOpenAi};
+use uuid::Uuid;
+
+fn route(name: &str, strategy: RouteStrategy, deployments: &[&DeploymentRecord]) -> RouteRecord {
+    RouteRecord {
+        id: Uuid::new_v4(),
+        name: name.to_owned(),
+        strategy,
+        candidates: deployments
+            .iter()
+            .map(|d| RouteCandidate {
+                deployment_id: d.id,
+                weight: None,
+                priority: None,
+            })
+            .collect(),
+        allowed_regions: None,
+        max_attempts: None,
+        retry_on: None,
+        timeouts: Default::default(),
+        hedge_after_ms: None,
+        sticky: false,
+    }
+}
+
+fn in_region(mut d: DeploymentRecord, region: &str) -> DeploymentRecord {
+    d.region = Some(region.to_owned());
+    d
+}
+
+struct Setup {
+    gw: Gateway,
+    openai: FakeOpenAi,
+    anthropic: FakeAnthropic,
+    key: String,
+    providers: Vec<ProviderRecord>,
+}
+
+async fn setup() -> Setup {
+    let gw = Gateway::start().await;
+    let openai = FakeOpenAi::start().await.unwrap();
+    let anthropic = FakeAnthropic::start().await.unwrap();
+    let key = gw.key();
+    let providers = vec![
+        gw.provider(
+            ProviderKind::OpenAiCompatible,
+            Some(openai.base_url()),
+            None,
+        ),
+        gw.provider(
+            ProviderKind::Anthropic,
+            Some(anthropic.base_url()),
+            Some("sk-ant-test"),
+        ),
+    ];
+    Setup {
+        gw,
+        openai,
+        anthropic,
+        key,
+        providers,
+    }
+}
+
+use shared::config::ProviderKind;
+
+fn header(response: &reqwest::Response, name: &str) -> String {
+    response
+        .headers()
+        .get(name)
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn a_failing_primary_falls_back_to_another_provider_plain_and_streamed() {
+    let mut s = setup().await;
+    let primary = deployment("primary", &s.providers[0], fake_openai::MODEL_500);
+    let secondary = deployment("secondary", &s.providers[1], "claude-haiku-4-5");
+    let r = route("support", RouteStrategy::Priority, &[&primary, &secondary]);
+    let (p, d) = (primary.clone(), secondary.clone());
+    s.gw.set_tenant_with(s.providers.clone(), vec![p, d], |c| c.routes = vec![r]);
+
+    let response = s.gw.chat(&s.key, user_message("support", "hi")).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(header(&response, "x-switchyard-route"), "support");
+    assert_eq!(header(&response, "x-switchyard-attempts"), "2");
+    assert_eq!(
+        header(&response, "x-switchyard-deployment"),
+        secondary.id.to_string()
+    );
+    assert_eq!(header(&response, "x-switchyard-provider"), "anthropic");
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(
+        body["object"], "chat.completion",
+        "the client's format: {body}"
+    );
+    assert_eq!(
+        body["choices"][0]["message"]["content"],
+        fake_anthropic::CONTENT
+    );
+
+    // Metered once, for the attempt that served, with the failure recorded.
+    let event = s.gw.next_usage().await;
+    assert_eq!(event.status, 200);
+    assert_eq!(event.deployment_id, Some(secondary.id));
+    assert_eq!(event.provider.as_deref(), Some("anthropic"));
+    assert_eq!(event.route.as_deref(), Some("support"));
+    assert_eq!(event.failed_attempts.len(), 1, "{event:?}");
+    assert_eq!(event.failed_attempts[0].deployment_id, primary.id);
+    assert_eq!(
+        event.failed_attempts[0].error_class,
+        Some(RetryClass::ServerError)
+    );
+    assert!(event.cost_micros > 0);
+    s.gw.assert_no_usage_queued();
+
+    // Streamed: the fallback happens before the first byte, so the stream is whole.
+    let response =
+        s.gw.chat(&s.key, streaming(user_message("support", "hi"), true))
+            .await;
+    assert_eq!(response.status(), 200);
+    assert_event_stream(&response);
+    let events = sse_data(&response.text().await.unwrap());
+    assert_eq!(events.last().map(String::as_str), Some("[DONE]"));
+    assert_eq!(streamed_text(&events), fake_anthropic::CONTENT);
+    let event = s.gw.next_usage().await;
+    assert_eq!(event.deployment_id, Some(secondary.id));
+    assert_eq!(event.failed_attempts.len(), 1);
+    assert_eq!(s.anthropic.requests().len(), 2);
+    drop(s.openai);
+}
+
+#[tokio::test]
+async fn client_errors_are_never_retried_and_the_last_real_error_is_returned() {
+    let mut s = setup().await;
+    let bad = deployment("bad", &s.providers[0], fake_openai::MODEL_400_CONTEXT);
+    let other = deployment("other", &s.providers[0], "gpt-4o-mini");
+    let down_a = deployment("down-a", &s.providers[0], fake_openai::MODEL_500);
+    let down_b = deployment("down-b", &s.providers[0], fake_openai::MODEL_500);
+    let mut no_context_retry = route("strict", RouteStrategy::Priority, &[&bad, &other]);
+    no_context_retry.retry_on = Some(vec![RetryClass::ServerError]);
+    let both_down = route("down", RouteStrategy::Priority, &[&down_a, &down_b]);
+    s.gw.set_tenant_with(s.providers.clone(), vec![bad, other, down_a, down_b], |c| {
+        c.routes = vec![no_context_retry, both_down]
+    });
+
+    let response = s.gw.chat(&s.key, user_message("strict", "hi")).await;
+    assert_error(response, 400, "context_length_exceeded").await;
+    assert!(s.gw.next_usage().await.failed_attempts.is_empty());
+
+    let response = s.gw.chat(&s.key, user_message("down", "hi")).await;
+    assert_error(response, 502, "upstream_error").await;
+    let event = s.gw.next_usage().await;
+    assert_eq!(
+        event.failed_attempts.len(),
+        1,
+        "the second failure is the answer"
+    );
+    assert_eq!(s.openai.chat_requests().len(), 3);
+}
+
+#[tokio::test]
+async fn deployments_sharing_a_name_fail_over_among_themselves() {
+    let mut s = setup().await;
+    // Two deployments named "gpt": one always fails. Whichever is tried first, every request
+    // is answered.
+    let broken = deployment("gpt", &s.providers[0], fake_openai::MODEL_500);
+    let working = deployment("gpt", &s.providers[1], "claude-haiku-4-5");
+    s.gw.set_tenant(s.providers.clone(), vec![broken, working.clone()]);
+    for _ in 0..8 {
+        let response = s.gw.chat(&s.key, user_message("gpt", "hi")).await;
+        assert_eq!(response.status(), 200);
+        assert_eq!(
+            header(&response, "x-switchyard-deployment"),
+            working.id.to_string()
+        );
+        let event = s.gw.next_usage().await;
+        assert_eq!(event.deployment_id, Some(working.id));
+    }
+}
+
+#[tokio::test]
+async fn an_open_breaker_takes_a_dead_deployment_out_of_the_path() {
+    let mut s = setup().await;
+    let closed = closed_port();
+    let dead_provider = s.gw.provider(
+        ProviderKind::OpenAiCompatible,
+        Some(format!("http://127.0.0.1:{closed}/v1")),
+        None,
+    );
+    let dead = deployment("dead", &dead_provider, "gpt-4o-mini");
+    let alive = deployment("alive", &s.providers[0], "gpt-4o-mini");
+    let r = route("copilot", RouteStrategy::Priority, &[&dead, &alive]);
+    let mut providers = s.providers.clone();
+    providers.push(dead_provider);
+    s.gw.set_tenant_with(providers, vec![dead, alive], |c| c.routes = vec![r]);
+
+    // The breaker opens after 5 consecutive failures; until then each request tries the dead
+    // deployment first and falls back.
+    for _ in 0..5 {
+        let response = s.gw.chat(&s.key, user_message("copilot", "hi")).await;
+        assert_eq!(response.status(), 200);
+        assert_eq!(header(&response, "x-switchyard-attempts"), "2");
+        s.gw.next_usage().await;
+    }
+    // Open: the dead deployment is skipped, one attempt per request.
+    for _ in 0..3 {
+        let response = s.gw.chat(&s.key, user_message("copilot", "hi")).await;
+        assert_eq!(response.status(), 200);
+        assert_eq!(header(&response, "x-switchyard-attempts"), "1");
+        assert!(s.gw.next_usage().await.failed_attempts.is_empty());
+    }
+}
+
+#[tokio::test]
+async fn region_pins_hold_for_chat_messages_and_embeddings() {
+    let mut s = setup().await;
+    let team = Uuid::new_v4();
+    let us = in_region(
+        deployment("gpt", &s.providers[0], "gpt-4o-mini"),
+        "us-east-1",
+    );
+    let eu = in_region(
+        deployment("gpt", &s.providers[0], "gpt-4o-mini"),
+        "eu-west-1",
+    );
+    let us_only = in_region(
+        deployment("us-only", &s.providers[0], "gpt-4o-mini"),
+        "us-east-1",
+    );
+    let no_region = deployment("anywhere", &s.providers[0], "gpt-4o-mini");
+    let emb_us = in_region(
+        deployment("embed", &s.providers[0], "text-embedding-3-small"),
+        "us-east-1",
+    );
+    let emb_eu = in_region(
+        deployment("embed", &s.providers[0], "text-embedding-3-small"),
+        "eu-central-1",
+    );
+    let deployments = vec![us, eu.clone(), us_only, no_region, emb_us, emb_eu.clone()];
+    s.gw.set_tenant_with(s.providers.clone(), deployments, |c| {
+        c.team_regions.insert(team, vec!["eu".to_owned()]);
+    });
+    let eu_key = s.gw.add_key(KeyOptions {
+        team_id: Some(team),
+        ..KeyOptions::default()
+    });
+    let other_key = s.key.clone();
+
+    // The team's key only ever reaches EU deployments.
+    for _ in 0..6 {
+        let response = s.gw.chat(&eu_key, user_message("gpt", "hi")).await;
+        assert_eq!(response.status(), 200);
+        assert_eq!(header(&response, "x-switchyard-region"), "eu-west-1");
+        s.gw.next_usage().await;
+    }
+    let response =
+        s.gw.embeddings(&eu_key, json!({"model": "embed", "input": "hi"}))
+            .await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        header(&response, "x-switchyard-deployment"),
+        emb_eu.id.to_string()
+    );
+    s.gw.next_usage().await;
+    let response = s
+        .gw
+        .http
+        .post(s.gw.url("/v1/messages"))
+        .header("x-api-key", &eu_key)
+        .header("anthropic-version", "2023-06-01")
+        .json(&json!({"model": "gpt", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(header(&response, "x-switchyard-region"), "eu-west-1");
+    s.gw.next_usage().await;
+
+    // Nothing compliant: refused before any upstream call, naming the policy.
+    let before = s.openai.requests().len();
+    for model in ["us-only", "anywhere"] {
+        let response = s.gw.chat(&eu_key, user_message(model, "hi")).await;
+        let error = assert_error(response, 403, "region_not_allowed").await;
+        assert!(
+            error["message"]
+                .as_str()
+                .unwrap()
+                .contains("the team allows eu"),
+            "{error}"
+        );
+        s.gw.next_usage().await;
+    }
+    let response = s
+        .gw
+        .http
+        .post(s.gw.url("/v1/messages"))
+        .header("x-api-key", &eu_key)
+        .header("anthropic-version", "2023-06-01")
+        .json(&json!({"model": "us-only", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 403);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["type"], "error", "Anthropic's format: {body}");
+    s.gw.next_usage().await;
+    assert_eq!(
+        s.openai.requests().len(),
+        before,
+        "no upstream call for a refusal"
+    );
+
+    // A key without the team is not pinned.
+    let response = s.gw.chat(&other_key, user_message("us-only", "hi")).await;
+    assert_eq!(response.status(), 200);
+    s.gw.next_usage().await;
+}
+
+#[tokio::test]
+async fn organization_and_route_pins_intersect_and_fallback_stays_inside() {
+    let mut s = setup().await;
+    // An EU organization with a route limited further to eu-west; the first candidate (in
+    // eu-central) is outside the route's pin, the second (eu-west, broken) and third (eu-west,
+    // working) inside. Fallback never reaches the US deployment listed last.
+    let central = in_region(
+        deployment("c", &s.providers[0], "gpt-4o-mini"),
+        "eu-central-1",
+    );
+    let west_broken = in_region(
+        deployment("wb", &s.providers[0], fake_openai::MODEL_500),
+        "eu-west-1",
+    );
+    let west_ok = in_region(
+        deployment("wo", &s.providers[1], "claude-haiku-4-5"),
+        "eu-west-2",
+    );
+    let us = in_region(deployment("u", &s.providers[0], "gpt-4o-mini"), "us-east-1");
+    let mut r = route(
+        "eu-chat",
+        RouteStrategy::Priority,
+        &[&central, &west_broken, &west_ok, &us],
+    );
+    r.allowed_regions = Some(vec!["eu-west".to_owned()]);
+    s.gw.set_tenant_with(
+        s.providers.clone(),
+        vec![central, west_broken.clone(), west_ok.clone(), us],
+        |c| {
+            c.allowed_regions = Some(vec!["eu".to_owned()]);
+            c.routes = vec![r];
+        },
+    );
+    let response = s.gw.chat(&s.key, user_message("eu-chat", "hi")).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        header(&response, "x-switchyard-deployment"),
+        west_ok.id.to_string()
+    );
+    assert_eq!(header(&response, "x-switchyard-attempts"), "2");
+    let event = s.gw.next_usage().await;
+    assert_eq!(event.failed_attempts[0].deployment_id, west_broken.id);
+}
