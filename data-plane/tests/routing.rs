@@ -377,3 +377,23 @@ async fn organization_and_route_pins_intersect_and_fallback_stays_inside() {
     let event = s.gw.next_usage().await;
     assert_eq!(event.failed_attempts[0].deployment_id, west_broken.id);
 }
+
+#[tokio::test]
+async fn an_anthropic_base_url_without_the_version_works() {
+    let mut s = setup().await;
+    // What ANTHROPIC_BASE_URL holds: scheme and host, no `/v1`.
+    let host_only = s.anthropic.base_url().trim_end_matches("/v1").to_owned();
+    let p = s.gw.provider(
+        ProviderKind::Anthropic,
+        Some(host_only),
+        Some("sk-ant-test"),
+    );
+    s.gw.set_tenant(
+        vec![p.clone()],
+        vec![deployment("claude", &p, "claude-haiku-4-5")],
+    );
+    let response = s.gw.chat(&s.key, user_message("claude", "hi")).await;
+    assert_eq!(response.status(), 200);
+    s.gw.next_usage().await;
+    assert_eq!(s.anthropic.requests()[0].path, "/v1/messages");
+}

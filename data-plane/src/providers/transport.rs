@@ -11,7 +11,9 @@ use eventsource_stream::Eventsource;
 use futures::StreamExt;
 use reqwest::StatusCode;
 use reqwest::header::{ACCEPT, CONTENT_TYPE};
-use shared::config::ProviderRecord;
+use std::borrow::Cow;
+
+use shared::config::{ProviderKind, ProviderRecord};
 use tokio::time::{Instant, timeout_at};
 
 use super::{Call, Event, EventStream, StreamError};
@@ -29,8 +31,13 @@ pub(crate) const MAX_ERROR_BYTES: usize = 64 * 1024;
 
 /// The provider's base URL, trimmed and without a trailing slash: its own, else its kind's
 /// default; a provider with neither cannot be called (502 `provider_unavailable`).
-pub(crate) fn base_url(record: &ProviderRecord) -> Result<&str, GatewayError> {
-    record
+///
+/// Anthropic and Gemini accept the form their own SDKs document (`ANTHROPIC_BASE_URL` is
+/// `https://api.anthropic.com`, Gemini's is the bare host) as well as the form with the API
+/// version: a base URL that is only scheme and host gets `/v1` (Anthropic) or `/v1beta`
+/// (Gemini) appended.
+pub(crate) fn base_url(record: &ProviderRecord) -> Result<Cow<'_, str>, GatewayError> {
+    let base = record
         .base_url
         .as_deref()
         .map(str::trim)
@@ -39,7 +46,15 @@ pub(crate) fn base_url(record: &ProviderRecord) -> Result<&str, GatewayError> {
         .map(|b| b.trim_end_matches('/'))
         .ok_or_else(|| {
             GatewayError::ProviderUnavailable(format!("provider {} has no base URL", record.id))
-        })
+        })?;
+    let host_only = base
+        .split_once("://")
+        .is_some_and(|(_, rest)| !rest.contains('/'));
+    Ok(match record.kind {
+        ProviderKind::Anthropic if host_only => Cow::Owned(format!("{base}/v1")),
+        ProviderKind::Gemini if host_only => Cow::Owned(format!("{base}/v1beta")),
+        _ => Cow::Borrowed(base),
+    })
 }
 
 /// The provider's API key, opened; an unopenable secret is a configuration problem (502).
@@ -222,7 +237,55 @@ pub(crate) fn sse_events(response: reqwest::Response) -> EventStream {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::expect_used)]
+
     use super::*;
+
+    #[test]
+    fn anthropic_and_gemini_take_the_host_only_form_too() {
+        let record = |kind: ProviderKind, base: &str| ProviderRecord {
+            id: uuid::Uuid::nil(),
+            name: "p".into(),
+            kind,
+            base_url: Some(base.to_owned()),
+            api_key_sealed: None,
+            options: Default::default(),
+        };
+        let check = |kind, base: &str, want: &str| {
+            assert_eq!(
+                base_url(&record(kind, base)).expect("a base URL"),
+                want,
+                "{base}"
+            );
+        };
+        check(
+            ProviderKind::Anthropic,
+            "https://api.anthropic.com",
+            "https://api.anthropic.com/v1",
+        );
+        check(
+            ProviderKind::Anthropic,
+            "https://api.anthropic.com/",
+            "https://api.anthropic.com/v1",
+        );
+        check(
+            ProviderKind::Anthropic,
+            "https://api.anthropic.com/v1/",
+            "https://api.anthropic.com/v1",
+        );
+        check(
+            ProviderKind::Anthropic,
+            "http://127.0.0.1:9/proxy",
+            "http://127.0.0.1:9/proxy",
+        );
+        check(
+            ProviderKind::Gemini,
+            "https://generativelanguage.googleapis.com",
+            "https://generativelanguage.googleapis.com/v1beta",
+        );
+        check(ProviderKind::Gemini, "http://h/v1beta", "http://h/v1beta");
+        check(ProviderKind::OpenAi, "http://h", "http://h");
+    }
 
     #[test]
     fn statuses_map_as_documented() {
