@@ -397,3 +397,32 @@ async fn an_anthropic_base_url_without_the_version_works() {
     s.gw.next_usage().await;
     assert_eq!(s.anthropic.requests()[0].path, "/v1/messages");
 }
+
+#[tokio::test]
+async fn a_routes_first_token_timeout_fires_at_its_bound_and_falls_back() {
+    let mut s = setup().await;
+    let hangs = deployment("hangs", &s.providers[0], fake_openai::MODEL_HANG);
+    let works = deployment("works", &s.providers[0], "gpt-4o-mini");
+    let mut r = route("bounded", RouteStrategy::Priority, &[&hangs, &works]);
+    r.timeouts.first_token_ms = Some(300);
+    s.gw.set_tenant_with(
+        s.providers.clone(),
+        vec![hangs.clone(), works.clone()],
+        |c| c.routes = vec![r],
+    );
+    // The node's own headers timeout is two minutes: only the route's bound can end the wait.
+    let response = s.gw.chat(&s.key, user_message("bounded", "hi")).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        header(&response, "x-switchyard-deployment"),
+        works.id.to_string()
+    );
+    let event = s.gw.next_usage().await;
+    let failed = &event.failed_attempts[0];
+    assert_eq!(failed.deployment_id, hangs.id);
+    assert_eq!(failed.error_class, Some(RetryClass::Timeout));
+    assert!(
+        (300..60_000).contains(&failed.latency_ms),
+        "the attempt ended at the route's bound, not the node's: {failed:?}"
+    );
+}

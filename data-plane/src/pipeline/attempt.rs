@@ -179,7 +179,7 @@ pub async fn chat(
     let mut driver = Driver::new(plan, state.health());
     while let Some((backend, guard)) = driver.next_candidate() {
         meter.set_backend(backend);
-        match call_chat(state, auth, admission, backend, request, request_id).await {
+        match call_chat(state, auth, admission, plan, backend, request, request_id).await {
             Ok((reply, deadline)) => {
                 driver.succeeded(guard);
                 return Ok(Attempt {
@@ -201,6 +201,7 @@ async fn call_chat(
     state: &AppState,
     auth: &AuthContext,
     admission: &mut Admission,
+    plan: &Plan,
     backend: &Backend,
     request: &ChatRequest,
     request_id: &RequestId,
@@ -208,11 +209,12 @@ async fn call_chat(
     let deployment = backend.deployment();
     let provider = backend.provider()?;
     admission.use_provider(state.limits(), provider.record.id)?;
-    let deadline = Instant::now() + state.settings().total_timeout();
+    let settings = plan.settings(state.settings());
+    let deadline = Instant::now() + settings.total_timeout();
     let call = Call {
         http: state.http(),
         hops: &auth.hops,
-        settings: state.settings(),
+        settings: &settings,
         request,
         upstream_model: &deployment.upstream_model,
         provider,

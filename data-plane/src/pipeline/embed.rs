@@ -80,7 +80,7 @@ async fn prepare(
     let mut driver = Driver::new(&plan, state.health());
     while let Some((backend, guard)) = driver.next_candidate() {
         meter.set_backend(backend);
-        match attempt(state, auth, admission, backend, &request, request_id).await {
+        match attempt(state, auth, admission, &plan, backend, &request, request_id).await {
             Ok(answer) => {
                 driver.succeeded(guard);
                 let headers = driver.headers(backend);
@@ -97,6 +97,7 @@ async fn attempt(
     state: &AppState,
     auth: &AuthContext,
     admission: &mut Admission,
+    plan: &super::route::Plan,
     backend: &Backend,
     request: &EmbeddingsRequest,
     request_id: &RequestId,
@@ -104,15 +105,16 @@ async fn attempt(
     let deployment = backend.deployment();
     let provider = backend.provider()?;
     admission.use_provider(state.limits(), provider.record.id)?;
+    let settings = plan.settings(state.settings());
     let call = EmbedCall {
         http: state.http(),
         hops: &auth.hops,
-        settings: state.settings(),
+        settings: &settings,
         request,
         upstream_model: &deployment.upstream_model,
         provider,
         request_id: request_id.id,
-        deadline: Instant::now() + state.settings().total_timeout(),
+        deadline: Instant::now() + settings.total_timeout(),
     };
     // Boxed here, where every lifetime is concrete: proving `Send` for the spawned task
     // otherwise trips over higher-ranked lifetimes inside adapters' futures (rust-lang/rust#102211).

@@ -25,6 +25,7 @@
 //!    weights. Whatever the strategy, the rest form the fallback order, and candidates whose
 //!    circuit breaker is open go last (the attempt stage skips them while others remain).
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use shared::config::{
@@ -32,6 +33,7 @@ use shared::config::{
     region_allows,
 };
 
+use crate::config::Settings;
 use crate::error::{GatewayError, invalid};
 use crate::pipeline::{Api, AuthContext, Intent};
 use crate::routing::{Candidate, RequestFacts};
@@ -95,6 +97,27 @@ pub struct Plan {
     /// Failure classes that move on to the next attempt.
     pub retry_on: Vec<RetryClass>,
     pub timeouts: RouteTimeouts,
+}
+
+impl Plan {
+    /// The request settings for this plan's attempts: the node's, with the route's timeouts in
+    /// place of the node's (`first_token_ms` bounds the wait for the response headers, i.e.
+    /// the first streamed event or a whole non-streamed answer; `total_ms` the whole call).
+    /// Borrowed, at no cost, when the route sets none.
+    pub fn settings<'a>(&self, node: &'a Settings) -> Cow<'a, Settings> {
+        let t = &self.timeouts;
+        if t.first_token_ms.is_none() && t.total_ms.is_none() {
+            return Cow::Borrowed(node);
+        }
+        let mut settings = node.clone();
+        if let Some(ms) = t.first_token_ms {
+            settings.upstream_headers_timeout_ms = ms;
+        }
+        if let Some(ms) = t.total_ms {
+            settings.upstream_timeout_ms = ms;
+        }
+        Cow::Owned(settings)
+    }
 }
 
 /// Resolves `intent.model` for the key's tenant into a [`Plan`] (see the module docs).
