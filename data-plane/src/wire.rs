@@ -263,6 +263,14 @@ pub struct StreamOptions {
     pub extra: Map<String, Value>,
 }
 
+/// The capabilities a request needs from the model that serves it (see [`ChatRequest::needs`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Needs {
+    pub tools: bool,
+    pub vision: bool,
+    pub json_mode: bool,
+}
+
 /// Longest accepted `model`, in bytes. Real model names and aliases are under 100; a longer
 /// one is refused before it is echoed, logged or stored anywhere.
 pub const MAX_MODEL_LEN: usize = 256;
@@ -305,6 +313,33 @@ impl ChatRequest {
 
     pub fn is_stream(&self) -> bool {
         self.stream == Some(true)
+    }
+
+    /// What the request needs of a model: tools (a non-empty `tools`), vision (an `image_url`
+    /// content part), JSON mode (`response_format` of type `json_object` or `json_schema`).
+    pub fn needs(&self) -> Needs {
+        let tools = self
+            .extra
+            .get("tools")
+            .and_then(Value::as_array)
+            .is_some_and(|t| !t.is_empty());
+        let json_mode = self
+            .extra
+            .get("response_format")
+            .and_then(|r| r.get("type"))
+            .and_then(Value::as_str)
+            .is_some_and(|t| t == "json_object" || t == "json_schema");
+        let vision = self.messages.iter().any(|m| match &m.content {
+            Some(Value::Array(parts)) => parts
+                .iter()
+                .any(|p| p.get("type").and_then(Value::as_str) == Some("image_url")),
+            _ => false,
+        });
+        Needs {
+            tools,
+            vision,
+            json_mode,
+        }
     }
 
     /// Whether the client asked for the final usage chunk of a stream.

@@ -426,3 +426,53 @@ async fn a_routes_first_token_timeout_fires_at_its_bound_and_falls_back() {
         "the attempt ended at the route's bound, not the node's: {failed:?}"
     );
 }
+
+#[tokio::test]
+async fn candidates_that_cannot_do_what_the_request_needs_are_passed_over() {
+    use shared::config::Capability;
+    let mut s = setup().await;
+    let mut plain = deployment("plain", &s.providers[0], "gpt-4o-mini");
+    plain.capabilities = Some(vec![]);
+    plain.context_window = Some(50);
+    let mut capable = deployment("capable", &s.providers[0], "gpt-4o-mini");
+    capable.capabilities = Some(vec![Capability::Tools, Capability::JsonMode]);
+    let r = route("any", RouteStrategy::Priority, &[&plain, &capable]);
+    s.gw.set_tenant_with(
+        s.providers.clone(),
+        vec![plain.clone(), capable.clone()],
+        |c| c.routes = vec![r],
+    );
+
+    let tools = json!({"model": "any", "messages": [{"role": "user", "content": "hi"}],
+        "tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]});
+    let json_mode = json!({"model": "any", "messages": [{"role": "user", "content": "hi"}],
+        "response_format": {"type": "json_object"}});
+    let long = user_message("any", &"word ".repeat(200));
+    for body in [tools, json_mode, long] {
+        let response = s.gw.chat(&s.key, body).await;
+        assert_eq!(response.status(), 200);
+        assert_eq!(
+            header(&response, "x-switchyard-deployment"),
+            capable.id.to_string()
+        );
+        assert_eq!(header(&response, "x-switchyard-attempts"), "1");
+        s.gw.next_usage().await;
+    }
+    // A plain short request goes to the first candidate.
+    let response = s.gw.chat(&s.key, user_message("any", "hi")).await;
+    assert_eq!(
+        header(&response, "x-switchyard-deployment"),
+        plain.id.to_string()
+    );
+    s.gw.next_usage().await;
+    // Nobody supports images: a 400 naming the field, before any upstream call.
+    let vision = json!({"model": "any", "messages": [{"role": "user", "content": [
+        {"type": "text", "text": "what is this"},
+        {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}]}]});
+    let mut no_vision = capable.clone();
+    no_vision.capabilities = Some(vec![Capability::Tools]);
+    let r = route("any", RouteStrategy::Priority, &[&no_vision]);
+    s.gw.set_tenant_with(s.providers.clone(), vec![no_vision], |c| c.routes = vec![r]);
+    let error = assert_error(s.gw.chat(&s.key, vision).await, 400, "invalid_request").await;
+    assert_eq!(error["param"], "messages");
+}

@@ -225,6 +225,7 @@ async fn count_tokens(
             stream: false,
             max_output_tokens: None,
             sticky_key: None,
+            needs: Default::default(),
             body: pipeline::Parsed::None,
         },
     )

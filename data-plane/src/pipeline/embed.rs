@@ -71,6 +71,7 @@ async fn prepare(
         stream: false,
         max_output_tokens: Some(0),
         sticky_key: None,
+        needs: Default::default(),
         body: super::Parsed::Embeddings(&request),
     };
     let plan = match super::stages(state, auth, &intent, meter).await? {

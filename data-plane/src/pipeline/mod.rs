@@ -155,6 +155,7 @@ async fn prepare(
         stream: request.is_stream(),
         max_output_tokens: request.max_completion_tokens.or(request.max_tokens),
         sticky_key: request.user.as_deref(),
+        needs: request.needs(),
         body: Parsed::Chat(&request),
     };
     let plan = match stages(state, auth, &intent, meter).await? {
@@ -186,6 +187,8 @@ pub struct Intent<'a> {
     pub max_output_tokens: Option<u32>,
     /// What keeps a user on one deployment of a sticky weighted route: the request's `user`.
     pub sticky_key: Option<&'a str>,
+    /// Capabilities the serving model must have (tools, vision, JSON mode).
+    pub needs: crate::wire::Needs,
     /// The request, for token estimates, which cost CPU and are made only when a stage needs
     /// one (the `cheapest` strategy, budget reservations).
     pub body: Parsed<'a>,

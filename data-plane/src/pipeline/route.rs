@@ -29,8 +29,8 @@ use std::borrow::Cow;
 use std::sync::Arc;
 
 use shared::config::{
-    DeploymentMode, DeploymentRecord, RetryClass, RouteRecord, RouteStrategy, RouteTimeouts,
-    region_allows,
+    Capability, DeploymentMode, DeploymentRecord, RetryClass, RouteRecord, RouteStrategy,
+    RouteTimeouts, region_allows,
 };
 
 use crate::config::Settings;
@@ -169,6 +169,8 @@ pub async fn plan(
         }
     }
 
+    filter_capabilities(&tenant, intent, &mut indices)?;
+
     let policies = region_policies(&tenant, auth.key.team_id, route);
     if !policies.is_empty() {
         indices.retain(|&i| deployment(i).is_some_and(|d| complies(&policies, d)));
@@ -192,6 +194,75 @@ pub async fn plan(
             .unwrap_or_else(|| DEFAULT_RETRY_ON.to_vec()),
         timeouts: route.map(|r| r.timeouts).unwrap_or_default(),
     })
+}
+
+/// Keeps the candidates that can do what the request needs: tools, vision, JSON mode (a
+/// deployment that states no capabilities is assumed capable), and a context window large
+/// enough for the prompt plus the requested output (checked only when some candidate states
+/// its window, since it costs a token count). Nothing left is a 400 naming the field.
+fn filter_capabilities(
+    tenant: &TenantView,
+    intent: &Intent<'_>,
+    indices: &mut Vec<usize>,
+) -> Result<(), GatewayError> {
+    let model = intent.model;
+    let needs = [
+        (intent.needs.tools, Capability::Tools, "tools", "tool calls"),
+        (
+            intent.needs.vision,
+            Capability::Vision,
+            "messages",
+            "image input",
+        ),
+        (
+            intent.needs.json_mode,
+            Capability::JsonMode,
+            "response_format",
+            "JSON mode",
+        ),
+    ];
+    for (needed, capability, param, what) in needs {
+        if !needed {
+            continue;
+        }
+        indices.retain(|&i| {
+            tenant.deployment(i).is_some_and(|d| {
+                d.capabilities
+                    .as_ref()
+                    .is_none_or(|caps| caps.contains(&capability))
+            })
+        });
+        if indices.is_empty() {
+            return Err(invalid(
+                param,
+                format!("No deployment of the model `{model}` supports {what}."),
+            ));
+        }
+    }
+    let windows = indices.iter().any(|&i| {
+        tenant
+            .deployment(i)
+            .is_some_and(|d| d.context_window.is_some())
+    });
+    if windows {
+        let needed = intent.prompt_tokens() + u64::from(intent.max_output_tokens.unwrap_or(0));
+        indices.retain(|&i| {
+            tenant.deployment(i).is_some_and(|d| {
+                d.context_window
+                    .is_none_or(|window| u64::from(window) >= needed)
+            })
+        });
+        if indices.is_empty() {
+            return Err(invalid(
+                "messages",
+                format!(
+                    "The request needs about {needed} tokens of context (prompt plus max output), \
+                     more than any deployment of the model `{model}` has."
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Orders the compliant candidates by the route's strategy (an implicit route is `weighted`
