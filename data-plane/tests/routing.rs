@@ -206,6 +206,7 @@ async fn an_open_breaker_takes_a_dead_deployment_out_of_the_path() {
         None,
     );
     let dead = deployment("dead", &dead_provider, "gpt-4o-mini");
+    let dead_id = dead.id;
     let alive = deployment("alive", &s.providers[0], "gpt-4o-mini");
     let r = route("copilot", RouteStrategy::Priority, &[&dead, &alive]);
     let mut providers = s.providers.clone();
@@ -227,6 +228,23 @@ async fn an_open_breaker_takes_a_dead_deployment_out_of_the_path() {
         assert_eq!(header(&response, "x-switchyard-attempts"), "1");
         assert!(s.gw.next_usage().await.failed_attempts.is_empty());
     }
+    // Prometheus shows the breaker, the fallbacks and the failures by class.
+    let metrics =
+        s.gw.http
+            .get(s.gw.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+    let open = format!(
+        "switchyard_breaker_state{{deployment=\"{}\",state=\"open\"}} 1",
+        dead_id
+    );
+    assert!(metrics.contains(&open), "{open} in:\n{metrics}");
+    assert!(metrics.contains("switchyard_fallbacks_total"), "{metrics}");
+    assert!(metrics.contains("class=\"connection\""), "{metrics}");
 }
 
 #[tokio::test]

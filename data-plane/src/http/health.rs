@@ -12,6 +12,7 @@ use axum::response::{IntoResponse, Response};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use serde_json::json;
 
+use crate::routing::BreakerState;
 use crate::state::AppState;
 
 /// How often histogram samples are folded into their summaries when nobody scrapes
@@ -37,9 +38,26 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
 }
 
 /// Prometheus text exposition of every metric this process records.
-pub async fn metrics() -> Response {
+pub async fn metrics(State(state): State<AppState>) -> Response {
     match recorder() {
         Some(handle) => {
+            // Breaker states are read at scrape time: one gauge per deployment this node has
+            // seen recently, 1 for its current state and 0 for the others.
+            for (deployment, current) in state.health().states() {
+                let deployment = deployment.to_string();
+                for s in [
+                    BreakerState::Closed,
+                    BreakerState::Open,
+                    BreakerState::HalfOpen,
+                ] {
+                    metrics::gauge!(
+                        "switchyard_breaker_state",
+                        "deployment" => deployment.clone(),
+                        "state" => s.as_str(),
+                    )
+                    .set(if s == current { 1.0 } else { 0.0 });
+                }
+            }
             handle.run_upkeep();
             (
                 [(CONTENT_TYPE, "text/plain; version=0.0.4")],

@@ -358,10 +358,58 @@ pub async fn emit(state: &AppState, event: UsageEvent) {
     if let Some(ttft) = event.ttft_ms {
         metrics::histogram!("switchyard_time_to_first_token_seconds").record(ttft as f64 / 1000.0);
     }
+    if let Some(deployment) = event.deployment_id {
+        // Labels stay bounded: a deployment id, the provider kind, an outcome; never a key or
+        // a prompt.
+        let deployment = deployment.to_string();
+        let provider = event.provider.clone().unwrap_or_default();
+        metrics::counter!(
+            "switchyard_deployment_requests_total",
+            "deployment" => deployment.clone(),
+            "provider" => provider,
+            "outcome" => event.outcome.as_str(),
+        )
+        .increment(1);
+        metrics::histogram!(
+            "switchyard_deployment_latency_seconds",
+            "deployment" => deployment.clone(),
+        )
+        .record(event.latency_ms as f64 / 1000.0);
+        if let Some(ttft) = event.ttft_ms {
+            metrics::histogram!(
+                "switchyard_deployment_ttft_seconds",
+                "deployment" => deployment,
+            )
+            .record(ttft as f64 / 1000.0);
+        }
+    }
+    if !event.failed_attempts.is_empty() {
+        metrics::counter!("switchyard_fallbacks_total").increment(1);
+    }
+    for failed in &event.failed_attempts {
+        metrics::counter!(
+            "switchyard_attempt_failures_total",
+            "deployment" => failed.deployment_id.to_string(),
+            "class" => failed.error_class.map_or("other", retry_class_label),
+        )
+        .increment(1);
+    }
     metrics::counter!("switchyard_tokens_total", "kind" => "prompt").increment(event.prompt_tokens);
     metrics::counter!("switchyard_tokens_total", "kind" => "completion")
         .increment(event.completion_tokens);
     state.usage().emit(event).await;
+}
+
+/// A retry class as a metric label.
+fn retry_class_label(class: RetryClass) -> &'static str {
+    match class {
+        RetryClass::RateLimited => "rate_limited",
+        RetryClass::ServerError => "server_error",
+        RetryClass::Timeout => "timeout",
+        RetryClass::Connection => "connection",
+        RetryClass::ContextLengthExceeded => "context_length_exceeded",
+        RetryClass::ContentFilter => "content_filter",
+    }
 }
 
 /// The usage outcome of a whole answer's delivery.
