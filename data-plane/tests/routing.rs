@@ -494,3 +494,44 @@ async fn candidates_that_cannot_do_what_the_request_needs_are_passed_over() {
     let error = assert_error(s.gw.chat(&s.key, vision).await, 400, "invalid_request").await;
     assert_eq!(error["param"], "messages");
 }
+
+#[tokio::test]
+async fn a_sticky_weighted_route_keeps_a_user_on_one_deployment() {
+    let mut s = setup().await;
+    let a = deployment("a", &s.providers[0], "gpt-4o-mini");
+    let b = deployment("b", &s.providers[0], "gpt-4o-mini");
+    let mut r = route("ab", RouteStrategy::Weighted, &[&a, &b]);
+    r.sticky = true;
+    s.gw.set_tenant_with(s.providers.clone(), vec![a, b], |c| c.routes = vec![r]);
+
+    let mut seen = std::collections::HashSet::new();
+    for user in ["alice", "bob", "carol", "dave", "erin", "frank"] {
+        let mut picks = std::collections::HashSet::new();
+        for _ in 0..5 {
+            // By header, and by the request's `user` field.
+            let by_header =
+                s.gw.http
+                    .post(s.gw.url("/v1/chat/completions"))
+                    .bearer_auth(&s.key)
+                    .header("x-switchyard-sticky-key", user)
+                    .json(&user_message("ab", "hi"))
+                    .send()
+                    .await
+                    .unwrap();
+            picks.insert(header(&by_header, "x-switchyard-deployment"));
+            s.gw.next_usage().await;
+        }
+        let mut body = user_message("ab", "hi");
+        body["user"] = json!(user);
+        let by_field = s.gw.chat(&s.key, body).await;
+        picks.insert(header(&by_field, "x-switchyard-deployment"));
+        s.gw.next_usage().await;
+        assert_eq!(picks.len(), 1, "{user} stays on one deployment: {picks:?}");
+        seen.extend(picks);
+    }
+    assert_eq!(
+        seen.len(),
+        2,
+        "different users spread over both deployments"
+    );
+}

@@ -29,7 +29,13 @@ pub struct AuthContext {
     /// The `x-switchyard-hop` value for this request's upstream calls: the hops it arrived
     /// with plus this cluster's tag (see [`crate::egress`]).
     pub hops: HeaderValue,
+    /// `x-switchyard-sticky-key`, which keeps a client on one deployment of a sticky weighted
+    /// route (ahead of the request's `user` field).
+    pub sticky_key: Option<Arc<str>>,
 }
+
+/// The header a client sets to stay on one deployment of a sticky weighted route.
+pub const STICKY_KEY_HEADER: &str = "x-switchyard-sticky-key";
 
 /// The middleware: refuses the request or inserts [`AuthContext`] and passes it on.
 pub async fn middleware(
@@ -69,7 +75,17 @@ async fn authenticate(
     if key.is_expired(OffsetDateTime::now_utc()) {
         return Err(GatewayError::KeyExpired);
     }
-    Ok(AuthContext { key, hops })
+    let sticky_key = headers
+        .get(STICKY_KEY_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .map(Arc::from);
+    Ok(AuthContext {
+        key,
+        hops,
+        sticky_key,
+    })
 }
 
 /// The presented key: `Authorization: Bearer <key>` (scheme case-insensitive) first, then

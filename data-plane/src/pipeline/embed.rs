@@ -70,7 +70,7 @@ async fn prepare(
         api: Api::Embeddings,
         stream: false,
         max_output_tokens: Some(0),
-        sticky_key: None,
+        sticky_key: auth.sticky_key.as_deref(),
         needs: Default::default(),
         body: super::Parsed::Embeddings(&request),
     };

@@ -154,7 +154,7 @@ async fn prepare(
         api: Api::Chat,
         stream: request.is_stream(),
         max_output_tokens: request.max_completion_tokens.or(request.max_tokens),
-        sticky_key: request.user.as_deref(),
+        sticky_key: auth.sticky_key.as_deref().or(request.user.as_deref()),
         needs: request.needs(),
         body: Parsed::Chat(&request),
     };
