@@ -19,9 +19,7 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
-use sea_orm::{
-    ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, TransactionTrait,
-};
+use sea_orm::{ActiveValue::Set, EntityTrait, QueryOrder, Select};
 use serde::{Deserialize, Serialize};
 use shared::config::ProviderKind;
 use shared::money::parse_usd_json;
@@ -30,18 +28,37 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::catalog::usd;
+use super::resource::{self, Change, TenantScoped};
 use super::{ApiJson, ApiPath, now, validate};
+use crate::audit::AuditAction;
 use crate::auth::AuthUser;
 use crate::catalog::{ModelMode, provider_serves};
 use crate::entities::{model_deployment, provider_credential};
 use crate::error::ApiError;
 use crate::state::AppState;
-use crate::sync;
 
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/models", get(list_models).post(create_model))
         .route("/models/{id}", get(get_model).delete(delete_model))
+}
+
+impl TenantScoped for model_deployment::Entity {
+    type Id = Uuid;
+    const NOUN: &'static str = "model";
+    const KIND: &'static str = "model_deployment";
+    fn tenant_column() -> Self::Column {
+        model_deployment::Column::TenantId
+    }
+    fn id_column() -> Self::Column {
+        model_deployment::Column::Id
+    }
+    /// Creation order: the order routing sees deployments of one name in.
+    fn ordered(select: Select<Self>) -> Select<Self> {
+        select
+            .order_by_asc(model_deployment::Column::CreatedAt)
+            .order_by_asc(model_deployment::Column::Id)
+    }
 }
 
 /// OpenAPI schema of a price: a decimal number or a string holding one.
@@ -224,17 +241,16 @@ pub async fn create_model(
         crate::catalog::validate_id(id).map_err(|e| ApiError::invalid("catalog_id", e))?;
     }
 
-    let tx = state.db.begin().await?;
-    let provider = provider_credential::Entity::find_by_id(req.provider_id)
-        .filter(provider_credential::Column::TenantId.eq(auth.tenant_id))
-        .one(&tx)
-        .await?
-        .ok_or(ApiError::NotFound("provider"))?;
+    let mut change = Change::begin(&state, &auth).await?;
+    let provider = change
+        .find::<provider_credential::Entity>(req.provider_id)
+        .await?;
     let entry = match catalog_id {
         Some(id) => {
-            let (entry, _) = super::catalog::resolve(&tx, &state.catalog, auth.tenant_id, id)
-                .await?
-                .ok_or(ApiError::NotFound("catalog entry"))?;
+            let (entry, _) =
+                super::catalog::resolve(change.tx(), &state.catalog, auth.tenant_id, id)
+                    .await?
+                    .ok_or(ApiError::NotFound("catalog entry"))?;
             let kind = ProviderKind::parse(&provider.kind);
             if !kind.is_some_and(|k| provider_serves(k, entry.provider)) {
                 return Err(ApiError::invalid(
@@ -317,11 +333,11 @@ pub async fn create_model(
         max_output_tokens: Set(row.max_output_tokens),
         mode: Set(row.mode.clone()),
     })
-    .exec_without_returning(&tx)
+    .exec_without_returning(change.tx())
     .await?;
-    let outbox_id = sync::bump_tenant_version(&tx, auth.tenant_id).await?;
-    tx.commit().await?;
-    state.sync.wait_published(&[outbox_id]).await;
+    change.publish_tenant().await?;
+    change.audit::<model_deployment::Entity>(AuditAction::Create, &row.id);
+    change.commit().await?;
     Ok((StatusCode::CREATED, Json(ModelDto::from(&row))))
 }
 
@@ -337,12 +353,7 @@ pub async fn list_models(
     State(state): State<AppState>,
     auth: AuthUser,
 ) -> Result<Json<ModelList>, ApiError> {
-    let rows = model_deployment::Entity::find()
-        .filter(model_deployment::Column::TenantId.eq(auth.tenant_id))
-        .order_by_asc(model_deployment::Column::CreatedAt)
-        .order_by_asc(model_deployment::Column::Id)
-        .all(&state.db)
-        .await?;
+    let rows = resource::list::<model_deployment::Entity, _>(&state.db, auth.tenant_id).await?;
     Ok(Json(ModelList {
         data: rows.iter().map(ModelDto::from).collect(),
     }))
@@ -362,11 +373,7 @@ pub async fn get_model(
     auth: AuthUser,
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<Json<ModelDto>, ApiError> {
-    let row = model_deployment::Entity::find_by_id(id)
-        .filter(model_deployment::Column::TenantId.eq(auth.tenant_id))
-        .one(&state.db)
-        .await?
-        .ok_or(ApiError::NotFound("model"))?;
+    let row = resource::find::<model_deployment::Entity, _>(&state.db, auth.tenant_id, id).await?;
     Ok(Json(ModelDto::from(&row)))
 }
 
@@ -389,18 +396,9 @@ pub async fn delete_model(
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<StatusCode, ApiError> {
     auth.require_manage()?;
-    let tx = state.db.begin().await?;
-    let deleted = model_deployment::Entity::delete_many()
-        .filter(model_deployment::Column::Id.eq(id))
-        .filter(model_deployment::Column::TenantId.eq(auth.tenant_id))
-        .exec(&tx)
-        .await?
-        .rows_affected;
-    if deleted == 0 {
-        return Err(ApiError::NotFound("model"));
-    }
-    let outbox_id = sync::bump_tenant_version(&tx, auth.tenant_id).await?;
-    tx.commit().await?;
-    state.sync.wait_published(&[outbox_id]).await;
+    let mut change = Change::begin(&state, &auth).await?;
+    change.delete::<model_deployment::Entity>(id).await?;
+    change.publish_tenant().await?;
+    change.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -7,25 +7,42 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{delete, get};
 use sea_orm::sea_query::{Expr, ExprTrait};
-use sea_orm::{
-    ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, TransactionTrait,
-};
+use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, Select};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use super::resource::{self, Change, TenantScoped};
 use super::{ApiJson, ApiPath, now, validate};
+use crate::audit::AuditAction;
 use crate::auth::AuthUser;
 use crate::entities::{api_key, team};
 use crate::error::{ApiError, ResultExt};
 use crate::state::AppState;
-use crate::sync::{self, Outboxed};
 
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/teams", get(list_teams).post(create_team))
         .route("/teams/{id}", delete(delete_team))
+}
+
+impl TenantScoped for team::Entity {
+    type Id = Uuid;
+    const NOUN: &'static str = "team";
+    const KIND: &'static str = "team";
+    fn tenant_column() -> Self::Column {
+        team::Column::TenantId
+    }
+    fn id_column() -> Self::Column {
+        team::Column::Id
+    }
+    /// By name (unique within an organization).
+    fn ordered(select: Select<Self>) -> Select<Self> {
+        select
+            .order_by_asc(team::Column::Name)
+            .order_by_asc(team::Column::Id)
+    }
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -86,15 +103,18 @@ pub async fn create_team(
         name,
         created_at: now(),
     };
+    let mut change = Change::begin(&state, &auth).await?;
     team::Entity::insert(team::ActiveModel {
         id: Set(row.id),
         tenant_id: Set(row.tenant_id),
         name: Set(row.name.clone()),
         created_at: Set(row.created_at),
     })
-    .exec_without_returning(&state.db)
+    .exec_without_returning(change.tx())
     .await
     .on_unique_violation("a team with this name already exists")?;
+    change.audit::<team::Entity>(AuditAction::Create, &row.id);
+    change.commit().await?;
     Ok((StatusCode::CREATED, Json(TeamDto::from(row))))
 }
 
@@ -110,11 +130,7 @@ pub async fn list_teams(
     State(state): State<AppState>,
     auth: AuthUser,
 ) -> Result<Json<TeamList>, ApiError> {
-    let rows = team::Entity::find()
-        .filter(team::Column::TenantId.eq(auth.tenant_id))
-        .order_by_asc(team::Column::Name)
-        .all(&state.db)
-        .await?;
+    let rows = resource::list::<team::Entity, _>(&state.db, auth.tenant_id).await?;
     Ok(Json(TeamList {
         data: rows.into_iter().map(TeamDto::from).collect(),
     }))
@@ -139,23 +155,17 @@ pub async fn delete_team(
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<StatusCode, ApiError> {
     auth.require_manage()?;
-    let tx = state.db.begin().await?;
-    team::Entity::find_by_id(id)
-        .filter(team::Column::TenantId.eq(auth.tenant_id))
-        .one(&tx)
-        .await?
-        .ok_or(ApiError::NotFound("team"))?;
+    let mut change = Change::begin(&state, &auth).await?;
+    change.find::<team::Entity>(id).await?;
     // Detach the team's keys explicitly (rather than leaving it to ON DELETE SET NULL) so each
     // key's version is bumped and its new record published.
-    let keys: Vec<Uuid> = api_key::Entity::find()
-        .filter(api_key::Column::TenantId.eq(auth.tenant_id))
+    let keys: Vec<Uuid> = resource::scoped::<api_key::Entity>(auth.tenant_id)
         .filter(api_key::Column::TeamId.eq(id))
-        .all(&tx)
+        .all(change.tx())
         .await?
         .into_iter()
         .map(|k| k.id)
         .collect();
-    let mut outbox = Vec::with_capacity(keys.len());
     if !keys.is_empty() {
         api_key::Entity::update_many()
             .col_expr(api_key::Column::TeamId, Expr::value(Option::<Uuid>::None))
@@ -164,14 +174,13 @@ pub async fn delete_team(
                 Expr::col(api_key::Column::Version).add(1),
             )
             .filter(api_key::Column::Id.is_in(keys.clone()))
-            .exec(&tx)
+            .exec(change.tx())
             .await?;
         for key in keys {
-            outbox.push(sync::enqueue(&tx, Outboxed::Key(key)).await?);
+            change.publish_key(key).await?;
         }
     }
-    team::Entity::delete_by_id(id).exec(&tx).await?;
-    tx.commit().await?;
-    state.sync.wait_published(&outbox).await;
+    change.delete::<team::Entity>(id).await?;
+    change.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }
