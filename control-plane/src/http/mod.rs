@@ -23,8 +23,10 @@ pub mod invitations;
 pub mod keys;
 pub mod members;
 pub mod models;
+pub mod organization;
 pub mod providers;
 pub(crate) mod resource;
+pub mod routes;
 pub mod security;
 pub mod teams;
 pub mod usage;
@@ -70,6 +72,8 @@ pub fn api_router() -> Router<AppState> {
         .merge(keys::router())
         .merge(providers::router())
         .merge(models::router())
+        .merge(routes::router())
+        .merge(organization::router())
         .merge(catalog::router())
         .merge(usage::router())
         .method_not_allowed_fallback(method_not_allowed)
