@@ -16,6 +16,7 @@
 //! - [`entities`]: sea-orm rows, one module per table; never used as API types.
 //! - [`error`]: [`ApiError`](error::ApiError), the one error type, rendered as
 //!   `{"error":{"code","message"}}` in one place.
+//! - [`audit`]: the audit hook every change to an organization's resources goes through.
 //! - [`auth`]: passwords (argon2id), access tokens (JWT, bound to a session), refresh tokens,
 //!   roles and the [`AuthUser`](auth::AuthUser) extractor.
 //! - [`password`]: the password policy (length, zxcvbn strength).
@@ -35,6 +36,7 @@
 //! does everything up to serving and returns a [`RunningControlPlane`] (tests use it on
 //! `127.0.0.1:0`). [`app`] is the bare control-plane router for `oneshot` tests.
 
+pub mod audit;
 pub mod auth;
 pub mod catalog;
 pub mod config;

@@ -22,7 +22,7 @@ pub const DOCS_PATH: &str = "/docs";
 #[openapi(
     info(
         title = "Switchyard control API",
-        description = "Manage organizations, API keys, providers, the model catalog, model deployments and usage of the Switchyard LLM gateway. \
+        description = "Manage organizations, API keys, providers, the model catalog, model deployments, routes and usage of the Switchyard LLM gateway. \
                        Errors are `{\"error\": {\"code\": \"…\", \"message\": \"…\"}}`; every response carries `x-switchyard-request-id`.",
         license(name = "Apache-2.0", identifier = "Apache-2.0"),
     ),
@@ -41,8 +41,12 @@ pub const DOCS_PATH: &str = "/docs";
         http::invitations::list_invitations,
         http::invitations::revoke_invitation,
         http::invitations::accept_invitation,
+        http::organization::get_organization,
+        http::organization::update_organization,
         http::teams::create_team,
         http::teams::list_teams,
+        http::teams::get_team,
+        http::teams::update_team,
         http::teams::delete_team,
         http::keys::create_key,
         http::keys::list_keys,
@@ -56,6 +60,11 @@ pub const DOCS_PATH: &str = "/docs";
         http::models::list_models,
         http::models::get_model,
         http::models::delete_model,
+        http::routes::create_route,
+        http::routes::list_routes,
+        http::routes::get_route,
+        http::routes::update_route,
+        http::routes::delete_route,
         http::catalog::list_catalog,
         http::catalog::get_entry,
         http::catalog::create_entry,
@@ -67,10 +76,12 @@ pub const DOCS_PATH: &str = "/docs";
     tags(
         (name = "auth", description = "Sign up, sign in, sessions"),
         (name = "members", description = "Who belongs to the organization, and invitations to join it"),
+        (name = "organization", description = "The organization's settings (its region policy)"),
         (name = "teams", description = "Groups of API keys"),
         (name = "keys", description = "Virtual API keys for the gateway"),
         (name = "providers", description = "Provider credentials (API keys stored sealed)"),
         (name = "models", description = "Model deployments and their prices"),
+        (name = "routes", description = "Names clients send as `model` that choose among deployments: strategy, fallback, retries, timeouts, region pins"),
         (name = "catalog", description = "The model catalog (built-in, merged with the organization's own entries)"),
         (name = "usage", description = "Requests, tokens and cost"),
         (name = "health", description = "Liveness and readiness"),

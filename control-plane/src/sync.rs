@@ -1,8 +1,9 @@
 //! The config outbox: how committed changes reach the data plane.
 //!
 //! A handler that changes published state does, **in one transaction**: its change, a version
-//! bump of the affected record (`api_keys.version` for a key, `tenants.config_version` for a
-//! tenant's providers and models, see [`bump_tenant_version`]) and an insert into
+//! bump of the affected record (`api_keys.version` for a key, `tenants.config_version` for
+//! anything in a tenant's `TenantConfig`: providers, deployments, routes, the organization's
+//! and its teams' region policies; see [`bump_tenant_version`]) and an insert into
 //! `config_outbox` ([`enqueue`]). After commit it calls [`ConfigSync::wait_published`], which
 //! wakes the worker and waits (at most [`WAIT_BUDGET`]) until those outbox rows are gone, so a
 //! `DELETE /keys/{id}` that has returned has normally been published already. If Redis is down
@@ -19,9 +20,12 @@
 //! On start the worker first republishes every key and every tenant ([`ConfigSync::publish_all`]),
 //! because Redis may have lost its data (or, in-process, the bus starts empty).
 //!
-//! Reading a tenant's record: the version is read *before* the providers and deployments, so
-//! the published content is at least as new as the version it carries. A newer change committed
-//! in between has its own outbox row and is published again with its higher version.
+//! Handlers do this through `http::resource::Change`, which also audits the change.
+//!
+//! Reading a tenant's record: the version is read *before* the providers, deployments, teams
+//! and routes, so the published content is at least as new as the version it carries. A newer
+//! change committed in between has its own outbox row and is published again with its higher
+//! version.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -34,14 +38,18 @@ use sea_orm::{
     PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
 };
 use shared::config::{
-    DeploymentMode, DeploymentRecord, KeyRecord, ProviderKind, ProviderRecord, TenantConfig,
+    DeploymentMode, DeploymentRecord, KeyRecord, ProviderKind, ProviderRecord, RetryClass,
+    RouteCandidate, RouteRecord, RouteStrategy, RouteTimeouts, TenantConfig,
 };
 use time::OffsetDateTime;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
-use crate::entities::{api_key, config_outbox, model_deployment, provider_credential, tenant};
+use crate::entities::{
+    api_key, config_outbox, model_deployment, provider_credential, route, route_candidate, team,
+    tenant,
+};
 use crate::publish::Publisher;
 
 /// How long a handler waits for its change to be published before answering anyway.
@@ -61,7 +69,7 @@ const BACKOFF_MAX: Duration = Duration::from_secs(5);
 pub enum Outboxed {
     /// An API key, by id.
     Key(Uuid),
-    /// A tenant's providers and deployments, by tenant id.
+    /// A tenant's `TenantConfig` (providers, deployments, routes, region policies), by tenant id.
     Tenant(Uuid),
 }
 
@@ -105,7 +113,7 @@ pub async fn enqueue<C: ConnectionTrait>(conn: &C, what: Outboxed) -> Result<i64
 }
 
 /// Bumps `tenants.config_version` and enqueues the tenant; call inside the transaction that
-/// changed a provider or deployment. The row lock this takes also serializes concurrent
+/// changed anything the tenant's `TenantConfig` holds. The row lock this takes also serializes concurrent
 /// config changes of one tenant.
 pub async fn bump_tenant_version<C: ConnectionTrait>(
     conn: &C,
@@ -156,10 +164,11 @@ fn provider_record(row: &provider_credential::Model) -> Option<ProviderRecord> {
 fn deployment_record(row: &model_deployment::Model) -> DeploymentRecord {
     DeploymentRecord {
         id: row.id,
-        context_window: None,
-        capabilities: None,
-        rpm_limit: None,
-        tpm_limit: None,
+        // Stored as bigint; the API only writes values that fit.
+        context_window: row.context_window.and_then(|n| u32::try_from(n).ok()),
+        capabilities: row.capability_list(),
+        rpm_limit: row.rpm_limit.and_then(|n| u32::try_from(n).ok()),
+        tpm_limit: row.tpm_limit.and_then(|n| u64::try_from(n).ok()),
         name: row.name.clone(),
         provider_id: row.provider_id,
         upstream_model: row.upstream_model.clone(),
@@ -175,9 +184,56 @@ fn deployment_record(row: &model_deployment::Model) -> DeploymentRecord {
     }
 }
 
+/// The route as the data plane sees it: `candidates` are the route's rows in position order.
+/// `None` for a route whose strategy this version does not know (only hand-edited data, or a
+/// newer control plane's during a rolling deploy): publishing it with a guessed strategy would
+/// route differently from what was configured.
+pub(crate) fn route_record(
+    row: &route::Model,
+    candidates: &[route_candidate::Model],
+) -> Option<RouteRecord> {
+    let Some(strategy) = parse_wire::<RouteStrategy>(&row.strategy) else {
+        tracing::warn!(route_id = %row.id, strategy = %row.strategy, "skipping route of unknown strategy");
+        return None;
+    };
+    let ms = |v: Option<i64>| v.and_then(|n| u64::try_from(n).ok());
+    Some(RouteRecord {
+        id: row.id,
+        name: row.name.clone(),
+        strategy,
+        candidates: candidates
+            .iter()
+            .map(|c| RouteCandidate {
+                deployment_id: c.deployment_id,
+                weight: c.weight.and_then(|w| u32::try_from(w).ok()),
+                priority: c.priority,
+            })
+            .collect(),
+        allowed_regions: row.region_policy(),
+        max_attempts: row.max_attempts.and_then(|n| u32::try_from(n).ok()),
+        // A malformed list (never written by the API) reads as unset: the gateway's default.
+        retry_on: row
+            .retry_on
+            .as_ref()
+            .and_then(|v| serde_json::from_value::<Vec<RetryClass>>(v.clone()).ok()),
+        timeouts: RouteTimeouts {
+            connect_ms: ms(row.connect_timeout_ms),
+            first_token_ms: ms(row.first_token_timeout_ms),
+            total_ms: ms(row.total_timeout_ms),
+        },
+        hedge_after_ms: ms(row.hedge_after_ms),
+        sticky: row.sticky,
+    })
+}
+
+/// Parses a wire name (a serde unit variant) such as `least_busy`.
+pub(crate) fn parse_wire<T: serde::de::DeserializeOwned>(name: &str) -> Option<T> {
+    serde_json::from_value(serde_json::Value::String(name.to_owned())).ok()
+}
+
 /// Builds the published configs of `tenants` (already read, so their versions come first) with
-/// two queries for all of them. Deployments and providers are in creation order, which is the
-/// order routing sees them in.
+/// five queries for all of them. Deployments and providers are in creation order, which is the
+/// order routing sees them in; routes are in name order, their candidates in the route's order.
 async fn tenant_configs(
     db: &DatabaseConnection,
     tenants: &[tenant::Model],
@@ -190,11 +246,34 @@ async fn tenant_configs(
         .all(db)
         .await?;
     let deployments = model_deployment::Entity::find()
-        .filter(model_deployment::Column::TenantId.is_in(ids))
+        .filter(model_deployment::Column::TenantId.is_in(ids.clone()))
         .order_by_asc(model_deployment::Column::CreatedAt)
         .order_by_asc(model_deployment::Column::Id)
         .all(db)
         .await?;
+    let pinned_teams = team::Entity::find()
+        .filter(team::Column::TenantId.is_in(ids.clone()))
+        .filter(team::Column::AllowedRegions.is_not_null())
+        .all(db)
+        .await?;
+    let routes = route::Entity::find()
+        .filter(route::Column::TenantId.is_in(ids))
+        .order_by_asc(route::Column::Name)
+        .order_by_asc(route::Column::Id)
+        .all(db)
+        .await?;
+    let mut candidates: HashMap<Uuid, Vec<route_candidate::Model>> = HashMap::new();
+    for chunk in routes.chunks(REPUBLISH_PAGE as usize) {
+        let rows = route_candidate::Entity::find()
+            .filter(route_candidate::Column::RouteId.is_in(chunk.iter().map(|r| r.id)))
+            .order_by_asc(route_candidate::Column::RouteId)
+            .order_by_asc(route_candidate::Column::Position)
+            .all(db)
+            .await?;
+        for c in rows {
+            candidates.entry(c.route_id).or_default().push(c);
+        }
+    }
     let mut by_tenant: HashMap<Uuid, TenantConfig> = tenants
         .iter()
         .map(|t| {
@@ -204,7 +283,7 @@ async fn tenant_configs(
                     tenant_id: t.id,
                     version: t.config_version,
                     routes: Vec::new(),
-                    allowed_regions: None,
+                    allowed_regions: t.region_policy(),
                     team_regions: Default::default(),
                     deployments: vec![],
                     providers: vec![],
@@ -220,6 +299,17 @@ async fn tenant_configs(
     for d in &deployments {
         if let Some(cfg) = by_tenant.get_mut(&d.tenant_id) {
             cfg.deployments.push(deployment_record(d));
+        }
+    }
+    for t in &pinned_teams {
+        if let (Some(cfg), Some(regions)) = (by_tenant.get_mut(&t.tenant_id), t.region_policy()) {
+            cfg.team_regions.insert(t.id, regions);
+        }
+    }
+    for r in &routes {
+        let rows = candidates.get(&r.id).map(Vec::as_slice).unwrap_or_default();
+        if let (Some(cfg), Some(rec)) = (by_tenant.get_mut(&r.tenant_id), route_record(r, rows)) {
+            cfg.routes.push(rec);
         }
     }
     Ok(tenants

@@ -10,7 +10,10 @@
 //! - teams, api_keys: the virtual keys the data plane authenticates.
 //! - provider_credentials, model_deployments: where models run and what they cost
 //!   (provider `options` hold non-secret per-kind settings; deployments remember the catalog
-//!   entry they came from).
+//!   entry they came from, and carry their context window, capabilities and provider quotas).
+//! - routes, route_candidates: names clients send as `model` that choose among deployments
+//!   (strategy, retries, timeouts); candidates are rows with a foreign key to the deployment.
+//! - tenants.allowed_regions, teams.allowed_regions: region policies (JSON arrays, NULL = none).
 //! - tenant_catalog_entries: a tenant's additions to and overrides of the built-in model
 //!   catalog.
 //! - usage_records: one row per data-plane request (the id is the usage event id).
@@ -43,6 +46,9 @@ mod m20261201_000014_create_tenant_catalog_entries;
 mod m20261206_000015_create_sessions;
 mod m20261206_000016_add_refresh_token_session;
 mod m20261206_000017_create_invitations;
+mod m20261206_000025_add_region_policies;
+mod m20261206_000026_add_model_deployment_limits;
+mod m20261206_000027_create_routes;
 
 /// Every migration, in order. Run with `Migrator::up(&db, None)`.
 pub struct Migrator;
@@ -68,6 +74,9 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000015_create_sessions::Migration),
             Box::new(m20261206_000016_add_refresh_token_session::Migration),
             Box::new(m20261206_000017_create_invitations::Migration),
+            Box::new(m20261206_000025_add_region_policies::Migration),
+            Box::new(m20261206_000026_add_model_deployment_limits::Migration),
+            Box::new(m20261206_000027_create_routes::Migration),
         ]
     }
 }

@@ -164,6 +164,67 @@ impl ControlApi {
         .await
     }
 
+    /// `POST /api/v1/routes` (201), e.g.
+    /// `{"name": "support", "strategy": "priority", "candidates": [{"model_id": primary}, {"model_id": fallback}]}`.
+    pub async fn create_route(&self, body: &Value) -> anyhow::Result<Value> {
+        self.expect(
+            Method::POST,
+            "/api/v1/routes",
+            Some(body),
+            StatusCode::CREATED,
+        )
+        .await
+    }
+
+    /// `PATCH /api/v1/routes/{id}` (200): only the fields in `body` change.
+    pub async fn update_route(&self, id: &str, body: &Value) -> anyhow::Result<Value> {
+        self.expect(
+            Method::PATCH,
+            &format!("/api/v1/routes/{id}"),
+            Some(body),
+            StatusCode::OK,
+        )
+        .await
+    }
+
+    /// `POST /api/v1/teams` (201), e.g. `{"name": "eu", "allowed_regions": ["eu"]}`.
+    pub async fn create_team(&self, body: &Value) -> anyhow::Result<Value> {
+        self.expect(
+            Method::POST,
+            "/api/v1/teams",
+            Some(body),
+            StatusCode::CREATED,
+        )
+        .await
+    }
+
+    /// `PATCH /api/v1/organization` (200): sets the organization's region policy; `None`
+    /// removes it.
+    pub async fn set_org_regions(&self, regions: Option<&[&str]>) -> anyhow::Result<Value> {
+        self.expect(
+            Method::PATCH,
+            "/api/v1/organization",
+            Some(&json!({"allowed_regions": regions})),
+            StatusCode::OK,
+        )
+        .await
+    }
+
+    /// `PATCH /api/v1/teams/{id}` (200): sets the team's region policy; `None` removes it.
+    pub async fn set_team_regions(
+        &self,
+        team_id: &str,
+        regions: Option<&[&str]>,
+    ) -> anyhow::Result<Value> {
+        self.expect(
+            Method::PATCH,
+            &format!("/api/v1/teams/{team_id}"),
+            Some(&json!({"allowed_regions": regions})),
+            StatusCode::OK,
+        )
+        .await
+    }
+
     /// `POST /api/v1/keys` (201), returning the plaintext key shown once.
     pub async fn create_key(&self, body: &Value) -> anyhow::Result<CreatedKey> {
         let v = self

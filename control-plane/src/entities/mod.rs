@@ -9,9 +9,17 @@ pub mod membership;
 pub mod model_deployment;
 pub mod provider_credential;
 pub mod refresh_token;
+pub mod route;
+pub mod route_candidate;
 pub mod session;
 pub mod team;
 pub mod tenant;
 pub mod tenant_catalog_entry;
 pub mod usage_record;
 pub mod user;
+
+/// A JSON array of strings as stored in a nullable JSON column: `None` for NULL, and an empty
+/// list for a malformed value (never written by this code), so a policy column fails closed.
+pub(crate) fn string_list(value: Option<&sea_orm::prelude::Json>) -> Option<Vec<String>> {
+    value.map(|v| serde_json::from_value(v.clone()).unwrap_or_default())
+}

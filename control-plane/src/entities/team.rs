@@ -1,4 +1,5 @@
-//! `teams`: groups of keys inside a tenant.
+//! `teams`: groups of keys inside a tenant. `allowed_regions` is the team's region policy (a
+//! JSON array of region entries, or NULL for none); it applies to requests with the team's keys.
 
 use sea_orm::entity::prelude::*;
 
@@ -10,9 +11,18 @@ pub struct Model {
     pub tenant_id: Uuid,
     pub name: String,
     pub created_at: TimeDateTimeWithTimeZone,
+    pub allowed_regions: Option<Json>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
 pub enum Relation {}
 
 impl ActiveModelBehavior for ActiveModel {}
+
+impl Model {
+    /// The region policy; `None` when unset. A malformed value (never written by us) reads as
+    /// an empty list, which allows no region: fail closed.
+    pub fn region_policy(&self) -> Option<Vec<String>> {
+        super::string_list(self.allowed_regions.as_ref())
+    }
+}

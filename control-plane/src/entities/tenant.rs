@@ -1,4 +1,6 @@
 //! `tenants`: organizations. `config_version` versions the published `TenantConfig`.
+//! `allowed_regions` is the organization's region policy: a JSON array of region entries, or
+//! NULL for none.
 
 use sea_orm::entity::prelude::*;
 
@@ -10,9 +12,18 @@ pub struct Model {
     pub name: String,
     pub config_version: i64,
     pub created_at: TimeDateTimeWithTimeZone,
+    pub allowed_regions: Option<Json>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
 pub enum Relation {}
 
 impl ActiveModelBehavior for ActiveModel {}
+
+impl Model {
+    /// The region policy; `None` when unset. A malformed value (never written by us) reads as
+    /// an empty list, which allows no region: fail closed.
+    pub fn region_policy(&self) -> Option<Vec<String>> {
+        super::string_list(self.allowed_regions.as_ref())
+    }
+}

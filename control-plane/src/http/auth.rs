@@ -221,6 +221,7 @@ pub async fn signup(
         name: organization,
         config_version: 0,
         created_at,
+        allowed_regions: None,
     };
     let user = user::Model {
         id: Uuid::new_v4(),
@@ -243,6 +244,7 @@ pub async fn signup(
         name: Set(tenant.name.clone()),
         config_version: Set(0),
         created_at: Set(created_at),
+        allowed_regions: Set(None),
     })
     .exec_without_returning(&tx)
     .await?;

@@ -28,7 +28,7 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
-    TransactionTrait,
+    Select,
 };
 use serde::{Deserialize, Serialize};
 use shared::config::ProviderKind;
@@ -36,8 +36,10 @@ use shared::money::{MICROS_PER_USD, parse_usd_json};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
+use super::resource::{self, Change, TenantScoped};
 use super::validate::{MAX_URL_LEN, preview};
 use super::{ApiJson, ApiPath, ApiQuery, now};
+use crate::audit::AuditAction;
 use crate::auth::AuthUser;
 use crate::catalog::{
     Capabilities, Catalog, CatalogEntry, ModelMode, provider_kind_names, validate_id,
@@ -53,6 +55,22 @@ pub fn router() -> Router<AppState> {
             "/catalog/{*id}",
             get(get_entry).put(put_entry).delete(delete_entry),
         )
+}
+
+impl TenantScoped for tenant_catalog_entry::Entity {
+    type Id = String;
+    /// Only the organization's own entries are rows; a built-in entry is never "found" here.
+    const NOUN: &'static str = "organization catalog entry";
+    const KIND: &'static str = "catalog_entry";
+    fn tenant_column() -> Self::Column {
+        tenant_catalog_entry::Column::TenantId
+    }
+    fn id_column() -> Self::Column {
+        tenant_catalog_entry::Column::Id
+    }
+    fn ordered(select: Select<Self>) -> Select<Self> {
+        select.order_by_asc(tenant_catalog_entry::Column::Id)
+    }
 }
 
 /// Where a listed entry comes from.
@@ -311,11 +329,7 @@ pub async fn list_catalog(
         ),
         None => None,
     };
-    let rows = tenant_catalog_entry::Entity::find()
-        .filter(tenant_catalog_entry::Column::TenantId.eq(auth.tenant_id))
-        .order_by_asc(tenant_catalog_entry::Column::Id)
-        .all(&state.db)
-        .await?;
+    let rows = resource::list::<tenant_catalog_entry::Entity, _>(&state.db, auth.tenant_id).await?;
     let own: Vec<CatalogEntry> = rows.iter().filter_map(entry_from_row).collect();
     let mut merged: std::collections::BTreeMap<&str, CatalogEntryDto> = state
         .catalog
@@ -530,12 +544,15 @@ pub async fn create_entry(
         .ok_or_else(|| ApiError::invalid("id", "is required"))?
         .to_owned();
     let entry = build_entry(id.clone(), &req, state.catalog.get(&id))?;
+    let mut change = Change::begin(&state, &auth).await?;
     tenant_catalog_entry::Entity::insert(active_row(auth.tenant_id, &entry, now()))
-        .exec_without_returning(&state.db)
+        .exec_without_returning(change.tx())
         .await
         .on_unique_violation(
             "this organization already has a catalog entry with this id; use PUT /api/v1/catalog/{id} to replace it",
         )?;
+    change.audit::<tenant_catalog_entry::Entity>(AuditAction::Create, &entry.id);
+    change.commit().await?;
     Ok((
         StatusCode::CREATED,
         Json(CatalogEntryDto::new(&entry, SourceKind::Tenant)),
@@ -572,27 +589,32 @@ pub async fn put_entry(
     }
     let entry = build_entry(id.clone(), &req, state.catalog.get(&id))?;
     let now = now();
-    let tx = state.db.begin().await?;
-    let existing = tenant_catalog_entry::Entity::find_by_id((auth.tenant_id, entry.id.clone()))
-        .one(&tx)
+    let mut change = Change::begin(&state, &auth).await?;
+    let existing = resource::scoped::<tenant_catalog_entry::Entity>(auth.tenant_id)
+        .filter(tenant_catalog_entry::Column::Id.eq(entry.id.as_str()))
+        .one(change.tx())
         .await?;
     let status = match existing {
         Some(old) => {
             let mut row = active_row(auth.tenant_id, &entry, now);
             row.created_at = Set(old.created_at);
-            tenant_catalog_entry::Entity::update(row).exec(&tx).await?;
+            tenant_catalog_entry::Entity::update(row)
+                .exec(change.tx())
+                .await?;
+            change.audit::<tenant_catalog_entry::Entity>(AuditAction::Update, &entry.id);
             StatusCode::OK
         }
         None => {
             tenant_catalog_entry::Entity::insert(active_row(auth.tenant_id, &entry, now))
-                .exec_without_returning(&tx)
+                .exec_without_returning(change.tx())
                 .await
                 // Two concurrent PUTs of a new id: the loser is told to retry.
                 .on_unique_violation("the entry was created concurrently; retry")?;
+            change.audit::<tenant_catalog_entry::Entity>(AuditAction::Create, &entry.id);
             StatusCode::CREATED
         }
     };
-    tx.commit().await?;
+    change.commit().await?;
     Ok((
         status,
         Json(CatalogEntryDto::new(&entry, SourceKind::Tenant)),
@@ -619,14 +641,8 @@ pub async fn delete_entry(
 ) -> Result<StatusCode, ApiError> {
     auth.require_manage()?;
     path_id(&id)?;
-    let deleted = tenant_catalog_entry::Entity::delete_many()
-        .filter(tenant_catalog_entry::Column::TenantId.eq(auth.tenant_id))
-        .filter(tenant_catalog_entry::Column::Id.eq(id))
-        .exec(&state.db)
-        .await?
-        .rows_affected;
-    if deleted == 0 {
-        return Err(ApiError::NotFound("organization catalog entry"));
-    }
+    let mut change = Change::begin(&state, &auth).await?;
+    change.delete::<tenant_catalog_entry::Entity>(id).await?;
+    change.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -25,7 +25,7 @@ use axum::routing::{delete, get, post};
 use sea_orm::sea_query::{Expr, Query};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter,
-    QueryOrder, TransactionTrait,
+    QueryOrder, Select, TransactionTrait,
 };
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -33,7 +33,9 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::auth::{TokenResponse, new_session, parse_role};
+use super::resource::{self, Change, TenantScoped};
 use super::{ApiJson, ApiPath, now, validate};
+use crate::audit::AuditAction;
 use crate::auth::{self as authn, AuthUser, Role};
 use crate::entities::{invitation, membership, team, tenant, user};
 use crate::error::{ApiError, ResultExt};
@@ -52,6 +54,23 @@ pub fn router() -> Router<AppState> {
         // id on DELETE and the token on `/accept`, as documented.
         .route("/invitations/{id}", delete(revoke_invitation))
         .route("/invitations/{id}/accept", post(accept_invitation))
+}
+
+impl TenantScoped for invitation::Entity {
+    type Id = Uuid;
+    const NOUN: &'static str = "invitation";
+    const KIND: &'static str = "invitation";
+    fn tenant_column() -> Self::Column {
+        invitation::Column::TenantId
+    }
+    fn id_column() -> Self::Column {
+        invitation::Column::Id
+    }
+    fn ordered(select: Select<Self>) -> Select<Self> {
+        select
+            .order_by_asc(invitation::Column::CreatedAt)
+            .order_by_asc(invitation::Column::Id)
+    }
 }
 
 // === DTOs ===
@@ -169,10 +188,8 @@ pub async fn list_invitations(
     auth: AuthUser,
 ) -> Result<Json<InvitationList>, ApiError> {
     auth.require_manage()?;
-    let rows = pending()
-        .filter(invitation::Column::TenantId.eq(auth.tenant_id))
+    let rows = invitation::Entity::ordered(pending(auth.tenant_id))
         .filter(invitation::Column::ExpiresAt.gt(now()))
-        .order_by_asc(invitation::Column::CreatedAt)
         .all(&state.db)
         .await?;
     let data = rows
@@ -201,10 +218,10 @@ pub async fn revoke_invitation(
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<StatusCode, ApiError> {
     auth.require_manage()?;
-    let row = pending()
-        .filter(invitation::Column::TenantId.eq(auth.tenant_id))
+    let mut change = Change::begin(&state, &auth).await?;
+    let row = pending(auth.tenant_id)
         .filter(invitation::Column::Id.eq(id))
-        .one(&state.db)
+        .one(change.tx())
         .await?
         .ok_or(ApiError::NotFound("invitation"))?;
     if parse_role(&row.role)? == Role::Owner && auth.role != Role::Owner {
@@ -212,12 +229,17 @@ pub async fn revoke_invitation(
             "only an owner can revoke an owner invitation",
         ));
     }
-    invitation::Entity::update_many()
+    let revoked = invitation::Entity::update_many()
         .col_expr(invitation::Column::RevokedAt, Expr::value(now()))
         .filter(invitation::Column::Id.eq(row.id))
         .filter(invitation::Column::RevokedAt.is_null())
-        .exec(&state.db)
-        .await?;
+        .exec(change.tx())
+        .await?
+        .rows_affected;
+    if revoked > 0 {
+        change.audit::<invitation::Entity>(AuditAction::Revoke, &row.id);
+    }
+    change.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -248,7 +270,10 @@ pub async fn accept_invitation(
     let hash = authn::hash_refresh_token(token.trim());
     let at = now();
     let tx = state.db.begin().await?;
-    let row = pending()
+    // By token, whatever the organization: the caller is joining another one.
+    let row = invitation::Entity::find()
+        .filter(invitation::Column::AcceptedAt.is_null())
+        .filter(invitation::Column::RevokedAt.is_null())
         .filter(invitation::Column::TokenHash.eq(hash.as_str()))
         .filter(invitation::Column::ExpiresAt.gt(at))
         .one(&tx)
@@ -311,15 +336,11 @@ pub(crate) async fn invite(
         return Err(ApiError::Forbidden("only an owner can invite an owner"));
     }
     let email = validate::email(email)?;
+    let mut change = Change::begin(state, auth).await?;
     if let Some(team_id) = team_id {
-        team::Entity::find_by_id(team_id)
-            .filter(team::Column::TenantId.eq(auth.tenant_id))
-            .one(&state.db)
-            .await?
-            .ok_or(ApiError::NotFound("team"))?;
+        change.find::<team::Entity>(team_id).await?;
     }
-    let tx = state.db.begin().await?;
-    if is_member_email(&tx, auth.tenant_id, &email).await? {
+    if is_member_email(change.tx(), auth.tenant_id, &email).await? {
         return Err(ApiError::Conflict(
             "this email already belongs to a member of this organization".to_owned(),
         ));
@@ -331,7 +352,7 @@ pub(crate) async fn invite(
         .filter(invitation::Column::Email.eq(email.as_str()))
         .filter(invitation::Column::AcceptedAt.is_null())
         .filter(invitation::Column::RevokedAt.is_null())
-        .exec(&tx)
+        .exec(change.tx())
         .await?;
     let (token, token_hash) = authn::new_refresh_token();
     let row = invitation::Model {
@@ -349,9 +370,10 @@ pub(crate) async fn invite(
         created_at,
     };
     invitation::Entity::insert(invitation::ActiveModel::from(row.clone()))
-        .exec_without_returning(&tx)
+        .exec_without_returning(change.tx())
         .await?;
-    tx.commit().await?;
+    change.audit::<invitation::Entity>(AuditAction::Create, &row.id);
+    change.commit().await?;
     Ok(CreatedInvitation {
         id: row.id,
         email: row.email,
@@ -365,9 +387,10 @@ pub(crate) async fn invite(
     })
 }
 
-/// Not accepted and not revoked (callers add the expiry filter with their own "now").
-fn pending() -> sea_orm::Select<invitation::Entity> {
-    invitation::Entity::find()
+/// The invitations of `tenant_id` not accepted and not revoked (callers add the expiry filter
+/// with their own "now").
+fn pending(tenant_id: Uuid) -> Select<invitation::Entity> {
+    resource::scoped::<invitation::Entity>(tenant_id)
         .filter(invitation::Column::AcceptedAt.is_null())
         .filter(invitation::Column::RevokedAt.is_null())
 }

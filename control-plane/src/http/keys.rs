@@ -12,18 +12,19 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 use sea_orm::sea_query::{Expr, ExprTrait};
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, TransactionTrait};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, Select};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use super::resource::{self, Change, TenantScoped};
 use super::{ApiJson, ApiPath, now, validate};
+use crate::audit::AuditAction;
 use crate::auth::AuthUser;
 use crate::entities::{api_key, team};
 use crate::error::ApiError;
 use crate::state::AppState;
-use crate::sync::{self, Outboxed};
 
 /// Most model names one key may be limited to.
 const MAX_ALLOWED_MODELS: usize = 100;
@@ -32,6 +33,24 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/keys", get(list_keys).post(create_key))
         .route("/keys/{id}", get(get_key).delete(revoke_key))
+}
+
+impl TenantScoped for api_key::Entity {
+    type Id = Uuid;
+    const NOUN: &'static str = "api key";
+    const KIND: &'static str = "api_key";
+    fn tenant_column() -> Self::Column {
+        api_key::Column::TenantId
+    }
+    fn id_column() -> Self::Column {
+        api_key::Column::Id
+    }
+    /// Newest first, revoked ones included.
+    fn ordered(select: Select<Self>) -> Select<Self> {
+        select
+            .order_by_desc(api_key::Column::CreatedAt)
+            .order_by_desc(api_key::Column::Id)
+    }
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -161,20 +180,16 @@ pub async fn create_key(
         created_by: auth.user_id,
         created_at,
     };
-    let tx = state.db.begin().await?;
+    let mut change = Change::begin(&state, &auth).await?;
     if let Some(team_id) = req.team_id {
-        team::Entity::find_by_id(team_id)
-            .filter(team::Column::TenantId.eq(auth.tenant_id))
-            .one(&tx)
-            .await?
-            .ok_or(ApiError::NotFound("team"))?;
+        change.find::<team::Entity>(team_id).await?;
     }
     api_key::Entity::insert(api_key::ActiveModel::from(row.clone()))
-        .exec_without_returning(&tx)
+        .exec_without_returning(change.tx())
         .await?;
-    let outbox_id = sync::enqueue(&tx, Outboxed::Key(row.id)).await?;
-    tx.commit().await?;
-    state.sync.wait_published(&[outbox_id]).await;
+    change.publish_key(row.id).await?;
+    change.audit::<api_key::Entity>(AuditAction::Create, &row.id);
+    change.commit().await?;
 
     let dto = KeyDto::from(&row);
     Ok((
@@ -205,12 +220,7 @@ pub async fn list_keys(
     State(state): State<AppState>,
     auth: AuthUser,
 ) -> Result<Json<KeyList>, ApiError> {
-    let rows = api_key::Entity::find()
-        .filter(api_key::Column::TenantId.eq(auth.tenant_id))
-        .order_by_desc(api_key::Column::CreatedAt)
-        .order_by_desc(api_key::Column::Id)
-        .all(&state.db)
-        .await?;
+    let rows = resource::list::<api_key::Entity, _>(&state.db, auth.tenant_id).await?;
     Ok(Json(KeyList {
         data: rows.iter().map(KeyDto::from).collect(),
     }))
@@ -230,11 +240,7 @@ pub async fn get_key(
     auth: AuthUser,
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<Json<KeyDto>, ApiError> {
-    let row = api_key::Entity::find_by_id(id)
-        .filter(api_key::Column::TenantId.eq(auth.tenant_id))
-        .one(&state.db)
-        .await?
-        .ok_or(ApiError::NotFound("api key"))?;
+    let row = resource::find::<api_key::Entity, _>(&state.db, auth.tenant_id, id).await?;
     Ok(Json(KeyDto::from(&row)))
 }
 
@@ -261,12 +267,8 @@ pub async fn revoke_key(
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<StatusCode, ApiError> {
     auth.require_key_writer()?;
-    let tx = state.db.begin().await?;
-    let row = api_key::Entity::find_by_id(id)
-        .filter(api_key::Column::TenantId.eq(auth.tenant_id))
-        .one(&tx)
-        .await?
-        .ok_or(ApiError::NotFound("api key"))?;
+    let mut change = Change::begin(&state, &auth).await?;
+    let row = change.find::<api_key::Entity>(id).await?;
     if row.revoked_at.is_some() {
         return Ok(StatusCode::NO_CONTENT);
     }
@@ -279,16 +281,14 @@ pub async fn revoke_key(
         .filter(api_key::Column::Id.eq(id))
         // A concurrent revoke already did it: nothing to publish.
         .filter(api_key::Column::RevokedAt.is_null())
-        .exec(&tx)
+        .exec(change.tx())
         .await?
         .rows_affected;
-    let outbox = if updated > 0 {
-        vec![sync::enqueue(&tx, Outboxed::Key(id)).await?]
-    } else {
-        vec![]
-    };
-    tx.commit().await?;
-    state.sync.wait_published(&outbox).await;
+    if updated > 0 {
+        change.publish_key(id).await?;
+        change.audit::<api_key::Entity>(AuditAction::Revoke, &id);
+    }
+    change.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

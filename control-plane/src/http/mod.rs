@@ -7,6 +7,8 @@
 //!   the path gets the same error shape as every other failure, naming the field;
 //! - [`request_context`]: gives every request an id (UUIDv7) that is sent back as
 //!   `x-switchyard-request-id` and recorded on the request's log span;
+//! - [`resource`]: the shared path of every tenant-scoped resource (find/list/delete scoped by
+//!   tenant, version bump + outbox, audit), so a resource module is its DTOs and rules only;
 //! - [`security`]: security headers, CORS, and the egress policy provider URLs are checked
 //!   against;
 //! - input caps: bodies over [`MAX_BODY_BYTES`] are refused with 413, paths and query strings
@@ -21,7 +23,10 @@ pub mod invitations;
 pub mod keys;
 pub mod members;
 pub mod models;
+pub mod organization;
 pub mod providers;
+pub(crate) mod resource;
+pub mod routes;
 pub mod security;
 pub mod teams;
 pub mod usage;
@@ -67,6 +72,8 @@ pub fn api_router() -> Router<AppState> {
         .merge(keys::router())
         .merge(providers::router())
         .merge(models::router())
+        .merge(routes::router())
+        .merge(organization::router())
         .merge(catalog::router())
         .merge(usage::router())
         .method_not_allowed_fallback(method_not_allowed)

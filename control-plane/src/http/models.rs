@@ -13,35 +13,97 @@
 //! not reprice an existing deployment. The provider must be able to serve the entry: the same
 //! kind, or an `azure_openai` provider for an `openai` entry (else 400). Without `catalog_id`,
 //! `upstream_model` and both prices are required.
+//!
+//! What routing filters and smooths on (all optional): `context_window` (tokens of prompt plus
+//! output; a request that cannot fit is routed elsewhere), `capabilities` (`tools`, `vision`,
+//! `json_mode`: a request needing one is only routed to deployments that list it; unknown
+//! (null) is never filtered on), and the provider's quotas `rpm_limit` / `tpm_limit` (the
+//! gateway's nodes keep under them together and route to the next candidate before the
+//! provider answers 429). From a catalog entry, the context window and capabilities are copied
+//! unless given.
+//!
+//! A deployment that a route lists cannot be deleted (409 naming the routes): remove it from
+//! them first (`PATCH /routes/{id}`), so a route never silently loses its fallback.
 
 use axum::Json;
 use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
-use sea_orm::{
-    ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, TransactionTrait,
-};
+use sea_orm::{ActiveValue::Set, EntityTrait, QueryOrder, Select};
 use serde::{Deserialize, Serialize};
-use shared::config::ProviderKind;
+use shared::config::{Capability, ProviderKind};
 use shared::money::parse_usd_json;
 use time::OffsetDateTime;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::catalog::usd;
+use super::resource::{self, Change, TenantScoped};
 use super::{ApiJson, ApiPath, now, validate};
+use crate::audit::AuditAction;
 use crate::auth::AuthUser;
 use crate::catalog::{ModelMode, provider_serves};
-use crate::entities::{model_deployment, provider_credential};
+use crate::entities::{model_deployment, provider_credential, route, route_candidate};
 use crate::error::ApiError;
 use crate::state::AppState;
-use crate::sync;
 
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/models", get(list_models).post(create_model))
         .route("/models/{id}", get(get_model).delete(delete_model))
+}
+
+impl TenantScoped for model_deployment::Entity {
+    type Id = Uuid;
+    const NOUN: &'static str = "model";
+    const KIND: &'static str = "model_deployment";
+    fn tenant_column() -> Self::Column {
+        model_deployment::Column::TenantId
+    }
+    fn id_column() -> Self::Column {
+        model_deployment::Column::Id
+    }
+    /// Creation order: the order routing sees deployments of one name in.
+    fn ordered(select: Select<Self>) -> Select<Self> {
+        select
+            .order_by_asc(model_deployment::Column::CreatedAt)
+            .order_by_asc(model_deployment::Column::Id)
+    }
+}
+
+/// Largest accepted context window, in tokens (the largest real ones are around 10 million).
+const MAX_CONTEXT_WINDOW: u64 = 100_000_000;
+/// Largest accepted tokens-per-minute quota.
+const MAX_TPM_LIMIT: u64 = 1_000_000_000_000;
+/// How many route names a 409 for a deployment in use names.
+const MAX_ROUTES_NAMED: usize = 5;
+
+/// OpenAPI schema of `capabilities`: a list of capability wire names.
+pub(crate) fn capabilities_schema() -> utoipa::openapi::Array {
+    use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, SchemaType, Type};
+    ArrayBuilder::new()
+        .schema_type(SchemaType::from_iter([Type::Array, Type::Null]))
+        .items(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .enum_values(Some(["tools", "vision", "json_mode"])),
+        )
+        .description(Some(
+            "What the model can do: tools (function calling), vision (image input), json_mode (response_format); null = unknown, never filtered on",
+        ))
+        .examples([serde_json::json!(["tools", "json_mode"])])
+        .build()
+}
+
+/// The wire name of a capability, as stored (exhaustive, so a new capability is a compile error
+/// here until the OpenAPI schema above lists it too).
+fn capability_name(c: Capability) -> &'static str {
+    match c {
+        Capability::Tools => "tools",
+        Capability::Vision => "vision",
+        Capability::JsonMode => "json_mode",
+    }
 }
 
 /// OpenAPI schema of a price: a decimal number or a string holding one.
@@ -101,9 +163,29 @@ pub struct CreateModelRequest {
     /// `chat` or `embedding` (default: the catalog's, else `chat`).
     #[serde(default)]
     pub mode: Option<ModelMode>,
+    /// Where the model runs, e.g. `eu-west-1`; region policies (`allowed_regions`) match it
+    /// exactly or by prefix (`eu` allows `eu-west-1`). A deployment without one never serves a
+    /// region-pinned request.
     #[serde(default)]
-    #[schema(example = "eu-west")]
+    #[schema(example = "eu-west-1")]
     pub region: Option<String>,
+    /// Tokens of prompt plus output the model accepts (default: the catalog's).
+    #[serde(default)]
+    #[schema(example = 128000)]
+    pub context_window: Option<u64>,
+    /// What the model can do (default: the catalog's).
+    #[serde(default)]
+    #[schema(schema_with = capabilities_schema, required = false)]
+    pub capabilities: Option<Vec<Capability>>,
+    /// The provider's requests-per-minute quota for this deployment; the gateway's nodes keep
+    /// under it together.
+    #[serde(default)]
+    #[schema(example = 500)]
+    pub rpm_limit: Option<u32>,
+    /// The provider's tokens-per-minute quota for this deployment.
+    #[serde(default)]
+    #[schema(example = 200000)]
+    pub tpm_limit: Option<u64>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -138,6 +220,15 @@ pub struct ModelDto {
     pub catalog_id: Option<String>,
     pub mode: ModelMode,
     pub region: Option<String>,
+    /// Tokens of prompt plus output the model accepts; null: unknown.
+    #[schema(example = 128000)]
+    pub context_window: Option<u64>,
+    #[schema(schema_with = capabilities_schema)]
+    pub capabilities: Option<Vec<Capability>>,
+    /// The provider's requests-per-minute quota; null: none.
+    pub rpm_limit: Option<u32>,
+    /// The provider's tokens-per-minute quota; null: none.
+    pub tpm_limit: Option<u64>,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
 }
@@ -160,6 +251,11 @@ impl From<&model_deployment::Model> for ModelDto {
             // Written by this code only; an unknown value reads as the column default.
             mode: ModelMode::parse(&m.mode).unwrap_or(ModelMode::Chat),
             region: m.region.clone(),
+            // Stored as bigint; the API only writes values that fit.
+            context_window: m.context_window.and_then(|n| u64::try_from(n).ok()),
+            capabilities: m.capability_list(),
+            rpm_limit: m.rpm_limit.and_then(|n| u32::try_from(n).ok()),
+            tpm_limit: m.tpm_limit.and_then(|n| u64::try_from(n).ok()),
             created_at: m.created_at,
         }
     }
@@ -215,6 +311,33 @@ pub async fn create_model(
         ));
     }
     let region = validate::optional_name("region", req.region.as_deref())?;
+    if let Some(n) = req.context_window
+        && !(1..=MAX_CONTEXT_WINDOW).contains(&n)
+    {
+        return Err(ApiError::invalid(
+            "context_window",
+            format_args!("must be between 1 and {MAX_CONTEXT_WINDOW}"),
+        ));
+    }
+    if req.rpm_limit == Some(0) {
+        return Err(ApiError::invalid(
+            "rpm_limit",
+            "must be greater than 0; omit it for no quota",
+        ));
+    }
+    if let Some(n) = req.tpm_limit
+        && !(1..=MAX_TPM_LIMIT).contains(&n)
+    {
+        return Err(ApiError::invalid(
+            "tpm_limit",
+            format_args!("must be between 1 and {MAX_TPM_LIMIT}; omit it for no quota"),
+        ));
+    }
+    let capabilities = req.capabilities.clone().map(|mut c| {
+        c.sort();
+        c.dedup();
+        c
+    });
     let catalog_id = req
         .catalog_id
         .as_deref()
@@ -224,17 +347,16 @@ pub async fn create_model(
         crate::catalog::validate_id(id).map_err(|e| ApiError::invalid("catalog_id", e))?;
     }
 
-    let tx = state.db.begin().await?;
-    let provider = provider_credential::Entity::find_by_id(req.provider_id)
-        .filter(provider_credential::Column::TenantId.eq(auth.tenant_id))
-        .one(&tx)
-        .await?
-        .ok_or(ApiError::NotFound("provider"))?;
+    let mut change = Change::begin(&state, &auth).await?;
+    let provider = change
+        .find::<provider_credential::Entity>(req.provider_id)
+        .await?;
     let entry = match catalog_id {
         Some(id) => {
-            let (entry, _) = super::catalog::resolve(&tx, &state.catalog, auth.tenant_id, id)
-                .await?
-                .ok_or(ApiError::NotFound("catalog entry"))?;
+            let (entry, _) =
+                super::catalog::resolve(change.tx(), &state.catalog, auth.tenant_id, id)
+                    .await?
+                    .ok_or(ApiError::NotFound("catalog entry"))?;
             let kind = ProviderKind::parse(&provider.kind);
             if !kind.is_some_and(|k| provider_serves(k, entry.provider)) {
                 return Err(ApiError::invalid(
@@ -270,6 +392,23 @@ pub async fn create_model(
             .filter(|e| e.mode == mode)
             .and_then(|e| e.max_output_tokens),
     };
+    // Like the output limit: what an entry says about a chat model does not describe an
+    // embedding deployment of it (or the reverse).
+    let same_mode_entry = entry.as_ref().filter(|e| e.mode == mode);
+    let context_window = req
+        .context_window
+        .or(same_mode_entry.map(|e| e.context_window));
+    let capabilities = capabilities.or(same_mode_entry.map(|e| {
+        let c = e.capabilities;
+        [
+            (c.tools, Capability::Tools),
+            (c.vision, Capability::Vision),
+            (c.json_mode, Capability::JsonMode),
+        ]
+        .into_iter()
+        .filter_map(|(has, cap)| has.then_some(cap))
+        .collect()
+    }));
     if mode == ModelMode::Embedding && max_output_tokens.is_some() {
         return Err(ApiError::invalid(
             "max_output_tokens",
@@ -301,6 +440,13 @@ pub async fn create_model(
             .and_then(|e| e.cached_input_price_micros_per_mtok)),
         max_output_tokens: max_output_tokens.map(i64::from),
         mode: mode.as_str().to_owned(),
+        // Both bounded above, far below i64::MAX.
+        context_window: context_window.and_then(|n| i64::try_from(n).ok()),
+        capabilities: capabilities
+            .as_ref()
+            .map(|c| serde_json::json!(c.iter().copied().map(capability_name).collect::<Vec<_>>())),
+        rpm_limit: req.rpm_limit.map(i64::from),
+        tpm_limit: req.tpm_limit.and_then(|n| i64::try_from(n).ok()),
     };
     model_deployment::Entity::insert(model_deployment::ActiveModel {
         id: Set(row.id),
@@ -316,12 +462,16 @@ pub async fn create_model(
         cached_input_price_micros_per_mtok: Set(row.cached_input_price_micros_per_mtok),
         max_output_tokens: Set(row.max_output_tokens),
         mode: Set(row.mode.clone()),
+        context_window: Set(row.context_window),
+        capabilities: Set(row.capabilities.clone()),
+        rpm_limit: Set(row.rpm_limit),
+        tpm_limit: Set(row.tpm_limit),
     })
-    .exec_without_returning(&tx)
+    .exec_without_returning(change.tx())
     .await?;
-    let outbox_id = sync::bump_tenant_version(&tx, auth.tenant_id).await?;
-    tx.commit().await?;
-    state.sync.wait_published(&[outbox_id]).await;
+    change.publish_tenant().await?;
+    change.audit::<model_deployment::Entity>(AuditAction::Create, &row.id);
+    change.commit().await?;
     Ok((StatusCode::CREATED, Json(ModelDto::from(&row))))
 }
 
@@ -337,12 +487,7 @@ pub async fn list_models(
     State(state): State<AppState>,
     auth: AuthUser,
 ) -> Result<Json<ModelList>, ApiError> {
-    let rows = model_deployment::Entity::find()
-        .filter(model_deployment::Column::TenantId.eq(auth.tenant_id))
-        .order_by_asc(model_deployment::Column::CreatedAt)
-        .order_by_asc(model_deployment::Column::Id)
-        .all(&state.db)
-        .await?;
+    let rows = resource::list::<model_deployment::Entity, _>(&state.db, auth.tenant_id).await?;
     Ok(Json(ModelList {
         data: rows.iter().map(ModelDto::from).collect(),
     }))
@@ -362,15 +507,11 @@ pub async fn get_model(
     auth: AuthUser,
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<Json<ModelDto>, ApiError> {
-    let row = model_deployment::Entity::find_by_id(id)
-        .filter(model_deployment::Column::TenantId.eq(auth.tenant_id))
-        .one(&state.db)
-        .await?
-        .ok_or(ApiError::NotFound("model"))?;
+    let row = resource::find::<model_deployment::Entity, _>(&state.db, auth.tenant_id, id).await?;
     Ok(Json(ModelDto::from(&row)))
 }
 
-/// Delete a model deployment.
+/// Delete a model deployment. Refused (409, naming them) while routes use it.
 #[utoipa::path(
     delete,
     path = "/api/v1/models/{id}",
@@ -381,6 +522,7 @@ pub async fn get_model(
         (status = 204, description = "Deleted"),
         (status = 403, body = crate::error::ErrorBody),
         (status = 404, body = crate::error::ErrorBody),
+        (status = 409, description = "Routes use this deployment (the message names them); remove it from them first", body = crate::error::ErrorBody),
     )
 )]
 pub async fn delete_model(
@@ -389,18 +531,63 @@ pub async fn delete_model(
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<StatusCode, ApiError> {
     auth.require_manage()?;
-    let tx = state.db.begin().await?;
-    let deleted = model_deployment::Entity::delete_many()
-        .filter(model_deployment::Column::Id.eq(id))
-        .filter(model_deployment::Column::TenantId.eq(auth.tenant_id))
-        .exec(&tx)
-        .await?
-        .rows_affected;
-    if deleted == 0 {
-        return Err(ApiError::NotFound("model"));
+    let mut change = Change::begin(&state, &auth).await?;
+    change.find::<model_deployment::Entity>(id).await?;
+    let users = routes_using(change.tx(), auth.tenant_id, id).await?;
+    if !users.is_empty() {
+        return Err(ApiError::Conflict(in_use_message(&users)));
     }
-    let outbox_id = sync::bump_tenant_version(&tx, auth.tenant_id).await?;
-    tx.commit().await?;
-    state.sync.wait_published(&[outbox_id]).await;
+    change
+        .delete_or_conflict::<model_deployment::Entity>(
+            id,
+            // A route created concurrently still holds the foreign key.
+            "model is used by a route; remove it from the route first",
+        )
+        .await?;
+    change.publish_tenant().await?;
+    change.commit().await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// The names of the routes of `tenant_id` that list deployment `id`, in name order.
+async fn routes_using<C: sea_orm::ConnectionTrait>(
+    conn: &C,
+    tenant_id: Uuid,
+    id: Uuid,
+) -> Result<Vec<String>, ApiError> {
+    use sea_orm::sea_query::Query;
+    use sea_orm::{ColumnTrait, QueryFilter};
+    let listing = Query::select()
+        .column(route_candidate::Column::RouteId)
+        .from(route_candidate::Entity)
+        .and_where(route_candidate::Column::DeploymentId.eq(id))
+        .to_owned();
+    Ok(resource::scoped::<route::Entity>(tenant_id)
+        .filter(route::Column::Id.in_subquery(listing))
+        .order_by_asc(route::Column::Name)
+        .all(conn)
+        .await?
+        .into_iter()
+        .map(|r| r.name)
+        .collect())
+}
+
+/// "model is used by routes a, b; …", naming at most [`MAX_ROUTES_NAMED`] routes.
+fn in_use_message(routes: &[String]) -> String {
+    let named: Vec<String> = routes
+        .iter()
+        .take(MAX_ROUTES_NAMED)
+        .map(|n| format!("{:?}", validate::preview(n, 64)))
+        .collect();
+    let more = routes.len().saturating_sub(MAX_ROUTES_NAMED);
+    let more = if more > 0 {
+        format!(" and {more} more")
+    } else {
+        String::new()
+    };
+    let plural = if routes.len() > 1 { "s" } else { "" };
+    format!(
+        "model is used by route{plural} {}{more}; remove it from them (PATCH /api/v1/routes/{{id}}) or delete them first",
+        named.join(", ")
+    )
 }

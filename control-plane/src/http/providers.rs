@@ -41,8 +41,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
-    TransactionTrait,
+    ActiveValue::Set, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, Select,
 };
 use serde::{Deserialize, Serialize};
 use shared::config::ProviderKind;
@@ -52,13 +51,14 @@ use url::{Host, Url};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use super::resource::{self, Change, TenantScoped};
 use super::{ApiJson, ApiPath, now, validate};
+use crate::audit::AuditAction;
 use crate::auth::AuthUser;
 use crate::catalog::provider_kind_names;
 use crate::entities::{model_deployment, provider_credential};
 use crate::error::{ApiError, ResultExt};
 use crate::state::AppState;
-use crate::sync;
 
 /// Longest accepted provider API key (or secret access key).
 const MAX_API_KEY_LEN: usize = 4096;
@@ -74,6 +74,23 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/providers", get(list_providers).post(create_provider))
         .route("/providers/{id}", get(get_provider).delete(delete_provider))
+}
+
+impl TenantScoped for provider_credential::Entity {
+    type Id = Uuid;
+    const NOUN: &'static str = "provider";
+    const KIND: &'static str = "provider";
+    fn tenant_column() -> Self::Column {
+        provider_credential::Column::TenantId
+    }
+    fn id_column() -> Self::Column {
+        provider_credential::Column::Id
+    }
+    fn ordered(select: Select<Self>) -> Select<Self> {
+        select
+            .order_by_asc(provider_credential::Column::CreatedAt)
+            .order_by_asc(provider_credential::Column::Id)
+    }
 }
 
 /// OpenAPI schema of `kind`: one of the provider kind wire names.
@@ -533,7 +550,7 @@ pub async fn create_provider(
         created_at: now(),
         options,
     };
-    let tx = state.db.begin().await?;
+    let mut change = Change::begin(&state, &auth).await?;
     provider_credential::Entity::insert(provider_credential::ActiveModel {
         id: Set(row.id),
         tenant_id: Set(row.tenant_id),
@@ -544,12 +561,12 @@ pub async fn create_provider(
         created_at: Set(row.created_at),
         options: Set(row.options.clone()),
     })
-    .exec_without_returning(&tx)
+    .exec_without_returning(change.tx())
     .await
     .on_unique_violation("a provider with this name already exists")?;
-    let outbox_id = sync::bump_tenant_version(&tx, auth.tenant_id).await?;
-    tx.commit().await?;
-    state.sync.wait_published(&[outbox_id]).await;
+    change.publish_tenant().await?;
+    change.audit::<provider_credential::Entity>(AuditAction::Create, &row.id);
+    change.commit().await?;
     Ok((StatusCode::CREATED, Json(ProviderDto::from(&row))))
 }
 
@@ -565,12 +582,7 @@ pub async fn list_providers(
     State(state): State<AppState>,
     auth: AuthUser,
 ) -> Result<Json<ProviderList>, ApiError> {
-    let rows = provider_credential::Entity::find()
-        .filter(provider_credential::Column::TenantId.eq(auth.tenant_id))
-        .order_by_asc(provider_credential::Column::CreatedAt)
-        .order_by_asc(provider_credential::Column::Id)
-        .all(&state.db)
-        .await?;
+    let rows = resource::list::<provider_credential::Entity, _>(&state.db, auth.tenant_id).await?;
     Ok(Json(ProviderList {
         data: rows.iter().map(ProviderDto::from).collect(),
     }))
@@ -590,11 +602,8 @@ pub async fn get_provider(
     auth: AuthUser,
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<Json<ProviderDto>, ApiError> {
-    let row = provider_credential::Entity::find_by_id(id)
-        .filter(provider_credential::Column::TenantId.eq(auth.tenant_id))
-        .one(&state.db)
-        .await?
-        .ok_or(ApiError::NotFound("provider"))?;
+    let row =
+        resource::find::<provider_credential::Entity, _>(&state.db, auth.tenant_id, id).await?;
     Ok(Json(ProviderDto::from(&row)))
 }
 
@@ -618,29 +627,26 @@ pub async fn delete_provider(
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<StatusCode, ApiError> {
     auth.require_manage()?;
-    let tx = state.db.begin().await?;
-    provider_credential::Entity::find_by_id(id)
-        .filter(provider_credential::Column::TenantId.eq(auth.tenant_id))
-        .one(&tx)
-        .await?
-        .ok_or(ApiError::NotFound("provider"))?;
+    let mut change = Change::begin(&state, &auth).await?;
+    change.find::<provider_credential::Entity>(id).await?;
     let in_use = model_deployment::Entity::find()
         .filter(model_deployment::Column::ProviderId.eq(id))
-        .count(&tx)
+        .count(change.tx())
         .await?;
     if in_use > 0 {
         return Err(ApiError::Conflict(format!(
             "provider is used by {in_use} model deployment(s); delete them first"
         )));
     }
-    provider_credential::Entity::delete_by_id(id)
-        .exec(&tx)
-        .await
-        // A deployment created concurrently still holds the foreign key.
-        .on_foreign_key_violation("provider is used by model deployments; delete them first")?;
-    let outbox_id = sync::bump_tenant_version(&tx, auth.tenant_id).await?;
-    tx.commit().await?;
-    state.sync.wait_published(&[outbox_id]).await;
+    change
+        .delete_or_conflict::<provider_credential::Entity>(
+            id,
+            // A deployment created concurrently still holds the foreign key.
+            "provider is used by model deployments; delete them first",
+        )
+        .await?;
+    change.publish_tenant().await?;
+    change.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

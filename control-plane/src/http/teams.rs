@@ -1,31 +1,60 @@
-//! Teams: `POST /teams`, `GET /teams`, `DELETE /teams/{id}`. A team groups API keys (usage
-//! events carry the key's team). Owners and admins manage teams; everyone reads them.
+//! Teams: `POST /teams`, `GET /teams`, `GET /teams/{id}`, `PATCH /teams/{id}`,
+//! `DELETE /teams/{id}`. A team groups API keys (usage events carry the key's team). Owners and
+//! admins manage teams; everyone reads them.
+//!
+//! A team may carry a region policy (`allowed_regions`, see `validate::region_list`): requests
+//! made with the team's keys are only served by deployments in those regions, on top of the
+//! organization's policy and the route's (the gateway intersects them). It is published in the
+//! organization's config (`TenantConfig.team_regions`) before the call returns. Deleting a team
+//! detaches its keys, which then no longer carry the team's policy.
 
 use axum::Json;
 use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::{delete, get};
+use axum::routing::get;
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, TransactionTrait,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, Select,
 };
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use super::resource::{self, Change, TenantScoped};
 use super::{ApiJson, ApiPath, now, validate};
+use crate::audit::AuditAction;
 use crate::auth::AuthUser;
 use crate::entities::{api_key, team};
 use crate::error::{ApiError, ResultExt};
 use crate::state::AppState;
-use crate::sync::{self, Outboxed};
 
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/teams", get(list_teams).post(create_team))
-        .route("/teams/{id}", delete(delete_team))
+        .route(
+            "/teams/{id}",
+            get(get_team).patch(update_team).delete(delete_team),
+        )
+}
+
+impl TenantScoped for team::Entity {
+    type Id = Uuid;
+    const NOUN: &'static str = "team";
+    const KIND: &'static str = "team";
+    fn tenant_column() -> Self::Column {
+        team::Column::TenantId
+    }
+    fn id_column() -> Self::Column {
+        team::Column::Id
+    }
+    /// By name (unique within an organization).
+    fn ordered(select: Select<Self>) -> Select<Self> {
+        select
+            .order_by_asc(team::Column::Name)
+            .order_by_asc(team::Column::Id)
+    }
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -34,12 +63,35 @@ pub struct CreateTeamRequest {
     /// Unique within the organization.
     #[schema(example = "search")]
     pub name: String,
+    /// Regions (or region prefixes such as `eu`) the team's requests may be served in; omit
+    /// or null for no team policy.
+    #[serde(default)]
+    #[schema(example = json!(["eu"]))]
+    pub allowed_regions: Option<Vec<String>>,
+}
+
+/// Changes to a team; fields left out stay as they are.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateTeamRequest {
+    /// Unique within the organization.
+    #[serde(default, deserialize_with = "validate::present")]
+    #[schema(value_type = String, required = false, example = "search-eu")]
+    pub name: Option<String>,
+    /// Regions (or region prefixes) the team's requests may be served in; null removes the
+    /// team's policy.
+    #[serde(default, deserialize_with = "validate::nullable")]
+    #[schema(value_type = Option<Vec<String>>, required = false, example = json!(["eu"]))]
+    pub allowed_regions: Option<Option<Vec<String>>>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct TeamDto {
     pub id: Uuid,
     pub name: String,
+    /// The team's region policy; null: none.
+    #[schema(example = json!(["eu"]))]
+    pub allowed_regions: Option<Vec<String>>,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
 }
@@ -47,11 +99,22 @@ pub struct TeamDto {
 impl From<team::Model> for TeamDto {
     fn from(t: team::Model) -> Self {
         Self {
+            allowed_regions: t.region_policy(),
             id: t.id,
             name: t.name,
             created_at: t.created_at,
         }
     }
+}
+
+/// A validated region policy as stored.
+fn regions_json(
+    field: &str,
+    regions: Option<&[String]>,
+) -> Result<Option<serde_json::Value>, ApiError> {
+    regions
+        .map(|r| validate::region_list(field, r).map(|r| serde_json::json!(r)))
+        .transpose()
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -80,21 +143,30 @@ pub async fn create_team(
 ) -> Result<(StatusCode, Json<TeamDto>), ApiError> {
     auth.require_manage()?;
     let name = validate::name("name", &req.name)?;
+    let allowed_regions = regions_json("allowed_regions", req.allowed_regions.as_deref())?;
     let row = team::Model {
         id: Uuid::new_v4(),
         tenant_id: auth.tenant_id,
         name,
         created_at: now(),
+        allowed_regions,
     };
+    let mut change = Change::begin(&state, &auth).await?;
     team::Entity::insert(team::ActiveModel {
         id: Set(row.id),
         tenant_id: Set(row.tenant_id),
         name: Set(row.name.clone()),
         created_at: Set(row.created_at),
+        allowed_regions: Set(row.allowed_regions.clone()),
     })
-    .exec_without_returning(&state.db)
+    .exec_without_returning(change.tx())
     .await
     .on_unique_violation("a team with this name already exists")?;
+    if row.allowed_regions.is_some() {
+        change.publish_tenant().await?;
+    }
+    change.audit::<team::Entity>(AuditAction::Create, &row.id);
+    change.commit().await?;
     Ok((StatusCode::CREATED, Json(TeamDto::from(row))))
 }
 
@@ -110,17 +182,94 @@ pub async fn list_teams(
     State(state): State<AppState>,
     auth: AuthUser,
 ) -> Result<Json<TeamList>, ApiError> {
-    let rows = team::Entity::find()
-        .filter(team::Column::TenantId.eq(auth.tenant_id))
-        .order_by_asc(team::Column::Name)
-        .all(&state.db)
-        .await?;
+    let rows = resource::list::<team::Entity, _>(&state.db, auth.tenant_id).await?;
     Ok(Json(TeamList {
         data: rows.into_iter().map(TeamDto::from).collect(),
     }))
 }
 
-/// Delete a team. Its keys keep working, without a team.
+/// Get one team.
+#[utoipa::path(
+    get,
+    path = "/api/v1/teams/{id}",
+    tag = "teams",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Team id")),
+    responses((status = 200, body = TeamDto), (status = 404, body = crate::error::ErrorBody))
+)]
+pub async fn get_team(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    ApiPath(id): ApiPath<Uuid>,
+) -> Result<Json<TeamDto>, ApiError> {
+    let row = resource::find::<team::Entity, _>(&state.db, auth.tenant_id, id).await?;
+    Ok(Json(TeamDto::from(row)))
+}
+
+/// Rename a team or set its region policy.
+///
+/// A changed region policy is published to the data plane before the call returns.
+#[utoipa::path(
+    patch,
+    path = "/api/v1/teams/{id}",
+    tag = "teams",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Team id")),
+    request_body = UpdateTeamRequest,
+    responses(
+        (status = 200, body = TeamDto),
+        (status = 400, description = "Invalid field (the message names it)", body = crate::error::ErrorBody),
+        (status = 403, body = crate::error::ErrorBody),
+        (status = 404, body = crate::error::ErrorBody),
+        (status = 409, description = "A team with this name exists", body = crate::error::ErrorBody),
+    )
+)]
+pub async fn update_team(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    ApiPath(id): ApiPath<Uuid>,
+    ApiJson(req): ApiJson<UpdateTeamRequest>,
+) -> Result<Json<TeamDto>, ApiError> {
+    auth.require_manage()?;
+    let name = req
+        .name
+        .as_deref()
+        .map(|n| validate::name("name", n))
+        .transpose()?;
+    let regions = req
+        .allowed_regions
+        .as_ref()
+        .map(|r| regions_json("allowed_regions", r.as_deref()))
+        .transpose()?;
+    let mut change = Change::begin(&state, &auth).await?;
+    let mut row = change.find::<team::Entity>(id).await?;
+    let mut update = team::ActiveModel {
+        id: Set(id),
+        ..Default::default()
+    };
+    if let Some(name) = name {
+        row.name = name.clone();
+        update.name = Set(name);
+    }
+    if let Some(regions) = regions {
+        if regions != row.allowed_regions {
+            change.publish_tenant().await?;
+        }
+        row.allowed_regions = regions.clone();
+        update.allowed_regions = Set(regions);
+    }
+    if update.is_changed() {
+        team::Entity::update(update)
+            .exec(change.tx())
+            .await
+            .on_unique_violation("a team with this name already exists")?;
+        change.audit::<team::Entity>(AuditAction::Update, &id);
+    }
+    change.commit().await?;
+    Ok(Json(TeamDto::from(row)))
+}
+
+/// Delete a team. Its keys keep working, without a team (and without its region policy).
 #[utoipa::path(
     delete,
     path = "/api/v1/teams/{id}",
@@ -139,23 +288,21 @@ pub async fn delete_team(
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<StatusCode, ApiError> {
     auth.require_manage()?;
-    let tx = state.db.begin().await?;
-    team::Entity::find_by_id(id)
-        .filter(team::Column::TenantId.eq(auth.tenant_id))
-        .one(&tx)
-        .await?
-        .ok_or(ApiError::NotFound("team"))?;
+    let mut change = Change::begin(&state, &auth).await?;
+    let row = change.find::<team::Entity>(id).await?;
+    if row.allowed_regions.is_some() {
+        // The team's entry leaves `TenantConfig.team_regions`.
+        change.publish_tenant().await?;
+    }
     // Detach the team's keys explicitly (rather than leaving it to ON DELETE SET NULL) so each
     // key's version is bumped and its new record published.
-    let keys: Vec<Uuid> = api_key::Entity::find()
-        .filter(api_key::Column::TenantId.eq(auth.tenant_id))
+    let keys: Vec<Uuid> = resource::scoped::<api_key::Entity>(auth.tenant_id)
         .filter(api_key::Column::TeamId.eq(id))
-        .all(&tx)
+        .all(change.tx())
         .await?
         .into_iter()
         .map(|k| k.id)
         .collect();
-    let mut outbox = Vec::with_capacity(keys.len());
     if !keys.is_empty() {
         api_key::Entity::update_many()
             .col_expr(api_key::Column::TeamId, Expr::value(Option::<Uuid>::None))
@@ -164,14 +311,13 @@ pub async fn delete_team(
                 Expr::col(api_key::Column::Version).add(1),
             )
             .filter(api_key::Column::Id.is_in(keys.clone()))
-            .exec(&tx)
+            .exec(change.tx())
             .await?;
         for key in keys {
-            outbox.push(sync::enqueue(&tx, Outboxed::Key(key)).await?);
+            change.publish_key(key).await?;
         }
     }
-    team::Entity::delete_by_id(id).exec(&tx).await?;
-    tx.commit().await?;
-    state.sync.wait_published(&outbox).await;
+    change.delete::<team::Entity>(id).await?;
+    change.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }

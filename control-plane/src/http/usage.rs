@@ -222,8 +222,7 @@ pub async fn list_usage(
     let key_names: HashMap<Uuid, String> = if key_ids.is_empty() {
         HashMap::new()
     } else {
-        api_key::Entity::find()
-            .filter(api_key::Column::TenantId.eq(auth.tenant_id))
+        super::resource::scoped::<api_key::Entity>(auth.tenant_id)
             .filter(api_key::Column::Id.is_in(key_ids))
             .all(db)
             .await?

@@ -5,7 +5,8 @@
 //!
 //! | what | cap |
 //! | ---- | --- |
-//! | names (organizations, teams, keys, providers, model deployments), model names, upstream model ids, regions | [`MAX_NAME_LEN`] characters |
+//! | names (organizations, teams, keys, providers, model deployments, routes), model names, upstream model ids, deployment regions | [`MAX_NAME_LEN`] characters |
+//! | region policies (`allowed_regions`) | [`MAX_REGIONS`] entries of at most [`MAX_REGION_LEN`] characters |
 //! | catalog ids | `catalog::MAX_ID_LEN` characters |
 //! | URLs (`base_url`, catalog `source`) | [`MAX_URL_LEN`] bytes |
 //! | emails | 254 bytes |
@@ -33,6 +34,10 @@ pub(crate) const MAX_NAME_LEN: usize = 200;
 pub(crate) const MAX_URL_LEN: usize = 2048;
 /// Longest accepted RFC 3339 timestamp text (real ones are under 40 bytes).
 pub(crate) const MAX_TIMESTAMP_LEN: usize = 64;
+/// Most entries in one region policy (`allowed_regions`).
+pub(crate) const MAX_REGIONS: usize = 50;
+/// Longest region policy entry (real region names are under 30 characters).
+pub(crate) const MAX_REGION_LEN: usize = 64;
 /// How long the write-time check of a provider's address may wait for DNS.
 pub(crate) const DNS_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -69,6 +74,78 @@ pub(crate) fn name(field: &str, value: &str) -> Result<String, ApiError> {
 /// An optional name: `None` stays `None`, a present value must be valid.
 pub(crate) fn optional_name(field: &str, value: Option<&str>) -> Result<Option<String>, ApiError> {
     value.map(|v| name(field, v)).transpose()
+}
+
+/// A region policy (`allowed_regions` of an organization, a team or a route): 1 to
+/// [`MAX_REGIONS`] entries, each a region (`eu-west-1`) or a region prefix (`eu`, which allows
+/// `eu-west-1` but not `europe-1`, see `shared::config::region_allows`) of 1 to
+/// [`MAX_REGION_LEN`] ASCII letters, digits, `-`, `_` and `.`, neither starting nor ending with
+/// `-`. Entries are trimmed; duplicates (matching ignores case) are dropped, keeping the first.
+/// An empty list is refused: it would allow no region at all, and clearing a policy is `null`.
+pub(crate) fn region_list(field: &str, values: &[String]) -> Result<Vec<String>, ApiError> {
+    if values.is_empty() {
+        return Err(ApiError::invalid(
+            field,
+            "must list at least one region; send null to remove the policy",
+        ));
+    }
+    if values.len() > MAX_REGIONS {
+        return Err(ApiError::invalid(
+            field,
+            format_args!("must list at most {MAX_REGIONS} regions"),
+        ));
+    }
+    let mut out: Vec<String> = Vec::with_capacity(values.len());
+    for (i, value) in values.iter().enumerate() {
+        let v = value.trim();
+        let at = || format!("{field}[{i}]");
+        if v.is_empty() {
+            return Err(ApiError::invalid(&at(), "must not be empty"));
+        }
+        if v.chars().count() > MAX_REGION_LEN {
+            return Err(ApiError::invalid(
+                &at(),
+                format_args!("must be at most {MAX_REGION_LEN} characters"),
+            ));
+        }
+        if !v
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+            || v.starts_with('-')
+            || v.ends_with('-')
+        {
+            return Err(ApiError::invalid(
+                &at(),
+                "must be a region or region prefix such as eu, eu-west-1 or us-central1 (letters, digits, -, _ and .)",
+            ));
+        }
+        if !out.iter().any(|o| o.eq_ignore_ascii_case(v)) {
+            out.push(v.to_owned());
+        }
+    }
+    Ok(out)
+}
+
+/// For `PATCH` bodies: a field that may be absent (`None`: leave it as it is), `null`
+/// (`Some(None)`: remove the value) or a value (`Some(Some(v))`). Use with
+/// `#[serde(default, deserialize_with = "validate::nullable")]`.
+pub(crate) fn nullable<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    <Option<T> as serde::Deserialize>::deserialize(deserializer).map(Some)
+}
+
+/// For `PATCH` bodies: a field that may be absent (`None`: leave it as it is) but not `null`
+/// (it has no "no value"), so `null` is a 400 naming the field instead of a silent no-op. Use
+/// with `#[serde(default, deserialize_with = "validate::present")]`.
+pub(crate) fn present<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    T::deserialize(deserializer).map(Some)
 }
 
 /// A plausible email address, lowercased. Deliberately loose (one `@`, a dot in the domain, no
@@ -405,6 +482,45 @@ mod tests {
                 .await
                 .is_ok()
         );
+    }
+
+    #[test]
+    fn region_policies() {
+        let list = |v: &[&str]| {
+            region_list(
+                "allowed_regions",
+                &v.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>(),
+            )
+            .map_err(|e| e.to_string())
+        };
+        assert_eq!(
+            list(&[" eu ", "eu-west-1", "EU", "us-central1"]),
+            Ok(vec![
+                "eu".to_owned(),
+                "eu-west-1".to_owned(),
+                "us-central1".to_owned()
+            ])
+        );
+        let err = list(&[]).err().unwrap_or_default();
+        assert!(
+            err.starts_with("allowed_regions: must list at least one"),
+            "{err}"
+        );
+        for (bad, at) in [
+            (vec!["eu", ""], "allowed_regions[1]:"),
+            (vec!["eu west"], "allowed_regions[0]:"),
+            (vec!["-eu"], "allowed_regions[0]:"),
+            (vec!["eu-"], "allowed_regions[0]:"),
+            (vec!["eu", "us", "ü"], "allowed_regions[2]:"),
+        ] {
+            let err = list(&bad).err().unwrap_or_default();
+            assert!(err.starts_with(at), "{bad:?}: {err}");
+        }
+        let long = "a".repeat(MAX_REGION_LEN + 1);
+        assert!(list(&[&long]).is_err());
+        let many: Vec<String> = (0..=MAX_REGIONS).map(|i| format!("r{i}")).collect();
+        let many: Vec<&str> = many.iter().map(String::as_str).collect();
+        assert!(list(&many).is_err());
     }
 
     #[test]

@@ -1,0 +1,142 @@
+//! The caller's organization: `GET /organization`, `PATCH /organization`.
+//!
+//! Today the one setting is the organization's region policy (`allowed_regions`, see
+//! `validate::region_list`): every request of the organization is only served by deployments in
+//! those regions, on top of the key's team's policy and the route's (the gateway intersects
+//! them). `null` removes it. A change is published to the data plane
+//! (`TenantConfig.allowed_regions`) before the call returns. Everyone reads the organization;
+//! owners and admins change it.
+
+use axum::Json;
+use axum::Router;
+use axum::extract::State;
+use axum::routing::get;
+use sea_orm::{ActiveValue::Set, EntityTrait};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::resource::Change;
+use super::{ApiJson, validate};
+use crate::audit::AuditAction;
+use crate::auth::AuthUser;
+use crate::entities::tenant;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// The object kind of the organization in audit events.
+const KIND: &str = "organization";
+
+pub fn router() -> Router<AppState> {
+    Router::new().route(
+        "/organization",
+        get(get_organization).patch(update_organization),
+    )
+}
+
+/// The caller's organization and its settings.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OrganizationDetails {
+    pub id: Uuid,
+    pub name: String,
+    /// The organization's region policy; null: none.
+    #[schema(example = json!(["eu"]))]
+    pub allowed_regions: Option<Vec<String>>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+}
+
+impl From<&tenant::Model> for OrganizationDetails {
+    fn from(t: &tenant::Model) -> Self {
+        Self {
+            id: t.id,
+            name: t.name.clone(),
+            allowed_regions: t.region_policy(),
+            created_at: t.created_at,
+        }
+    }
+}
+
+/// Changes to the organization's settings; fields left out stay as they are.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateOrganizationRequest {
+    /// Regions (or region prefixes such as `eu`) the organization's requests may be served
+    /// in; null removes the policy.
+    #[serde(default, deserialize_with = "validate::nullable")]
+    #[schema(value_type = Option<Vec<String>>, required = false, example = json!(["eu"]))]
+    pub allowed_regions: Option<Option<Vec<String>>>,
+}
+
+/// The caller's organization.
+#[utoipa::path(
+    get,
+    path = "/api/v1/organization",
+    tag = "organization",
+    security(("bearer" = [])),
+    responses((status = 200, body = OrganizationDetails), (status = 401, body = crate::error::ErrorBody))
+)]
+pub async fn get_organization(
+    State(state): State<AppState>,
+    auth: AuthUser,
+) -> Result<Json<OrganizationDetails>, ApiError> {
+    let row = tenant::Entity::find_by_id(auth.tenant_id)
+        .one(&state.db)
+        .await?
+        .ok_or(ApiError::NotFound("organization"))?;
+    Ok(Json(OrganizationDetails::from(&row)))
+}
+
+/// Change the organization's settings (its region policy).
+///
+/// A changed policy is published to the data plane before the call returns.
+#[utoipa::path(
+    patch,
+    path = "/api/v1/organization",
+    tag = "organization",
+    security(("bearer" = [])),
+    request_body = UpdateOrganizationRequest,
+    responses(
+        (status = 200, body = OrganizationDetails),
+        (status = 400, description = "Invalid field (the message names it)", body = crate::error::ErrorBody),
+        (status = 403, description = "Needs owner or admin", body = crate::error::ErrorBody),
+    )
+)]
+pub async fn update_organization(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    ApiJson(req): ApiJson<UpdateOrganizationRequest>,
+) -> Result<Json<OrganizationDetails>, ApiError> {
+    auth.require_manage()?;
+    let regions = req
+        .allowed_regions
+        .map(|r| {
+            r.map(|list| {
+                validate::region_list("allowed_regions", &list).map(|l| serde_json::json!(l))
+            })
+            .transpose()
+        })
+        .transpose()?;
+    let mut change = Change::begin(&state, &auth).await?;
+    let mut row = tenant::Entity::find_by_id(auth.tenant_id)
+        .one(change.tx())
+        .await?
+        .ok_or(ApiError::NotFound("organization"))?;
+    if let Some(regions) = regions
+        && regions != row.allowed_regions
+    {
+        tenant::Entity::update(tenant::ActiveModel {
+            id: Set(auth.tenant_id),
+            allowed_regions: Set(regions.clone()),
+            ..Default::default()
+        })
+        .exec(change.tx())
+        .await?;
+        row.allowed_regions = regions;
+        change.publish_tenant().await?;
+        change.audit_kind(AuditAction::Update, KIND, &auth.tenant_id);
+    }
+    change.commit().await?;
+    Ok(Json(OrganizationDetails::from(&row)))
+}
