@@ -15,7 +15,8 @@
 //! 3. Provisions one tenant through the control API: the mock provider, an `openai_compatible`
 //!    and an `azure_openai` provider on `FakeOpenAi`, an `anthropic` provider on `FakeAnthropic`,
 //!    a `gemini` provider on `FakeGemini` and a `bedrock` provider on `FakeBedrock`, with
-//!    deployments for text, tool calls, a cut stream and embeddings, and a key.
+//!    deployments for text, tool calls, a cut stream and embeddings, a route whose primary
+//!    answers 500 (failing over to Anthropic), and a key.
 //! 4. Runs `python -m pytest -q control-plane/tests/sdk` with the `SY_*` variables documented in
 //!    `tests/sdk/sy_env.py` and fails, with pytest's output, unless every test passed (a skipped
 //!    test counts as a failure: nothing in the suite is optional).
@@ -311,6 +312,32 @@ async fn official_python_sdks_work_against_the_gateway() {
     .await;
     chat_pair(&api, "claude-fake", &claude, "claude-sonnet-4-5").await;
 
+    // A route whose primary (OpenAI-compatible) answers 500 and whose fallback is Anthropic.
+    let mut route_ids = Vec::new();
+    for (name, provider_id, upstream) in [
+        ("support-primary", &fam, "fake-500"),
+        ("support-fallback", &claude, "claude-sonnet-4-5"),
+    ] {
+        let created = api
+            .create_model(&json!({
+                "name": name,
+                "provider_id": provider_id,
+                "upstream_model": upstream,
+                "input_price_per_mtok": 1.0,
+                "output_price_per_mtok": 2.0,
+            }))
+            .await
+            .unwrap_or_else(|e| panic!("create model {name}: {e}"));
+        route_ids.push(id_of(&created).unwrap());
+    }
+    api.create_route(&json!({
+        "name": "support",
+        "strategy": "priority",
+        "candidates": [{"model_id": route_ids[0]}, {"model_id": route_ids[1]}],
+    }))
+    .await
+    .expect("create the route");
+
     let gem = provider(
         &api,
         json!({
@@ -415,6 +442,7 @@ async fn official_python_sdks_work_against_the_gateway() {
         .env("SY_MODEL_ECHO", "echo")
         .env("SY_MODEL_CHAT", "gpt-fake")
         .env("SY_MODEL_CUT", "gpt-fake-cut")
+        .env("SY_ROUTE_FAILOVER", "support")
         .env("SY_CHAT_MODELS", models.chat.join(","))
         .env("SY_EMBED_MODELS", models.embed.join(","));
     let (ok, output) = run("pytest", pytest, PYTEST_TIMEOUT)

@@ -9,6 +9,8 @@ through the control API and runs ``python -m pytest control-plane/tests/sdk`` wi
 - ``SY_MODEL_ECHO``: a deployment on the built-in mock provider (echoes the last user message);
 - ``SY_MODEL_CHAT`` / ``SY_MODEL_CUT``: OpenAI-family deployments on the fake OpenAI upstream
   (its default model and ``fake-cut-stream``);
+- ``SY_ROUTE_FAILOVER``: a route (priority) whose first deployment answers 500 and whose second,
+  on the Anthropic fake, answers the default text;
 - ``SY_CHAT_MODELS``: comma-separated deployments, one per upstream provider (OpenAI-family,
   Anthropic, Gemini, …), that answer "Hello from the fake upstream" with usage 12/5. For each,
   the deployment ``<name>-tool`` goes to the same provider's ``fake-tool`` model, which calls
@@ -54,6 +56,7 @@ KEY = env("SY_KEY")
 MODEL_ECHO = env("SY_MODEL_ECHO")
 MODEL_CHAT = env("SY_MODEL_CHAT")
 MODEL_CUT = env("SY_MODEL_CUT")
+ROUTE_FAILOVER = env("SY_ROUTE_FAILOVER")
 CHAT_MODELS = env_list("SY_CHAT_MODELS")
 # (deployment, tokens per input the provider reports, or None when the gateway estimates).
 EMBED_MODELS = [

@@ -14,6 +14,7 @@ from sy_env import (
     MODEL_CHAT,
     MODEL_CUT,
     MODEL_ECHO,
+    ROUTE_FAILOVER,
     TIMEOUT,
     TOOL_ARGS,
     TOOL_INPUT,
@@ -245,3 +246,28 @@ def test_cut_stream_raises_an_api_error():
                 received.append(chunk.choices[0].delta.content or "")
     assert "".join(received) == "Hello from"
     assert err.value.code == "stream_truncated"
+
+
+def test_a_route_fails_over_when_its_primary_answers_500():
+    """Creating deployments and a route is all it takes: the client sees the fallback's answer."""
+    client = openai.OpenAI(
+        base_url=f"{BASE_URL}/v1", api_key=KEY, max_retries=0, timeout=TIMEOUT
+    )
+    raw = client.chat.completions.with_raw_response.create(
+        model=ROUTE_FAILOVER, messages=[{"role": "user", "content": "Hi"}]
+    )
+    assert raw.headers["x-switchyard-route"] == ROUTE_FAILOVER
+    assert raw.headers["x-switchyard-attempts"] == "2"
+    assert raw.headers["x-switchyard-provider"] == "anthropic"
+    reply = raw.parse()
+    assert reply.choices[0].message.content == CONTENT
+
+    stream = client.chat.completions.create(
+        model=ROUTE_FAILOVER,
+        stream=True,
+        messages=[{"role": "user", "content": "Hi"}],
+    )
+    text = "".join(
+        chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices
+    )
+    assert text == CONTENT
