@@ -535,3 +535,108 @@ async fn a_sticky_weighted_route_keeps_a_user_on_one_deployment() {
         "different users spread over both deployments"
     );
 }
+
+/// Property test over random routes, deployments and pins (seeded, so a failure reproduces):
+/// a routed answer is always from a compliant deployment, and a request is refused exactly when
+/// no compliant candidate exists.
+#[tokio::test]
+async fn region_pins_never_choose_a_non_compliant_deployment() {
+    use rand::{RngExt, SeedableRng};
+    const REGIONS: [Option<&str>; 5] = [
+        Some("eu-west-1"),
+        Some("eu-central-1"),
+        Some("us-east-1"),
+        Some("ap-south-1"),
+        None,
+    ];
+    const ENTRIES: [&str; 5] = ["eu", "us", "eu-west", "ap-south-1", "europe"];
+    let allows = |policy: &Option<Vec<String>>, region: Option<&str>| match policy {
+        None => true,
+        Some(entries) => region.is_some_and(|r| {
+            entries
+                .iter()
+                .any(|e| r == e || r.starts_with(&format!("{e}-")))
+        }),
+    };
+    let policy = |rng: &mut rand::rngs::StdRng| -> Option<Vec<String>> {
+        rng.random_bool(0.5)
+            .then(|| {
+                ENTRIES
+                    .iter()
+                    .filter(|_| rng.random_bool(0.4))
+                    .map(|e| (*e).to_owned())
+                    .collect::<Vec<_>>()
+            })
+            .filter(|p| !p.is_empty())
+    };
+
+    let mut gw = Gateway::start().await;
+    let mock = gw.provider(ProviderKind::Mock, None, None);
+    let team = Uuid::new_v4();
+    let key = gw.add_key(KeyOptions {
+        team_id: Some(team),
+        ..KeyOptions::default()
+    });
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0x5eed);
+    let (mut served, mut refused) = (0, 0);
+    for case in 0..200 {
+        let deployments: Vec<DeploymentRecord> = (0..rng.random_range(1..=4))
+            .map(|_| {
+                let mut d = deployment("m", &mock, "mock-1");
+                d.region = REGIONS[rng.random_range(0..REGIONS.len())].map(str::to_owned);
+                d
+            })
+            .collect();
+        let (org, team_policy, route_policy) =
+            (policy(&mut rng), policy(&mut rng), policy(&mut rng));
+        let explicit = rng.random_bool(0.5);
+        let mut r = route(
+            "m",
+            RouteStrategy::Weighted,
+            &deployments.iter().collect::<Vec<_>>(),
+        );
+        r.allowed_regions = route_policy.clone().filter(|_| explicit);
+        let compliant: Vec<Uuid> = deployments
+            .iter()
+            .filter(|d| {
+                let region = d.region.as_deref();
+                allows(&org, region)
+                    && allows(&team_policy, region)
+                    && (!explicit || allows(&route_policy, region))
+            })
+            .map(|d| d.id)
+            .collect();
+        gw.set_tenant_with(vec![mock.clone()], deployments, |c| {
+            c.allowed_regions = org.clone();
+            if let Some(p) = &team_policy {
+                c.team_regions.insert(team, p.clone());
+            }
+            if explicit {
+                c.routes = vec![r];
+            }
+        });
+        let response = gw.chat(&key, user_message("m", "hi")).await;
+        let status = response.status().as_u16();
+        let chosen = header(&response, "x-switchyard-deployment");
+        gw.next_usage().await;
+        if compliant.is_empty() {
+            assert_eq!(
+                status, 403,
+                "case {case}: nothing compliant must be refused"
+            );
+            refused += 1;
+        } else {
+            assert_eq!(status, 200, "case {case}: a compliant deployment exists");
+            assert!(
+                compliant.iter().any(|id| id.to_string() == chosen),
+                "case {case}: {chosen} is not compliant"
+            );
+            served += 1;
+        }
+    }
+    // The generator exercises both outcomes.
+    assert!(
+        served > 20 && refused > 20,
+        "served {served}, refused {refused}"
+    );
+}
