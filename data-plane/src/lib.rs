@@ -65,10 +65,13 @@ pub use state::AppState;
 /// too, so probing a wrong URL says "not found" rather than "unauthorized".
 pub const PUBLIC_ROUTES: [&str; 3] = ["/healthz", "/readyz", "/metrics"];
 
-/// The `/v1` routes without the edge layers: authenticated API routes plus the 404 answer for
-/// unknown `/v1` paths. No router-level fallback, so it merges into any other router.
+/// The `/v1` routes without the edge layers: every API route, behind one authentication layer
+/// applied once to all of them, plus the 404 answer for unknown `/v1` paths. No router-level
+/// fallback, so it merges into any other router.
 fn v1_routes(state: &AppState) -> Router {
-    let authenticated = Router::new()
+    // Every API route, OpenAI's and Anthropic's alike, is added here, before the one
+    // `route_layer` below: a route added after it would be served without authentication.
+    let api = Router::new()
         .route(
             "/v1/chat/completions",
             post(http::chat::chat_completions).fallback(http::method_not_allowed),
@@ -85,13 +88,13 @@ fn v1_routes(state: &AppState) -> Router {
             "/v1/models/{model}",
             get(http::models::retrieve).fallback(http::method_not_allowed),
         )
+        .merge(http::messages::routes())
         .route_layer(from_fn_with_state(
             state.clone(),
             pipeline::authenticate::middleware,
         ));
     Router::new()
-        .merge(authenticated)
-        .merge(http::messages::routes(state))
+        .merge(api)
         .route("/v1/{*rest}", any(http::not_found))
         .with_state(state.clone())
 }

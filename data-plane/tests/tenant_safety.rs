@@ -768,3 +768,34 @@ async fn long_urls_and_large_headers_get_json_errors_at_every_size() {
         "{json}"
     );
 }
+
+/// Deny by default: every `/v1` API route answers 401 without a key, unknown `/v1` paths 404,
+/// and only the explicit public routes answer without one.
+#[tokio::test]
+async fn every_api_route_needs_a_key_and_only_the_allow_list_is_public() {
+    let gw = Gateway::start().await;
+    let api_routes = [
+        ("POST", "/v1/chat/completions"),
+        ("POST", "/v1/embeddings"),
+        ("GET", "/v1/models"),
+        ("GET", "/v1/models/some-model"),
+        ("POST", "/v1/messages"),
+        ("POST", "/v1/messages/count_tokens"),
+    ];
+    for (method, path) in api_routes {
+        let response = gw
+            .http
+            .request(method.parse().unwrap(), gw.url(path))
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 401, "{method} {path} without a key");
+    }
+    let unknown = gw.http.get(gw.url("/v1/nope")).send().await.unwrap();
+    assert_eq!(unknown.status(), 404);
+    for path in data_plane::PUBLIC_ROUTES {
+        let response = gw.http.get(gw.url(path)).send().await.unwrap();
+        assert!(response.status().is_success(), "{path} is public");
+    }
+}

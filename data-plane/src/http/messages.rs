@@ -5,7 +5,7 @@
 //! through the same pipeline as `/v1/chat/completions` (in its own task, metered with
 //! `endpoint = "messages"`); the OpenAI answer is translated back, a stream event by event.
 //!
-//! Both routes sit behind their own copy of the authenticate middleware (a key in `x-api-key`,
+//! Both routes sit behind the one authenticate layer of every `/v1` route (a key in `x-api-key`,
 //! as Anthropic SDKs send it, or `Authorization: Bearer`). The `anthropic-version` and
 //! `anthropic-beta` headers are accepted whatever their value (or absence) and otherwise
 //! ignored: the translation does not depend on them.
@@ -27,7 +27,7 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
-use axum::middleware::{Next, from_fn_with_state};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Extension, Json, Router};
@@ -39,7 +39,7 @@ use tracing::Instrument;
 use crate::admission::Admission;
 use crate::anthropic_api::{self, request, response, stream};
 use crate::error::GatewayError;
-use crate::pipeline::{self, AuthContext, RequestId, authenticate, meter, route};
+use crate::pipeline::{self, AuthContext, RequestId, meter, route};
 use crate::providers::Usage;
 use crate::state::AppState;
 use crate::tokens;
@@ -50,7 +50,8 @@ const ANTHROPIC_REQUEST_ID: HeaderName = HeaderName::from_static("request-id");
 const MAX_ERROR_BODY: usize = 1 << 20;
 
 /// The `/v1/messages` routes, with their own authentication and error format.
-pub fn routes(state: &AppState) -> Router<AppState> {
+/// Anthropic's routes; [`crate::v1_routes`] puts them behind the one authentication layer.
+pub fn routes() -> Router<AppState> {
     Router::new()
         .route(
             "/v1/messages",
@@ -60,7 +61,6 @@ pub fn routes(state: &AppState) -> Router<AppState> {
             "/v1/messages/count_tokens",
             post(count_tokens).fallback(super::method_not_allowed),
         )
-        .route_layer(from_fn_with_state(state.clone(), authenticate::middleware))
 }
 
 /// Whether a request's answers, errors included, take Anthropic's format: every path under
