@@ -640,3 +640,78 @@ async fn region_pins_never_choose_a_non_compliant_deployment() {
         "served {served}, refused {refused}"
     );
 }
+
+#[tokio::test]
+async fn a_deployment_is_retried_with_backoff_and_retry_after_is_honoured() {
+    let mut s = setup().await;
+    let flaky = deployment("flaky", &s.providers[0], fake_openai::MODEL_500);
+    let limited = deployment("limited", &s.providers[0], fake_openai::MODEL_429);
+    let mut again = route("again", RouteStrategy::Priority, &[&flaky]);
+    again.max_attempts = Some(3);
+    // The fake's 429 asks for `retry-after: 7`; the route's whole budget is 2 s, so waiting
+    // would not fit: the gateway answers the 429 at once instead of sleeping past the deadline.
+    let mut patient = route("patient", RouteStrategy::Priority, &[&limited]);
+    patient.max_attempts = Some(3);
+    patient.timeouts.total_ms = Some(2_000);
+    s.gw.set_tenant_with(s.providers.clone(), vec![flaky, limited], |c| {
+        c.routes = vec![again, patient]
+    });
+
+    let response = s.gw.chat(&s.key, user_message("again", "hi")).await;
+    assert_error(response, 502, "upstream_error").await;
+    let event = s.gw.next_usage().await;
+    assert_eq!(
+        event.failed_attempts.len(),
+        2,
+        "three tries of one deployment"
+    );
+    assert_eq!(s.openai.chat_requests().len(), 3);
+
+    let response = s.gw.chat(&s.key, user_message("patient", "hi")).await;
+    assert_eq!(response.status(), 429);
+    assert_eq!(response.headers()["retry-after"], "7");
+    s.gw.next_usage().await;
+    assert_eq!(
+        s.openai.chat_requests().len(),
+        4,
+        "no retry inside the Retry-After"
+    );
+}
+
+#[tokio::test]
+async fn a_context_overflow_moves_on_to_a_larger_window() {
+    let mut s = setup().await;
+    let mut small = deployment("small", &s.providers[0], fake_openai::MODEL_400_CONTEXT);
+    small.context_window = Some(8_192);
+    let mut also_small = deployment("also-small", &s.providers[0], "gpt-4o-mini");
+    also_small.context_window = Some(4_096);
+    let mut large = deployment("large", &s.providers[1], "claude-haiku-4-5");
+    large.context_window = Some(200_000);
+    let mut r = route(
+        "ctx",
+        RouteStrategy::Priority,
+        &[&small, &also_small, &large],
+    );
+    r.retry_on = Some(vec![RetryClass::ContextLengthExceeded]);
+    s.gw.set_tenant_with(
+        s.providers.clone(),
+        vec![small, also_small, large.clone()],
+        |c| c.routes = vec![r],
+    );
+    let response = s.gw.chat(&s.key, user_message("ctx", "hi")).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        header(&response, "x-switchyard-deployment"),
+        large.id.to_string()
+    );
+    assert_eq!(
+        header(&response, "x-switchyard-attempts"),
+        "2",
+        "the smaller window was skipped"
+    );
+    let event = s.gw.next_usage().await;
+    assert_eq!(
+        event.failed_attempts[0].error_class,
+        Some(RetryClass::ContextLengthExceeded)
+    );
+}

@@ -28,7 +28,10 @@ use crate::pipeline::meter::Meter;
 use crate::pipeline::route::{Backend, Plan};
 use crate::pipeline::{AuthContext, RequestId};
 use crate::providers::{self, Call, Reply};
-use crate::routing::{AttemptGuard, Health};
+use shared::config::RetryClass;
+
+use crate::config::Settings;
+use crate::routing::{AttemptGuard, Backoff, Health};
 use crate::state::AppState;
 use crate::wire::ChatRequest;
 
@@ -58,10 +61,17 @@ pub struct Driver<'p> {
     started: Instant,
     /// The last failure that moved on, in case no candidate is left to move on to.
     last: Option<GatewayError>,
+    /// When the whole request must be over (the plan's total timeout).
+    deadline: Instant,
+    /// Waits between attempts on deployments already tried.
+    backoff: Backoff,
+    /// After a `context_length_exceeded`: the failed deployment's context window; candidates
+    /// with a window no larger are passed over.
+    min_window: Option<u32>,
 }
 
 impl<'p> Driver<'p> {
-    pub fn new(plan: &'p Plan, health: &'p Health) -> Self {
+    pub fn new(plan: &'p Plan, health: &'p Health, node: &Settings) -> Self {
         Self {
             plan,
             health,
@@ -69,6 +79,9 @@ impl<'p> Driver<'p> {
             looked: 0,
             started: Instant::now(),
             last: None,
+            deadline: Instant::now() + plan.settings(node).total_timeout(),
+            backoff: Backoff::default(),
+            min_window: None,
         }
     }
 
@@ -86,6 +99,13 @@ impl<'p> Driver<'p> {
         for _ in 0..candidates.len() {
             let backend = &candidates[self.looked % candidates.len()];
             self.looked += 1;
+            let too_small = match (self.min_window, backend.deployment().context_window) {
+                (Some(failed), Some(window)) => window <= failed,
+                _ => false,
+            };
+            if too_small {
+                continue;
+            }
             if let Some(guard) = self.health.try_acquire(backend.deployment().id) {
                 self.made += 1;
                 self.started = Instant::now();
@@ -115,15 +135,17 @@ impl<'p> Driver<'p> {
         }
     }
 
-    /// Decides what a failed attempt means: `Ok(())` to move on (after recording it in the
-    /// meter), or `Err(error)` when it is the answer.
+    /// Decides what a failed attempt means: `Ok(wait)` to move on (after recording it in the
+    /// meter; `wait` is how long to pause first, when the next attempt goes to a deployment
+    /// already tried: the failure's `Retry-After`, else exponential backoff with full jitter,
+    /// never past the deadline), or `Err(error)` when it is the answer.
     pub fn failed(
         &mut self,
         meter: &mut Meter,
         backend: &Backend,
         guard: Option<AttemptGuard>,
         error: GatewayError,
-    ) -> Result<(), GatewayError> {
+    ) -> Result<Option<std::time::Duration>, GatewayError> {
         if let Some(guard) = guard {
             guard.report_error(&error);
         }
@@ -139,8 +161,27 @@ impl<'p> Driver<'p> {
             "attempt failed; trying the next candidate"
         );
         meter.record_failure(backend, &error, class, self.started.elapsed());
+        if class == Some(RetryClass::ContextLengthExceeded) {
+            // Only a larger window can help; unknown windows are given the chance.
+            self.min_window = backend.deployment().context_window.or(self.min_window);
+        }
+        let wait = if self.made >= self.plan.candidates.len() {
+            // The next attempt repeats a deployment: wait, or give up when waiting would not
+            // fit before the deadline.
+            let remaining = self.deadline.saturating_duration_since(Instant::now());
+            let retry_after = crate::routing::retry_after(&error, std::time::SystemTime::now());
+            match self
+                .backoff
+                .next_delay(retry_after, remaining, &mut rand::rng())
+            {
+                Some(wait) => Some(wait),
+                None => return Err(error),
+            }
+        } else {
+            None
+        };
         self.last = Some(error);
-        Ok(())
+        Ok(wait)
     }
 
     /// The routing headers for an answer `backend` served.
@@ -176,7 +217,7 @@ pub async fn chat(
     request: &ChatRequest,
     request_id: &RequestId,
 ) -> Result<Attempt, GatewayError> {
-    let mut driver = Driver::new(plan, state.health());
+    let mut driver = Driver::new(plan, state.health(), state.settings());
     while let Some((backend, guard)) = driver.next_candidate() {
         meter.set_backend(backend);
         match call_chat(state, auth, admission, plan, backend, request, request_id).await {
@@ -189,7 +230,11 @@ pub async fn chat(
                 });
             }
             // Returns the error when it is final or the attempts are spent.
-            Err(error) => driver.failed(meter, backend, guard, error)?,
+            Err(error) => {
+                if let Some(wait) = driver.failed(meter, backend, guard, error)? {
+                    tokio::time::sleep(wait).await;
+                }
+            }
         }
     }
     // The candidates that remain are all unavailable (open breakers): the last failure stands.

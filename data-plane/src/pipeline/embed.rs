@@ -78,7 +78,7 @@ async fn prepare(
         Staged::Cached(never) => match never {},
         Staged::Planned(plan) => plan,
     };
-    let mut driver = Driver::new(&plan, state.health());
+    let mut driver = Driver::new(&plan, state.health(), state.settings());
     while let Some((backend, guard)) = driver.next_candidate() {
         meter.set_backend(backend);
         match attempt(state, auth, admission, &plan, backend, &request, request_id).await {
@@ -87,7 +87,11 @@ async fn prepare(
                 let headers = driver.headers(backend);
                 return Ok((request, answer, headers));
             }
-            Err(error) => driver.failed(meter, backend, guard, error)?,
+            Err(error) => {
+                if let Some(wait) = driver.failed(meter, backend, guard, error)? {
+                    tokio::time::sleep(wait).await;
+                }
+            }
         }
     }
     Err(driver.exhausted())
