@@ -186,3 +186,122 @@ async fn routes_fail_over_and_team_region_pins_hold_on_a_data_plane_process() {
 
     deployment.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_data_plane_processes_share_a_deployments_rpm_quota() {
+    let deployment = Deployment::new()
+        .await
+        .expect("fresh Postgres database and Redis prefix");
+    let cp = deployment
+        .start_control_plane(LOG)
+        .await
+        .expect("control plane");
+    let dp1 = deployment
+        .start_data_plane("dp-1", LOG)
+        .await
+        .expect("dp-1");
+    let dp2 = deployment
+        .start_data_plane("dp-2", LOG)
+        .await
+        .expect("dp-2");
+    let openai = FakeOpenAi::start().await.unwrap();
+    let anthropic = FakeAnthropic::start().await.unwrap();
+    let client = http_client();
+
+    let mut api = ControlApi::new(&cp.base_url()).unwrap();
+    let setup = api
+        .provision(&Provision {
+            kind: "openai_compatible",
+            base_url: Some(&openai.base_url()),
+            api_key: Some("sk-upstream"),
+            model: "plain",
+            upstream_model: "gpt-4o-mini",
+            input_price_per_mtok: 1.0,
+            output_price_per_mtok: 2.0,
+        })
+        .await
+        .expect("provisioning");
+    let claude = id_of(
+        &api.create_provider(&json!({
+            "name": "claude",
+            "kind": "anthropic",
+            "base_url": anthropic.base_url(),
+            "api_key": "sk-ant-upstream",
+        }))
+        .await
+        .unwrap(),
+    )
+    .unwrap();
+    let limited = id_of(
+        &api.create_model(&json!({
+            "name": "limited",
+            "provider_id": setup.provider_id,
+            "upstream_model": "gpt-4o-mini",
+            "input_price_per_mtok": 1.0,
+            "output_price_per_mtok": 2.0,
+            "rpm_limit": 4,
+        }))
+        .await
+        .expect("a deployment with an RPM quota"),
+    )
+    .unwrap();
+    let spare = model(&api, "spare", &claude, "claude-haiku-4-5", "eu-west-1").await;
+    api.create_route(&json!({
+        "name": "smooth",
+        "strategy": "priority",
+        "candidates": [{"model_id": limited}, {"model_id": spare}],
+    }))
+    .await
+    .expect("route");
+    let key = setup.key.key.clone();
+
+    // Both nodes know the route (answers come from the spare until then, which is fine: only
+    // the limited deployment's count matters).
+    for dp in [&dp1, &dp2] {
+        let origin = dp.base_url();
+        poll_until(
+            Duration::from_secs(10),
+            Duration::from_millis(50),
+            || async {
+                let r = chat(&client, &origin, &key, &body("plain")).await?;
+                anyhow::ensure!(r.status() == 200, "status {}", r.status());
+                Ok(())
+            },
+        )
+        .await
+        .expect("the config reached the node");
+    }
+    let plain_calls = openai.chat_requests().len();
+
+    // Twelve requests, alternating nodes: together they send the limited deployment at most
+    // its 4 per minute, and every request is answered.
+    let mut on_limited = 0;
+    for i in 0..12 {
+        let origin = if i % 2 == 0 {
+            dp1.base_url()
+        } else {
+            dp2.base_url()
+        };
+        let r = poll_until(
+            Duration::from_secs(10),
+            Duration::from_millis(50),
+            || async {
+                let r = chat(&client, &origin, &key, &body("smooth")).await?;
+                anyhow::ensure!(r.status() == 200, "status {}", r.status());
+                Ok(r)
+            },
+        )
+        .await
+        .expect("answered");
+        if header(&r, "x-switchyard-deployment") == limited {
+            on_limited += 1;
+        }
+    }
+    assert_eq!(
+        on_limited, 4,
+        "the two nodes kept the deployment under its quota together"
+    );
+    assert_eq!(openai.chat_requests().len() - plain_calls, 4);
+
+    deployment.cleanup().await;
+}

@@ -221,6 +221,9 @@ pub enum GatewayError {
     /// (`SWITCHYARD_MAX_CONCURRENT_PER_ORG`).
     #[error("organization at its concurrent request cap of {limit}")]
     TooManyConcurrent { limit: usize },
+    /// Every candidate is at its provider quota (`rpm_limit`/`tpm_limit`) for this minute.
+    #[error("every candidate deployment is at its provider quota")]
+    QuotaExhausted { retry_after_secs: u64 },
     /// The provider credential is at its per-node concurrent call cap
     /// (`SWITCHYARD_MAX_CONCURRENT_PER_PROVIDER`).
     #[error("provider at its concurrent call cap of {limit}")]
@@ -296,7 +299,7 @@ impl GatewayError {
             | ProviderUnavailable(_) => StatusCode::BAD_GATEWAY,
             LoopDetected { .. } => StatusCode::LOOP_DETECTED,
             Overloaded | ProviderBusy { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            TooManyConcurrent { .. } => StatusCode::TOO_MANY_REQUESTS,
+            TooManyConcurrent { .. } | QuotaExhausted { .. } => StatusCode::TOO_MANY_REQUESTS,
             UriTooLong { .. } => StatusCode::URI_TOO_LONG,
             HeaderTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
@@ -332,6 +335,7 @@ impl GatewayError {
             LoopDetected { .. } => "loop_detected",
             Overloaded => "overloaded",
             TooManyConcurrent { .. } => "concurrency_limit_exceeded",
+            QuotaExhausted { .. } => "provider_quota_exhausted",
             ProviderBusy { .. } => "provider_overloaded",
             UriTooLong { .. } => "uri_too_long",
             HeaderTooLarge { .. } => "header_too_large",
@@ -487,6 +491,14 @@ impl GatewayError {
                 "rate_limit_error",
                 None,
             ),
+            QuotaExhausted { retry_after_secs } => own(
+                format!(
+                    "Every deployment of this model is at its provider's rate quota; retry in \
+                     {retry_after_secs} s."
+                ),
+                "rate_limit_error",
+                None,
+            ),
             ProviderBusy { .. } => own(
                 "The provider of this model has too many requests in flight on this gateway \
                  node; retry shortly."
@@ -562,6 +574,11 @@ impl IntoResponse for GatewayError {
     fn into_response(self) -> Response {
         let status = self.status();
         let mut response = (status, Json(self.body())).into_response();
+        if let GatewayError::QuotaExhausted { retry_after_secs } = &self {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
+        }
         if matches!(
             self,
             GatewayError::Overloaded

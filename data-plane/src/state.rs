@@ -11,7 +11,7 @@ use crate::admission::{Admission, Limits};
 use crate::config::Settings;
 use crate::egress::{HopTag, UpstreamClient};
 use crate::error::GatewayError;
-use crate::routing::{Health, HealthSettings};
+use crate::routing::{Health, HealthSettings, Quotas};
 use crate::store::ConfigStore;
 use crate::usage_sink::UsageSink;
 
@@ -33,6 +33,8 @@ struct Inner {
     limits: Limits,
     /// Per-deployment health: latency, success rate, circuit breakers (see [`crate::routing`]).
     health: Health,
+    /// Provider quota counters, shared through Redis when there is one.
+    quotas: Quotas,
     in_flight: InFlight,
 }
 
@@ -44,6 +46,7 @@ impl AppState {
         let http = UpstreamClient::new(&settings, policy)
             .context("cannot build the upstream HTTP client")?;
         let hop_tag = Arc::new(HopTag::new(store.hop_tag()));
+        let quotas = Quotas::new(store.redis_parts());
         let limits = Limits::new(
             settings.max_concurrent_requests,
             settings.max_concurrent_per_org,
@@ -59,6 +62,7 @@ impl AppState {
                 hop_tag,
                 limits,
                 health: Health::new(HealthSettings::default()),
+                quotas,
                 in_flight: InFlight::default(),
             }),
         })
@@ -87,6 +91,11 @@ impl AppState {
 
     pub(crate) fn limits(&self) -> &Limits {
         &self.inner.limits
+    }
+
+    /// Provider quota counters (see [`crate::routing::quota`]).
+    pub fn quotas(&self) -> &Quotas {
+        &self.inner.quotas
     }
 
     /// This node's view of every deployment's health.

@@ -715,3 +715,51 @@ async fn a_context_overflow_moves_on_to_a_larger_window() {
         Some(RetryClass::ContextLengthExceeded)
     );
 }
+
+#[tokio::test]
+async fn a_deployment_at_its_provider_quota_is_passed_over_before_the_provider_says_429() {
+    let mut s = setup().await;
+    let mut limited = deployment("limited", &s.providers[0], "gpt-4o-mini");
+    limited.rpm_limit = Some(3);
+    let spare = deployment("spare", &s.providers[1], "claude-haiku-4-5");
+    let mut alone = deployment("alone", &s.providers[0], "gpt-4o-mini");
+    alone.rpm_limit = Some(1);
+    let r = route("smooth", RouteStrategy::Priority, &[&limited, &spare]);
+    let single = route("single", RouteStrategy::Priority, &[&alone]);
+    s.gw.set_tenant_with(
+        s.providers.clone(),
+        vec![limited.clone(), spare, alone],
+        |c| c.routes = vec![r, single],
+    );
+    let mut on_limited = 0;
+    for _ in 0..8 {
+        let response = s.gw.chat(&s.key, user_message("smooth", "hi")).await;
+        assert_eq!(response.status(), 200);
+        assert_eq!(
+            header(&response, "x-switchyard-attempts"),
+            "1",
+            "no failed attempt"
+        );
+        if header(&response, "x-switchyard-deployment") == limited.id.to_string() {
+            on_limited += 1;
+        }
+        s.gw.next_usage().await;
+    }
+    assert_eq!(on_limited, 3, "the quota holds; the rest went to the spare");
+    assert_eq!(s.openai.chat_requests().len(), 3);
+
+    // With nowhere else to go: 429 with Retry-After, and no upstream call.
+    assert_eq!(
+        s.gw.chat(&s.key, user_message("single", "hi"))
+            .await
+            .status(),
+        200
+    );
+    s.gw.next_usage().await;
+    let response = s.gw.chat(&s.key, user_message("single", "hi")).await;
+    let retry_after: u64 = header(&response, "retry-after").parse().unwrap();
+    assert!((1..=60).contains(&retry_after), "{retry_after}");
+    assert_error(response, 429, "provider_quota_exhausted").await;
+    s.gw.next_usage().await;
+    assert_eq!(s.openai.chat_requests().len(), 4);
+}

@@ -68,6 +68,10 @@ pub struct Driver<'p> {
     /// After a `context_length_exceeded`: the failed deployment's context window; candidates
     /// with a window no larger are passed over.
     min_window: Option<u32>,
+    /// The candidate returned last (an index into the plan's candidates).
+    current: usize,
+    /// Candidates passed over because their provider quota is spent for now.
+    over_quota: Vec<usize>,
 }
 
 impl<'p> Driver<'p> {
@@ -82,7 +86,19 @@ impl<'p> Driver<'p> {
             deadline: Instant::now() + plan.settings(node).total_timeout(),
             backoff: Backoff::default(),
             min_window: None,
+            current: 0,
+            over_quota: Vec::new(),
         }
+    }
+
+    /// The candidate just returned is at its provider quota: it does not count as an attempt
+    /// and is passed over for the rest of this request.
+    pub fn over_quota(&mut self, guard: Option<AttemptGuard>) {
+        if let Some(guard) = guard {
+            guard.cancel();
+        }
+        self.made -= 1;
+        self.over_quota.push(self.current);
     }
 
     /// The next candidate to try, with its health guard (the outcome is reported on it);
@@ -97,8 +113,12 @@ impl<'p> Driver<'p> {
             return None;
         }
         for _ in 0..candidates.len() {
-            let backend = &candidates[self.looked % candidates.len()];
+            let index = self.looked % candidates.len();
+            let backend = &candidates[index];
             self.looked += 1;
+            if self.over_quota.contains(&index) {
+                continue;
+            }
             let too_small = match (self.min_window, backend.deployment().context_window) {
                 (Some(failed), Some(window)) => window <= failed,
                 _ => false,
@@ -108,14 +128,16 @@ impl<'p> Driver<'p> {
             }
             if let Some(guard) = self.health.try_acquire(backend.deployment().id) {
                 self.made += 1;
+                self.current = index;
                 self.started = Instant::now();
                 return Some((backend, Some(guard)));
             }
         }
-        if self.made > 0 {
+        if self.made > 0 || !self.over_quota.is_empty() {
             return None;
         }
         self.made += 1;
+        self.current = 0;
         self.started = Instant::now();
         Some((&candidates[0], None))
     }
@@ -123,9 +145,19 @@ impl<'p> Driver<'p> {
     /// The error when the loop ends without an answer because every remaining candidate was
     /// unavailable: the last real failure, as the client should see it.
     pub fn exhausted(self) -> GatewayError {
-        self.last.unwrap_or_else(|| {
-            GatewayError::Internal("the plan ended without an attempt".to_owned())
-        })
+        if let Some(last) = self.last {
+            return last;
+        }
+        if !self.over_quota.is_empty() {
+            // Quotas count by the minute: the next one starts within this many seconds.
+            let into = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() % 60);
+            return GatewayError::QuotaExhausted {
+                retry_after_secs: (60 - into).max(1),
+            };
+        }
+        GatewayError::Internal("the plan ended without an attempt".to_owned())
     }
 
     /// Reports the current attempt's answer as a success to the deployment's health.
@@ -219,6 +251,13 @@ pub async fn chat(
 ) -> Result<Attempt, GatewayError> {
     let mut driver = Driver::new(plan, state.health(), state.settings());
     while let Some((backend, guard)) = driver.next_candidate() {
+        let quota = state.quotas().try_take(backend.deployment(), || {
+            crate::tokens::estimate_prompt_tokens(request)
+        });
+        if !quota.await {
+            driver.over_quota(guard);
+            continue;
+        }
         meter.set_backend(backend);
         match call_chat(state, auth, admission, plan, backend, request, request_id).await {
             Ok((reply, deadline)) => {

@@ -80,6 +80,13 @@ async fn prepare(
     };
     let mut driver = Driver::new(&plan, state.health(), state.settings());
     while let Some((backend, guard)) = driver.next_candidate() {
+        let quota = state.quotas().try_take(backend.deployment(), || {
+            crate::tokens::embedding_input_tokens(&request.input)
+        });
+        if !quota.await {
+            driver.over_quota(guard);
+            continue;
+        }
         meter.set_backend(backend);
         match attempt(state, auth, admission, &plan, backend, &request, request_id).await {
             Ok(answer) => {

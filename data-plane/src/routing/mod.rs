@@ -34,6 +34,7 @@
 //! for the first time.
 
 pub mod health;
+pub mod quota;
 pub mod retry;
 pub mod strategy;
 
@@ -41,5 +42,6 @@ pub use health::{
     AttemptGuard, BreakerState, Clock, DeploymentStats, Health, HealthSettings, ManualClock,
     SystemClock,
 };
+pub use quota::Quotas;
 pub use retry::{Backoff, DEFAULT_RETRY_ON, classify, retry_after, retryable};
 pub use strategy::{Candidate, RequestFacts, order};

@@ -81,6 +81,7 @@ pub fn classify(err: &GatewayError) -> Option<RetryClass> {
         | ModelNotAllowed { .. }
         | ModelNotFound { .. }
         | RegionNotAllowed { .. }
+        | QuotaExhausted { .. }
         | RouteNotFound
         | MethodNotAllowed
         | UpstreamAuthFailed { .. }
@@ -240,7 +241,7 @@ mod tests {
             InvalidJson(_) | InvalidRequest { .. } | BodyRead(_) | RequestTooLarge { .. } => {}
             MissingApiKey | InvalidApiKey | KeyRevoked | KeyExpired => {}
             ModelNotAllowed { .. } | ModelNotFound { .. } | RouteNotFound | MethodNotAllowed => {}
-            RegionNotAllowed { .. } => {}
+            RegionNotAllowed { .. } | QuotaExhausted { .. } => {}
             UpstreamRateLimited { .. } | UpstreamBadRequest { .. } | UpstreamAuthFailed { .. } => {}
             UpstreamError { .. } | UpstreamUnreachable { .. } | EgressRefused { .. } => {}
             LoopDetected { .. } | Overloaded | TooManyConcurrent { .. } | ProviderBusy { .. } => {}

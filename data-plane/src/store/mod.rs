@@ -274,6 +274,15 @@ impl ConfigStore {
         self.handle.shared.master_key.derive_tag("x-switchyard-hop")
     }
 
+    /// The Redis pool and key names in distributed mode (for other per-node state shared through
+    /// Redis, such as provider quota counters); `None` in-process.
+    pub fn redis_parts(&self) -> Option<(Pool, RedisKeys)> {
+        self.handle
+            .shared
+            .redis()
+            .map(|(pool, keys)| (pool.clone(), keys.clone()))
+    }
+
     /// Cached lookup; on a miss, fetches from Redis (or the bus) and caches the answer (negative
     /// answers briefly, cleared by announcements). Err only when the record is not cached AND
     /// the backing store is unreachable.
