@@ -763,3 +763,83 @@ async fn a_deployment_at_its_provider_quota_is_passed_over_before_the_provider_s
     s.gw.next_usage().await;
     assert_eq!(s.openai.chat_requests().len(), 4);
 }
+
+#[tokio::test]
+async fn a_stream_cut_after_its_first_byte_is_reported_cut_not_retried() {
+    let mut s = setup().await;
+    let cut = deployment("cut", &s.providers[0], fake_openai::MODEL_CUT_STREAM);
+    let spare = deployment("spare", &s.providers[1], "claude-haiku-4-5");
+    let r = route("r", RouteStrategy::Priority, &[&cut, &spare]);
+    s.gw.set_tenant_with(s.providers.clone(), vec![cut.clone(), spare], |c| {
+        c.routes = vec![r]
+    });
+    let response =
+        s.gw.chat(&s.key, streaming(user_message("r", "hi"), true))
+            .await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        header(&response, "x-switchyard-deployment"),
+        cut.id.to_string()
+    );
+    let events = sse_data(&response.text().await.unwrap());
+    let last = last_event_without_done(&events);
+    assert_eq!(last["error"]["code"], "stream_truncated", "{events:?}");
+    let event = s.gw.next_usage().await;
+    assert_eq!(event.deployment_id, Some(cut.id));
+    assert!(event.failed_attempts.is_empty());
+    assert!(
+        s.anthropic.requests().is_empty(),
+        "no fallback after the first byte"
+    );
+}
+
+#[tokio::test]
+async fn with_the_primary_hard_down_latency_stays_near_the_fallbacks_once_its_breaker_opens() {
+    let mut s = setup().await;
+    let closed = closed_port();
+    let dead_provider = s.gw.provider(
+        ProviderKind::OpenAiCompatible,
+        Some(format!("http://127.0.0.1:{closed}/v1")),
+        None,
+    );
+    let dead = deployment("dead", &dead_provider, "gpt-4o-mini");
+    let alive = deployment("alive", &s.providers[0], fake_openai::MODEL_SLOW);
+    let via_route = route("copilot", RouteStrategy::Priority, &[&dead, &alive]);
+    let direct = route("direct", RouteStrategy::Priority, &[&alive]);
+    let mut providers = s.providers.clone();
+    providers.push(dead_provider);
+    s.gw.set_tenant_with(providers, vec![dead, alive], |c| {
+        c.routes = vec![via_route, direct]
+    });
+    async fn p95(s: &mut Setup, model: &str) -> std::time::Duration {
+        let mut latencies = Vec::new();
+        for _ in 0..20 {
+            let started = std::time::Instant::now();
+            let response = s.gw.chat(&s.key, user_message(model, "hi")).await;
+            assert_eq!(response.status(), 200);
+            latencies.push(started.elapsed());
+            s.gw.next_usage().await;
+        }
+        latencies.sort();
+        latencies[18]
+    }
+    // Open the primary's breaker (5 consecutive failures).
+    for _ in 0..5 {
+        assert_eq!(
+            s.gw.chat(&s.key, user_message("copilot", "hi"))
+                .await
+                .status(),
+            200
+        );
+        s.gw.next_usage().await;
+    }
+    let direct_p95 = p95(&mut s, "direct").await;
+    let routed_p95 = p95(&mut s, "copilot").await;
+    // The bound of the issue: no more than one connect timeout (the node's, 5 s by default)
+    // above the fallback's own p95. With the breaker open the dead primary is not even tried.
+    let connect = data_plane::config::Settings::default().connect_timeout();
+    assert!(
+        routed_p95 <= direct_p95 + connect,
+        "p95 {routed_p95:?} through the route vs {direct_p95:?} direct"
+    );
+}
