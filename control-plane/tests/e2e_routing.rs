@@ -52,8 +52,23 @@ fn header(response: &reqwest::Response, name: &str) -> String {
         .unwrap_or_default()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn routes_fail_over_and_team_region_pins_hold_on_a_data_plane_process() {
+/// A control plane, `nodes` data-plane processes, the OpenAI-compatible and Anthropic fakes,
+/// and an organization with a provider on each fake (and a `plain` deployment, its key).
+struct World {
+    deployment: Deployment,
+    nodes: Vec<testkit::proc::ChildGuard>,
+    openai: FakeOpenAi,
+    _anthropic: FakeAnthropic,
+    api: ControlApi,
+    /// The OpenAI-compatible provider's id.
+    fam: String,
+    /// The Anthropic provider's id.
+    claude: String,
+    key: String,
+    _cp: testkit::proc::ChildGuard,
+}
+
+async fn world(nodes: usize) -> World {
     let deployment = Deployment::new()
         .await
         .expect("fresh Postgres database and Redis prefix");
@@ -61,15 +76,17 @@ async fn routes_fail_over_and_team_region_pins_hold_on_a_data_plane_process() {
         .start_control_plane(LOG)
         .await
         .expect("control plane");
-    let dp = deployment
-        .start_data_plane("dp-1", LOG)
-        .await
-        .expect("dp-1");
+    let mut started = Vec::new();
+    for i in 1..=nodes {
+        started.push(
+            deployment
+                .start_data_plane(&format!("dp-{i}"), LOG)
+                .await
+                .expect("a data-plane node"),
+        );
+    }
     let openai = FakeOpenAi::start().await.unwrap();
     let anthropic = FakeAnthropic::start().await.unwrap();
-    let client = http_client();
-    let origin = dp.base_url();
-
     let mut api = ControlApi::new(&cp.base_url()).unwrap();
     let setup = api
         .provision(&Provision {
@@ -83,7 +100,6 @@ async fn routes_fail_over_and_team_region_pins_hold_on_a_data_plane_process() {
         })
         .await
         .expect("provisioning");
-    let fam = setup.provider_id.clone();
     let claude = id_of(
         &api.create_provider(&json!({
             "name": "claude",
@@ -95,10 +111,29 @@ async fn routes_fail_over_and_team_region_pins_hold_on_a_data_plane_process() {
         .unwrap(),
     )
     .unwrap();
+    World {
+        deployment,
+        nodes: started,
+        openai,
+        _anthropic: anthropic,
+        api,
+        fam: setup.provider_id.clone(),
+        claude,
+        key: setup.key.key.clone(),
+        _cp: cp,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routes_fail_over_and_team_region_pins_hold_on_a_data_plane_process() {
+    let w = world(1).await;
+    let (api, fam, claude, openai) = (&w.api, &w.fam, &w.claude, &w.openai);
+    let client = http_client();
+    let origin = w.nodes[0].base_url();
 
     // Failover: a priority route whose primary answers 500.
-    let primary = model(&api, "primary", &fam, fake_openai::MODEL_500, "us-east-1").await;
-    let fallback = model(&api, "fallback", &claude, "claude-haiku-4-5", "eu-west-1").await;
+    let primary = model(api, "primary", fam, fake_openai::MODEL_500, "us-east-1").await;
+    let fallback = model(api, "fallback", claude, "claude-haiku-4-5", "eu-west-1").await;
     api.create_route(&json!({
         "name": "support",
         "strategy": "priority",
@@ -108,9 +143,9 @@ async fn routes_fail_over_and_team_region_pins_hold_on_a_data_plane_process() {
     .expect("route");
 
     // Region pins: deployments of one name in two regions, embeddings too.
-    model(&api, "gpt", &fam, "gpt-4o-mini", "us-east-1").await;
-    let gpt_eu = model(&api, "gpt", &fam, "gpt-4o-mini", "eu-central-1").await;
-    model(&api, "us-only", &fam, "gpt-4o-mini", "us-east-1").await;
+    model(api, "gpt", fam, "gpt-4o-mini", "us-east-1").await;
+    let gpt_eu = model(api, "gpt", fam, "gpt-4o-mini", "eu-central-1").await;
+    model(api, "us-only", fam, "gpt-4o-mini", "us-east-1").await;
     let team = api
         .create_team(&json!({"name": "eu-team"}))
         .await
@@ -124,7 +159,7 @@ async fn routes_fail_over_and_team_region_pins_hold_on_a_data_plane_process() {
         .await
         .expect("team key")
         .key;
-    let key = setup.key.key.clone();
+    let key = w.key.clone();
 
     // The route serves through the data plane once the config arrived; the client sees the
     // fallback's answer, never the primary's 500.
@@ -184,58 +219,20 @@ async fn routes_fail_over_and_team_region_pins_hold_on_a_data_plane_process() {
         .unwrap();
     assert_eq!(r.status(), 200);
 
-    deployment.cleanup().await;
+    w.deployment.cleanup().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_data_plane_processes_share_a_deployments_rpm_quota() {
-    let deployment = Deployment::new()
-        .await
-        .expect("fresh Postgres database and Redis prefix");
-    let cp = deployment
-        .start_control_plane(LOG)
-        .await
-        .expect("control plane");
-    let dp1 = deployment
-        .start_data_plane("dp-1", LOG)
-        .await
-        .expect("dp-1");
-    let dp2 = deployment
-        .start_data_plane("dp-2", LOG)
-        .await
-        .expect("dp-2");
-    let openai = FakeOpenAi::start().await.unwrap();
-    let anthropic = FakeAnthropic::start().await.unwrap();
+    let w = world(2).await;
+    let (api, claude, openai) = (&w.api, &w.claude, &w.openai);
+    let (dp1, dp2) = (&w.nodes[0], &w.nodes[1]);
     let client = http_client();
 
-    let mut api = ControlApi::new(&cp.base_url()).unwrap();
-    let setup = api
-        .provision(&Provision {
-            kind: "openai_compatible",
-            base_url: Some(&openai.base_url()),
-            api_key: Some("sk-upstream"),
-            model: "plain",
-            upstream_model: "gpt-4o-mini",
-            input_price_per_mtok: 1.0,
-            output_price_per_mtok: 2.0,
-        })
-        .await
-        .expect("provisioning");
-    let claude = id_of(
-        &api.create_provider(&json!({
-            "name": "claude",
-            "kind": "anthropic",
-            "base_url": anthropic.base_url(),
-            "api_key": "sk-ant-upstream",
-        }))
-        .await
-        .unwrap(),
-    )
-    .unwrap();
     let limited = id_of(
         &api.create_model(&json!({
             "name": "limited",
-            "provider_id": setup.provider_id,
+            "provider_id": w.fam,
             "upstream_model": "gpt-4o-mini",
             "input_price_per_mtok": 1.0,
             "output_price_per_mtok": 2.0,
@@ -245,7 +242,7 @@ async fn two_data_plane_processes_share_a_deployments_rpm_quota() {
         .expect("a deployment with an RPM quota"),
     )
     .unwrap();
-    let spare = model(&api, "spare", &claude, "claude-haiku-4-5", "eu-west-1").await;
+    let spare = model(api, "spare", claude, "claude-haiku-4-5", "eu-west-1").await;
     api.create_route(&json!({
         "name": "smooth",
         "strategy": "priority",
@@ -253,7 +250,7 @@ async fn two_data_plane_processes_share_a_deployments_rpm_quota() {
     }))
     .await
     .expect("route");
-    let key = setup.key.key.clone();
+    let key = w.key.clone();
 
     // Both nodes know the route (answers come from the spare until then, which is fine: only
     // the limited deployment's count matters).
@@ -303,5 +300,5 @@ async fn two_data_plane_processes_share_a_deployments_rpm_quota() {
     );
     assert_eq!(openai.chat_requests().len() - plain_calls, 4);
 
-    deployment.cleanup().await;
+    w.deployment.cleanup().await;
 }
