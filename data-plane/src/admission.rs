@@ -174,7 +174,24 @@ impl Limits {
     }
 }
 
+impl Limits {
+    /// A slot on `provider` (a credential id), or the fast refusal when it is at its cap.
+    pub(crate) fn provider_slot(&self, provider: Uuid) -> Result<Slot<Uuid>, GatewayError> {
+        self.providers
+            .try_acquire(provider)
+            .ok_or(GatewayError::ProviderBusy {
+                limit: self.providers.cap(),
+            })
+    }
+}
+
 impl Admission {
+    /// Keeps the slot of the provider that served for the rest of the request (a stream holds
+    /// it until it ends), releasing any other.
+    pub(crate) fn hold_provider(&mut self, slot: Slot<Uuid>) {
+        self.provider = Some(slot);
+    }
+
     /// Takes a slot on `provider` (a credential id) for the rest of the request, releasing any
     /// slot on a provider tried before.
     pub(crate) fn use_provider(

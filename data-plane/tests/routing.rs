@@ -843,3 +843,54 @@ async fn with_the_primary_hard_down_latency_stays_near_the_fallbacks_once_its_br
         "p95 {routed_p95:?} through the route vs {direct_p95:?} direct"
     );
 }
+
+#[tokio::test]
+async fn a_hedged_route_answers_from_the_faster_candidate_and_cancels_the_other() {
+    let mut s = setup().await;
+    let hangs = deployment("hangs", &s.providers[0], fake_openai::MODEL_HANG);
+    let quick = deployment("quick", &s.providers[1], "claude-haiku-4-5");
+    let mut r = route("hedged", RouteStrategy::Priority, &[&hangs, &quick]);
+    r.hedge_after_ms = Some(100);
+    let unhedged_primary = deployment("fast-primary", &s.providers[0], "gpt-4o-mini");
+    let mut calm = route(
+        "calm",
+        RouteStrategy::Priority,
+        &[&unhedged_primary, &quick],
+    );
+    calm.hedge_after_ms = Some(5_000);
+    s.gw.set_tenant_with(
+        s.providers.clone(),
+        vec![hangs, quick.clone(), unhedged_primary.clone()],
+        |c| c.routes = vec![r, calm],
+    );
+
+    // The primary never answers: after 100 ms the hedge goes to the next candidate and wins.
+    let response = s.gw.chat(&s.key, user_message("hedged", "hi")).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        header(&response, "x-switchyard-deployment"),
+        quick.id.to_string()
+    );
+    assert_eq!(header(&response, "x-switchyard-attempts"), "2");
+    let event = s.gw.next_usage().await;
+    assert_eq!(
+        event.deployment_id,
+        Some(quick.id),
+        "metered once, for the answer kept"
+    );
+    assert!(
+        event.failed_attempts.is_empty(),
+        "the cancelled call is not a failure"
+    );
+    assert_eq!(s.anthropic.requests().len(), 1);
+
+    // A primary that answers before the hedge delay: no second call.
+    let response = s.gw.chat(&s.key, user_message("calm", "hi")).await;
+    assert_eq!(
+        header(&response, "x-switchyard-deployment"),
+        unhedged_primary.id.to_string()
+    );
+    assert_eq!(header(&response, "x-switchyard-attempts"), "1");
+    s.gw.next_usage().await;
+    assert_eq!(s.anthropic.requests().len(), 1);
+}

@@ -15,6 +15,9 @@
 //!   response headers arrive, and a [`Reply::Stream`] is never retried afterwards.
 //! - Each candidate's provider takes a per-node concurrency slot for the rest of the request
 //!   (see [`crate::admission`]); moving on releases the previous one.
+//! - Hedging (a route's `hedge_after_ms`): an attempt still waiting after that long is raced
+//!   against the next available candidate ([`race`]); the first success is kept, the other
+//!   call dropped (cancelled).
 //! - The served answer carries `x-switchyard-route`, `x-switchyard-deployment`,
 //!   `x-switchyard-provider`, `x-switchyard-region` (when the deployment has one) and
 //!   `x-switchyard-attempts`.
@@ -22,7 +25,9 @@
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use tokio::time::Instant;
 
-use crate::admission::Admission;
+use uuid::Uuid;
+
+use crate::admission::{Admission, Slot};
 use crate::error::GatewayError;
 use crate::pipeline::meter::Meter;
 use crate::pipeline::route::{Backend, Plan};
@@ -250,49 +255,164 @@ pub async fn chat(
     request_id: &RequestId,
 ) -> Result<Attempt, GatewayError> {
     let mut driver = Driver::new(plan, state.health(), state.settings());
-    while let Some((backend, guard)) = driver.next_candidate() {
-        let quota = state.quotas().try_take(backend.deployment(), || {
-            crate::tokens::estimate_prompt_tokens(request)
-        });
-        if !quota.await {
-            driver.over_quota(guard);
-            continue;
-        }
+    let prompt_tokens = || crate::tokens::estimate_prompt_tokens(request);
+    while let Some((backend, guard)) = next_available(state, &mut driver, prompt_tokens).await {
         meter.set_backend(backend);
-        match call_chat(state, auth, admission, plan, backend, request, request_id).await {
-            Ok((reply, deadline)) => {
-                driver.succeeded(guard);
-                return Ok(Attempt {
-                    reply,
-                    deadline,
-                    headers: driver.headers(backend),
-                });
+        let primary = call_chat(state, auth, plan, backend, request, request_id);
+        let outcome = match plan.hedge_after {
+            None => Outcome::of(backend, guard, primary.await),
+            Some(after) => {
+                race(
+                    state,
+                    &mut driver,
+                    (backend, guard, primary),
+                    |b| call_chat(state, auth, plan, b, request, request_id),
+                    prompt_tokens,
+                    after,
+                )
+                .await
             }
+        };
+        for (failed, guard, error) in outcome.failed {
             // Returns the error when it is final or the attempts are spent.
-            Err(error) => {
-                if let Some(wait) = driver.failed(meter, backend, guard, error)? {
-                    tokio::time::sleep(wait).await;
-                }
+            if let Some(wait) = driver.failed(meter, failed, guard, error)? {
+                tokio::time::sleep(wait).await;
             }
+        }
+        if let Some((backend, guard, (reply, deadline, slot))) = outcome.served {
+            admission.hold_provider(slot);
+            meter.set_backend(backend);
+            driver.succeeded(guard);
+            return Ok(Attempt {
+                reply,
+                deadline,
+                headers: driver.headers(backend),
+            });
         }
     }
-    // The candidates that remain are all unavailable (open breakers): the last failure stands.
+    // The candidates that remain are all unavailable (open breakers, spent quotas): the last
+    // failure stands.
     Err(driver.exhausted())
 }
 
-/// One call to `backend` with the request.
+/// The next candidate that is available and within its provider quota (see
+/// [`crate::routing::quota`]); one at its quota does not count as an attempt.
+pub(crate) async fn next_available<'p>(
+    state: &AppState,
+    driver: &mut Driver<'p>,
+    prompt_tokens: impl Fn() -> u64,
+) -> Option<(&'p Backend, Option<AttemptGuard>)> {
+    loop {
+        let (backend, guard) = driver.next_candidate()?;
+        if state
+            .quotas()
+            .try_take(backend.deployment(), &prompt_tokens)
+            .await
+        {
+            return Some((backend, guard));
+        }
+        driver.over_quota(guard);
+    }
+}
+
+/// What one attempt (or a hedged pair) came to: the answer that won, if any, and every failure.
+pub(crate) struct Outcome<'p, T> {
+    pub served: Option<(&'p Backend, Option<AttemptGuard>, T)>,
+    pub failed: Vec<(&'p Backend, Option<AttemptGuard>, GatewayError)>,
+}
+
+impl<'p, T> Outcome<'p, T> {
+    pub(crate) fn of(
+        backend: &'p Backend,
+        guard: Option<AttemptGuard>,
+        result: Result<T, GatewayError>,
+    ) -> Self {
+        match result {
+            Ok(answer) => Self {
+                served: Some((backend, guard, answer)),
+                failed: Vec::new(),
+            },
+            Err(error) => Self {
+                served: None,
+                failed: vec![(backend, guard, error)],
+            },
+        }
+    }
+}
+
+/// Hedging: waits up to `after` for `primary`; past that, also calls the next available
+/// candidate and keeps the first answer that succeeds. The other call is dropped, which closes
+/// its connection (the provider stops); its health guard is cancelled, neither success nor
+/// failure. A failure of either is kept, so the loop records it and moves on as usual.
+pub(crate) async fn race<'p, T, F, H, HF>(
+    state: &AppState,
+    driver: &mut Driver<'p>,
+    primary: (&'p Backend, Option<AttemptGuard>, F),
+    hedge: H,
+    prompt_tokens: impl Fn() -> u64,
+    after: std::time::Duration,
+) -> Outcome<'p, T>
+where
+    F: Future<Output = Result<T, GatewayError>>,
+    H: FnOnce(&'p Backend) -> HF,
+    HF: Future<Output = Result<T, GatewayError>>,
+{
+    let (first, first_guard, call) = primary;
+    tokio::pin!(call);
+    tokio::select! {
+        result = &mut call => return Outcome::of(first, first_guard, result),
+        () = tokio::time::sleep(after) => {}
+    }
+    let Some((second, second_guard)) = next_available(state, driver, prompt_tokens).await else {
+        return Outcome::of(first, first_guard, call.await);
+    };
+    metrics::counter!("switchyard_hedges_total").increment(1);
+    let other = hedge(second);
+    tokio::pin!(other);
+    let (winner, winner_guard, result, loser, loser_guard, rest) = tokio::select! {
+        result = &mut call => (first, first_guard, result, second, second_guard, Either::Second(other)),
+        result = &mut other => (second, second_guard, result, first, first_guard, Either::First(call)),
+    };
+    match result {
+        Ok(answer) => {
+            // The slower call (pinned in this frame) is dropped when this returns, which
+            // cancels it; its health guard is dropped too, counting neither way.
+            let _ = (loser, loser_guard, rest);
+            Outcome {
+                served: Some((winner, winner_guard, answer)),
+                failed: Vec::new(),
+            }
+        }
+        Err(error) => {
+            let later = match rest {
+                Either::First(call) => call.await,
+                Either::Second(other) => other.await,
+            };
+            let mut outcome = Outcome::of(loser, loser_guard, later);
+            outcome.failed.insert(0, (winner, winner_guard, error));
+            outcome
+        }
+    }
+}
+
+/// One of two pinned futures of different types.
+enum Either<A, B> {
+    First(A),
+    Second(B),
+}
+
+/// One call to `backend` with the request, holding a concurrency slot on its provider.
 async fn call_chat(
     state: &AppState,
     auth: &AuthContext,
-    admission: &mut Admission,
     plan: &Plan,
     backend: &Backend,
     request: &ChatRequest,
     request_id: &RequestId,
-) -> Result<(Reply, Instant), GatewayError> {
+) -> Result<(Reply, Instant, Slot<Uuid>), GatewayError> {
     let deployment = backend.deployment();
     let provider = backend.provider()?;
-    admission.use_provider(state.limits(), provider.record.id)?;
+    let slot = state.limits().provider_slot(provider.record.id)?;
     let settings = plan.settings(state.settings());
     let deadline = Instant::now() + settings.total_timeout();
     let call = Call {
@@ -307,5 +427,5 @@ async fn call_chat(
         max_output_tokens: deployment.max_output_tokens,
     };
     let reply = providers::call(&call).await?;
-    Ok((reply, deadline))
+    Ok((reply, deadline, slot))
 }

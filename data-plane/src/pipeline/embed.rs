@@ -79,14 +79,10 @@ async fn prepare(
         Staged::Planned(plan) => plan,
     };
     let mut driver = Driver::new(&plan, state.health(), state.settings());
-    while let Some((backend, guard)) = driver.next_candidate() {
-        let quota = state.quotas().try_take(backend.deployment(), || {
-            crate::tokens::embedding_input_tokens(&request.input)
-        });
-        if !quota.await {
-            driver.over_quota(guard);
-            continue;
-        }
+    let input_tokens = || crate::tokens::embedding_input_tokens(&request.input);
+    while let Some((backend, guard)) =
+        super::attempt::next_available(state, &mut driver, input_tokens).await
+    {
         meter.set_backend(backend);
         match attempt(state, auth, admission, &plan, backend, &request, request_id).await {
             Ok(answer) => {

@@ -97,6 +97,8 @@ pub struct Plan {
     /// Failure classes that move on to the next attempt.
     pub retry_on: Vec<RetryClass>,
     pub timeouts: RouteTimeouts,
+    /// Opt-in hedging: after this long without an answer, also try the next candidate.
+    pub hedge_after: Option<std::time::Duration>,
 }
 
 impl Plan {
@@ -193,6 +195,9 @@ pub async fn plan(
             .and_then(|r| r.retry_on.clone())
             .unwrap_or_else(|| DEFAULT_RETRY_ON.to_vec()),
         timeouts: route.map(|r| r.timeouts).unwrap_or_default(),
+        hedge_after: route
+            .and_then(|r| r.hedge_after_ms)
+            .map(std::time::Duration::from_millis),
     })
 }
 
