@@ -894,3 +894,52 @@ async fn a_hedged_route_answers_from_the_faster_candidate_and_cancels_the_other(
     s.gw.next_usage().await;
     assert_eq!(s.anthropic.requests().len(), 1);
 }
+
+#[tokio::test]
+async fn routes_apply_to_messages_and_embeddings_too() {
+    let mut s = setup().await;
+    let broken = deployment("broken", &s.providers[0], fake_openai::MODEL_500);
+    let working = deployment("working", &s.providers[1], "claude-haiku-4-5");
+    let e_broken = deployment("e-broken", &s.providers[0], fake_openai::MODEL_500);
+    let e_working = deployment("e-working", &s.providers[0], "text-embedding-3-small");
+    let chat_route = route("assistant", RouteStrategy::Priority, &[&broken, &working]);
+    let embed_route = route("vectors", RouteStrategy::Priority, &[&e_broken, &e_working]);
+    s.gw.set_tenant_with(
+        s.providers.clone(),
+        vec![broken, working.clone(), e_broken, e_working.clone()],
+        |c| c.routes = vec![chat_route, embed_route],
+    );
+
+    let response = s
+        .gw
+        .http
+        .post(s.gw.url("/v1/messages"))
+        .header("x-api-key", &s.key)
+        .header("anthropic-version", "2023-06-01")
+        .json(&json!({"model": "assistant", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(header(&response, "x-switchyard-route"), "assistant");
+    assert_eq!(
+        header(&response, "x-switchyard-deployment"),
+        working.id.to_string()
+    );
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["type"], "message", "Anthropic's format: {body}");
+    assert_eq!(s.gw.next_usage().await.failed_attempts.len(), 1);
+
+    let response =
+        s.gw.embeddings(&s.key, json!({"model": "vectors", "input": "hi"}))
+            .await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        header(&response, "x-switchyard-deployment"),
+        e_working.id.to_string()
+    );
+    assert_eq!(header(&response, "x-switchyard-attempts"), "2");
+    let event = s.gw.next_usage().await;
+    assert_eq!(event.endpoint, "embeddings");
+    assert_eq!(event.deployment_id, Some(e_working.id));
+}
