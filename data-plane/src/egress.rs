@@ -229,10 +229,54 @@ impl Resolve for EgressResolver {
 pub struct UpstreamClient {
     client: reqwest::Client,
     policy: Arc<EgressPolicy>,
+    /// The node's settings the clients are built from.
+    settings: Settings,
+    /// Clients for routes with their own `connect_ms` (a connect timeout is a client setting in
+    /// reqwest), by timeout; bounded by [`MAX_CONNECT_VARIANTS`].
+    by_connect: Arc<std::sync::Mutex<std::collections::HashMap<u64, reqwest::Client>>>,
 }
+
+/// Most distinct per-route connect timeouts that get their own client (and pool); routes past
+/// that use the node's connect timeout.
+const MAX_CONNECT_VARIANTS: usize = 16;
 
 impl UpstreamClient {
     pub fn new(settings: &Settings, policy: Arc<EgressPolicy>) -> anyhow::Result<Self> {
+        let client = Self::build(settings, Arc::clone(&policy))?;
+        Ok(Self {
+            client,
+            policy,
+            settings: settings.clone(),
+            by_connect: Arc::default(),
+        })
+    }
+
+    /// The client for `connect_ms`: the node's own, or one built (once) for a route's value.
+    fn client_for(&self, connect_ms: u64) -> reqwest::Client {
+        if connect_ms == self.settings.upstream_connect_timeout_ms {
+            return self.client.clone();
+        }
+        let mut clients = self.by_connect.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(client) = clients.get(&connect_ms) {
+            return client.clone();
+        }
+        if clients.len() >= MAX_CONNECT_VARIANTS {
+            return self.client.clone();
+        }
+        let settings = Settings {
+            upstream_connect_timeout_ms: connect_ms,
+            ..self.settings.clone()
+        };
+        match Self::build(&settings, Arc::clone(&self.policy)) {
+            Ok(client) => {
+                clients.insert(connect_ms, client.clone());
+                client
+            }
+            Err(_) => self.client.clone(),
+        }
+    }
+
+    fn build(settings: &Settings, policy: Arc<EgressPolicy>) -> anyhow::Result<reqwest::Client> {
         let client = reqwest::Client::builder()
             .connect_timeout(settings.connect_timeout())
             .pool_idle_timeout(POOL_IDLE_TIMEOUT)
@@ -247,7 +291,7 @@ impl UpstreamClient {
             .dns_resolver(Arc::new(EgressResolver::new(Arc::clone(&policy))))
             .user_agent(concat!("switchyard/", env!("CARGO_PKG_VERSION")))
             .build()?;
-        Ok(Self { client, policy })
+        Ok(client)
     }
 
     pub fn policy(&self) -> &EgressPolicy {
@@ -259,14 +303,17 @@ impl UpstreamClient {
     }
 
     /// Sends `builder` with the hop header, after checking an IP-literal host against the
-    /// egress policy; waits for the response headers until `headers_deadline`.
+    /// egress policy; connects within `connect_ms` and waits for the response headers until
+    /// `headers_deadline`.
     pub(crate) async fn send(
         &self,
         builder: reqwest::RequestBuilder,
         hops: &HeaderValue,
+        connect_ms: u64,
         headers_deadline: Instant,
     ) -> Result<reqwest::Response, GatewayError> {
-        let (client, request) = builder.header(HOP_HEADER, hops.clone()).build_split();
+        let (_, request) = builder.header(HOP_HEADER, hops.clone()).build_split();
+        let client = self.client_for(connect_ms);
         let request = request.map_err(|e| {
             GatewayError::ProviderUnavailable(format!(
                 "cannot build the upstream request: {}",

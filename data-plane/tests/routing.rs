@@ -943,3 +943,54 @@ async fn routes_apply_to_messages_and_embeddings_too() {
     assert_eq!(event.endpoint, "embeddings");
     assert_eq!(event.deployment_id, Some(e_working.id));
 }
+
+#[tokio::test]
+async fn a_routes_connect_timeout_fires_at_its_bound() {
+    let mut s = setup().await;
+    // A listener whose accept queue is full: the kernel drops further connection attempts, so
+    // connecting hangs until the client gives up (loopback only).
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let full = socket.listen(0).unwrap();
+    let addr = full.local_addr().unwrap();
+    let mut fillers = Vec::new();
+    for _ in 0..4 {
+        if let Ok(Ok(stream)) = tokio::time::timeout(
+            std::time::Duration::from_millis(200),
+            tokio::net::TcpStream::connect(addr),
+        )
+        .await
+        {
+            fillers.push(stream);
+        }
+    }
+    let stuck_provider = s.gw.provider(
+        ProviderKind::OpenAiCompatible,
+        Some(format!("http://{addr}/v1")),
+        None,
+    );
+    let stuck = deployment("stuck", &stuck_provider, "gpt-4o-mini");
+    let spare = deployment("spare", &s.providers[0], "gpt-4o-mini");
+    let mut r = route("connect", RouteStrategy::Priority, &[&stuck, &spare]);
+    r.timeouts.connect_ms = Some(300);
+    let mut providers = s.providers.clone();
+    providers.push(stuck_provider);
+    s.gw.set_tenant_with(providers, vec![stuck.clone(), spare.clone()], |c| {
+        c.routes = vec![r]
+    });
+    let response = s.gw.chat(&s.key, user_message("connect", "hi")).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        header(&response, "x-switchyard-deployment"),
+        spare.id.to_string()
+    );
+    let event = s.gw.next_usage().await;
+    let failed = &event.failed_attempts[0];
+    assert_eq!(failed.deployment_id, stuck.id);
+    assert_eq!(failed.error_code, "upstream_unreachable");
+    assert!(
+        (300..4_000).contains(&failed.latency_ms),
+        "cut at the route's 300 ms, not the node's 5 s: {failed:?}"
+    );
+    drop((fillers, full));
+}

@@ -103,15 +103,19 @@ pub struct Plan {
 
 impl Plan {
     /// The request settings for this plan's attempts: the node's, with the route's timeouts in
-    /// place of the node's (`first_token_ms` bounds the wait for the response headers, i.e.
-    /// the first streamed event or a whole non-streamed answer; `total_ms` the whole call).
+    /// place of the node's (`connect_ms` bounds connecting, `first_token_ms` the wait for the
+    /// response headers, i.e. the first streamed event or a whole non-streamed answer;
+    /// `total_ms` the whole call).
     /// Borrowed, at no cost, when the route sets none.
     pub fn settings<'a>(&self, node: &'a Settings) -> Cow<'a, Settings> {
         let t = &self.timeouts;
-        if t.first_token_ms.is_none() && t.total_ms.is_none() {
+        if t.first_token_ms.is_none() && t.total_ms.is_none() && t.connect_ms.is_none() {
             return Cow::Borrowed(node);
         }
         let mut settings = node.clone();
+        if let Some(ms) = t.connect_ms {
+            settings.upstream_connect_timeout_ms = ms;
+        }
         if let Some(ms) = t.first_token_ms {
             settings.upstream_headers_timeout_ms = ms;
         }

@@ -103,7 +103,13 @@ pub(crate) async fn send_within(
     builder: reqwest::RequestBuilder,
 ) -> Result<reqwest::Response, GatewayError> {
     let headers_deadline = (Instant::now() + settings.headers_timeout()).min(deadline);
-    http.send(builder, hops, headers_deadline).await
+    http.send(
+        builder,
+        hops,
+        settings.upstream_connect_timeout_ms,
+        headers_deadline,
+    )
+    .await
 }
 
 /// Reads an error response's body (bounded); empty if it cannot be read.
