@@ -471,3 +471,127 @@ fn tail(text: &str, lines: usize) -> String {
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
 }
+
+/// The walk on separate processes: deployments and a route created through the control
+/// API of a distributed control plane, called through a `data-plane` process with the official
+/// OpenAI SDK; the primary answers 500 and the client gets the fallback's answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openai_sdk_fails_over_through_a_data_plane_process() {
+    let venv = sdk_venv().await;
+    let deployment = testkit::e2e::Deployment::new()
+        .await
+        .expect("fresh Postgres database and Redis prefix");
+    let cp = deployment
+        .start_control_plane("info")
+        .await
+        .expect("control plane");
+    let dp = deployment
+        .start_data_plane("dp-sdk", "info")
+        .await
+        .expect("data plane");
+    let openai = FakeOpenAi::start_with_key(OPENAI_KEY).await.unwrap();
+    let anthropic = FakeAnthropic::start_with_key(ANTHROPIC_KEY).await.unwrap();
+
+    let mut api = ControlApi::new(&cp.base_url()).unwrap();
+    api.signup("sdk-route@example.com", PASSWORD, "SDK Route")
+        .await
+        .expect("signup");
+    let fam = provider(
+        &api,
+        json!({"name": "fake-openai", "kind": "openai_compatible",
+               "base_url": openai.base_url(), "api_key": OPENAI_KEY}),
+    )
+    .await;
+    let claude = provider(
+        &api,
+        json!({"name": "fake-anthropic", "kind": "anthropic",
+               "base_url": anthropic.base_url(), "api_key": ANTHROPIC_KEY}),
+    )
+    .await;
+    let mut ids = Vec::new();
+    for (name, provider_id, upstream) in [
+        ("support-primary", &fam, "fake-500"),
+        ("support-fallback", &claude, "claude-sonnet-4-5"),
+    ] {
+        let created = api
+            .create_model(&json!({"name": name, "provider_id": provider_id,
+                "upstream_model": upstream, "input_price_per_mtok": 1.0, "output_price_per_mtok": 2.0}))
+            .await
+            .unwrap_or_else(|e| panic!("create model {name}: {e}"));
+        ids.push(id_of(&created).unwrap());
+    }
+    api.create_route(&json!({"name": "support", "strategy": "priority",
+        "candidates": [{"model_id": ids[0]}, {"model_id": ids[1]}]}))
+        .await
+        .expect("route");
+    let key = api
+        .create_key(&json!({"name": "sdk"}))
+        .await
+        .expect("create key")
+        .key;
+    let origin = dp.base_url();
+    let client = http_client();
+    poll_until(
+        Duration::from_secs(10),
+        Duration::from_millis(50),
+        || async {
+            let r = chat(
+                &client,
+                &origin,
+                &key,
+                &json!({"model": "support", "messages": [{"role": "user", "content": "hi"}]}),
+            )
+            .await?;
+            anyhow::ensure!(r.status() == 200, "status {}", r.status());
+            Ok(())
+        },
+    )
+    .await
+    .expect("the route reached the data plane");
+
+    let mut pytest = tokio::process::Command::new(venv_python(&venv));
+    pytest
+        .args([
+            "-m",
+            "pytest",
+            "-q",
+            "-rA",
+            "-k",
+            "a_route_fails_over",
+            "control-plane/tests/sdk/test_openai_sdk.py",
+        ])
+        .current_dir(workspace_root());
+    for (k, _) in std::env::vars_os() {
+        let k = k.to_string_lossy().into_owned();
+        let upper = k.to_ascii_uppercase();
+        if upper.starts_with("OPENAI_")
+            || upper.starts_with("SY_")
+            || upper.ends_with("_PROXY")
+            || upper == "PYTHONPATH"
+        {
+            pytest.env_remove(&k);
+        }
+    }
+    // Only the route test runs (`-k`); the suite's other settings must still be present.
+    pytest
+        .env("NO_PROXY", "127.0.0.1,localhost")
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .env("SY_BASE_URL", &origin)
+        .env("SY_KEY", &key)
+        .env("SY_ROUTE_FAILOVER", "support")
+        .env("SY_MODEL_ECHO", "unused")
+        .env("SY_MODEL_CHAT", "unused")
+        .env("SY_MODEL_CUT", "unused")
+        .env("SY_CHAT_MODELS", "unused")
+        .env("SY_EMBED_MODELS", "unused");
+    let (ok, output) = run("pytest", pytest, PYTEST_TIMEOUT)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    eprintln!("{output}");
+    assert!(
+        ok && output.contains("1 passed"),
+        "the SDK route test failed:\n{output}\n----- data plane log tail -----\n{}",
+        tail(&dp.logs_text(), 80)
+    );
+    deployment.cleanup().await;
+}

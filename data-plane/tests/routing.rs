@@ -994,3 +994,27 @@ async fn a_routes_connect_timeout_fires_at_its_bound() {
     );
     drop((fillers, full));
 }
+
+#[tokio::test]
+async fn a_routes_total_timeout_ends_a_stalled_stream_at_its_bound() {
+    let mut s = setup().await;
+    let stalls = deployment("stalls", &s.providers[0], fake_openai::MODEL_STALL_STREAM);
+    let mut r = route("bounded-total", RouteStrategy::Priority, &[&stalls]);
+    r.timeouts.total_ms = Some(500);
+    s.gw.set_tenant_with(s.providers.clone(), vec![stalls], |c| c.routes = vec![r]);
+    // The node's idle timeout is two minutes: only the route's total bound ends this stream.
+    let response =
+        s.gw.chat(&s.key, streaming(user_message("bounded-total", "hi"), true))
+            .await;
+    assert_eq!(response.status(), 200);
+    let events = sse_data(&response.text().await.unwrap());
+    let last = last_event_without_done(&events);
+    assert_eq!(last["error"]["code"], "stream_truncated", "{events:?}");
+    let event = s.gw.next_usage().await;
+    assert_eq!(event.error_code.as_deref(), Some("upstream_timeout"));
+    assert!(
+        (500..60_000).contains(&event.latency_ms),
+        "{}",
+        event.latency_ms
+    );
+}
