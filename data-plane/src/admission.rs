@@ -191,24 +191,6 @@ impl Admission {
     pub(crate) fn hold_provider(&mut self, slot: Slot<Uuid>) {
         self.provider = Some(slot);
     }
-
-    /// Takes a slot on `provider` (a credential id) for the rest of the request, releasing any
-    /// slot on a provider tried before.
-    pub(crate) fn use_provider(
-        &mut self,
-        limits: &Limits,
-        provider: Uuid,
-    ) -> Result<(), GatewayError> {
-        self.provider = None;
-        let slot = limits
-            .providers
-            .try_acquire(provider)
-            .ok_or(GatewayError::ProviderBusy {
-                limit: limits.providers.cap(),
-            })?;
-        self.provider = Some(slot);
-        Ok(())
-    }
 }
 
 #[cfg(test)]

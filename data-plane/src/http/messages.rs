@@ -227,6 +227,7 @@ async fn count_tokens(
             sticky_key: None,
             needs: Default::default(),
             body: pipeline::Parsed::None,
+            body_bytes: 0,
         },
     )
     .await?;

@@ -2,8 +2,8 @@
 //! plan's attempt budget, and say which one served.
 //!
 //! [`Driver`] holds the logic every endpoint shares (which candidate is next, whether a failure
-//! moves on, what the served answer's headers say); [`chat`] and `embed::attempt` are the
-//! endpoint-specific loops around it, each a few lines.
+//! moves on, what the served answer's headers say) and [`run`] is the one loop over it that
+//! every endpoint uses, given its own provider call ([`chat`]'s, `embed::attempt`).
 //!
 //! - A failure moves on only when its class ([`crate::routing::classify`]) is in the plan's
 //!   `retry_on` and
@@ -254,20 +254,46 @@ pub async fn chat(
     request: &ChatRequest,
     request_id: &RequestId,
 ) -> Result<Attempt, GatewayError> {
-    let mut driver = Driver::new(plan, state.health(), state.settings());
     let prompt_tokens = || crate::tokens::estimate_prompt_tokens(request);
-    while let Some((backend, guard)) = next_available(state, &mut driver, prompt_tokens).await {
+    let call = |backend| call_chat(state, auth, plan, backend, request, request_id);
+    let ((reply, deadline), headers) =
+        run(state, admission, meter, plan, prompt_tokens, call).await?;
+    Ok(Attempt {
+        reply,
+        deadline,
+        headers,
+    })
+}
+
+/// Runs `plan` with `call` (one endpoint's provider call, holding a concurrency slot on the
+/// provider): candidate after candidate until one answers or a failure is final, hedging when
+/// the route asks for it. Returns the answer and the routing headers. Every endpoint's attempt
+/// stage is this loop.
+pub(crate) async fn run<'p, T, C, F>(
+    state: &'p AppState,
+    admission: &mut Admission,
+    meter: &mut Meter,
+    plan: &'p Plan,
+    prompt_tokens: impl Fn() -> u64,
+    call: C,
+) -> Result<(T, HeaderMap), GatewayError>
+where
+    C: Fn(&'p Backend) -> F,
+    F: Future<Output = Result<(T, Slot<Uuid>), GatewayError>>,
+{
+    let mut driver = Driver::new(plan, state.health(), state.settings());
+    while let Some((backend, guard)) = next_available(state, &mut driver, &prompt_tokens).await {
         meter.set_backend(backend);
-        let primary = call_chat(state, auth, plan, backend, request, request_id);
+        let first = call(backend);
         let outcome = match plan.hedge_after {
-            None => Outcome::of(backend, guard, primary.await),
+            None => Outcome::of(backend, guard, first.await),
             Some(after) => {
                 race(
                     state,
                     &mut driver,
-                    (backend, guard, primary),
-                    |b| call_chat(state, auth, plan, b, request, request_id),
-                    prompt_tokens,
+                    (backend, guard, first),
+                    &call,
+                    &prompt_tokens,
                     after,
                 )
                 .await
@@ -279,15 +305,11 @@ pub async fn chat(
                 tokio::time::sleep(wait).await;
             }
         }
-        if let Some((backend, guard, (reply, deadline, slot))) = outcome.served {
+        if let Some((backend, guard, (answer, slot))) = outcome.served {
             admission.hold_provider(slot);
             meter.set_backend(backend);
             driver.succeeded(guard);
-            return Ok(Attempt {
-                reply,
-                deadline,
-                headers: driver.headers(backend),
-            });
+            return Ok((answer, driver.headers(backend)));
         }
     }
     // The candidates that remain are all unavailable (open breakers, spent quotas): the last
@@ -344,18 +366,16 @@ impl<'p, T> Outcome<'p, T> {
 /// candidate and keeps the first answer that succeeds. The other call is dropped, which closes
 /// its connection (the provider stops); its health guard is cancelled, neither success nor
 /// failure. A failure of either is kept, so the loop records it and moves on as usual.
-pub(crate) async fn race<'p, T, F, H, HF>(
-    state: &AppState,
+async fn race<'p, T, F>(
+    state: &'p AppState,
     driver: &mut Driver<'p>,
     primary: (&'p Backend, Option<AttemptGuard>, F),
-    hedge: H,
+    hedge: impl Fn(&'p Backend) -> F,
     prompt_tokens: impl Fn() -> u64,
     after: std::time::Duration,
 ) -> Outcome<'p, T>
 where
     F: Future<Output = Result<T, GatewayError>>,
-    H: FnOnce(&'p Backend) -> HF,
-    HF: Future<Output = Result<T, GatewayError>>,
 {
     let (first, first_guard, call) = primary;
     tokio::pin!(call);
@@ -370,8 +390,8 @@ where
     let other = hedge(second);
     tokio::pin!(other);
     let (winner, winner_guard, result, loser, loser_guard, rest) = tokio::select! {
-        result = &mut call => (first, first_guard, result, second, second_guard, Either::Second(other)),
-        result = &mut other => (second, second_guard, result, first, first_guard, Either::First(call)),
+        result = &mut call => (first, first_guard, result, second, second_guard, other),
+        result = &mut other => (second, second_guard, result, first, first_guard, call),
     };
     match result {
         Ok(answer) => {
@@ -384,21 +404,12 @@ where
             }
         }
         Err(error) => {
-            let later = match rest {
-                Either::First(call) => call.await,
-                Either::Second(other) => other.await,
-            };
+            let later = rest.await;
             let mut outcome = Outcome::of(loser, loser_guard, later);
             outcome.failed.insert(0, (winner, winner_guard, error));
             outcome
         }
     }
-}
-
-/// One of two pinned futures of different types.
-enum Either<A, B> {
-    First(A),
-    Second(B),
 }
 
 /// One call to `backend` with the request, holding a concurrency slot on its provider.
@@ -409,7 +420,7 @@ async fn call_chat(
     backend: &Backend,
     request: &ChatRequest,
     request_id: &RequestId,
-) -> Result<(Reply, Instant, Slot<Uuid>), GatewayError> {
+) -> Result<((Reply, Instant), Slot<Uuid>), GatewayError> {
     let deployment = backend.deployment();
     let provider = backend.provider()?;
     let slot = state.limits().provider_slot(provider.record.id)?;
@@ -427,5 +438,5 @@ async fn call_chat(
         max_output_tokens: deployment.max_output_tokens,
     };
     let reply = providers::call(&call).await?;
-    Ok((reply, deadline, slot))
+    Ok(((reply, deadline), slot))
 }

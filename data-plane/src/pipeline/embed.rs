@@ -25,11 +25,12 @@ use futures::FutureExt;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
-use super::attempt::Driver;
 use super::meter::{self, Meter};
 use super::route::Backend;
 use super::{Api, AuthContext, Intent, RequestId, Staged};
-use crate::admission::Admission;
+use uuid::Uuid;
+
+use crate::admission::{Admission, Slot};
 use crate::error::GatewayError;
 use crate::providers::{self, EmbedCall, Embeddings};
 use crate::state::AppState;
@@ -63,7 +64,8 @@ async fn prepare(
     admission: &mut Admission,
     body: Body,
 ) -> Result<(EmbeddingsRequest, Embeddings, HeaderMap), GatewayError> {
-    let request = super::read_request(state, meter, body, EmbeddingsRequest::parse).await?;
+    let (request, body_bytes) =
+        super::read_request(state, meter, body, EmbeddingsRequest::parse).await?;
     meter.set_embeddings_request(&request);
     let intent = Intent {
         model: &request.model,
@@ -73,46 +75,31 @@ async fn prepare(
         sticky_key: auth.sticky_key.as_deref(),
         needs: Default::default(),
         body: super::Parsed::Embeddings(&request),
+        body_bytes,
     };
     let plan = match super::stages(state, auth, &intent, meter).await? {
         Staged::Cached(never) => match never {},
         Staged::Planned(plan) => plan,
     };
-    let mut driver = Driver::new(&plan, state.health(), state.settings());
     let input_tokens = || crate::tokens::embedding_input_tokens(&request.input);
-    while let Some((backend, guard)) =
-        super::attempt::next_available(state, &mut driver, input_tokens).await
-    {
-        meter.set_backend(backend);
-        match attempt(state, auth, admission, &plan, backend, &request, request_id).await {
-            Ok(answer) => {
-                driver.succeeded(guard);
-                let headers = driver.headers(backend);
-                return Ok((request, answer, headers));
-            }
-            Err(error) => {
-                if let Some(wait) = driver.failed(meter, backend, guard, error)? {
-                    tokio::time::sleep(wait).await;
-                }
-            }
-        }
-    }
-    Err(driver.exhausted())
+    let call = |backend| attempt(state, auth, &plan, backend, &request, request_id);
+    let (answer, headers) =
+        super::attempt::run(state, admission, meter, &plan, input_tokens, call).await?;
+    Ok((request, answer, headers))
 }
 
 /// Calls `backend`'s provider for the embeddings.
 async fn attempt(
     state: &AppState,
     auth: &AuthContext,
-    admission: &mut Admission,
     plan: &super::route::Plan,
     backend: &Backend,
     request: &EmbeddingsRequest,
     request_id: &RequestId,
-) -> Result<Embeddings, GatewayError> {
+) -> Result<(Embeddings, Slot<Uuid>), GatewayError> {
     let deployment = backend.deployment();
     let provider = backend.provider()?;
-    admission.use_provider(state.limits(), provider.record.id)?;
+    let slot = state.limits().provider_slot(provider.record.id)?;
     let settings = plan.settings(state.settings());
     let call = EmbedCall {
         http: state.http(),
@@ -126,5 +113,6 @@ async fn attempt(
     };
     // Boxed here, where every lifetime is concrete: proving `Send` for the spawned task
     // otherwise trips over higher-ranked lifetimes inside adapters' futures (rust-lang/rust#102211).
-    providers::embed(&call).boxed().await
+    let answer = providers::embed(&call).boxed().await?;
+    Ok((answer, slot))
 }

@@ -147,7 +147,7 @@ async fn prepare(
     admission: &mut Admission,
     body: Body,
 ) -> Result<(ChatRequest, Attempt), GatewayError> {
-    let request = read_request(state, meter, body, ChatRequest::parse).await?;
+    let (request, body_bytes) = read_request(state, meter, body, ChatRequest::parse).await?;
     meter.set_request(&request);
     let intent = Intent {
         model: &request.model,
@@ -157,6 +157,7 @@ async fn prepare(
         sticky_key: auth.sticky_key.as_deref().or(request.user.as_deref()),
         needs: request.needs(),
         body: Parsed::Chat(&request),
+        body_bytes,
     };
     let plan = match stages(state, auth, &intent, meter).await? {
         Staged::Cached(never) => match never {},
@@ -192,6 +193,8 @@ pub struct Intent<'a> {
     /// The request, for token estimates, which cost CPU and are made only when a stage needs
     /// one (the `cheapest` strategy, budget reservations).
     pub body: Parsed<'a>,
+    /// The request body's size in bytes: a cheap upper bound of its prompt tokens.
+    pub body_bytes: usize,
 }
 
 /// The endpoint's parsed request, as far as request-neutral stages may look at it.
@@ -247,14 +250,16 @@ pub(crate) async fn stages(
 
 /// Reads the body and parses it with `parse`. A body that does not parse still names its
 /// `model` to the meter, so the refusal's usage event says what was asked for.
+/// Returns the request and the body's size in bytes.
 async fn read_request<T>(
     state: &AppState,
     meter: &mut Meter,
     body: Body,
     parse: impl FnOnce(&[u8]) -> Result<T, GatewayError>,
-) -> Result<T, GatewayError> {
+) -> Result<(T, usize), GatewayError> {
     let body = read_body(body, state.settings().max_body_bytes).await?;
-    parse(&body).inspect_err(|_| meter.set_model(model_hint(&body)))
+    let request = parse(&body).inspect_err(|_| meter.set_model(model_hint(&body)))?;
+    Ok((request, body.len()))
 }
 
 /// Reads the whole body, refusing more than `limit` bytes (a chunked body has no

@@ -95,7 +95,7 @@ pub struct Plan {
     /// Attempts in all, first try included (at least 1).
     pub max_attempts: usize,
     /// Failure classes that move on to the next attempt.
-    pub retry_on: Vec<RetryClass>,
+    pub retry_on: Cow<'static, [RetryClass]>,
     pub timeouts: RouteTimeouts,
     /// Opt-in hedging: after this long without an answer, also try the next candidate.
     pub hedge_after: Option<std::time::Duration>,
@@ -195,9 +195,10 @@ pub async fn plan(
         explicit: route.is_some(),
         candidates,
         max_attempts,
+        // Borrowed (no allocation) unless the route names its own classes.
         retry_on: route
             .and_then(|r| r.retry_on.clone())
-            .unwrap_or_else(|| DEFAULT_RETRY_ON.to_vec()),
+            .map_or(Cow::Borrowed(&DEFAULT_RETRY_ON[..]), Cow::Owned),
         timeouts: route.map(|r| r.timeouts).unwrap_or_default(),
         hedge_after: route
             .and_then(|r| r.hedge_after_ms)
@@ -248,13 +249,19 @@ fn filter_capabilities(
             ));
         }
     }
-    let windows = indices.iter().any(|&i| {
-        tenant
-            .deployment(i)
-            .is_some_and(|d| d.context_window.is_some())
-    });
-    if windows {
-        let needed = intent.prompt_tokens() + u64::from(intent.max_output_tokens.unwrap_or(0));
+    // The smallest stated window among the candidates. A request whose body is no larger (in
+    // bytes, an upper bound of its prompt tokens: every token is at least one byte, and the
+    // JSON around each message outweighs the per-message token overhead) fits them all without
+    // a tokenizer pass, which is the common case.
+    let smallest = indices
+        .iter()
+        .filter_map(|&i| tenant.deployment(i).and_then(|d| d.context_window))
+        .min();
+    let output = u64::from(intent.max_output_tokens.unwrap_or(0));
+    let surely_fits =
+        smallest.is_none_or(|window| intent.body_bytes as u64 + output <= u64::from(window));
+    if !surely_fits {
+        let needed = intent.prompt_tokens() + output;
         indices.retain(|&i| {
             tenant.deployment(i).is_some_and(|d| {
                 d.context_window
@@ -283,6 +290,13 @@ fn order(
     intent: &Intent<'_>,
     indices: Vec<usize>,
 ) -> Vec<Backend> {
+    if indices.len() == 1 {
+        // Nothing to order: no health snapshot, no estimate.
+        return indices
+            .into_iter()
+            .filter_map(|i| Backend::new(Arc::clone(tenant), i))
+            .collect();
+    }
     let strategy = route.map_or(RouteStrategy::Weighted, |r| r.strategy);
     let mut candidates: Vec<Candidate<usize>> = indices
         .into_iter()
@@ -297,24 +311,20 @@ fn order(
             Some(Candidate::new(index, deployment, spec, stats))
         })
         .collect();
-    if candidates.len() > 1 {
-        let facts = RequestFacts {
-            // Only `cheapest` reads the estimate; it costs a tokenizer pass.
-            prompt_tokens: if strategy == RouteStrategy::Cheapest {
-                intent.prompt_tokens()
-            } else {
-                0
-            },
-            max_output_tokens: u64::from(
-                intent.max_output_tokens.unwrap_or(DEFAULT_OUTPUT_ESTIMATE),
-            ),
-            sticky_key: route
-                .is_some_and(|r| r.sticky)
-                .then_some(intent.sticky_key)
-                .flatten(),
-        };
-        crate::routing::order(strategy, &mut candidates, &facts, &mut rand::rng());
-    }
+    let facts = RequestFacts {
+        // Only `cheapest` reads the estimate; it costs a tokenizer pass.
+        prompt_tokens: if strategy == RouteStrategy::Cheapest {
+            intent.prompt_tokens()
+        } else {
+            0
+        },
+        max_output_tokens: u64::from(intent.max_output_tokens.unwrap_or(DEFAULT_OUTPUT_ESTIMATE)),
+        sticky_key: route
+            .is_some_and(|r| r.sticky)
+            .then_some(intent.sticky_key)
+            .flatten(),
+    };
+    crate::routing::order(strategy, &mut candidates, &facts, &mut rand::rng());
     candidates
         .into_iter()
         .filter_map(|c| Backend::new(Arc::clone(tenant), c.item))
