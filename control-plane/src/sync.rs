@@ -142,6 +142,11 @@ pub fn key_record(row: &api_key::Model) -> KeyRecord {
         expires_at: row.expires_at,
         revoked_at: row.revoked_at,
         version: row.version,
+        limits: Default::default(),
+        endpoints: None,
+        allowed_cidrs: None,
+        max_tokens_per_request: None,
+        metadata: Default::default(),
     }
 }
 
@@ -285,6 +290,9 @@ async fn tenant_configs(
                     routes: Vec::new(),
                     allowed_regions: t.region_policy(),
                     team_regions: Default::default(),
+                    budgets: Vec::new(),
+                    limits: Default::default(),
+                    team_limits: Default::default(),
                     deployments: vec![],
                     providers: vec![],
                 },

@@ -339,6 +339,9 @@ fn tenant_config(master_key: &MasterKey, version: i64) -> (TenantConfig, Uuid) {
         routes: Vec::new(),
         allowed_regions: None,
         team_regions: Default::default(),
+        budgets: Vec::new(),
+        limits: Default::default(),
+        team_limits: Default::default(),
         deployments: vec![DeploymentRecord {
             id: Uuid::new_v4(),
             context_window: None,

@@ -137,6 +137,9 @@ mod tests {
             routes: Vec::new(),
             allowed_regions: None,
             team_regions: Default::default(),
+            budgets: Vec::new(),
+            limits: Default::default(),
+            team_limits: Default::default(),
             deployments: vec![],
             providers: vec![],
         }

@@ -20,6 +20,8 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+pub use crate::governance::{BudgetRecord, KeyEndpoint, RateLimits};
+
 /// An API key as the data plane needs it. Published at `{prefix}key:{key_hash}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeyRecord {
@@ -39,6 +41,21 @@ pub struct KeyRecord {
     #[serde(default, with = "time::serde::rfc3339::option")]
     pub revoked_at: Option<OffsetDateTime>,
     pub version: i64,
+    /// The key's own requests- and tokens-per-minute limits.
+    #[serde(default, skip_serializing_if = "RateLimits::is_empty")]
+    pub limits: RateLimits,
+    /// APIs this key may call; `None` = all of them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoints: Option<Vec<KeyEndpoint>>,
+    /// Client addresses (CIDRs) this key may be used from; `None` = anywhere.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed_cidrs: Option<Vec<ipnet::IpNet>>,
+    /// The most output tokens one request may ask for (and the default when it asks for none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tokens_per_request: Option<u32>,
+    /// Tags attached to every usage event of this key.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub metadata: BTreeMap<String, String>,
 }
 
 impl KeyRecord {
@@ -402,6 +419,15 @@ pub struct TenantConfig {
     /// Region policies of the tenant's teams that have one, by team id.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub team_regions: BTreeMap<Uuid, Vec<String>>,
+    /// The tenant's budgets, of every scope (see [`BudgetRecord`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub budgets: Vec<BudgetRecord>,
+    /// The tenant-wide rate limits.
+    #[serde(default, skip_serializing_if = "RateLimits::is_empty")]
+    pub limits: RateLimits,
+    /// Rate limits of the tenant's teams that have some, by team id.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub team_limits: BTreeMap<Uuid, RateLimits>,
 }
 
 /// Which kind of record a change names.
@@ -476,6 +502,32 @@ impl RedisKeys {
     /// Stream: usage events, field `event` = JSON [`crate::usage::UsageEvent`].
     pub fn usage(&self) -> String {
         format!("{}usage", self.prefix)
+    }
+
+    /// The start of every governance key of one organization: `{prefix}{<tenant_id>}:`. The
+    /// braces are a Redis Cluster hash tag, so one organization's limit and budget keys share a
+    /// slot and one script may touch them all.
+    pub fn org(&self, tenant_id: Uuid) -> String {
+        format!("{}{{{tenant_id}}}:", self.prefix)
+    }
+
+    /// Hash: the ledger of one budget window (`spent`, `held`, one `l:<node>` field per lease).
+    pub fn budget(&self, tenant_id: Uuid, budget_id: Uuid, window_id: i64) -> String {
+        format!("{}budget:{budget_id}:{window_id}", self.org(tenant_id))
+    }
+
+    /// Sorted set: lease holders of one budget window, scored by lease expiry (ms).
+    pub fn budget_leases(&self, tenant_id: Uuid, budget_id: Uuid, window_id: i64) -> String {
+        format!(
+            "{}budget:{budget_id}:{window_id}:leases",
+            self.org(tenant_id)
+        )
+    }
+
+    /// Hash: a sliding-minute rate-limit counter of one level (`key`, `team`, `tenant`) and
+    /// metric (`rpm`, `tpm`).
+    pub fn rate(&self, tenant_id: Uuid, level: &str, id: Uuid, metric: &str) -> String {
+        format!("{}rl:{level}:{id}:{metric}", self.org(tenant_id))
     }
 }
 
@@ -558,6 +610,11 @@ mod tests {
             expires_at: Some(now - time::Duration::seconds(1)),
             revoked_at: None,
             version: 1,
+            limits: RateLimits::default(),
+            endpoints: None,
+            allowed_cidrs: None,
+            max_tokens_per_request: None,
+            metadata: BTreeMap::new(),
         };
         assert!(k.allows_model("a"));
         assert!(!k.allows_model("b"));

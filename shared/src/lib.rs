@@ -17,6 +17,7 @@ pub mod bus;
 pub mod config;
 pub mod crypto;
 pub mod egress;
+pub mod governance;
 pub mod keys;
 pub mod money;
 pub mod usage;

@@ -23,6 +23,11 @@ pub fn key_record(hash: &str, version: i64) -> KeyRecord {
         expires_at: None,
         revoked_at: None,
         version,
+        limits: Default::default(),
+        endpoints: None,
+        allowed_cidrs: None,
+        max_tokens_per_request: None,
+        metadata: Default::default(),
     }
 }
 

@@ -202,6 +202,9 @@ mod tests {
             routes: Vec::new(),
             allowed_regions: None,
             team_regions: Default::default(),
+            budgets: Vec::new(),
+            limits: Default::default(),
+            team_limits: Default::default(),
             deployments: vec![dep("a", p1), dep("b", p2), dep("a", p2)],
             providers: vec![
                 ProviderRecord {

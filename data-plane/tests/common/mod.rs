@@ -117,6 +117,11 @@ impl Gateway {
             expires_at: options.expires_at,
             revoked_at: options.revoked_at,
             version: 1,
+            limits: Default::default(),
+            endpoints: None,
+            allowed_cidrs: None,
+            max_tokens_per_request: None,
+            metadata: Default::default(),
         };
         assert!(self.bus.put_key(record));
         key
@@ -145,6 +150,9 @@ impl Gateway {
             routes: Vec::new(),
             allowed_regions: None,
             team_regions: Default::default(),
+            budgets: Vec::new(),
+            limits: Default::default(),
+            team_limits: Default::default(),
             deployments,
             providers,
         }));
@@ -167,6 +175,9 @@ impl Gateway {
             routes: Vec::new(),
             allowed_regions: None,
             team_regions: Default::default(),
+            budgets: Vec::new(),
+            limits: Default::default(),
+            team_limits: Default::default(),
         };
         edit(&mut config);
         assert!(self.bus.put_tenant(config));
