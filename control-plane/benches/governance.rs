@@ -1,0 +1,548 @@
+//! Governance cost benchmark: what rate limits and budgets add to every request of a
+//! `data-plane` node in distributed mode, measured against the same node with them off.
+//!
+//! Run it (optimised build; needs the local Postgres and Redis, like the e2e tests):
+//! `cargo bench -p control-plane --bench governance`.
+//! Smoke-test it quickly in a debug build: `BENCH_QUICK=1 cargo bench -p control-plane --bench
+//! governance --profile dev` (debug numbers say nothing about real cost).
+//!
+//! Setup: a fresh Postgres database and Redis prefix, the `control-plane` binary and one
+//! `data-plane` process (separate processes, as in production), a fast fake OpenAI upstream on
+//! its own thread, and two organizations provisioned through the control API:
+//! - **off**: a key with no limit and no budget;
+//! - **on**: RPM and TPM limits on the key, its team and the organization, and a budget on each
+//!   of the three (caps far away, so the node works from budget leases — the steady state).
+//!
+//! For each organization: a closed loop at `BENCH_CONCURRENCY` (max throughput, CPU per
+//! request) and an open loop at `BENCH_RATE` requests per second (latency measured from the
+//! scheduled send time, so queueing counts). Reported per side: req/s, p50/p99 latency, the
+//! data-plane process's CPU time per request (`/proc/<pid>/stat` utime+stime over the phase,
+//! divided by requests) and Redis commands per request by command (`INFO commandstats` deltas;
+//! `evalsha` = limit and budget scripts, the only Redis work on a request's path; `xadd` =
+//! usage events, pipelined in batches off the request path). The control plane shares that
+//! Redis, so its few background commands are included.
+//!
+//! The table goes to stdout and as JSON to `<target dir>/bench-governance.json`.
+//! Knobs: `BENCH_QUICK=1`, `BENCH_SECS`, `BENCH_CONCURRENCY`, `BENCH_RATE`.
+
+// A benchmark's output is its result; it runs outside the service, where printing is the point.
+#![allow(clippy::print_stdout)]
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use testkit::api::{ControlApi, Provision, id_of};
+use testkit::e2e::Deployment;
+use testkit::fake_openai::FakeOpenAi;
+use testkit::proc::ChildGuard;
+
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+const MAX_IN_FLIGHT: usize = 4096;
+const MODEL: &str = "bench-model";
+
+#[derive(Debug, Clone)]
+struct Settings {
+    quick: bool,
+    secs: f64,
+    concurrency: usize,
+    rate: u32,
+}
+
+fn env_num<T: std::str::FromStr>(name: &str) -> anyhow::Result<Option<T>> {
+    match std::env::var(name) {
+        Ok(v) => v
+            .parse()
+            .map(Some)
+            .map_err(|_| anyhow::anyhow!("{name}={v:?} is not a valid number")),
+        Err(_) => Ok(None),
+    }
+}
+
+impl Settings {
+    fn from_env() -> anyhow::Result<Self> {
+        let quick = std::env::var("BENCH_QUICK").is_ok_and(|v| !v.is_empty() && v != "0")
+            || !std::env::args().any(|a| a == "--bench");
+        let (secs, concurrency, rate) = if quick {
+            (1.0, 16, 100)
+        } else {
+            (10.0, 32, 500)
+        };
+        let s = Settings {
+            quick,
+            secs: env_num("BENCH_SECS")?.unwrap_or(secs),
+            concurrency: env_num("BENCH_CONCURRENCY")?.unwrap_or(concurrency),
+            rate: env_num("BENCH_RATE")?.unwrap_or(rate),
+        };
+        if !(s.secs > 0.0 && s.secs <= 600.0) {
+            bail!("BENCH_SECS must be in (0, 600]");
+        }
+        if s.concurrency == 0 || s.concurrency > 1024 {
+            bail!("BENCH_CONCURRENCY must be in 1..=1024");
+        }
+        if s.rate == 0 || s.rate > 20_000 {
+            bail!("BENCH_RATE must be in 1..=20000");
+        }
+        Ok(s)
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Target {
+    label: &'static str,
+    url: String,
+    key: String,
+}
+
+fn body() -> Value {
+    json!({
+        "model": MODEL,
+        "messages": [{"role": "user", "content": "Say hello"}],
+        "max_tokens": 16,
+    })
+}
+
+async fn call(client: &reqwest::Client, t: &Target, body: &Value) -> anyhow::Result<()> {
+    let resp = client
+        .post(format!("{}/v1/chat/completions", t.url))
+        .bearer_auth(&t.key)
+        .json(body)
+        .send()
+        .await?;
+    let status = resp.status();
+    let bytes = resp.bytes().await?;
+    if status != StatusCode::OK {
+        bail!(
+            "{} answered {status}: {}",
+            t.label,
+            String::from_utf8_lossy(&bytes)
+        );
+    }
+    Ok(())
+}
+
+/// Latency percentiles (µs) and throughput of one phase.
+#[derive(Debug, Clone, Default)]
+struct Stats {
+    ok: usize,
+    errors: usize,
+    elapsed_secs: f64,
+    p50: u64,
+    p99: u64,
+}
+
+impl Stats {
+    fn from_samples(mut us: Vec<u64>, errors: usize, elapsed: Duration) -> Self {
+        us.sort_unstable();
+        let pct = |p: f64| -> u64 {
+            if us.is_empty() {
+                return 0;
+            }
+            let rank = ((p / 100.0) * us.len() as f64).ceil() as usize;
+            us[rank.clamp(1, us.len()) - 1]
+        };
+        Stats {
+            ok: us.len(),
+            errors,
+            elapsed_secs: elapsed.as_secs_f64(),
+            p50: pct(50.0),
+            p99: pct(99.0),
+        }
+    }
+
+    fn rps(&self) -> f64 {
+        if self.elapsed_secs > 0.0 {
+            self.ok as f64 / self.elapsed_secs
+        } else {
+            0.0
+        }
+    }
+}
+
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
+
+async fn closed_loop(client: &reqwest::Client, t: &Target, s: &Settings) -> Stats {
+    let body = Arc::new(body());
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs_f64(s.secs);
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..s.concurrency {
+        let (client, t, body) = (client.clone(), t.clone(), Arc::clone(&body));
+        tasks.spawn(async move {
+            let (mut samples, mut errors) = (Vec::new(), 0usize);
+            while Instant::now() < deadline {
+                let t0 = Instant::now();
+                match call(&client, &t, &body).await {
+                    Ok(()) => samples.push(micros(t0.elapsed())),
+                    Err(_) => errors += 1,
+                }
+            }
+            (samples, errors)
+        });
+    }
+    let (mut samples, mut errors) = (Vec::new(), 0);
+    while let Some(r) = tasks.join_next().await {
+        if let Ok((s, e)) = r {
+            samples.extend(s);
+            errors += e;
+        }
+    }
+    Stats::from_samples(samples, errors, started.elapsed())
+}
+
+async fn open_loop(client: &reqwest::Client, t: &Target, s: &Settings) -> Stats {
+    let body = Arc::new(body());
+    let total = (f64::from(s.rate) * s.secs).round() as u64;
+    let interval = Duration::from_secs_f64(1.0 / f64::from(s.rate));
+    let in_flight = Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT));
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut errors = 0;
+    let start = Instant::now() + Duration::from_millis(20);
+    for i in 0..total {
+        let scheduled = start + interval.mul_f64(i as f64);
+        tokio::time::sleep_until(scheduled.into()).await;
+        let Ok(permit) = Arc::clone(&in_flight).try_acquire_owned() else {
+            errors += 1;
+            continue;
+        };
+        let (client, t, body) = (client.clone(), t.clone(), Arc::clone(&body));
+        tasks.spawn(async move {
+            let r = call(&client, &t, &body).await;
+            drop(permit);
+            r.map(|()| micros(scheduled.elapsed()))
+        });
+    }
+    let mut samples = Vec::new();
+    while let Some(r) = tasks.join_next().await {
+        match r {
+            Ok(Ok(us)) => samples.push(us),
+            _ => errors += 1,
+        }
+    }
+    Stats::from_samples(samples, errors, start.elapsed())
+}
+
+/// The process's user + system CPU time so far.
+fn cpu_time(pid: u32) -> anyhow::Result<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let rest = stat.rsplit_once(')').context("malformed stat")?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = fields.get(11).context("utime")?.parse::<u64>()?
+        + fields.get(12).context("stime")?.parse::<u64>()?;
+    // Linux reports in USER_HZ, 100 on every mainstream architecture.
+    Ok(Duration::from_millis(ticks * 10))
+}
+
+/// `INFO commandstats` as command → calls.
+async fn redis_calls(
+    conn: &mut redis::aio::MultiplexedConnection,
+) -> anyhow::Result<BTreeMap<String, u64>> {
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(conn)
+        .await?;
+    let mut out = BTreeMap::new();
+    for line in info.lines() {
+        let Some(rest) = line.strip_prefix("cmdstat_") else {
+            continue;
+        };
+        let Some((name, stats)) = rest.split_once(':') else {
+            continue;
+        };
+        let calls = stats
+            .split(',')
+            .find_map(|kv| kv.strip_prefix("calls="))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        out.insert(name.to_owned(), calls);
+    }
+    Ok(out)
+}
+
+/// One side's measurements.
+struct Side {
+    label: &'static str,
+    closed: Stats,
+    open: Stats,
+    cpu_ms_per_request: f64,
+    redis_per_request: BTreeMap<String, f64>,
+}
+
+async fn measure(
+    client: &reqwest::Client,
+    t: &Target,
+    s: &Settings,
+    node_pid: u32,
+    redis: &mut redis::aio::MultiplexedConnection,
+) -> anyhow::Result<Side> {
+    // Warm up: connections, caches, leases.
+    for _ in 0..50 {
+        call(client, t, &body()).await?;
+    }
+    let (cpu0, calls0) = (cpu_time(node_pid)?, redis_calls(redis).await?);
+    let closed = closed_loop(client, t, s).await;
+    let open = open_loop(client, t, s).await;
+    let (cpu1, calls1) = (cpu_time(node_pid)?, redis_calls(redis).await?);
+    let requests = (closed.ok + closed.errors + open.ok + open.errors).max(1) as f64;
+    let redis_per_request = calls1
+        .iter()
+        .filter_map(|(name, after)| {
+            let delta = after.saturating_sub(calls0.get(name).copied().unwrap_or(0));
+            // The two INFO calls themselves are not the node's.
+            let delta = if name == "info" {
+                delta.saturating_sub(1)
+            } else {
+                delta
+            };
+            (delta > 0).then(|| (name.clone(), delta as f64 / requests))
+        })
+        .collect();
+    Ok(Side {
+        label: t.label,
+        closed,
+        open,
+        cpu_ms_per_request: (cpu1 - cpu0).as_secs_f64() * 1000.0 / requests,
+        redis_per_request,
+    })
+}
+
+/// Starts the fake upstream on its own thread and runtime. Returns its base URL.
+fn start_fake_upstream() -> anyhow::Result<String> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name("fake-upstream".into())
+        .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    let _ = tx.send(Err(anyhow::Error::from(e)));
+                    return;
+                }
+            };
+            rt.block_on(async move {
+                match FakeOpenAi::builder().record_requests(false).start().await {
+                    Ok(fake) => {
+                        let _ = tx.send(Ok(fake.base_url()));
+                        std::future::pending::<()>().await;
+                        drop(fake);
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(e));
+                    }
+                }
+            });
+        })?;
+    rx.recv().context("fake upstream thread died")?
+}
+
+/// Signs up a fresh organization with a provider, a model and a key; with `governed`, puts
+/// limits and budgets on the key, a team and the organization. Returns the key.
+async fn organization(
+    cp: &str,
+    fake_url: &str,
+    name: &str,
+    governed: bool,
+) -> anyhow::Result<String> {
+    let mut api = ControlApi::new(cp)?;
+    let setup = api
+        .provision(&Provision {
+            kind: "openai_compatible",
+            base_url: Some(fake_url),
+            api_key: Some("sk-upstream"),
+            model: MODEL,
+            upstream_model: "gpt-4o-mini",
+            input_price_per_mtok: 2.5,
+            output_price_per_mtok: 10.0,
+        })
+        .await
+        .with_context(|| format!("provisioning {name}"))?;
+    if !governed {
+        return Ok(setup.key.key);
+    }
+    let limits = json!({"rpm_limit": 10_000_000, "tpm_limit": 1_000_000_000_u64});
+    let team = id_of(&api.create_team(&json!({"name": "bench"})).await?)?;
+    api.expect(
+        Method::PATCH,
+        &format!("/api/v1/teams/{team}"),
+        Some(&limits),
+        StatusCode::OK,
+    )
+    .await?;
+    api.expect(
+        Method::PATCH,
+        "/api/v1/organization",
+        Some(&limits),
+        StatusCode::OK,
+    )
+    .await?;
+    let key = api
+        .create_key(&json!({"name": "governed", "team_id": team}))
+        .await?;
+    api.expect(
+        Method::PATCH,
+        &format!("/api/v1/keys/{}", key.id),
+        Some(&limits),
+        StatusCode::OK,
+    )
+    .await?;
+    for (scope, id) in [
+        ("tenant", None),
+        ("team", Some(team.clone())),
+        ("key", Some(key.id.clone())),
+    ] {
+        let mut b = json!({"scope": scope, "limit_usd": "1000000", "period": "monthly"});
+        if let Some(id) = id {
+            b["scope_id"] = json!(id);
+        }
+        api.expect(
+            Method::POST,
+            "/api/v1/budgets",
+            Some(&b),
+            StatusCode::CREATED,
+        )
+        .await?;
+    }
+    Ok(key.key)
+}
+
+async fn wait_until_routable(client: &reqwest::Client, t: &Target) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        match call(client, t, &body()).await {
+            Ok(()) => return Ok(()),
+            Err(e) if Instant::now() >= deadline => return Err(e.context("never served")),
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+}
+
+fn target_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("CARGO_TARGET_DIR") {
+        return PathBuf::from(d);
+    }
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.ancestors().nth(3).map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from("target"))
+}
+
+fn fmt_redis(m: &BTreeMap<String, f64>) -> String {
+    m.iter()
+        .filter(|(_, v)| **v >= 0.005)
+        .map(|(k, v)| format!("{k} {v:.2}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+async fn run(s: Settings) -> anyhow::Result<()> {
+    let build = if cfg!(debug_assertions) {
+        "debug (NOT representative)"
+    } else {
+        "optimised"
+    };
+    println!("switchyard governance benchmark — build: {build}; settings: {s:?}");
+    let fake_url = start_fake_upstream()?;
+    let deployment = Deployment::new().await?;
+    let cp = deployment.start_control_plane("warn").await?;
+    let node: ChildGuard = deployment.start_data_plane("bench-node", "warn").await?;
+    let pid = node.id().context("data-plane pid")?;
+    let off = organization(&cp.base_url(), &fake_url, "off", false).await?;
+    let on = organization(&cp.base_url(), &fake_url, "on", true).await?;
+    let client = reqwest::Client::builder()
+        .timeout(REQUEST_TIMEOUT)
+        .pool_max_idle_per_host(MAX_IN_FLIGHT)
+        .build()?;
+    let targets = [
+        Target {
+            label: "governance off",
+            url: node.base_url(),
+            key: off,
+        },
+        Target {
+            label: "governance on",
+            url: node.base_url(),
+            key: on,
+        },
+    ];
+    let mut redis = testkit::redis_prefix::connect().await?;
+    let mut sides = Vec::new();
+    for t in &targets {
+        wait_until_routable(&client, t).await?;
+        println!("measuring: {}", t.label);
+        sides.push(measure(&client, t, &s, pid, &mut redis).await?);
+    }
+
+    println!();
+    println!(
+        "{:<16} {:>9} {:>10} {:>10} {:>11} {:>11} {:>9}  redis commands / request",
+        "", "req/s", "p50", "p99", "open p50", "open p99", "CPU ms/r"
+    );
+    for side in &sides {
+        println!(
+            "{:<16} {:>9.0} {:>8}µs {:>8}µs {:>9}µs {:>9}µs {:>9.3}  {}",
+            side.label,
+            side.closed.rps(),
+            side.closed.p50,
+            side.closed.p99,
+            side.open.p50,
+            side.open.p99,
+            side.cpu_ms_per_request,
+            fmt_redis(&side.redis_per_request)
+        );
+    }
+    let (a, b) = (&sides[0], &sides[1]);
+    println!(
+        "governance adds: {:+.3} CPU ms/request, open-loop p50 {:+}µs, p99 {:+}µs, {:.2} script calls (evalsha) per request",
+        b.cpu_ms_per_request - a.cpu_ms_per_request,
+        i128::from(b.open.p50) - i128::from(a.open.p50),
+        i128::from(b.open.p99) - i128::from(a.open.p99),
+        b.redis_per_request.get("evalsha").copied().unwrap_or(0.0)
+            - a.redis_per_request.get("evalsha").copied().unwrap_or(0.0),
+    );
+    let errors: usize = sides.iter().map(|s| s.closed.errors + s.open.errors).sum();
+    if errors > 0 {
+        println!("warning: {errors} requests failed or were skipped");
+    }
+    let report = json!({
+        "benchmark": "governance",
+        "build": if cfg!(debug_assertions) { "debug" } else { "optimised" },
+        "quick": s.quick,
+        "settings": {"secs": s.secs, "concurrency": s.concurrency, "rate_rps": s.rate},
+        "sides": sides.iter().map(|x| json!({
+            "label": x.label,
+            "closed": {"rps": x.closed.rps(), "p50_us": x.closed.p50, "p99_us": x.closed.p99, "errors": x.closed.errors},
+            "open": {"p50_us": x.open.p50, "p99_us": x.open.p99, "errors": x.open.errors},
+            "cpu_ms_per_request": x.cpu_ms_per_request,
+            "redis_commands_per_request": x.redis_per_request,
+        })).collect::<Vec<_>>(),
+    });
+    let out = target_dir().join("bench-governance.json");
+    std::fs::write(&out, serde_json::to_vec_pretty(&report)?)?;
+    println!("JSON written to {}", out.display());
+    drop(node);
+    drop(cp);
+    deployment.cleanup().await;
+    Ok(())
+}
+
+fn main() -> anyhow::Result<()> {
+    if std::env::args().any(|a| a == "--list") {
+        println!("governance: bench");
+        return Ok(());
+    }
+    let settings = Settings::from_env()?;
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(run(settings))
+}
