@@ -30,7 +30,10 @@
 //! after [`CLAIM_MS`]. The POST carries `content-type: application/json`,
 //! `x-switchyard-delivery: <delivery id>` (stable across attempts, for the receiver's dedupe) and
 //! `x-switchyard-signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>` where the
-//! key is the organization's `whsec_…` secret as shown (all its bytes). A 2xx answer marks it
+//! key is the organization's `whsec_…` secret as shown (all its bytes). Every attempt goes to the
+//! organization's URL and secret as they are at that moment, so fixing a wrong URL (or rotating
+//! the secret) applies to the retries of deliveries already queued; with the URL removed, the
+//! attempt fails (and is retried until it gives up). A 2xx answer marks it
 //! `delivered`; anything else (status, timeout, refused connection) retries after 1 s, 2 s,
 //! 4 s, … (capped at [`BACKOFF_MAX_MS`]) and gives up after [`MAX_ATTEMPTS`] attempts
 //! (`failed`). Delivery is at least once: a receiver whose 2xx answer is lost on the way back sees
@@ -114,7 +117,15 @@ pub async fn window_spend(
 ) -> Result<WindowSpend, ApiError> {
     let window = window_of(b, now)?;
     let recorded_micros = recorded_spend(&state.db, b, window).await?;
-    let usage = ledger::window_usage(state, b.tenant_id, b.id, window.id()).await?;
+    // The ledger unreachable must not hide what the database knows: fall back to the recorded
+    // spend (and nothing reserved), and say so.
+    let usage = match ledger::window_usage(state, b.tenant_id, b.id, window.id()).await {
+        Ok(usage) => usage,
+        Err(e) => {
+            tracing::warn!(budget_id = %b.id, error = %e, "budget ledger unavailable; showing recorded spend only");
+            ledger::WindowUsage::default()
+        }
+    };
     Ok(WindowSpend {
         window,
         spent_micros: usage.spent_micros.max(recorded_micros),
@@ -456,11 +467,15 @@ async fn send_one(
     d: alert_delivery::Model,
     claim: i64,
 ) -> anyhow::Result<()> {
-    let outcome = attempt(state, client, &d).await;
+    let (url, outcome) = match attempt(state, client, &d).await {
+        Ok(url) => (url, Ok(())),
+        Err((url, why)) => (url, Err(why)),
+    };
     let attempts = d.attempts.saturating_add(1);
     let now = OffsetDateTime::now_utc();
     let mut update = alert_delivery::Entity::update_many()
         .col_expr(alert_delivery::Column::Attempts, Expr::value(attempts))
+        .col_expr(alert_delivery::Column::Url, Expr::value(url))
         .col_expr(
             alert_delivery::Column::ClaimedUntil,
             Expr::value(Option::<i64>::None),
@@ -504,23 +519,43 @@ async fn send_one(
     Ok(())
 }
 
-/// One POST of `d`; `Err` says why it did not count as delivered.
+/// One POST of `d` to the organization's webhook URL as it is now (a URL fixed after a failure
+/// gets the retries; the last URL tried is recorded on the row). Returns that URL, and on
+/// failure why the attempt did not count as delivered.
 async fn attempt(
     state: &AppState,
     client: &UpstreamClient,
     d: &alert_delivery::Model,
-) -> Result<(), String> {
-    let sealed = tenant::Entity::find_by_id(d.tenant_id)
+) -> Result<String, (String, String)> {
+    let org = tenant::Entity::find_by_id(d.tenant_id)
         .one(&state.db)
         .await
-        .map_err(|e| format!("reading the signing secret: {e}"))?
-        .and_then(|t| t.alert_webhook_secret)
-        .ok_or("the organization has no webhook signing secret")?;
+        .map_err(|e| (d.url.clone(), format!("reading the webhook settings: {e}")))?;
+    let Some((url, sealed)) = org.and_then(|t| t.alert_webhook_url.zip(t.alert_webhook_secret))
+    else {
+        return Err((
+            d.url.clone(),
+            "the organization has no webhook URL or signing secret now".to_owned(),
+        ));
+    };
+    post(state, client, d, &url, &sealed)
+        .await
+        .map(|()| url.clone())
+        .map_err(|why| (url, why))
+}
+
+async fn post(
+    state: &AppState,
+    client: &UpstreamClient,
+    d: &alert_delivery::Model,
+    url: &str,
+    sealed: &str,
+) -> Result<(), String> {
     let secret = state
         .master_key
-        .open(&sealed, &secret_context(d.tenant_id))
+        .open(sealed, &secret_context(d.tenant_id))
         .map_err(|_| "the webhook signing secret cannot be opened with this master key")?;
-    let url = Url::parse(&d.url).map_err(|_| "the webhook URL is not a valid URL".to_owned())?;
+    let url = Url::parse(url).map_err(|_| "the webhook URL is not a valid URL".to_owned())?;
     let ip = match url.host() {
         Some(Host::Ipv4(v4)) => Some(IpAddr::V4(v4)),
         Some(Host::Ipv6(v6)) => Some(IpAddr::V6(v6)),

@@ -394,3 +394,58 @@ async fn webhook_settings_are_validated_and_restricted() {
     cp.get("/api/v1/alerts", &admin.token).await.expect(200);
     cp.stop().await;
 }
+
+#[tokio::test]
+async fn retries_go_to_the_url_set_now() {
+    let cp = control_plane().await;
+    let (broken_url, broken) = start_receiver(usize::MAX).await;
+    let (fixed_url, fixed) = start_receiver(0).await;
+    let s = cp.signup().await;
+    let org = cp
+        .patch(
+            "/api/v1/organization",
+            &s.token,
+            json!({"alert_webhook_url": broken_url}),
+        )
+        .await
+        .expect(200);
+    let secret = org["alert_webhook_secret"].as_str().unwrap().to_owned();
+    let team = cp
+        .post("/api/v1/teams", Some(&s.token), json!({"name": "t"}))
+        .await
+        .expect(201);
+    let team_id = team["id"].as_str().unwrap().to_owned();
+    cp.post(
+        "/api/v1/budgets",
+        Some(&s.token),
+        json!({"scope": "team", "scope_id": team_id, "limit_usd": "2", "period": "weekly", "alert_thresholds": [10]}),
+    )
+    .await
+    .expect(201);
+    record(&cp, &s, &team_id, 300_000).await;
+    testkit::poll::eventually(
+        "the broken receiver is tried",
+        Duration::from_secs(20),
+        || async { !broken.requests().is_empty() },
+    )
+    .await;
+    cp.patch(
+        "/api/v1/organization",
+        &s.token,
+        json!({"alert_webhook_url": fixed_url}),
+    )
+    .await
+    .expect(200);
+    let alerts = delivered_alerts(&cp, &s, 1).await;
+    let delivery_id = alerts["data"][0]["delivery"]["id"].as_str().unwrap();
+    let got = fixed.requests();
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0].delivery, delivery_id);
+    assert!(verify(&secret, &got[0].signature, &got[0].body));
+    assert!(broken.requests().iter().all(|r| r.delivery == delivery_id));
+    assert_eq!(
+        alerts["data"][0]["delivery"]["attempts"],
+        broken.requests().len() + 1
+    );
+    cp.stop().await;
+}

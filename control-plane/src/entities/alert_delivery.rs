@@ -1,5 +1,6 @@
 //! `alert_deliveries`: the webhook queue of budget alerts (see the migration). Times the
-//! sender compares (`next_attempt_at`, `claimed_until`) are Unix milliseconds.
+//! sender compares (`next_attempt_at`, `claimed_until`) are Unix milliseconds. `url` is where
+//! the last attempt went (the organization's URL at that time; at first, when it was queued).
 
 use sea_orm::entity::prelude::*;
 
