@@ -449,3 +449,74 @@ async fn retries_go_to_the_url_set_now() {
     );
     cp.stop().await;
 }
+
+#[tokio::test]
+async fn alerts_fire_and_deliver_on_sqlite() {
+    let cp = Cp::start_configured(None, shared_secrets).await;
+    let (url, rx) = start_receiver(1).await;
+    let s = cp.signup().await;
+    let org = cp
+        .patch(
+            "/api/v1/organization",
+            &s.token,
+            json!({"alert_webhook_url": url}),
+        )
+        .await
+        .expect(200);
+    let secret = org["alert_webhook_secret"].as_str().unwrap().to_owned();
+    let team = cp
+        .post("/api/v1/teams", Some(&s.token), json!({"name": "t"}))
+        .await
+        .expect(201);
+    let team_id = team["id"].as_str().unwrap().to_owned();
+    cp.post(
+        "/api/v1/budgets",
+        Some(&s.token),
+        json!({"scope": "team", "scope_id": team_id, "limit_usd": "0.5", "period": "monthly", "timezone": "Asia/Tokyo", "alert_thresholds": [80, 100]}),
+    )
+    .await
+    .expect(201);
+    record(&cp, &s, &team_id, 500_000).await;
+    let alerts = delivered_alerts(&cp, &s, 2).await;
+    let thresholds: Vec<&Value> = alerts["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| &a["threshold"])
+        .collect();
+    let mut sorted: Vec<i64> = thresholds.iter().map(|t| t.as_i64().unwrap()).collect();
+    sorted.sort_unstable();
+    assert_eq!(sorted, vec![80, 100]);
+    testkit::poll::eventually(
+        "both deliveries delivered",
+        Duration::from_secs(20),
+        || async {
+            let list = cp.get("/api/v1/alerts", &s.token).await.expect(200);
+            list["data"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|a| a["delivery"]["status"] == "delivered")
+        },
+    )
+    .await;
+    let got = rx.requests();
+    assert_eq!(
+        got.iter().filter(|r| r.answered < 300).count(),
+        2,
+        "{got:?}"
+    );
+    assert_eq!(
+        got.len(),
+        3,
+        "one failure, then each delivered once: {got:?}"
+    );
+    assert!(got.iter().all(|r| verify(&secret, &r.signature, &r.body)));
+    assert_eq!(
+        control_plane::alerts::detect(cp.running.state(), OffsetDateTime::now_utc())
+            .await
+            .unwrap(),
+        0
+    );
+    cp.stop().await;
+}
