@@ -166,6 +166,11 @@ pub struct Config {
     #[arg(long, env = "SWITCHYARD_HSTS_MAX_AGE_SECS", default_value_t = 0)]
     pub hsts_max_age_secs: u64,
 
+    /// How often the budget alert worker looks at every budget's spend and sends due webhook
+    /// deliveries, in milliseconds.
+    #[arg(long, env = "SWITCHYARD_ALERT_INTERVAL_MS", default_value_t = 1000)]
+    pub alert_interval_ms: u64,
+
     /// Log line format.
     #[arg(long, env = "SWITCHYARD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -205,6 +210,7 @@ impl fmt::Debug for Config {
             .field("log_format", &self.log_format)
             .field("cors_origins", &self.cors_origins)
             .field("hsts_max_age_secs", &self.hsts_max_age_secs)
+            .field("alert_interval_ms", &self.alert_interval_ms)
             .field("settings", &self.settings)
             .finish()
     }
@@ -234,6 +240,7 @@ impl Config {
             log_format: LogFormat::Text,
             cors_origins: None,
             hsts_max_age_secs: 0,
+            alert_interval_ms: 1000,
             settings: Settings::default(),
         }
     }
@@ -247,6 +254,9 @@ impl Config {
     pub fn validate(&self) -> anyhow::Result<()> {
         if self.listen.trim().is_empty() {
             bail!("SWITCHYARD_LISTEN must be host:port, e.g. 0.0.0.0:8080");
+        }
+        if self.alert_interval_ms == 0 {
+            bail!("SWITCHYARD_ALERT_INTERVAL_MS must be at least 1");
         }
         if let Some(url) = &self.database_url {
             let url = url.expose();

@@ -28,6 +28,8 @@
 //! - [`publish`]: [`Publisher`](publish::Publisher), writes records to Redis or the in-process bus.
 //! - [`ingest`]: moves usage events from Redis (or the in-process channel) into the database.
 //! - [`usage_store`]: the database side of ingest ([`DbUsageWriter`](usage_store::DbUsageWriter)).
+//! - [`alerts`]: the budget alert worker (thresholds crossed → `budget_alerts`, signed webhook
+//!   deliveries with retries); [`ledger`]: the budget ledger's read side.
 //! - [`state`]: [`AppState`](state::AppState), what handlers share.
 //!
 //! # Entry points
@@ -36,6 +38,7 @@
 //! does everything up to serving and returns a [`RunningControlPlane`] (tests use it on
 //! `127.0.0.1:0`). [`app`] is the bare control-plane router for `oneshot` tests.
 
+pub mod alerts;
 pub mod audit;
 pub mod auth;
 pub mod catalog;
@@ -45,6 +48,7 @@ pub mod entities;
 pub mod error;
 pub mod http;
 pub mod ingest;
+pub mod ledger;
 pub mod openapi;
 pub mod password;
 pub mod publish;
@@ -311,10 +315,10 @@ pub async fn start_with_clock(
         sync.publish_all()
             .await
             .context("publishing config to the embedded data plane")?;
-        workers.push(sync.spawn_worker(false, workers_rx));
+        workers.push(sync.spawn_worker(false, workers_rx.clone()));
     } else {
         // Redis may be down right now; the worker retries in the background.
-        workers.push(sync.spawn_worker(true, workers_rx));
+        workers.push(sync.spawn_worker(true, workers_rx.clone()));
     }
 
     let tokens = TokenService::new(
@@ -331,6 +335,20 @@ pub async fn start_with_clock(
         throttle: Arc::new(Throttle::new(config.throttle_settings(), clock)),
         security: Arc::new(security),
     };
+
+    // Budget alerts: detector and webhook sender, in both modes (see `alerts`). Webhooks go out
+    // through the gateway's egress-checked client.
+    let webhook_client = data_plane::egress::UpstreamClient::new(
+        &config.settings,
+        Arc::new(state.security.egress.clone()),
+    )
+    .context("building the alert webhook client")?;
+    workers.push(alerts::spawn(
+        state.clone(),
+        webhook_client,
+        Duration::from_millis(config.alert_interval_ms),
+        workers_rx,
+    ));
 
     let router = match &embedded_dp {
         // The gateway's /v1 routes keep their own middleware (request id = usage event id,

@@ -71,6 +71,13 @@ pub const DOCS_PATH: &str = "/docs";
         http::catalog::put_entry,
         http::catalog::delete_entry,
         http::usage::list_usage,
+        http::budgets::create_budget,
+        http::budgets::list_budgets,
+        http::budgets::get_budget,
+        http::budgets::update_budget,
+        http::budgets::delete_budget,
+        http::alerts::list_alerts,
+        http::alerts::rotate_webhook_secret,
     ),
     modifiers(&BearerAuth),
     tags(
@@ -84,6 +91,8 @@ pub const DOCS_PATH: &str = "/docs";
         (name = "routes", description = "Names clients send as `model` that choose among deployments: strategy, fallback, retries, timeouts, region pins"),
         (name = "catalog", description = "The model catalog (built-in, merged with the organization's own entries)"),
         (name = "usage", description = "Requests, tokens and cost"),
+        (name = "budgets", description = "Spending caps of the organization, a team or a key per period, enforced by the gateway"),
+        (name = "alerts", description = "Budget thresholds crossed, and their signed webhook deliveries"),
         (name = "health", description = "Liveness and readiness"),
     )
 )]

@@ -47,8 +47,8 @@ use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use crate::entities::{
-    api_key, config_outbox, model_deployment, provider_credential, route, route_candidate, team,
-    tenant,
+    api_key, budget, config_outbox, model_deployment, provider_credential, route, route_candidate,
+    team, tenant,
 };
 use crate::publish::Publisher;
 
@@ -312,6 +312,19 @@ async fn tenant_configs(
     for t in &pinned_teams {
         if let (Some(cfg), Some(regions)) = (by_tenant.get_mut(&t.tenant_id), t.region_policy()) {
             cfg.team_regions.insert(t.id, regions);
+        }
+    }
+    // Budgets (`TenantConfig.budgets`), oldest first; one with a scope or period this version
+    // does not know (only hand-edited data) is left out.
+    let budgets = budget::Entity::find()
+        .filter(budget::Column::TenantId.is_in(tenants.iter().map(|t| t.id)))
+        .order_by_asc(budget::Column::CreatedAt)
+        .order_by_asc(budget::Column::Id)
+        .all(db)
+        .await?;
+    for b in &budgets {
+        if let (Some(cfg), Some(rec)) = (by_tenant.get_mut(&b.tenant_id), b.record()) {
+            cfg.budgets.push(rec);
         }
     }
     for r in &routes {

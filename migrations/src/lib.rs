@@ -21,6 +21,8 @@
 //!   cuts them off at once) and their rotating refresh tokens (only their SHA-256 is stored).
 //! - invitations: pending offers to join an organization, accepted by the invitee (one-time
 //!   token, stored as SHA-256 only).
+//! - budgets, budget_alerts, alert_deliveries, tenants.alert_webhook_*: spending caps, the
+//!   thresholds they crossed (once per window), and the signed webhooks queued for them.
 //! - config_outbox: committed changes waiting to be published to the data plane.
 //!
 //! Timestamps are `timestamp with time zone` (stored as RFC 3339 text on SQLite). Usage records
@@ -49,6 +51,10 @@ mod m20261206_000017_create_invitations;
 mod m20261206_000025_add_region_policies;
 mod m20261206_000026_add_model_deployment_limits;
 mod m20261206_000027_create_routes;
+mod m20261206_000030_create_budgets;
+mod m20261206_000031_create_budget_alerts;
+mod m20261206_000032_create_alert_deliveries;
+mod m20261206_000033_add_tenant_alert_webhook;
 
 /// Every migration, in order. Run with `Migrator::up(&db, None)`.
 pub struct Migrator;
@@ -77,6 +83,10 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000025_add_region_policies::Migration),
             Box::new(m20261206_000026_add_model_deployment_limits::Migration),
             Box::new(m20261206_000027_create_routes::Migration),
+            Box::new(m20261206_000030_create_budgets::Migration),
+            Box::new(m20261206_000031_create_budget_alerts::Migration),
+            Box::new(m20261206_000032_create_alert_deliveries::Migration),
+            Box::new(m20261206_000033_add_tenant_alert_webhook::Migration),
         ]
     }
 }

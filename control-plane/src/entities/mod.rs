@@ -2,7 +2,10 @@
 //! the way it does). They are database rows only: the HTTP layer has its own DTOs, so a column
 //! such as `key_hash` or `password_hash` can never leak into a response by accident.
 
+pub mod alert_delivery;
 pub mod api_key;
+pub mod budget;
+pub mod budget_alert;
 pub mod config_outbox;
 pub mod invitation;
 pub mod membership;

@@ -13,6 +13,10 @@ pub struct Model {
     pub config_version: i64,
     pub created_at: TimeDateTimeWithTimeZone,
     pub allowed_regions: Option<Json>,
+    /// Where budget alerts are POSTed; NULL: nowhere.
+    pub alert_webhook_url: Option<String>,
+    /// The webhook signing secret, sealed with the master key (bound to the tenant id).
+    pub alert_webhook_secret: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

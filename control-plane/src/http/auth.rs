@@ -222,6 +222,8 @@ pub async fn signup(
         config_version: 0,
         created_at,
         allowed_regions: None,
+        alert_webhook_url: None,
+        alert_webhook_secret: None,
     };
     let user = user::Model {
         id: Uuid::new_v4(),
@@ -245,6 +247,8 @@ pub async fn signup(
         config_version: Set(0),
         created_at: Set(created_at),
         allowed_regions: Set(None),
+        alert_webhook_url: Set(None),
+        alert_webhook_secret: Set(None),
     })
     .exec_without_returning(&tx)
     .await?;

@@ -15,7 +15,9 @@
 //!   over [`MAX_URI_BYTES`] with 414, both in our error shape;
 //! - [`router`]: the full control-plane router with its middleware stack.
 
+pub mod alerts;
 pub mod auth;
+pub mod budgets;
 pub mod catalog;
 mod extract;
 pub mod health;
@@ -76,6 +78,8 @@ pub fn api_router() -> Router<AppState> {
         .merge(organization::router())
         .merge(catalog::router())
         .merge(usage::router())
+        .merge(budgets::router())
+        .merge(alerts::router())
         .method_not_allowed_fallback(method_not_allowed)
 }
 

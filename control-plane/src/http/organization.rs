@@ -6,6 +6,12 @@
 //! them). `null` removes it. A change is published to the data plane
 //! (`TenantConfig.allowed_regions`) before the call returns. Everyone reads the organization;
 //! owners and admins change it.
+//!
+//! The organization's alert webhook (`alert_webhook_url`) is set here too: the URL is checked
+//! against the egress policy like a provider's `base_url`; setting the first URL generates the
+//! signing secret, returned once in that answer (rotate it with
+//! `POST /organization/webhook-secret`, see `http::alerts`). Reads show the URL and whether a
+//! secret exists, never the secret.
 
 use axum::Json;
 use axum::Router;
@@ -45,6 +51,16 @@ pub struct OrganizationDetails {
     pub allowed_regions: Option<Vec<String>>,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
+    /// Where budget alerts are POSTed (see `GET /alerts`); null: nowhere.
+    #[schema(example = "https://hooks.example.com/switchyard")]
+    pub alert_webhook_url: Option<String>,
+    /// Whether a webhook signing secret exists (the secret itself is shown only once).
+    pub alert_webhook_secret_set: bool,
+    /// The new signing secret, only in the answer that generated it (the first time a webhook
+    /// URL is set); absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(example = "whsec_5f1c…")]
+    pub alert_webhook_secret: Option<String>,
 }
 
 impl From<&tenant::Model> for OrganizationDetails {
@@ -54,6 +70,9 @@ impl From<&tenant::Model> for OrganizationDetails {
             name: t.name.clone(),
             allowed_regions: t.region_policy(),
             created_at: t.created_at,
+            alert_webhook_url: t.alert_webhook_url.clone(),
+            alert_webhook_secret_set: t.alert_webhook_secret.is_some(),
+            alert_webhook_secret: None,
         }
     }
 }
@@ -67,6 +86,11 @@ pub struct UpdateOrganizationRequest {
     #[serde(default, deserialize_with = "validate::nullable")]
     #[schema(value_type = Option<Vec<String>>, required = false, example = json!(["eu"]))]
     pub allowed_regions: Option<Option<Vec<String>>>,
+    /// An http(s) URL budget alerts are POSTed to, signed (see `GET /alerts`); null removes
+    /// it. Setting the first URL generates a signing secret, returned once in this answer.
+    #[serde(default, deserialize_with = "validate::nullable")]
+    #[schema(value_type = Option<String>, required = false, example = "https://hooks.example.com/switchyard")]
+    pub alert_webhook_url: Option<Option<String>>,
 }
 
 /// The caller's organization.
@@ -118,6 +142,15 @@ pub async fn update_organization(
             .transpose()
         })
         .transpose()?;
+    let webhook = match req.alert_webhook_url.as_ref() {
+        Some(Some(url)) => {
+            let url = validate::http_url("alert_webhook_url", url)?;
+            validate::upstream_address("alert_webhook_url", &url, &state.security.egress).await?;
+            Some(Some(url.to_string()))
+        }
+        Some(None) => Some(None),
+        None => None,
+    };
     let mut change = Change::begin(&state, &auth).await?;
     let mut row = tenant::Entity::find_by_id(auth.tenant_id)
         .one(change.tx())
@@ -137,6 +170,27 @@ pub async fn update_organization(
         change.publish_tenant().await?;
         change.audit_kind(AuditAction::Update, KIND, &auth.tenant_id);
     }
+    let mut new_secret = None;
+    if let Some(url) = webhook
+        && url != row.alert_webhook_url
+    {
+        tenant::Entity::update(tenant::ActiveModel {
+            id: Set(auth.tenant_id),
+            alert_webhook_url: Set(url.clone()),
+            ..Default::default()
+        })
+        .exec(change.tx())
+        .await?;
+        if url.is_some() && row.alert_webhook_secret.is_none() {
+            let secret = super::alerts::set_new_secret(&state, &change, auth.tenant_id).await?;
+            row.alert_webhook_secret = Some(String::new());
+            new_secret = Some(secret);
+        }
+        row.alert_webhook_url = url;
+        change.audit_kind(AuditAction::Update, KIND, &auth.tenant_id);
+    }
     change.commit().await?;
-    Ok(Json(OrganizationDetails::from(&row)))
+    let mut details = OrganizationDetails::from(&row);
+    details.alert_webhook_secret = new_secret;
+    Ok(Json(details))
 }

@@ -317,6 +317,14 @@ pub async fn delete_team(
             change.publish_key(key).await?;
         }
     }
+    // The team's budgets go with it (see `budgets`).
+    super::budgets::delete_for_scope(
+        &mut change,
+        auth.tenant_id,
+        shared::governance::BudgetScope::Team,
+        id,
+    )
+    .await?;
     change.delete::<team::Entity>(id).await?;
     change.commit().await?;
     Ok(StatusCode::NO_CONTENT)

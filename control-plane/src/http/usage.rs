@@ -299,7 +299,7 @@ pub async fn list_usage(
 
 /// `SUM(col)` as a 64-bit integer, 0 when there are no rows. (PostgreSQL's SUM of bigint is
 /// numeric; the cast brings it back to bigint.)
-fn sum(column: &str) -> SimpleExpr {
+pub(crate) fn sum(column: &str) -> SimpleExpr {
     Expr::cust(format!("CAST(COALESCE(SUM(\"{column}\"), 0) AS BIGINT)"))
 }
 
@@ -313,14 +313,14 @@ fn started_at_order(backend: DbBackend) -> SimpleExpr {
 
 /// A comparison of `started_at` with a timestamp.
 #[derive(Debug, Clone, Copy)]
-enum Cmp {
+pub(crate) enum Cmp {
     Lt,
     Eq,
     Ge,
 }
 
 /// `started_at <cmp> t`, consistent with [`started_at_order`].
-fn started_at_cmp(backend: DbBackend, cmp: Cmp, t: OffsetDateTime) -> SimpleExpr {
+pub(crate) fn started_at_cmp(backend: DbBackend, cmp: Cmp, t: OffsetDateTime) -> SimpleExpr {
     let col = usage_record::Column::StartedAt;
     match backend {
         DbBackend::Sqlite => {
