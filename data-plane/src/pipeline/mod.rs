@@ -131,7 +131,17 @@ pub(crate) async fn chat_completions(
 ) {
     let mut meter = Meter::new(&request_id, &auth);
     meter.set_endpoint(endpoint);
-    let event = match prepare(&state, &request_id, &auth, &mut meter, &mut admission, body).await {
+    let event = match prepare(
+        &state,
+        &request_id,
+        &auth,
+        &mut meter,
+        &mut admission,
+        body,
+        endpoint,
+    )
+    .await
+    {
         Err(error) => meter.error(error, respond),
         Ok((request, attempt)) => meter.reply(&state, &request, attempt, respond).await,
     };
@@ -146,9 +156,11 @@ async fn prepare(
     meter: &mut Meter,
     admission: &mut Admission,
     body: Body,
+    endpoint: &'static str,
 ) -> Result<(ChatRequest, Attempt), GatewayError> {
-    let (request, body_bytes) = read_request(state, meter, body, ChatRequest::parse).await?;
+    let (mut request, body_bytes) = read_request(state, meter, body, ChatRequest::parse).await?;
     meter.set_request(&request);
+    authenticate::cap_output_tokens(&auth.key, &mut request, endpoint)?;
     let intent = Intent {
         model: &request.model,
         api: Api::Chat,
@@ -237,7 +249,8 @@ pub(crate) async fn stages(
     intent: &Intent<'_>,
     meter: &mut Meter,
 ) -> Result<Staged, GatewayError> {
-    limit::check(state, auth, intent).await?;
+    let rate = limit::check(state, auth, intent).await?;
+    meter.set_rate_limit(rate);
     if let Some(hit) = cache::lookup(state, auth, intent).await {
         return Ok(Staged::Cached(hit));
     }

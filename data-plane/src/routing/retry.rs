@@ -88,6 +88,9 @@ pub fn classify(err: &GatewayError) -> Option<RetryClass> {
         | LoopDetected { .. }
         | Overloaded
         | TooManyConcurrent { .. }
+        | RateLimited { .. }
+        | EndpointNotAllowed { .. }
+        | ClientIpNotAllowed { .. }
         | UriTooLong { .. }
         | HeaderTooLarge { .. }
         | StoreUnavailable(_)
