@@ -48,6 +48,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use deadpool_redis::Pool;
+use redis::aio::MultiplexedConnection;
 use shared::config::RedisKeys;
 use tokio::sync::mpsc;
 use uuid::Uuid;
@@ -271,6 +272,8 @@ pub struct RateLimiter {
 struct Inner {
     redis: Option<(Pool, RedisKeys)>,
     check: redis::Script,
+    /// See [`RateLimiter::connection`].
+    connection: tokio::sync::Mutex<Option<MultiplexedConnection>>,
     /// Zero-setup counts, and the fallback counts while Redis is unreachable.
     local: Mutex<HashMap<(Level, Uuid, Metric), Window>>,
     node_count: u32,
@@ -305,6 +308,7 @@ impl RateLimiter {
             inner: Arc::new(Inner {
                 redis,
                 check: redis::Script::new(CHECK_LUA),
+                connection: tokio::sync::Mutex::new(None),
                 local: Mutex::new(HashMap::new()),
                 node_count: node_count.max(1),
                 outage: AtomicBool::new(false),
@@ -318,7 +322,7 @@ impl RateLimiter {
     pub async fn check(&self, tenant: Uuid, limits: &[Limit]) -> Decision {
         if let Some((pool, keys)) = &self.inner.redis {
             let shared = async {
-                let mut conn = pool.get().await.map_err(|e| e.to_string())?;
+                let mut conn = self.connection(pool).await?;
                 let mut invocation = self.inner.check.prepare_invoke();
                 for l in limits {
                     invocation
@@ -329,7 +333,11 @@ impl RateLimiter {
                 invocation
                     .invoke_async::<Vec<i64>>(&mut conn)
                     .await
-                    .map_err(|e| e.to_string())
+                    .map_err(|e| {
+                        // A broken connection is replaced on the next call.
+                        self.drop_connection();
+                        e.to_string()
+                    })
             };
             match tokio::time::timeout(REDIS_WAIT, shared).await {
                 Ok(Ok(reply)) => {
@@ -350,6 +358,28 @@ impl RateLimiter {
             return self.check_local(limits, self.inner.node_count);
         }
         self.check_local(limits, 1)
+    }
+
+    /// The node's rate-limit connection: one multiplexed connection taken out of the pool and
+    /// shared by every check (commands are pipelined on it, so a burst of requests never waits
+    /// for a pooled connection to be free or created).
+    /// Made by one caller at a time: a burst at start waits for one connection, rather than
+    /// each request opening its own.
+    async fn connection(&self, pool: &Pool) -> Result<MultiplexedConnection, String> {
+        let mut slot = self.inner.connection.lock().await;
+        if let Some(conn) = slot.as_ref() {
+            return Ok(conn.clone());
+        }
+        let conn = deadpool_redis::Connection::take(pool.get().await.map_err(|e| e.to_string())?);
+        *slot = Some(conn.clone());
+        Ok(conn)
+    }
+
+    /// Forgets a broken connection; the next check takes a new one.
+    fn drop_connection(&self) {
+        if let Ok(mut slot) = self.inner.connection.try_lock() {
+            *slot = None;
+        }
     }
 
     fn outage_started(&self, error: &str) {
