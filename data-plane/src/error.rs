@@ -248,7 +248,7 @@ pub enum GatewayError {
     /// A rate limit (RPM or TPM of the key, its team or its organization) has no room for the
     /// request. `headers` are the `x-ratelimit-*` values (see `pipeline::limit`).
     #[error("{} rate limit of the {} reached ({limit} {} per minute)", .metric.as_str(), .level.as_str(), .metric.as_str())]
-    RateLimited {
+    RateLimitExceeded {
         level: crate::governance::limits::Level,
         metric: crate::governance::limits::Metric,
         limit: u64,
@@ -317,7 +317,7 @@ impl GatewayError {
             | ProviderUnavailable(_) => StatusCode::BAD_GATEWAY,
             LoopDetected { .. } => StatusCode::LOOP_DETECTED,
             Overloaded | ProviderBusy { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            TooManyConcurrent { .. } | QuotaExhausted { .. } | RateLimited { .. } => {
+            TooManyConcurrent { .. } | QuotaExhausted { .. } | RateLimitExceeded { .. } => {
                 StatusCode::TOO_MANY_REQUESTS
             }
             EndpointNotAllowed { .. } | ClientIpNotAllowed { .. } => StatusCode::FORBIDDEN,
@@ -362,7 +362,7 @@ impl GatewayError {
             HeaderTooLarge { .. } => "header_too_large",
             UpstreamTimeout(_) => "upstream_timeout",
             ProviderUnavailable(_) => "provider_unavailable",
-            RateLimited { .. } => "rate_limit_exceeded",
+            RateLimitExceeded { .. } => "rate_limit_exceeded",
             EndpointNotAllowed { .. } => "endpoint_not_allowed",
             ClientIpNotAllowed { .. } => "ip_not_allowed",
             StoreUnavailable(_) => "config_store_unavailable",
@@ -557,7 +557,7 @@ impl GatewayError {
                 API_ERROR,
                 None,
             ),
-            RateLimited {
+            RateLimitExceeded {
                 level,
                 metric,
                 limit,
@@ -641,7 +641,7 @@ impl IntoResponse for GatewayError {
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
-        if let GatewayError::RateLimited {
+        if let GatewayError::RateLimitExceeded {
             retry_after_ms,
             headers,
             ..

@@ -8,7 +8,7 @@
 //!   `max_tokens_per_request`, else the largest `max_output_tokens` of the tenant's
 //!   deployments or route candidates under that name, else [`DEFAULT_MAX_OUTPUT`]). The meter
 //!   corrects it with the actual total after the call ([`RateOutcome`] carries the take).
-//! - A refusal is [`GatewayError::RateLimited`]: 429, `code: "rate_limit_exceeded"`, `type`
+//! - A refusal is [`GatewayError::RateLimitExceeded`]: 429, `code: "rate_limit_exceeded"`, `type`
 //!   `requests` or `tokens` as OpenAI sends them, `Retry-After` in seconds (at least 1) and the
 //!   headers below.
 //! - Every response of a key under any limit carries `x-ratelimit-{limit,remaining,reset}-
@@ -213,7 +213,7 @@ fn refusal(checks: &[Limit], decision: &Decision, headers: RateHeaders) -> Gatew
         .filter(|(_, s)| s.retry_ms > 0)
         .max_by_key(|(_, s)| s.retry_ms);
     match worst {
-        Some((l, s)) => GatewayError::RateLimited {
+        Some((l, s)) => GatewayError::RateLimitExceeded {
             level: l.level,
             metric: l.metric,
             limit: s.limit,
@@ -222,7 +222,7 @@ fn refusal(checks: &[Limit], decision: &Decision, headers: RateHeaders) -> Gatew
             headers,
         },
         // Refused with no limit over (cannot happen with a consistent reply): ask for a retry.
-        None => GatewayError::RateLimited {
+        None => GatewayError::RateLimitExceeded {
             level: Level::Key,
             metric: Metric::Requests,
             limit: 0,

@@ -88,7 +88,7 @@ pub fn classify(err: &GatewayError) -> Option<RetryClass> {
         | LoopDetected { .. }
         | Overloaded
         | TooManyConcurrent { .. }
-        | RateLimited { .. }
+        | RateLimitExceeded { .. }
         | EndpointNotAllowed { .. }
         | ClientIpNotAllowed { .. }
         | UriTooLong { .. }
@@ -250,6 +250,7 @@ mod tests {
             LoopDetected { .. } | Overloaded | TooManyConcurrent { .. } | ProviderBusy { .. } => {}
             UriTooLong { .. } | HeaderTooLarge { .. } | UpstreamTimeout(_) => {}
             UpstreamProtocol(_) | ProviderUnavailable(_) | StoreUnavailable(_) | Internal(_) => {}
+            RateLimitExceeded { .. } | EndpointNotAllowed { .. } | ClientIpNotAllowed { .. } => {}
         }
     }
 
@@ -359,6 +360,24 @@ mod tests {
             (ProviderUnavailable("no base URL".into()), Some(Connection)),
             (StoreUnavailable("down".into()), None),
             (Internal("bug".into()), None),
+            (
+                RateLimitExceeded {
+                    level: crate::governance::limits::Level::Key,
+                    metric: crate::governance::limits::Metric::Requests,
+                    limit: 1,
+                    requested: 1,
+                    retry_after_ms: 1000,
+                    headers: Default::default(),
+                },
+                None,
+            ),
+            (
+                EndpointNotAllowed {
+                    endpoint: "/v1/embeddings",
+                },
+                None,
+            ),
+            (ClientIpNotAllowed { ip: "x".into() }, None),
         ];
         for (err, want) in &cases {
             covered(err);
