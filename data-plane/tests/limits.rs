@@ -354,3 +354,40 @@ fn the_client_address_is_the_peer_or_what_trusted_proxies_forwarded() {
     bad.insert("x-forwarded-for", HeaderValue::from_static("not-an-ip"));
     assert_eq!(client_ip(ip("10.1.2.3"), &bad, &trusted), ip("10.1.2.3"));
 }
+
+#[tokio::test]
+async fn a_redis_outage_counts_the_local_share_until_redis_answers_again() {
+    use data_plane::governance::limits::{Level, Limit, Metric, RateLimiter};
+    let prefix = testkit::redis_prefix::PrefixGuard::new();
+    let proxy = testkit::tcp_proxy::Proxy::start(testkit::redis_prefix::redis_addr().unwrap())
+        .await
+        .unwrap();
+    let pool = data_plane::store::redis_pool(&proxy.url()).unwrap();
+    let limiter = RateLimiter::new(Some((pool, prefix.keys.clone())), 4);
+    let tenant = Uuid::new_v4();
+    let limits = [Limit {
+        level: Level::Key,
+        id: Uuid::new_v4(),
+        metric: Metric::Requests,
+        limit: 1000,
+        cost: 1,
+    }];
+    let shared = limiter.check(tenant, &limits).await;
+    assert!(shared.admitted && !shared.local);
+    assert_eq!(shared.standings[0].limit, 1000);
+
+    proxy.set_up(false);
+    let alone = limiter.check(tenant, &limits).await;
+    assert!(alone.admitted && alone.local, "{alone:?}");
+    assert_eq!(
+        alone.standings[0].limit, 250,
+        "1000 / SWITCHYARD_NODE_COUNT"
+    );
+
+    proxy.set_up(true);
+    testkit::poll::eventually("counting in Redis again", WAIT, || {
+        let limiter = limiter.clone();
+        async move { !limiter.check(tenant, &limits).await.local }
+    })
+    .await;
+}
