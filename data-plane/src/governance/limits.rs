@@ -277,6 +277,8 @@ struct Inner {
     /// Zero-setup counts, and the fallback counts while Redis is unreachable.
     local: Mutex<HashMap<(Level, Uuid, Metric), Window>>,
     node_count: u32,
+    /// How long a check waits for Redis before counting alone.
+    redis_wait: Duration,
     /// Whether Redis is currently considered unreachable (for logging once per outage).
     outage: AtomicBool,
     corrections: Option<mpsc::Sender<Correction>>,
@@ -296,6 +298,16 @@ impl RateLimiter {
     /// `node_count` divides limits while Redis is unreachable. With Redis, starts the
     /// correction task on the current Tokio runtime (if there is one).
     pub fn new(redis: Option<(Pool, RedisKeys)>, node_count: u32) -> Self {
+        Self::with_redis_wait(redis, node_count, REDIS_WAIT)
+    }
+
+    /// [`RateLimiter::new`] waiting up to `redis_wait` (instead of [`REDIS_WAIT`]) for Redis
+    /// before counting alone.
+    pub fn with_redis_wait(
+        redis: Option<(Pool, RedisKeys)>,
+        node_count: u32,
+        redis_wait: Duration,
+    ) -> Self {
         let corrections = match (&redis, tokio::runtime::Handle::try_current()) {
             (Some((pool, _)), Ok(runtime)) => {
                 let (tx, rx) = mpsc::channel(CORRECTION_QUEUE);
@@ -311,6 +323,7 @@ impl RateLimiter {
                 connection: tokio::sync::Mutex::new(None),
                 local: Mutex::new(HashMap::new()),
                 node_count: node_count.max(1),
+                redis_wait,
                 outage: AtomicBool::new(false),
                 corrections,
             }),
@@ -339,7 +352,7 @@ impl RateLimiter {
                         e.to_string()
                     })
             };
-            match tokio::time::timeout(REDIS_WAIT, shared).await {
+            match tokio::time::timeout(self.inner.redis_wait, shared).await {
                 Ok(Ok(reply)) => {
                     if let Some(decision) = parse_reply(&reply, limits) {
                         if self.inner.outage.swap(false, Ordering::AcqRel) {

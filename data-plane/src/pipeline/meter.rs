@@ -159,6 +159,11 @@ impl Meter {
         self.endpoint = endpoint;
     }
 
+    /// The usage event's `endpoint` so far.
+    pub fn endpoint(&self) -> &'static str {
+        self.endpoint
+    }
+
     /// For bodies that failed validation: the model they named, if any.
     pub fn set_model(&mut self, model: String) {
         self.model = model;

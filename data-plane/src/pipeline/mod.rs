@@ -134,17 +134,7 @@ pub(crate) async fn chat_completions(
 ) {
     let mut meter = Meter::new(&request_id, &auth);
     meter.set_endpoint(endpoint);
-    let event = match prepare(
-        &state,
-        &request_id,
-        &auth,
-        &mut meter,
-        &mut admission,
-        body,
-        endpoint,
-    )
-    .await
-    {
+    let event = match prepare(&state, &request_id, &auth, &mut meter, &mut admission, body).await {
         Err(error) => meter.error(error, respond),
         Ok((request, attempt)) => meter.reply(&state, &request, attempt, respond).await,
     };
@@ -159,11 +149,10 @@ async fn prepare(
     meter: &mut Meter,
     admission: &mut Admission,
     body: Body,
-    endpoint: &'static str,
 ) -> Result<(ChatRequest, Attempt), GatewayError> {
     let (mut request, body_bytes) = read_request(state, meter, body, ChatRequest::parse).await?;
     meter.set_request(&request);
-    authenticate::cap_output_tokens(&auth.key, &mut request, endpoint)?;
+    authenticate::cap_output_tokens(&auth.key, &mut request, meter.endpoint())?;
     let intent = Intent {
         model: &request.model,
         api: Api::Chat,
