@@ -123,7 +123,7 @@ impl Meter {
     }
 
     /// The limit stage's outcome: headers for every answer, and the token estimate that
-    /// [`Meter::finish`] corrects with the actual total.
+    /// the meter corrects with the actual total when it builds the usage event.
     pub fn set_rate_limit(&mut self, outcome: super::limit::RateOutcome) {
         self.rate = outcome;
     }
