@@ -257,6 +257,7 @@ fn event(tenant_id: Uuid, started_at: OffsetDateTime) -> UsageEvent {
         started_at,
         route: None,
         failed_attempts: Vec::new(),
+        tags: Default::default(),
     }
 }
 

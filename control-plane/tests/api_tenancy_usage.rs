@@ -47,6 +47,7 @@ fn event(
         started_at,
         route: None,
         failed_attempts: Vec::new(),
+        tags: Default::default(),
     }
 }
 

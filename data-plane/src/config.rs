@@ -99,6 +99,17 @@ pub struct Settings {
         default_value_t = 32
     )]
     pub upstream_max_idle_per_host: usize,
+
+    /// How many data-plane nodes share the rate limits. While Redis is unreachable each node
+    /// counts alone against limit / this number.
+    #[arg(long, env = "SWITCHYARD_NODE_COUNT", default_value_t = 1)]
+    pub node_count: u32,
+
+    /// Reverse proxies (comma-separated CIDRs or addresses) whose `X-Forwarded-For` is
+    /// believed when taking a client's address for a key's `allowed_cidrs`. Empty: the TCP peer
+    /// address is the client's.
+    #[arg(long, env = "SWITCHYARD_TRUSTED_PROXIES")]
+    pub trusted_proxies: Option<String>,
 }
 
 impl Default for Settings {
@@ -115,6 +126,8 @@ impl Default for Settings {
             max_concurrent_per_org: 256,
             max_concurrent_per_provider: 256,
             upstream_max_idle_per_host: 32,
+            node_count: 1,
+            trusted_proxies: None,
         }
     }
 }
@@ -163,7 +176,29 @@ impl Settings {
             }
         }
         self.egress_policy()?;
+        if self.node_count == 0 {
+            bail!("SWITCHYARD_NODE_COUNT must be greater than 0");
+        }
+        self.trusted_proxies()?;
         Ok(())
+    }
+
+    /// `SWITCHYARD_TRUSTED_PROXIES`, parsed: CIDRs, or single addresses (a /32 or /128).
+    pub fn trusted_proxies(&self) -> anyhow::Result<Vec<ipnet::IpNet>> {
+        let Some(list) = self.trusted_proxies.as_deref() else {
+            return Ok(Vec::new());
+        };
+        list.split(',')
+            .map(str::trim)
+            .filter(|item| !item.is_empty())
+            .map(|item| {
+                item.parse::<ipnet::IpNet>()
+                    .or_else(|_| item.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .with_context(|| {
+                        format!("SWITCHYARD_TRUSTED_PROXIES: {item:?} is not a CIDR or an address")
+                    })
+            })
+            .collect()
     }
 
     /// The egress policy: `SWITCHYARD_UPSTREAM_ALLOW_CIDRS`, or the zero-setup default when

@@ -245,6 +245,24 @@ pub enum GatewayError {
     #[error("provider not usable: {0}")]
     ProviderUnavailable(String),
 
+    /// A rate limit (RPM or TPM of the key, its team or its organization) has no room for the
+    /// request. `headers` are the `x-ratelimit-*` values (see `pipeline::limit`).
+    #[error("{} rate limit of the {} reached ({limit} {} per minute)", .metric.as_str(), .level.as_str(), .metric.as_str())]
+    RateLimitExceeded {
+        level: crate::governance::limits::Level,
+        metric: crate::governance::limits::Metric,
+        limit: u64,
+        requested: u64,
+        retry_after_ms: u64,
+        headers: crate::pipeline::limit::RateHeaders,
+    },
+    /// The key is scoped to other endpoints (`endpoints`).
+    #[error("key not allowed on {endpoint}")]
+    EndpointNotAllowed { endpoint: &'static str },
+    /// The client address is outside the key's `allowed_cidrs`.
+    #[error("client address {ip} not allowed for this key")]
+    ClientIpNotAllowed { ip: String },
+
     /// The key is not cached and the config store (Redis) cannot be reached.
     #[error("config store unavailable: {0}")]
     StoreUnavailable(String),
@@ -299,7 +317,10 @@ impl GatewayError {
             | ProviderUnavailable(_) => StatusCode::BAD_GATEWAY,
             LoopDetected { .. } => StatusCode::LOOP_DETECTED,
             Overloaded | ProviderBusy { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            TooManyConcurrent { .. } | QuotaExhausted { .. } => StatusCode::TOO_MANY_REQUESTS,
+            TooManyConcurrent { .. } | QuotaExhausted { .. } | RateLimitExceeded { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
+            EndpointNotAllowed { .. } | ClientIpNotAllowed { .. } => StatusCode::FORBIDDEN,
             UriTooLong { .. } => StatusCode::URI_TOO_LONG,
             HeaderTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
@@ -341,6 +362,9 @@ impl GatewayError {
             HeaderTooLarge { .. } => "header_too_large",
             UpstreamTimeout(_) => "upstream_timeout",
             ProviderUnavailable(_) => "provider_unavailable",
+            RateLimitExceeded { .. } => "rate_limit_exceeded",
+            EndpointNotAllowed { .. } => "endpoint_not_allowed",
+            ClientIpNotAllowed { .. } => "ip_not_allowed",
             StoreUnavailable(_) => "config_store_unavailable",
             Internal(_) => "internal_error",
         }
@@ -533,6 +557,34 @@ impl GatewayError {
                 API_ERROR,
                 None,
             ),
+            RateLimitExceeded {
+                level,
+                metric,
+                limit,
+                requested,
+                retry_after_ms,
+                ..
+            } => own(
+                format!(
+                    "Rate limit reached for {} per minute on this {}: Limit {limit}, Requested \
+                     {requested}. Please try again in {}.",
+                    metric.as_str(),
+                    level.describe(),
+                    crate::governance::limits::format_reset(*retry_after_ms),
+                ),
+                metric.as_str(),
+                None,
+            ),
+            EndpointNotAllowed { endpoint } => own(
+                format!("This API key is not allowed to call {endpoint}."),
+                "permission_error",
+                None,
+            ),
+            ClientIpNotAllowed { .. } => own(
+                "Requests from your network address are not allowed with this API key.".to_owned(),
+                "permission_error",
+                None,
+            ),
             StoreUnavailable(_) => own(
                 "The gateway's configuration store is unavailable right now; please retry shortly."
                     .to_owned(),
@@ -588,6 +640,18 @@ impl IntoResponse for GatewayError {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        if let GatewayError::RateLimitExceeded {
+            retry_after_ms,
+            headers,
+            ..
+        } = &self
+        {
+            let seconds = retry_after_ms.div_ceil(1000).max(1);
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+            headers.apply(response.headers_mut());
         }
         if let GatewayError::UpstreamRateLimited {
             retry_after: Some(value),

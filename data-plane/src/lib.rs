@@ -22,6 +22,8 @@
 //!   reserve budget → cache → route → attempt → provider adapter → meter (`embed` runs the same
 //!   stages for `/v1/embeddings`). Its module doc lists which stage inserts and reads each
 //!   request fact.
+//! - [`governance`]: key, team and organization rate limits (`limits`: per-second buckets in
+//!   Redis, one script per request; in memory in-process).
 //! - [`routing`]: per-node health and circuit breakers, candidate strategies, retry classes.
 //! - [`providers`]: provider adapters (`openai` for OpenAI and the OpenAI-compatible family with
 //!   per-provider presets, `azure`, `anthropic`, `gemini`, `bedrock`, `mock`), the
@@ -44,6 +46,7 @@ pub mod anthropic_api;
 pub mod config;
 pub mod egress;
 pub mod error;
+pub mod governance;
 pub mod http;
 pub mod pipeline;
 pub mod providers;

@@ -65,11 +65,15 @@ async fn run() -> anyhow::Result<()> {
     // TCP_NODELAY, and JSON bodies for the errors hyper answers itself (414, 431, 400).
     let listener = data_plane::http::listener::listener(listener);
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
-    let server = axum::serve(listener, app(state.clone()))
-        .with_graceful_shutdown(async move {
-            let _ = stop_rx.wait_for(|stop| *stop).await;
-        })
-        .into_future();
+    // With the peer address in each request's extensions, for keys' `allowed_cidrs`.
+    let server = axum::serve(
+        listener,
+        app(state.clone()).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        let _ = stop_rx.wait_for(|stop| *stop).await;
+    })
+    .into_future();
     let mut server = tokio::spawn(server);
 
     tokio::select! {

@@ -11,6 +11,7 @@ use crate::admission::{Admission, Limits};
 use crate::config::Settings;
 use crate::egress::{HopTag, UpstreamClient};
 use crate::error::GatewayError;
+use crate::governance::limits::RateLimiter;
 use crate::routing::{Health, HealthSettings, Quotas};
 use crate::store::ConfigStore;
 use crate::usage_sink::UsageSink;
@@ -35,6 +36,10 @@ struct Inner {
     health: Health,
     /// Provider quota counters, shared through Redis when there is one.
     quotas: Quotas,
+    /// Key, team and organization rate limits (see [`crate::governance::limits`]).
+    rate_limiter: RateLimiter,
+    /// `SWITCHYARD_TRUSTED_PROXIES`, parsed (see `pipeline::authenticate::client_ip`).
+    trusted_proxies: Vec<ipnet::IpNet>,
     in_flight: InFlight,
 }
 
@@ -47,6 +52,8 @@ impl AppState {
             .context("cannot build the upstream HTTP client")?;
         let hop_tag = Arc::new(HopTag::new(store.hop_tag()));
         let quotas = Quotas::new(store.redis_parts());
+        let rate_limiter = RateLimiter::new(store.redis_parts(), settings.node_count);
+        let trusted_proxies = settings.trusted_proxies()?;
         let limits = Limits::new(
             settings.max_concurrent_requests,
             settings.max_concurrent_per_org,
@@ -63,6 +70,8 @@ impl AppState {
                 limits,
                 health: Health::new(HealthSettings::default()),
                 quotas,
+                rate_limiter,
+                trusted_proxies,
                 in_flight: InFlight::default(),
             }),
         })
@@ -96,6 +105,26 @@ impl AppState {
     /// Provider quota counters (see [`crate::routing::quota`]).
     pub fn quotas(&self) -> &Quotas {
         &self.inner.quotas
+    }
+
+    /// Key, team and organization rate limits.
+    pub fn rate_limiter(&self) -> &RateLimiter {
+        &self.inner.rate_limiter
+    }
+
+    /// Uses `limiter` instead of the one built from the config store (several nodes counting
+    /// in one Redis while their records come from an in-memory store, as in tests). Only
+    /// before the state is shared: a state already cloned is refused.
+    pub fn with_rate_limiter(mut self, limiter: RateLimiter) -> anyhow::Result<Self> {
+        let inner = Arc::get_mut(&mut self.inner)
+            .context("with_rate_limiter must be called before the state is cloned")?;
+        inner.rate_limiter = limiter;
+        Ok(self)
+    }
+
+    /// The reverse proxies whose `X-Forwarded-For` is believed.
+    pub fn trusted_proxies(&self) -> &[ipnet::IpNet] {
+        &self.inner.trusted_proxies
     }
 
     /// This node's view of every deployment's health.

@@ -4,6 +4,8 @@
 //! no event; they are counted in metrics instead. `id` is the request id, which is also what the
 //! control plane deduplicates on, so an event delivered twice is stored once.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -88,6 +90,9 @@ pub struct UsageEvent {
     /// The event's deployment, provider and prices are those of the attempt that served.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub failed_attempts: Vec<FailedAttempt>,
+    /// Tags of the request: its key's `metadata`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: BTreeMap<String, String>,
 }
 
 /// One upstream attempt that failed, as recorded in a [`UsageEvent`].

@@ -60,5 +60,6 @@ pub fn usage_event() -> UsageEvent {
         started_at: OffsetDateTime::now_utc(),
         route: None,
         failed_attempts: Vec::new(),
+        tags: Default::default(),
     }
 }

@@ -6,9 +6,28 @@
 //! revoked, expired) but never echo the key or its hash. On success the request gets an
 //! [`AuthContext`] extension.
 //!
+//! Then the key's scopes:
+//! - `endpoints`: the API the path belongs to ([`endpoint_of`]: chat → `/v1/chat/completions`,
+//!   messages → `/v1/messages` and `/v1/messages/count_tokens`, embeddings → `/v1/embeddings`;
+//!   `/v1/models` is always allowed) must be listed, else 403 `endpoint_not_allowed` naming the
+//!   endpoint;
+//! - `allowed_cidrs`: the client's address ([`client_ip`]) must be in one of them, else 403
+//!   `ip_not_allowed`, whose message names neither the key nor the allowlist. The client's
+//!   address is the TCP peer's, unless the peer is one of `SWITCHYARD_TRUSTED_PROXIES`: then it
+//!   is the right-most `X-Forwarded-For` address that is not a trusted proxy (the left part of
+//!   that header is whatever the client wrote, so only what trusted proxies appended counts).
+//!   A request with no peer address (a router driven in-process) never matches an allowlist.
+//!
+//! `max_tokens_per_request` is checked once the body is parsed ([`cap_output_tokens`]).
+//!
 //! [`ConfigStore`]: crate::store::ConfigStore
 
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+
+use axum::extract::ConnectInfo;
+use ipnet::IpNet;
+use shared::governance::KeyEndpoint;
 
 use axum::extract::{Request, State};
 use axum::http::header::AUTHORIZATION;
@@ -47,7 +66,10 @@ pub async fn middleware(
         Some(Hops(hops)) => hops.clone(),
         None => state.hop_tag().header(),
     };
-    match authenticate(&state, request.headers(), hops).await {
+    let authenticated = authenticate(&state, request.headers(), hops)
+        .await
+        .and_then(|auth| check_scopes(&state, &auth.key, &request).map(|()| auth));
+    match authenticated {
         Ok(auth) => {
             request.extensions_mut().insert(auth);
             next.run(request).await
@@ -88,6 +110,120 @@ async fn authenticate(
     })
 }
 
+/// The key's `endpoints` and `allowed_cidrs` scopes for this request.
+fn check_scopes(state: &AppState, key: &KeyRecord, request: &Request) -> Result<(), GatewayError> {
+    if let Some(allowed) = &key.endpoints
+        && let Some((endpoint, path)) = endpoint_of(request.uri().path())
+        && !allowed.contains(&endpoint)
+    {
+        return Err(GatewayError::EndpointNotAllowed { endpoint: path });
+    }
+    if let Some(cidrs) = &key.allowed_cidrs {
+        let peer = request
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(addr)| addr.ip());
+        let ip = client_ip(peer, request.headers(), state.trusted_proxies());
+        if !ip.is_some_and(|ip| cidrs.iter().any(|net| net.contains(&canonical(ip)))) {
+            return Err(GatewayError::ClientIpNotAllowed {
+                ip: ip.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string()),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The scope an API path belongs to, and the path to name in a refusal; `None` for paths every
+/// key may call (`/v1/models`).
+pub fn endpoint_of(path: &str) -> Option<(KeyEndpoint, &'static str)> {
+    match path.trim_end_matches('/') {
+        "/v1/chat/completions" => Some((KeyEndpoint::Chat, "/v1/chat/completions")),
+        "/v1/messages" => Some((KeyEndpoint::Messages, "/v1/messages")),
+        "/v1/messages/count_tokens" => Some((KeyEndpoint::Messages, "/v1/messages/count_tokens")),
+        "/v1/embeddings" => Some((KeyEndpoint::Embeddings, "/v1/embeddings")),
+        _ => None,
+    }
+}
+
+/// The client's address: the TCP `peer`, unless it is a trusted proxy; then the right-most
+/// `X-Forwarded-For` address that is not a trusted proxy (every `X-Forwarded-For` header, in
+/// order). If every listed address is a trusted proxy, the left-most one; if the header is
+/// missing or malformed, the peer.
+pub fn client_ip(peer: Option<IpAddr>, headers: &HeaderMap, trusted: &[IpNet]) -> Option<IpAddr> {
+    let peer = canonical(peer?);
+    let is_trusted = |ip: IpAddr| trusted.iter().any(|net| net.contains(&ip));
+    if !is_trusted(peer) {
+        return Some(peer);
+    }
+    let mut hops: Vec<IpAddr> = Vec::new();
+    for value in headers.get_all("x-forwarded-for") {
+        let Ok(value) = value.to_str() else {
+            return Some(peer);
+        };
+        for item in value.split(',') {
+            match parse_forwarded(item.trim()) {
+                Some(ip) => hops.push(canonical(ip)),
+                None => return Some(peer),
+            }
+        }
+    }
+    match hops.iter().rev().find(|ip| !is_trusted(**ip)) {
+        Some(ip) => Some(*ip),
+        None => Some(hops.first().copied().unwrap_or(peer)),
+    }
+}
+
+/// An `X-Forwarded-For` item: an address, possibly with a port (`1.2.3.4:5`, `[::1]:5`).
+fn parse_forwarded(item: &str) -> Option<IpAddr> {
+    item.parse::<IpAddr>()
+        .ok()
+        .or_else(|| item.parse::<SocketAddr>().ok().map(|a| a.ip()))
+}
+
+/// IPv4-mapped IPv6 addresses (`::ffff:1.2.3.4`, what a dual-stack socket reports) as IPv4.
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        IpAddr::V4(_) => ip,
+    }
+}
+
+/// The key's `max_tokens_per_request`: a chat request asking for more output is refused with a
+/// 400 naming the field (`max_tokens` on `/v1/messages`, whose body is translated); one asking
+/// for none gets it as its `max_completion_tokens`, so no provider generates more.
+pub fn cap_output_tokens(
+    key: &KeyRecord,
+    request: &mut crate::wire::ChatRequest,
+    endpoint: &str,
+) -> Result<(), GatewayError> {
+    let Some(cap) = key.max_tokens_per_request else {
+        return Ok(());
+    };
+    let asked = [
+        ("max_completion_tokens", request.max_completion_tokens),
+        ("max_tokens", request.max_tokens),
+    ];
+    for (field, value) in asked {
+        if let Some(value) = value
+            && value > cap
+        {
+            let field = if endpoint == crate::anthropic_api::ENDPOINT {
+                "max_tokens"
+            } else {
+                field
+            };
+            return Err(crate::error::invalid(
+                field,
+                format!("`{field}` is {value}, more than this API key allows per request ({cap})."),
+            ));
+        }
+    }
+    if request.max_completion_tokens.is_none() && request.max_tokens.is_none() {
+        request.max_completion_tokens = Some(cap);
+    }
+    Ok(())
+}
+
 /// The presented key: `Authorization: Bearer <key>` (scheme case-insensitive) first, then
 /// `x-api-key`. Empty values count as absent.
 fn presented_key(headers: &HeaderMap) -> Option<&str> {
@@ -110,7 +246,50 @@ fn presented_key(headers: &HeaderMap) -> Option<&str> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+
     use super::*;
+
+    #[test]
+    fn the_client_ip_is_the_peer_unless_a_trusted_proxy_forwards() {
+        let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        let xff = |v: &'static str| {
+            let mut h = HeaderMap::new();
+            h.insert("x-forwarded-for", HeaderValue::from_static(v));
+            h
+        };
+        let ip = |s: &str| Some(s.parse::<IpAddr>().unwrap());
+        // An untrusted peer: its own address, whatever it claims.
+        assert_eq!(
+            client_ip(ip("203.0.113.9"), &xff("1.1.1.1"), &trusted),
+            ip("203.0.113.9")
+        );
+        // A trusted peer: the right-most address that is not a trusted proxy.
+        assert_eq!(
+            client_ip(
+                ip("10.0.0.2"),
+                &xff("6.6.6.6, 198.51.100.7, 10.0.0.1"),
+                &trusted
+            ),
+            ip("198.51.100.7")
+        );
+        // No header: the peer.
+        assert_eq!(
+            client_ip(ip("10.0.0.2"), &HeaderMap::new(), &trusted),
+            ip("10.0.0.2")
+        );
+        // Nothing trusted: the header is ignored.
+        assert_eq!(
+            client_ip(ip("10.0.0.2"), &xff("6.6.6.6"), &[]),
+            ip("10.0.0.2")
+        );
+        // IPv4-mapped IPv6 peers count as IPv4.
+        assert_eq!(
+            client_ip(ip("::ffff:10.0.0.2"), &xff("192.0.2.1:443"), &trusted),
+            ip("192.0.2.1")
+        );
+        assert_eq!(client_ip(None, &xff("6.6.6.6"), &trusted), None);
+    }
 
     #[test]
     fn keys_come_from_bearer_or_x_api_key() {

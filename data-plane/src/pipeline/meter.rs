@@ -65,6 +65,10 @@ pub struct Meter {
     route: Option<String>,
     failed_attempts: Vec<FailedAttempt>,
     reservation: Option<Reservation>,
+    /// The rate-limit headers for the answer and the TPM estimate to correct (see `limit`).
+    rate: super::limit::RateOutcome,
+    /// The key's `metadata`, the event's `tags`.
+    tags: std::collections::BTreeMap<String, String>,
 }
 
 struct BackendFacts {
@@ -113,7 +117,15 @@ impl Meter {
             route: None,
             failed_attempts: Vec::new(),
             reservation: None,
+            rate: Default::default(),
+            tags: auth.key.metadata.clone(),
         }
+    }
+
+    /// The limit stage's outcome: headers for every answer, and the token estimate that
+    /// the meter corrects with the actual total when it builds the usage event.
+    pub fn set_rate_limit(&mut self, outcome: super::limit::RateOutcome) {
+        self.rate = outcome;
     }
 
     /// The route the request resolved to.
@@ -145,6 +157,11 @@ impl Meter {
     /// The usage event's `endpoint` (`chat.completions` unless set).
     pub fn set_endpoint(&mut self, endpoint: &'static str) {
         self.endpoint = endpoint;
+    }
+
+    /// The usage event's `endpoint` so far.
+    pub fn endpoint(&self) -> &'static str {
+        self.endpoint
     }
 
     /// For bodies that failed validation: the model they named, if any.
@@ -181,7 +198,9 @@ impl Meter {
         let status = error.status().as_u16();
         let code = error.code();
         // If the client is gone the response is simply dropped; the event is the same.
-        let _ = respond.send(error.into_response());
+        let mut response = error.into_response();
+        self.rate.headers.apply(response.headers_mut());
+        let _ = respond.send(response);
         self.finish(
             status,
             UsageOutcome::Error,
@@ -202,8 +221,9 @@ impl Meter {
         let Attempt {
             reply,
             deadline,
-            headers,
+            mut headers,
         } = attempt;
+        self.rate.headers.apply(&mut headers);
         match reply {
             Reply::Complete(completion) => self.complete(request, completion, headers, respond),
             Reply::Stream(events) => {
@@ -315,6 +335,9 @@ impl Meter {
         if let Some(reservation) = self.reservation.take() {
             reservation.settle(cost);
         }
+        if let Some(take) = self.rate.tokens.take() {
+            take.settle(tokens.prompt.saturating_add(tokens.completion));
+        }
         UsageEvent {
             id: self.request_id.id,
             tenant_id: self.tenant_id,
@@ -341,6 +364,7 @@ impl Meter {
             started_at: self.request_id.started_at,
             route: self.route,
             failed_attempts: self.failed_attempts,
+            tags: self.tags,
         }
     }
 }
@@ -446,9 +470,10 @@ impl Meter {
         self,
         request: &crate::wire::EmbeddingsRequest,
         answer: crate::providers::Embeddings,
-        headers: HeaderMap,
+        mut headers: HeaderMap,
         respond: oneshot::Sender<Response>,
     ) -> UsageEvent {
+        self.rate.headers.apply(&mut headers);
         let (outcome, code) = outcome_of(deliver::json(answer.body, headers, respond));
         let tokens = match answer.usage.filter(|u| u.prompt_tokens > 0) {
             Some(usage) => Tokens {

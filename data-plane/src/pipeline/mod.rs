@@ -12,13 +12,15 @@
 //!
 //! 1. [`authenticate`] — axum middleware on every `/v1` route (deny by default): key from
 //!    `Authorization: Bearer` or `x-api-key`, SHA-256, [`ConfigStore::key`](crate::store::ConfigStore::key);
-//!    refuses missing, unknown, revoked and expired keys with 401.
+//!    refuses missing, unknown, revoked and expired keys with 401; then the key's `endpoints`
+//!    and `allowed_cidrs` scopes (403). `max_tokens_per_request` is checked after parsing.
 //! 2. admit — the handler takes node and organization slots ([`crate::admission`]) before the
 //!    request task starts, or refuses at once.
 //! 3. parse — each endpoint parses its own body and states its [`Intent`]: the
 //!    request-neutral facts (model, API, stream) every later stage reads.
 //! 4. [`stages`] — the enforcement every endpoint runs, from one place so none can skip one:
-//!    [`limit`] (rate limits; pass-through for now), [`cache`] (a hit skips the rest; always a
+//!    [`limit`] (the key's, team's and organization's RPM/TPM limits, see
+//!    [`crate::governance::limits`]), [`cache`] (a hit skips the rest; always a
 //!    miss for now), [`route`] (the model name → a [`route::Plan`]: an explicit route or the
 //!    implicit group of a shared deployment name, filtered by API and region policy, ordered),
 //!    [`budget`] (reserve against the plan's prices; an empty [`budget::Reservation`] for now,
@@ -58,6 +60,7 @@
 //! | [`Admission`](crate::admission::Admission) (value: node/org/provider slots) | handler | attempt (provider slot); dropped when the task ends |
 //! | [`Intent`] (value: model, API, stream) | the endpoint, after parsing | limit, cache, route, budget |
 //! | [`route::Plan`] (value: route name, ordered [`route::Backend`]s, attempts, retry classes, timeouts) | route | budget, attempt, meter (route) |
+//! | [`limit::RateOutcome`] (value: `x-ratelimit-*` headers, TPM estimate) | limit | meter (headers on every answer; corrects the estimate with the actual tokens) |
 //! | [`budget::Reservation`] (value) | budget | meter (settles it) |
 //! | [`attempt::Attempt`] (value: reply, deadline, routing headers) | attempt | deliver, meter (backend that served, failed attempts) |
 //! | [`LoggedError`](crate::error::LoggedError) (response extension) | `GatewayError::into_response` | edge (`http::log_errors`) |
@@ -147,8 +150,9 @@ async fn prepare(
     admission: &mut Admission,
     body: Body,
 ) -> Result<(ChatRequest, Attempt), GatewayError> {
-    let (request, body_bytes) = read_request(state, meter, body, ChatRequest::parse).await?;
+    let (mut request, body_bytes) = read_request(state, meter, body, ChatRequest::parse).await?;
     meter.set_request(&request);
+    authenticate::cap_output_tokens(&auth.key, &mut request, meter.endpoint())?;
     let intent = Intent {
         model: &request.model,
         api: Api::Chat,
@@ -237,7 +241,8 @@ pub(crate) async fn stages(
     intent: &Intent<'_>,
     meter: &mut Meter,
 ) -> Result<Staged, GatewayError> {
-    limit::check(state, auth, intent).await?;
+    let rate = limit::check(state, auth, intent).await?;
+    meter.set_rate_limit(rate);
     if let Some(hit) = cache::lookup(state, auth, intent).await {
         return Ok(Staged::Cached(hit));
     }

@@ -88,6 +88,9 @@ pub fn classify(err: &GatewayError) -> Option<RetryClass> {
         | LoopDetected { .. }
         | Overloaded
         | TooManyConcurrent { .. }
+        | RateLimitExceeded { .. }
+        | EndpointNotAllowed { .. }
+        | ClientIpNotAllowed { .. }
         | UriTooLong { .. }
         | HeaderTooLarge { .. }
         | StoreUnavailable(_)
@@ -247,6 +250,7 @@ mod tests {
             LoopDetected { .. } | Overloaded | TooManyConcurrent { .. } | ProviderBusy { .. } => {}
             UriTooLong { .. } | HeaderTooLarge { .. } | UpstreamTimeout(_) => {}
             UpstreamProtocol(_) | ProviderUnavailable(_) | StoreUnavailable(_) | Internal(_) => {}
+            RateLimitExceeded { .. } | EndpointNotAllowed { .. } | ClientIpNotAllowed { .. } => {}
         }
     }
 
@@ -356,6 +360,24 @@ mod tests {
             (ProviderUnavailable("no base URL".into()), Some(Connection)),
             (StoreUnavailable("down".into()), None),
             (Internal("bug".into()), None),
+            (
+                RateLimitExceeded {
+                    level: crate::governance::limits::Level::Key,
+                    metric: crate::governance::limits::Metric::Requests,
+                    limit: 1,
+                    requested: 1,
+                    retry_after_ms: 1000,
+                    headers: Default::default(),
+                },
+                None,
+            ),
+            (
+                EndpointNotAllowed {
+                    endpoint: "/v1/embeddings",
+                },
+                None,
+            ),
+            (ClientIpNotAllowed { ip: "x".into() }, None),
         ];
         for (err, want) in &cases {
             covered(err);

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 
 use shared::config::{DeploymentRecord, ProviderRecord, RouteRecord, TenantConfig};
 use shared::crypto::MasterKey;
+use shared::governance::RateLimits;
 use uuid::Uuid;
 
 use super::StoreError;
@@ -27,6 +28,9 @@ pub struct TenantView {
     providers: HashMap<Uuid, ResolvedProvider>,
     allowed_regions: Option<Vec<String>>,
     team_regions: BTreeMap<Uuid, Vec<String>>,
+    /// The organization's own rate limits, and each team's.
+    limits: RateLimits,
+    team_limits: BTreeMap<Uuid, RateLimits>,
 }
 
 impl TenantView {
@@ -60,6 +64,8 @@ impl TenantView {
             providers,
             allowed_regions: config.allowed_regions.clone(),
             team_regions: config.team_regions.clone(),
+            limits: config.limits,
+            team_limits: config.team_limits.clone(),
         }
     }
 
@@ -104,6 +110,16 @@ impl TenantView {
     }
 
     /// Every deployment, in published order.
+    /// The organization-wide rate limits.
+    pub fn limits(&self) -> RateLimits {
+        self.limits
+    }
+
+    /// A team's rate limits, if it has any.
+    pub fn team_limits(&self, team: Uuid) -> Option<RateLimits> {
+        self.team_limits.get(&team).copied()
+    }
+
     pub fn deployments(&self) -> &[DeploymentRecord] {
         &self.deployments
     }

@@ -1,0 +1,3 @@
+//! Governance on the request path: distributed rate limits ([`limits`]).
+
+pub mod limits;
