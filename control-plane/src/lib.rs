@@ -45,6 +45,7 @@ pub mod entities;
 pub mod error;
 pub mod http;
 pub mod ingest;
+pub mod ledger;
 pub mod openapi;
 pub mod password;
 pub mod publish;
@@ -194,6 +195,7 @@ impl RunningControlPlane {
                     "gateway request tasks still running at shutdown; their usage is lost"
                 );
             }
+            embedded.state.ledger().shutdown().await;
             let unwritten = embedded.state.usage().flush(DRAIN_TIMEOUT).await;
             if unwritten > 0 {
                 tracing::error!(
@@ -264,7 +266,7 @@ pub async fn start_with_clock(
     let writer = Arc::new(DbUsageWriter::new(db.clone()));
     let mut workers = Vec::new();
 
-    let (publisher, embedded_dp) = if embedded {
+    let (publisher, embedded_dp, ledger) = if embedded {
         let bus = MemoryBus::new();
         let publisher = Publisher::in_memory(bus.clone());
         let usage_rx = bus
@@ -279,12 +281,15 @@ pub async fn start_with_clock(
         let sink = data_plane::usage_sink::UsageSink::in_memory(bus.usage_sender());
         let dp_state = data_plane::AppState::new(config.settings.clone(), store, sink)
             .context("cannot start the embedded data plane")?;
+        // One ledger for both planes: the control plane reads what the gateway reserves.
+        let ledger = dp_state.ledger().clone();
         (
             publisher,
             Some(EmbeddedDataPlane {
                 bus,
                 state: dp_state,
             }),
+            ledger,
         )
     } else {
         let redis_url = config
@@ -301,7 +306,13 @@ pub async fn start_with_clock(
             writer,
             workers_rx.clone(),
         ));
-        (Publisher::redis(pool, keys), None)
+        // Reads only: this ledger never holds a lease, so its flusher stays idle.
+        let ledger = data_plane::governance::ledger::Ledger::redis(
+            pool.clone(),
+            keys.clone(),
+            Default::default(),
+        );
+        (Publisher::redis(pool, keys), None, ledger)
     };
 
     let sync = ConfigSync::new(db.clone(), publisher);
@@ -330,6 +341,7 @@ pub async fn start_with_clock(
         catalog,
         throttle: Arc::new(Throttle::new(config.throttle_settings(), clock)),
         security: Arc::new(security),
+        ledger,
     };
 
     let router = match &embedded_dp {

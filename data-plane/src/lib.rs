@@ -44,6 +44,7 @@ pub mod anthropic_api;
 pub mod config;
 pub mod egress;
 pub mod error;
+pub mod governance;
 pub mod http;
 pub mod pipeline;
 pub mod providers;

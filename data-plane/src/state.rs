@@ -11,6 +11,7 @@ use crate::admission::{Admission, Limits};
 use crate::config::Settings;
 use crate::egress::{HopTag, UpstreamClient};
 use crate::error::GatewayError;
+use crate::governance::ledger::{Ledger, LedgerOptions};
 use crate::routing::{Health, HealthSettings, Quotas};
 use crate::store::ConfigStore;
 use crate::usage_sink::UsageSink;
@@ -35,6 +36,8 @@ struct Inner {
     health: Health,
     /// Provider quota counters, shared through Redis when there is one.
     quotas: Quotas,
+    /// The budget ledger: Redis (with this node's leases) when there is one, else in memory.
+    ledger: Ledger,
     in_flight: InFlight,
 }
 
@@ -47,6 +50,17 @@ impl AppState {
             .context("cannot build the upstream HTTP client")?;
         let hop_tag = Arc::new(HopTag::new(store.hop_tag()));
         let quotas = Quotas::new(store.redis_parts());
+        let ledger = match store.redis_parts() {
+            Some((pool, keys)) => Ledger::redis(
+                pool,
+                keys,
+                LedgerOptions {
+                    lease_ttl: Duration::from_millis(settings.budget_lease_ttl_ms),
+                    ..LedgerOptions::default()
+                },
+            ),
+            None => Ledger::memory(),
+        };
         let limits = Limits::new(
             settings.max_concurrent_requests,
             settings.max_concurrent_per_org,
@@ -63,6 +77,7 @@ impl AppState {
                 limits,
                 health: Health::new(HealthSettings::default()),
                 quotas,
+                ledger,
                 in_flight: InFlight::default(),
             }),
         })
@@ -96,6 +111,12 @@ impl AppState {
     /// Provider quota counters (see [`crate::routing::quota`]).
     pub fn quotas(&self) -> &Quotas {
         &self.inner.quotas
+    }
+
+    /// The budget ledger (see [`crate::governance::ledger`]); the zero-setup control plane
+    /// reads the same one.
+    pub fn ledger(&self) -> &Ledger {
+        &self.inner.ledger
     }
 
     /// This node's view of every deployment's health.

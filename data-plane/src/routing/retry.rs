@@ -91,6 +91,8 @@ pub fn classify(err: &GatewayError) -> Option<RetryClass> {
         | UriTooLong { .. }
         | HeaderTooLarge { .. }
         | StoreUnavailable(_)
+        | BudgetExceeded { .. }
+        | BudgetUnavailable
         | Internal(_) => None,
     }
 }

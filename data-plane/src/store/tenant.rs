@@ -27,6 +27,8 @@ pub struct TenantView {
     providers: HashMap<Uuid, ResolvedProvider>,
     allowed_regions: Option<Vec<String>>,
     team_regions: BTreeMap<Uuid, Vec<String>>,
+    /// The tenant's budgets (every scope), for the budget stage.
+    budgets: Vec<shared::governance::BudgetRecord>,
 }
 
 impl TenantView {
@@ -60,6 +62,7 @@ impl TenantView {
             providers,
             allowed_regions: config.allowed_regions.clone(),
             team_regions: config.team_regions.clone(),
+            budgets: config.budgets.clone(),
         }
     }
 
@@ -106,6 +109,11 @@ impl TenantView {
     /// Every deployment, in published order.
     pub fn deployments(&self) -> &[DeploymentRecord] {
         &self.deployments
+    }
+
+    /// The tenant's budgets, of every scope.
+    pub fn budgets(&self) -> &[shared::governance::BudgetRecord] {
+        &self.budgets
     }
 
     pub fn provider(&self, id: Uuid) -> Option<&ResolvedProvider> {
