@@ -26,7 +26,8 @@ fn options() -> LedgerOptions {
         lease_ttl: Duration::from_secs(30),
         flush_interval: Duration::from_millis(20),
         idle_return: Duration::from_millis(100),
-        redis_wait: Duration::from_millis(250),
+        // Generous: the test machine's CPUs are shared.
+        redis_wait: Duration::from_secs(2),
     }
 }
 
@@ -274,6 +275,50 @@ async fn redis_unreachable_serves_from_the_lease_then_refuses() {
         (100 * need, 0),
         "the outage's consumption reported"
     );
+}
+
+#[tokio::test]
+async fn a_node_cut_off_past_its_lease_stops_spending_it_and_reports_later() {
+    let guard = PrefixGuard::new();
+    let redis = testkit::redis_prefix::redis_addr().unwrap();
+    let proxy = testkit::tcp_proxy::Proxy::start(redis).await.unwrap();
+    let short = LedgerOptions {
+        lease_ttl: Duration::from_millis(400),
+        idle_return: Duration::from_secs(60),
+        ..options()
+    };
+    let stale = node_at(&proxy.url(), &guard.keys, short.clone());
+    let observer = node(&guard.keys, short);
+    let need = 1_000;
+    let c = claim(1_600 * need);
+    let hold = stale.reserve(&[c], need).await.unwrap();
+    assert_eq!(stale.local_free(c.window), 99 * need);
+
+    proxy.set_up(false);
+    // Past the lease's expiry the node no longer spends its (reaped) lease.
+    testkit::poll::eventually("the lease reaped", WAIT, || async {
+        observer.window_usage(c.window).await.unwrap().held_micros == 0
+    })
+    .await;
+    assert_eq!(
+        stale.reserve(&[c], need).await.unwrap_err(),
+        Refusal::Unavailable
+    );
+    // Its request finishes during the outage; the consumption is reported once Redis is back,
+    // as spend only (the lease it came from is gone from `held` already).
+    hold.settle(700);
+    proxy.set_up(true);
+    testkit::poll::eventually("the stale consumption reported", WAIT, || async {
+        stale.flush().await;
+        let u = observer.window_usage(c.window).await.unwrap();
+        (u.spent_micros, u.held_micros) == (700, 0)
+    })
+    .await;
+    // And the node works normally again, with a fresh lease.
+    stale.reserve(&[c], need).await.unwrap().settle(need);
+    assert!(stale.shutdown().await);
+    let u = observer.window_usage(c.window).await.unwrap();
+    assert_eq!((u.spent_micros, u.held_micros), (1_700, 0));
 }
 
 trait ReleaseForTest {

@@ -327,19 +327,23 @@ fn refused(reason: &'static str) {
 /// Syncs one node's view of several budget windows of one organization (see the module docs).
 ///
 /// `KEYS[2i-1]` window hash, `KEYS[2i]` lease zset of budget i. `ARGV[1]` node id, `ARGV[2]`
-/// lease ttl (ms); then 7 values per budget: limit, consumed (from this node's lease),
+/// lease ttl (ms); then 6 values per budget: limit, consumed (from this node's lease),
 /// returned (to the pool), spent only (consumption not backed by a lease: soft budgets, stale
-/// leases, overruns), need (grant wanted, 0 for none), expect (1 if the node believes it holds
-/// a lease), expire at (Unix s, 0 = keep).
+/// leases, overruns), need (grant wanted, 0 for none), expire at (Unix s, 0 = keep).
+///
+/// Reaping an expired lease leaves a marker (`r:<node>`) that the node's next call consumes:
+/// that is how a node learns, exactly once, that its lease is gone (a lease that merely went
+/// to 0 through reports leaves none).
 ///
 /// Returns `{refused, granted_1, reaped_1, granted_2, reaped_2, …}`: `refused` is the index of
-/// the first budget without room for its need (0: granted all); `reaped_i` is 1 when the node
-/// expected a lease that had been reaped (its consumption then only adds to `spent`).
+/// the first budget without room for its need (0: granted all); `reaped_i` is 1 when this
+/// node's lease had been reaped (its consumption then only adds to `spent`).
 pub const SYNC_LUA: &str = r"
 local function int(x) return string.format('%d', x) end
 local n = #KEYS / 2
 local member = ARGV[1]
 local field = 'l:' .. member
+local marker = 'r:' .. member
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local expiry = now + tonumber(ARGV[2])
@@ -347,13 +351,14 @@ local avail = {}
 local out = {0}
 for i = 1, n do
   local h, z = KEYS[2*i-1], KEYS[2*i]
-  local b = 2 + (i-1)*7
+  local b = 2 + (i-1)*6
   local dead = redis.call('ZRANGEBYSCORE', z, '-inf', now)
   for _, m in ipairs(dead) do
     local f = 'l:' .. m
     local amt = tonumber(redis.call('HGET', h, f) or '0')
     if amt ~= 0 then redis.call('HINCRBY', h, 'held', int(-amt)) end
     redis.call('HDEL', h, f)
+    redis.call('HSET', h, 'r:' .. m, 1)
     redis.call('ZREM', z, m)
   end
   local limit = tonumber(ARGV[b+1])
@@ -361,8 +366,8 @@ for i = 1, n do
   local returned = tonumber(ARGV[b+3])
   local spent_only = tonumber(ARGV[b+4])
   local need = tonumber(ARGV[b+5])
-  local expect = tonumber(ARGV[b+6])
   local reaped = 0
+  if redis.call('HDEL', h, marker) == 1 then reaped = 1 end
   local lease = redis.call('HGET', h, field)
   if lease then
     lease = tonumber(lease)
@@ -377,8 +382,6 @@ for i = 1, n do
         redis.call('ZREM', z, member)
       end
     end
-  elseif expect == 1 then
-    reaped = 1
   end
   if consumed + spent_only > 0 then
     redis.call('HINCRBY', h, 'spent', int(consumed + spent_only))
@@ -392,7 +395,7 @@ for i = 1, n do
 end
 for i = 1, n do
   local h, z = KEYS[2*i-1], KEYS[2*i]
-  local b = 2 + (i-1)*7
+  local b = 2 + (i-1)*6
   local need = tonumber(ARGV[b+5])
   if out[1] == 0 and need > 0 then
     local slice = need
@@ -402,7 +405,7 @@ for i = 1, n do
     out[2*i] = slice
   end
   if redis.call('HEXISTS', h, field) == 1 then redis.call('ZADD', z, expiry, member) end
-  local at = tonumber(ARGV[b+7])
+  local at = tonumber(ARGV[b+6])
   if at > 0 then
     redis.call('EXPIREAT', h, at)
     redis.call('EXPIREAT', z, at)
@@ -422,6 +425,7 @@ for _, m in ipairs(dead) do
   local amt = tonumber(redis.call('HGET', KEYS[1], f) or '0')
   if amt ~= 0 then redis.call('HINCRBY', KEYS[1], 'held', int(-amt)) end
   redis.call('HDEL', KEYS[1], f)
+  redis.call('HSET', KEYS[1], 'r:' .. m, 1)
   redis.call('ZREM', KEYS[2], m)
 end
 return {tonumber(redis.call('HGET', KEYS[1], 'spent') or '0'), tonumber(redis.call('HGET', KEYS[1], 'held') or '0')}
@@ -512,7 +516,6 @@ impl Local {
 
     /// Takes the unreported amounts for a script call.
     fn take_report(&mut self, return_free: bool, need: i64) -> Report {
-        let expect = self.holding() > 0;
         let mut returned = std::mem::take(&mut self.returned);
         if return_free {
             returned += std::mem::take(&mut self.free);
@@ -525,7 +528,6 @@ impl Local {
             returned,
             spent_only: std::mem::take(&mut self.spent_only),
             need,
-            expect,
             generation: self.generation,
         }
     }
@@ -577,7 +579,6 @@ struct Report {
     returned: i64,
     spent_only: i64,
     need: i64,
-    expect: bool,
     generation: u64,
 }
 
@@ -802,19 +803,18 @@ impl RedisLedger {
                 .arg(r.returned)
                 .arg(r.spent_only)
                 .arg(r.need)
-                .arg(i64::from(r.expect))
                 .arg(r.expire_at);
         }
-        let run = async {
-            let mut conn = self.pool.get().await.map_err(|e| e.to_string())?;
-            invocation
-                .invoke_async::<Vec<i64>>(&mut conn)
-                .await
-                .map_err(|e| e.to_string())
-        };
-        let values = tokio::time::timeout(self.options.redis_wait, run)
-            .await
-            .map_err(|_| "timed out".to_owned())??;
+        // Waiting for a pooled connection is bounded by the pool itself (a busy pool is not an
+        // outage); the script call by `redis_wait`.
+        let mut conn = self.pool.get().await.map_err(|e| e.to_string())?;
+        let values = tokio::time::timeout(
+            self.options.redis_wait,
+            invocation.invoke_async::<Vec<i64>>(&mut conn),
+        )
+        .await
+        .map_err(|_| "timed out".to_owned())?
+        .map_err(|e| e.to_string())?;
         let refused = values.first().copied().unwrap_or(0);
         if values.len() != 1 + 2 * reports.len() {
             return Err(format!(
