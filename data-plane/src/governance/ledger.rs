@@ -138,7 +138,7 @@ struct Inner {
 
 enum Backend {
     Memory(Mutex<HashMap<WindowKey, Usage>>),
-    Redis(RedisLedger),
+    Redis(Box<RedisLedger>),
 }
 
 /// Money held for one request against one budget window, until settled.
@@ -201,7 +201,7 @@ impl Ledger {
     pub fn redis(pool: Pool, keys: RedisKeys, options: LedgerOptions) -> Self {
         let wake = Arc::new(Notify::new());
         let inner = Arc::new(Inner {
-            backend: Backend::Redis(RedisLedger {
+            backend: Backend::Redis(Box::new(RedisLedger {
                 pool,
                 keys,
                 node: Uuid::new_v4().to_string(),
@@ -213,7 +213,7 @@ impl Ledger {
                 wake: Arc::clone(&wake),
                 down: AtomicBool::new(false),
                 last_failure: Mutex::new(None),
-            }),
+            })),
         });
         tokio::spawn(flusher(Arc::downgrade(&inner), wake));
         Self { inner }
@@ -691,9 +691,8 @@ impl RedisLedger {
                 let l = local
                     .entry(e.claim.window)
                     .or_insert_with(|| Local::new(e.claim, now));
-                if !e.claim.hard || e.amount == 0 {
-                    l.spent_only += actual;
-                } else if e.generation != l.generation {
+                if !e.claim.hard || e.amount == 0 || e.generation != l.generation {
+                    // Not backed by the lease (a soft budget, or a lease Redis reaped).
                     l.spent_only += actual;
                 } else {
                     l.inflight -= e.amount;

@@ -249,6 +249,7 @@ mod tests {
             LoopDetected { .. } | Overloaded | TooManyConcurrent { .. } | ProviderBusy { .. } => {}
             UriTooLong { .. } | HeaderTooLarge { .. } | UpstreamTimeout(_) => {}
             UpstreamProtocol(_) | ProviderUnavailable(_) | StoreUnavailable(_) | Internal(_) => {}
+            BudgetExceeded { .. } | BudgetUnavailable => {}
         }
     }
 
@@ -275,6 +276,14 @@ mod tests {
             (ModelNotFound { model: "m".into() }, None),
             (RouteNotFound, None),
             (MethodNotAllowed, None),
+            (
+                BudgetExceeded {
+                    scope: "team",
+                    period_end: "never".into(),
+                },
+                None,
+            ),
+            (BudgetUnavailable, None),
             (
                 UpstreamRateLimited {
                     retry_after: None,
