@@ -191,6 +191,17 @@ async fn all_budgets_of_a_request_or_none() {
         (1_000, 0),
         "the refused request held nothing"
     );
+    // Reconciliation raises the recorded spend, never lowers it.
+    ledger.raise_spent(roomy.window, 5_000).await.unwrap();
+    ledger.raise_spent(roomy.window, 10).await.unwrap();
+    assert_eq!(
+        ledger
+            .window_usage(roomy.window)
+            .await
+            .unwrap()
+            .spent_micros,
+        5_000
+    );
     // A soft budget never refuses, and counts.
     let mut soft = claim(10);
     soft.hard = false;
@@ -440,8 +451,10 @@ async fn over_budget_is_429_insufficient_quota_and_not_retried() {
             .await
             .unwrap();
     assert_eq!(response.status(), 429);
+    assert_eq!(response.headers()["x-should-retry"], "false");
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["type"], "error", "{body}");
+    assert_eq!(body["error"]["type"], "rate_limit_error", "{body}");
     assert!(
         body["error"]["message"]
             .as_str()
