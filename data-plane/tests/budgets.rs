@@ -496,3 +496,57 @@ async fn requests_without_a_budget_are_not_limited() {
         let _ = s.gw.next_usage().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_requests_streamed_or_not_disconnecting_or_not_stay_under_the_cap() {
+    let cap = 5_000;
+    let mut s = setup(cap).await;
+    let n = 120;
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..n {
+        let (http, url, key) = (
+            s.gw.http.clone(),
+            s.gw.url("/v1/chat/completions"),
+            s.key.clone(),
+        );
+        tasks.spawn(async move {
+            let stream = i % 2 == 0;
+            let mut response = http
+                .post(url)
+                .bearer_auth(key)
+                .json(&chat(stream))
+                .send()
+                .await
+                .unwrap();
+            let status = response.status().as_u16();
+            if status == 200 && i % 4 == 0 {
+                // A client that hangs up after the first chunk.
+                let _ = response.chunk().await;
+                drop(response);
+            } else {
+                let _ = response.bytes().await;
+            }
+            status
+        });
+    }
+    let mut admitted = 0;
+    while let Some(status) = tasks.join_next().await {
+        match status.unwrap() {
+            200 => admitted += 1,
+            429 => {}
+            other => panic!("status {other}"),
+        }
+    }
+    let mut spent = 0;
+    for _ in 0..n {
+        spent += s.gw.next_usage().await.cost_micros;
+    }
+    assert!(admitted > 0 && admitted < n, "{admitted}");
+    assert!(spent <= cap, "{spent}");
+    // Every hold came back (none leaked by a disconnect): what is left is spendable.
+    let (response, costs) = until_refused(&mut s).await;
+    assert_eq!(response.status(), 429);
+    let spent = spent + costs.iter().sum::<i64>();
+    assert!(spent <= cap, "{spent}");
+    assert!(spent > cap - 200, "{spent}");
+}
