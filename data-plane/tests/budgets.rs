@@ -4,6 +4,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod bus_support;
 mod common;
 
 use std::sync::Arc;
@@ -549,4 +550,175 @@ async fn concurrent_requests_streamed_or_not_disconnecting_or_not_stay_under_the
     let spent = spent + costs.iter().sum::<i64>();
     assert!(spent <= cap, "{spent}");
     assert!(spent > cap - 200, "{spent}");
+}
+
+// ---- Two gateway nodes on one Redis (distributed mode) ----
+
+struct Node {
+    addr: std::net::SocketAddr,
+    state: data_plane::AppState,
+    usage: tokio::sync::mpsc::Receiver<shared::usage::UsageEvent>,
+}
+
+async fn start_node(keys: &RedisKeys, master_key: &shared::crypto::MasterKey) -> Node {
+    let url = redis_url();
+    let pool = data_plane::store::redis_pool(&url).unwrap();
+    let store = data_plane::store::ConfigStore::redis(pool, &url, keys.clone(), master_key.clone())
+        .await
+        .unwrap();
+    let (tx, usage) = tokio::sync::mpsc::channel(1024);
+    let state = data_plane::AppState::new(
+        data_plane::config::Settings::default(),
+        store,
+        data_plane::usage_sink::UsageSink::in_memory(tx),
+    )
+    .unwrap();
+    let addr = common::serve(data_plane::app(state.clone())).await;
+    Node { addr, state, usage }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_nodes_on_one_redis_hold_a_team_budget_through_the_gateway() {
+    let guard = PrefixGuard::new();
+    let keys = &guard.keys;
+    let master_key = shared::crypto::MasterKey::generate();
+    let fake = FakeOpenAi::start().await.unwrap();
+
+    // A key of a team with a hard daily budget of 20 000 µ$ (each request costs 80 µ$ and
+    // reserves ~125 µ$).
+    let cap = 20_000;
+    let plaintext = shared::keys::generate_api_key();
+    let mut record = bus_support::key_record(&shared::keys::hash_api_key(&plaintext), 1);
+    let team = Uuid::new_v4();
+    record.team_id = Some(team);
+    let provider_id = Uuid::new_v4();
+    let provider = shared::config::ProviderRecord {
+        id: provider_id,
+        name: "fake".into(),
+        kind: ProviderKind::OpenAiCompatible,
+        base_url: Some(format!("{}/", fake.base_url())),
+        api_key_sealed: Some(
+            master_key.seal("sk-provider-secret-0123456789", &provider_id.to_string()),
+        ),
+        options: Default::default(),
+    };
+    let d = deployment("gpt-4o-mini", &provider, "gpt-4o-mini");
+    let budget_id = Uuid::new_v4();
+    let config = shared::config::TenantConfig {
+        tenant_id: record.tenant_id,
+        version: 1,
+        deployments: vec![d],
+        providers: vec![provider],
+        routes: Vec::new(),
+        allowed_regions: None,
+        team_regions: Default::default(),
+        budgets: vec![BudgetRecord {
+            id: budget_id,
+            scope: BudgetScope::Team,
+            scope_id: team,
+            limit_micros: cap,
+            period: BudgetPeriod::Daily,
+            timezone: "Europe/Berlin".into(),
+            hard: true,
+            alert_thresholds: vec![],
+        }],
+        limits: Default::default(),
+        team_limits: Default::default(),
+    };
+    let mut c = bus_support::conn().await;
+    bus_support::write_key(&mut c, keys, &record, true).await;
+    bus_support::write_tenant(&mut c, keys, &config, true).await;
+
+    let mut nodes = vec![
+        start_node(keys, &master_key).await,
+        start_node(keys, &master_key).await,
+    ];
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let n = 400;
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..n {
+        let url = format!("http://{}/v1/chat/completions", nodes[i % 2].addr);
+        let (http, key) = (http.clone(), plaintext.clone());
+        tasks.spawn(async move {
+            let mut response = http
+                .post(url)
+                .bearer_auth(key)
+                .json(&chat(i % 3 != 0))
+                .send()
+                .await
+                .unwrap();
+            let status = response.status().as_u16();
+            if status == 200 && i % 5 == 0 {
+                let _ = response.chunk().await;
+                drop(response);
+            } else {
+                let _ = response.bytes().await;
+            }
+            status
+        });
+    }
+    let mut admitted = 0;
+    while let Some(status) = tasks.join_next().await {
+        match status.unwrap() {
+            200 => admitted += 1,
+            429 => {}
+            other => panic!("status {other}"),
+        }
+    }
+    let mut spent = 0;
+    for (i, node) in nodes.iter_mut().enumerate() {
+        for _ in 0..n / 2 {
+            let event = tokio::time::timeout(WAIT, node.usage.recv())
+                .await
+                .unwrap_or_else(|_| panic!("node {i}: a usage event"))
+                .unwrap();
+            spent += event.cost_micros;
+        }
+    }
+    assert!(admitted > 0 && admitted < n, "{admitted}");
+    assert!(spent <= cap, "{spent}");
+
+    // Then each node in turn until it is refused: nothing was leaked, the cap is reachable.
+    for node in &mut nodes {
+        loop {
+            let response = http
+                .post(format!("http://{}/v1/chat/completions", node.addr))
+                .bearer_auth(&plaintext)
+                .json(&chat(false))
+                .send()
+                .await
+                .unwrap();
+            let status = response.status().as_u16();
+            let _ = response.bytes().await;
+            spent += tokio::time::timeout(WAIT, node.usage.recv())
+                .await
+                .unwrap()
+                .unwrap()
+                .cost_micros;
+            if status == 429 {
+                break;
+            }
+            assert_eq!(status, 200);
+        }
+    }
+    assert!(spent <= cap, "{spent}");
+    assert!(spent > cap - 200, "{spent}");
+
+    // After both nodes return their leases, the ledger shows exactly what the events cost.
+    for node in &nodes {
+        assert!(node.state.ledger().shutdown().await);
+    }
+    let now = time::OffsetDateTime::now_utc();
+    let window = config.budgets[0].window(now).unwrap();
+    let u = nodes[0]
+        .state
+        .ledger()
+        .window_usage(WindowKey {
+            tenant_id: record.tenant_id,
+            budget_id,
+            window_id: window.id(),
+        })
+        .await
+        .unwrap();
+    assert_eq!((u.spent_micros, u.held_micros), (spent, 0));
 }
