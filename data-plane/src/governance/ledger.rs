@@ -627,6 +627,13 @@ impl RedisLedger {
         }
         let fail_fast = lock(&self.last_failure).is_some_and(|t| t.elapsed() < FAIL_FAST);
         let started = Instant::now();
+        // Should this future be dropped while waiting, the taken reports and holds go back.
+        let mut pending = Pending {
+            ledger: self,
+            lacking: &lacking,
+            entries: &entries,
+            armed: true,
+        };
         let answer = if fail_fast {
             Err("recent failure".to_owned())
         } else {
@@ -635,6 +642,8 @@ impl RedisLedger {
                 .increment(1);
             self.call(&reports).await
         };
+        pending.armed = false;
+        drop(pending);
         let mut local = self.lock_local();
         match answer {
             Err(e) => {
@@ -891,6 +900,31 @@ fn claim_of(r: &Report) -> Claim {
         limit_micros: r.limit,
         hard: true,
         expire_at: (r.expire_at > 0).then_some(r.expire_at),
+    }
+}
+
+/// A reservation's script call in flight: if its future is dropped before the answer, the
+/// reports it took are owed to Redis again and its local holds are released. (Should Redis
+/// have run the script already, the reports count twice and the grant stays held until the
+/// lease expires: both err on the side of the cap.)
+struct Pending<'a> {
+    ledger: &'a RedisLedger,
+    lacking: &'a [(usize, Report)],
+    entries: &'a [HoldEntry],
+    armed: bool,
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            let mut local = self.ledger.lock_local();
+            for (_, r) in self.lacking {
+                if let Some(l) = local.get_mut(&r.window) {
+                    l.restore(r);
+                }
+            }
+            release_locked(&mut local, self.entries);
+        }
     }
 }
 
