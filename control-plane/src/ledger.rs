@@ -1,11 +1,17 @@
-//! STUB — replaced by branch gov-a
+//! The control plane's read side of the budget ledger: what every data-plane node has spent and
+//! holds against one budget window, and the reconciliation that raises the recorded spend to
+//! what stored usage proves.
 //!
-//! The control plane's read side of the budget ledger (spent and reserved µ$ per budget
-//! window, as every data-plane node sees them). This stub answers zeros so the budgets API and
-//! the alert worker build and run on their own; the real implementation reads the shared
-//! ledger (Redis, or the in-memory ledger in zero-setup mode).
+//! The ledger itself is the data plane's ([`data_plane::governance::ledger`]): Redis in
+//! distributed mode (a read reaps expired leases first, so `reserved` never counts a dead node's
+//! holds), the embedded data plane's in-memory ledger in zero-setup mode (the same `Arc`, so the
+//! numbers are the gateway's own).
 
+use data_plane::governance::ledger::WindowKey;
 use uuid::Uuid;
+
+use crate::error::ApiError;
+use crate::state::AppState;
 
 /// Spent and held (reserved) µ$ of one budget window, as every node sees it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -14,24 +20,76 @@ pub struct WindowUsage {
     pub reserved_micros: i64,
 }
 
-/// The ledger's view of `budget_id`'s window `window_id` (its start in Unix seconds).
+/// Spent and reserved µ$ of `budget_id`'s window `window_id` (its start, Unix seconds).
 pub async fn window_usage(
-    _state: &crate::state::AppState,
-    _tenant_id: Uuid,
-    _budget_id: Uuid,
-    _window_id: i64,
-) -> Result<WindowUsage, crate::error::ApiError> {
-    Ok(WindowUsage::default())
+    state: &AppState,
+    tenant_id: Uuid,
+    budget_id: Uuid,
+    window_id: i64,
+) -> Result<WindowUsage, ApiError> {
+    let usage = state
+        .ledger
+        .window_usage(WindowKey {
+            tenant_id,
+            budget_id,
+            window_id,
+        })
+        .await
+        .map_err(|e| {
+            tracing::warn!(error = %e, "reading the budget ledger");
+            ApiError::Unavailable("the budget ledger is unavailable")
+        })?;
+    Ok(WindowUsage {
+        spent_micros: usage.spent_micros,
+        reserved_micros: usage.held_micros.max(0),
+    })
 }
 
 /// Raises the window's recorded spend to at least `floor_micros` (reconciliation from stored
 /// usage); never lowers it.
 pub async fn raise_spent(
-    _state: &crate::state::AppState,
-    _tenant_id: Uuid,
-    _budget_id: Uuid,
-    _window_id: i64,
-    _floor_micros: i64,
-) -> Result<(), crate::error::ApiError> {
-    Ok(())
+    state: &AppState,
+    tenant_id: Uuid,
+    budget_id: Uuid,
+    window_id: i64,
+    floor_micros: i64,
+) -> Result<(), ApiError> {
+    state
+        .ledger
+        .raise_spent(
+            WindowKey {
+                tenant_id,
+                budget_id,
+                window_id,
+            },
+            floor_micros,
+        )
+        .await
+        .map_err(|e| {
+            tracing::warn!(error = %e, "raising the budget ledger's spend");
+            ApiError::Unavailable("the budget ledger is unavailable")
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use data_plane::governance::ledger::Ledger;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn the_ledger_reads_and_raises() {
+        let ledger = Ledger::memory();
+        let w = WindowKey {
+            tenant_id: Uuid::new_v4(),
+            budget_id: Uuid::new_v4(),
+            window_id: 0,
+        };
+        ledger.raise_spent(w, 70).await.unwrap();
+        ledger.raise_spent(w, 20).await.unwrap();
+        let u = ledger.window_usage(w).await.unwrap();
+        assert_eq!((u.spent_micros, u.held_micros), (70, 0));
+    }
 }

@@ -198,6 +198,7 @@ impl RunningControlPlane {
                     "gateway request tasks still running at shutdown; their usage is lost"
                 );
             }
+            embedded.state.ledger().shutdown().await;
             let unwritten = embedded.state.usage().flush(DRAIN_TIMEOUT).await;
             if unwritten > 0 {
                 tracing::error!(
@@ -268,7 +269,7 @@ pub async fn start_with_clock(
     let writer = Arc::new(DbUsageWriter::new(db.clone()));
     let mut workers = Vec::new();
 
-    let (publisher, embedded_dp) = if embedded {
+    let (publisher, embedded_dp, ledger) = if embedded {
         let bus = MemoryBus::new();
         let publisher = Publisher::in_memory(bus.clone());
         let usage_rx = bus
@@ -283,12 +284,15 @@ pub async fn start_with_clock(
         let sink = data_plane::usage_sink::UsageSink::in_memory(bus.usage_sender());
         let dp_state = data_plane::AppState::new(config.settings.clone(), store, sink)
             .context("cannot start the embedded data plane")?;
+        // One ledger for both planes: the control plane reads what the gateway reserves.
+        let ledger = dp_state.ledger().clone();
         (
             publisher,
             Some(EmbeddedDataPlane {
                 bus,
                 state: dp_state,
             }),
+            ledger,
         )
     } else {
         let redis_url = config
@@ -305,7 +309,13 @@ pub async fn start_with_clock(
             writer,
             workers_rx.clone(),
         ));
-        (Publisher::redis(pool, keys), None)
+        // Reads only: this ledger never holds a lease, so its flusher stays idle.
+        let ledger = data_plane::governance::ledger::Ledger::redis(
+            pool.clone(),
+            keys.clone(),
+            Default::default(),
+        );
+        (Publisher::redis(pool, keys), None, ledger)
     };
 
     let sync = ConfigSync::new(db.clone(), publisher);
@@ -334,6 +344,7 @@ pub async fn start_with_clock(
         catalog,
         throttle: Arc::new(Throttle::new(config.throttle_settings(), clock)),
         security: Arc::new(security),
+        ledger,
     };
 
     // Budget alerts: detector and webhook sender, in both modes (see `alerts`). Webhooks go out

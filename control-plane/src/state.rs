@@ -29,6 +29,9 @@ pub struct AppState {
     pub throttle: Arc<Throttle>,
     /// Egress policy, CORS origins and HSTS, resolved from the configuration at start.
     pub security: Arc<Security>,
+    /// The budget ledger (see `crate::ledger`): Redis in distributed mode, the embedded data
+    /// plane's in-memory ledger in zero-setup mode.
+    pub ledger: data_plane::governance::ledger::Ledger,
 }
 
 impl std::fmt::Debug for AppState {

@@ -57,6 +57,7 @@ async fn signup_and_create_a_key_without_a_socket() {
             control_plane::throttle::ThrottleSettings::default(),
         )),
         security: Arc::new(control_plane::http::security::Security::default()),
+        ledger: data_plane::governance::ledger::Ledger::memory(),
     };
     let app = control_plane::app(state);
 

@@ -61,6 +61,11 @@ pub struct Settings {
     )]
     pub upstream_timeout_ms: u64,
 
+    /// How long a node's budget lease lives in Redis without a refresh, in milliseconds: a
+    /// node that dies holds budget money at most this long (see `governance::ledger`).
+    #[arg(long, env = "SWITCHYARD_BUDGET_LEASE_TTL_MS", default_value_t = 30_000)]
+    pub budget_lease_ttl_ms: u64,
+
     /// Non-public upstream addresses the gateway may connect to, as comma-separated CIDRs
     /// (e.g. `10.0.0.0/8,fd00::/8`). Loopback, private, link-local, unique-local, CGNAT,
     /// multicast and unspecified addresses are refused unless listed; cloud metadata addresses
@@ -121,6 +126,7 @@ impl Default for Settings {
             upstream_headers_timeout_ms: 120_000,
             upstream_idle_timeout_ms: 120_000,
             upstream_timeout_ms: 600_000,
+            budget_lease_ttl_ms: 30_000,
             upstream_allow_cidrs: None,
             max_concurrent_requests: 1024,
             max_concurrent_per_org: 256,
@@ -152,6 +158,7 @@ impl Settings {
                 self.upstream_idle_timeout_ms,
             ),
             ("SWITCHYARD_UPSTREAM_TIMEOUT_MS", self.upstream_timeout_ms),
+            ("SWITCHYARD_BUDGET_LEASE_TTL_MS", self.budget_lease_ttl_ms),
         ] {
             if value == 0 {
                 bail!("{name} must be greater than 0");

@@ -262,6 +262,17 @@ pub enum GatewayError {
     /// The client address is outside the key's `allowed_cidrs`.
     #[error("client address {ip} not allowed for this key")]
     ClientIpNotAllowed { ip: String },
+    /// A hard budget that applies to the request (its key's, team's or tenant's) has no room
+    /// for the request's worst-case cost. `period_end` is RFC 3339, or `never` (lifetime).
+    #[error("{scope} budget exceeded until {period_end}")]
+    BudgetExceeded {
+        scope: &'static str,
+        period_end: String,
+    },
+    /// The budget ledger (Redis) is unreachable and this node's leases do not cover the
+    /// request: budgets fail closed.
+    #[error("budget ledger unavailable")]
+    BudgetUnavailable,
 
     /// The key is not cached and the config store (Redis) cannot be reached.
     #[error("config store unavailable: {0}")]
@@ -325,6 +336,8 @@ impl GatewayError {
             HeaderTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
             StoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            BudgetExceeded { .. } => StatusCode::TOO_MANY_REQUESTS,
+            BudgetUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -366,6 +379,8 @@ impl GatewayError {
             EndpointNotAllowed { .. } => "endpoint_not_allowed",
             ClientIpNotAllowed { .. } => "ip_not_allowed",
             StoreUnavailable(_) => "config_store_unavailable",
+            BudgetExceeded { .. } => "budget_exceeded",
+            BudgetUnavailable => "budget_unavailable",
             Internal(_) => "internal_error",
         }
     }
@@ -591,6 +606,28 @@ impl GatewayError {
                 API_ERROR,
                 None,
             ),
+            BudgetExceeded { scope, period_end } => own(
+                if period_end == "never" {
+                    format!(
+                        "This request could exceed the {scope} budget that applies to it \
+                         (a lifetime budget: it never resets, period end: never). \
+                         Ask your Switchyard administrator to raise it."
+                    )
+                } else {
+                    format!(
+                        "This request could exceed the {scope} budget that applies to it \
+                         until the current period ends at {period_end}."
+                    )
+                },
+                "insufficient_quota",
+                None,
+            ),
+            BudgetUnavailable => own(
+                "The gateway cannot check this request's budget right now; retry shortly."
+                    .to_owned(),
+                API_ERROR,
+                None,
+            ),
             Internal(_) => own(
                 "The gateway had an internal error while processing your request.".to_owned(),
                 API_ERROR,
@@ -652,6 +689,21 @@ impl IntoResponse for GatewayError {
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
             headers.apply(response.headers_mut());
+        }
+        match &self {
+            // The official SDKs retry 429s unless told not to: a budget does not free up by
+            // retrying.
+            GatewayError::BudgetExceeded { .. } => {
+                response
+                    .headers_mut()
+                    .insert("x-should-retry", HeaderValue::from_static("false"));
+            }
+            GatewayError::BudgetUnavailable => {
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            _ => {}
         }
         if let GatewayError::UpstreamRateLimited {
             retry_after: Some(value),

@@ -97,6 +97,11 @@ async fn run() -> anyhow::Result<()> {
             "request tasks still running at shutdown; their usage is lost"
         );
     }
+    // Every request has settled: report its consumption and give the leases back, so the
+    // budget is whole for the other nodes at once (not after the lease expiry).
+    if !state.ledger().shutdown().await {
+        tracing::warn!("budget leases could not be returned; they expire on their own");
+    }
     let unwritten = usage.flush(DRAIN_TIMEOUT).await;
     if unwritten > 0 {
         tracing::error!(

@@ -11,6 +11,7 @@ use crate::admission::{Admission, Limits};
 use crate::config::Settings;
 use crate::egress::{HopTag, UpstreamClient};
 use crate::error::GatewayError;
+use crate::governance::ledger::{Ledger, LedgerOptions};
 use crate::governance::limits::RateLimiter;
 use crate::routing::{Health, HealthSettings, Quotas};
 use crate::store::ConfigStore;
@@ -40,6 +41,8 @@ struct Inner {
     rate_limiter: RateLimiter,
     /// `SWITCHYARD_TRUSTED_PROXIES`, parsed (see `pipeline::authenticate::client_ip`).
     trusted_proxies: Vec<ipnet::IpNet>,
+    /// The budget ledger: Redis (with this node's leases) when there is one, else in memory.
+    ledger: Ledger,
     in_flight: InFlight,
 }
 
@@ -54,6 +57,17 @@ impl AppState {
         let quotas = Quotas::new(store.redis_parts());
         let rate_limiter = RateLimiter::new(store.redis_parts(), settings.node_count);
         let trusted_proxies = settings.trusted_proxies()?;
+        let ledger = match store.redis_parts() {
+            Some((pool, keys)) => Ledger::redis(
+                pool,
+                keys,
+                LedgerOptions {
+                    lease_ttl: Duration::from_millis(settings.budget_lease_ttl_ms),
+                    ..LedgerOptions::default()
+                },
+            ),
+            None => Ledger::memory(),
+        };
         let limits = Limits::new(
             settings.max_concurrent_requests,
             settings.max_concurrent_per_org,
@@ -72,6 +86,7 @@ impl AppState {
                 quotas,
                 rate_limiter,
                 trusted_proxies,
+                ledger,
                 in_flight: InFlight::default(),
             }),
         })
@@ -125,6 +140,12 @@ impl AppState {
     /// The reverse proxies whose `X-Forwarded-For` is believed.
     pub fn trusted_proxies(&self) -> &[ipnet::IpNet] {
         &self.inner.trusted_proxies
+    }
+
+    /// The budget ledger (see [`crate::governance::ledger`]); the zero-setup control plane
+    /// reads the same one.
+    pub fn ledger(&self) -> &Ledger {
+        &self.inner.ledger
     }
 
     /// This node's view of every deployment's health.

@@ -23,8 +23,8 @@
 //!    [`crate::governance::limits`]), [`cache`] (a hit skips the rest; always a
 //!    miss for now), [`route`] (the model name → a [`route::Plan`]: an explicit route or the
 //!    implicit group of a shared deployment name, filtered by API and region policy, ordered),
-//!    [`budget`] (reserve against the plan's prices; an empty [`budget::Reservation`] for now,
-//!    settled by the meter).
+//!    [`budget`] (reserve the worst case against the plan's prices and every applicable
+//!    budget; the [`budget::Reservation`] is settled by the meter).
 //! 5. [`attempt`] — the shared [`attempt::Driver`] walks the plan: each candidate in order until
 //!    one answers, moving on only for retryable failures (recorded for the usage event) and
 //!    never after a stream's first byte; the endpoint's loop calls its provider adapter.

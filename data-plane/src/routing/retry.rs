@@ -94,6 +94,8 @@ pub fn classify(err: &GatewayError) -> Option<RetryClass> {
         | UriTooLong { .. }
         | HeaderTooLarge { .. }
         | StoreUnavailable(_)
+        | BudgetExceeded { .. }
+        | BudgetUnavailable
         | Internal(_) => None,
     }
 }
@@ -251,6 +253,7 @@ mod tests {
             UriTooLong { .. } | HeaderTooLarge { .. } | UpstreamTimeout(_) => {}
             UpstreamProtocol(_) | ProviderUnavailable(_) | StoreUnavailable(_) | Internal(_) => {}
             RateLimitExceeded { .. } | EndpointNotAllowed { .. } | ClientIpNotAllowed { .. } => {}
+            BudgetExceeded { .. } | BudgetUnavailable => {}
         }
     }
 
@@ -277,6 +280,14 @@ mod tests {
             (ModelNotFound { model: "m".into() }, None),
             (RouteNotFound, None),
             (MethodNotAllowed, None),
+            (
+                BudgetExceeded {
+                    scope: "team",
+                    period_end: "never".into(),
+                },
+                None,
+            ),
+            (BudgetUnavailable, None),
             (
                 UpstreamRateLimited {
                     retry_after: None,

@@ -31,6 +31,8 @@ pub struct TenantView {
     /// The organization's own rate limits, and each team's.
     limits: RateLimits,
     team_limits: BTreeMap<Uuid, RateLimits>,
+    /// The tenant's budgets (every scope), for the budget stage.
+    budgets: Vec<shared::governance::BudgetRecord>,
 }
 
 impl TenantView {
@@ -66,6 +68,7 @@ impl TenantView {
             team_regions: config.team_regions.clone(),
             limits: config.limits,
             team_limits: config.team_limits.clone(),
+            budgets: config.budgets.clone(),
         }
     }
 
@@ -122,6 +125,11 @@ impl TenantView {
 
     pub fn deployments(&self) -> &[DeploymentRecord] {
         &self.deployments
+    }
+
+    /// The tenant's budgets, of every scope.
+    pub fn budgets(&self) -> &[shared::governance::BudgetRecord] {
+        &self.budgets
     }
 
     pub fn provider(&self, id: Uuid) -> Option<&ResolvedProvider> {
