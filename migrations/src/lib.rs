@@ -22,6 +22,8 @@
 //! - invitations: pending offers to join an organization, accepted by the invitee (one-time
 //!   token, stored as SHA-256 only).
 //! - config_outbox: committed changes waiting to be published to the data plane.
+//! - governance (000035–000038): key limits, scopes, metadata, rotation and `last_used_at`;
+//!   team and organization rate limits; team_members; audit_events.
 //!
 //! Timestamps are `timestamp with time zone` (stored as RFC 3339 text on SQLite). Usage records
 //! carry no foreign keys on purpose: they are an append-only ledger written from events, and a
@@ -49,6 +51,10 @@ mod m20261206_000017_create_invitations;
 mod m20261206_000025_add_region_policies;
 mod m20261206_000026_add_model_deployment_limits;
 mod m20261206_000027_create_routes;
+mod m20261206_000035_add_api_key_governance;
+mod m20261206_000036_add_team_tenant_rate_limits;
+mod m20261206_000037_create_team_members;
+mod m20261206_000038_create_audit_events;
 
 /// Every migration, in order. Run with `Migrator::up(&db, None)`.
 pub struct Migrator;
@@ -77,6 +83,10 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000025_add_region_policies::Migration),
             Box::new(m20261206_000026_add_model_deployment_limits::Migration),
             Box::new(m20261206_000027_create_routes::Migration),
+            Box::new(m20261206_000035_add_api_key_governance::Migration),
+            Box::new(m20261206_000036_add_team_tenant_rate_limits::Migration),
+            Box::new(m20261206_000037_create_team_members::Migration),
+            Box::new(m20261206_000038_create_audit_events::Migration),
         ]
     }
 }

@@ -6,6 +6,10 @@
 //! them). `null` removes it. A change is published to the data plane
 //! (`TenantConfig.allowed_regions`) before the call returns. Everyone reads the organization;
 //! owners and admins change it.
+//!
+//! Rate limits: `rpm_limit` and `tpm_limit` cap requests and tokens per minute over every key
+//! of the organization together (on top of each key's and team's limits); published in
+//! `TenantConfig.limits`, `null` removes one.
 
 use axum::Json;
 use axum::Router;
@@ -45,6 +49,10 @@ pub struct OrganizationDetails {
     pub allowed_regions: Option<Vec<String>>,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
+    /// Requests per minute over every key of the organization; null: none.
+    pub rpm_limit: Option<u64>,
+    /// Tokens per minute over every key of the organization; null: none.
+    pub tpm_limit: Option<u64>,
 }
 
 impl From<&tenant::Model> for OrganizationDetails {
@@ -54,6 +62,8 @@ impl From<&tenant::Model> for OrganizationDetails {
             name: t.name.clone(),
             allowed_regions: t.region_policy(),
             created_at: t.created_at,
+            rpm_limit: t.rpm_limit.and_then(|n| u64::try_from(n).ok()),
+            tpm_limit: t.tpm_limit.and_then(|n| u64::try_from(n).ok()),
         }
     }
 }
@@ -67,6 +77,14 @@ pub struct UpdateOrganizationRequest {
     #[serde(default, deserialize_with = "validate::nullable")]
     #[schema(value_type = Option<Vec<String>>, required = false, example = json!(["eu"]))]
     pub allowed_regions: Option<Option<Vec<String>>>,
+    /// Requests per minute over every key of the organization; null removes the limit.
+    #[serde(default, deserialize_with = "validate::nullable")]
+    #[schema(value_type = Option<u64>, required = false)]
+    pub rpm_limit: Option<Option<u64>>,
+    /// Tokens per minute over every key of the organization; null removes the limit.
+    #[serde(default, deserialize_with = "validate::nullable")]
+    #[schema(value_type = Option<u64>, required = false)]
+    pub tpm_limit: Option<Option<u64>>,
 }
 
 /// The caller's organization.
@@ -118,11 +136,21 @@ pub async fn update_organization(
             .transpose()
         })
         .transpose()?;
+    let rpm = req
+        .rpm_limit
+        .map(|v| super::teams::rpm_value("rpm_limit", v))
+        .transpose()?;
+    let tpm = req
+        .tpm_limit
+        .map(|v| super::teams::tpm_value("tpm_limit", v))
+        .transpose()?;
     let mut change = Change::begin(&state, &auth).await?;
     let mut row = tenant::Entity::find_by_id(auth.tenant_id)
         .one(change.tx())
         .await?
         .ok_or(ApiError::NotFound("organization"))?;
+    let before = OrganizationDetails::from(&row);
+    let mut changed = false;
     if let Some(regions) = regions
         && regions != row.allowed_regions
     {
@@ -135,7 +163,28 @@ pub async fn update_organization(
         .await?;
         row.allowed_regions = regions;
         change.publish_tenant().await?;
-        change.audit_kind(AuditAction::Update, KIND, &auth.tenant_id);
+        changed = true;
+    }
+    // Rate limits (governance).
+    let (rpm, tpm) = (rpm.unwrap_or(row.rpm_limit), tpm.unwrap_or(row.tpm_limit));
+    if (rpm, tpm) != (row.rpm_limit, row.tpm_limit) {
+        tenant::Entity::update(tenant::ActiveModel {
+            id: Set(auth.tenant_id),
+            rpm_limit: Set(rpm),
+            tpm_limit: Set(tpm),
+            ..Default::default()
+        })
+        .exec(change.tx())
+        .await?;
+        (row.rpm_limit, row.tpm_limit) = (rpm, tpm);
+        change.publish_tenant().await?;
+        changed = true;
+    }
+    if changed {
+        change
+            .audit_kind(AuditAction::Update, KIND, &auth.tenant_id)
+            .before(&before)
+            .after(&OrganizationDetails::from(&row));
     }
     change.commit().await?;
     Ok(Json(OrganizationDetails::from(&row)))
