@@ -340,7 +340,7 @@ pub async fn accept_invitation(
                 "user_id": user.id,
                 "email": user.email,
                 "role": role,
-                "created_at": at,
+                "created_at": at.format(&time::format_description::well_known::Rfc3339).ok(),
                 "invitation_id": row.id,
                 "team_id": row.team_id,
             })),
