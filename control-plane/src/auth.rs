@@ -299,6 +299,17 @@ impl FromRequestParts<AppState> for AuthUser {
         if let Some(auth) = parts.extensions.get::<AuthUser>() {
             return Ok(*auth);
         }
+        if parts
+            .extensions
+            .get::<crate::http::permissions::Unlisted>()
+            .is_some()
+        {
+            return Err(ApiError::Internal(anyhow::anyhow!(
+                "{} {} is missing from the permission table",
+                parts.method,
+                parts.uri.path()
+            )));
+        }
         Self::authenticate(parts, state).await
     }
 }

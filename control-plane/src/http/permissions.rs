@@ -7,7 +7,8 @@
 //!   403 when the caller's role is below the minimum, and hands the authenticated caller to the
 //!   handler through the request extensions (the handler's `AuthUser` extractor takes it from
 //!   there, so authentication happens once). An operation missing from the table is refused
-//!   (500, logged): deny by default.
+//!   (500, logged) as soon as its handler asks who the caller is: deny by default. (A method
+//!   the path does not have still gets the router's 405.)
 //! - Documentation: [`markdown_table`] renders the table; README.md holds it between
 //!   `<!-- permissions:begin -->` and `<!-- permissions:end -->`, and the `permissions` test
 //!   fails when the README differs (`UPDATE_README=1` rewrites it).
@@ -281,6 +282,10 @@ pub fn same_template(a: &str, b: &str) -> bool {
         })
 }
 
+/// Marks a request whose operation is not in [`PERMISSIONS`]; `AuthUser` refuses it (500).
+#[derive(Debug, Clone, Copy)]
+pub struct Unlisted;
+
 /// The route layer enforcing [`PERMISSIONS`] (see the module docs).
 pub async fn enforce(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let template = request
@@ -291,12 +296,12 @@ pub async fn enforce(State(state): State<AppState>, request: Request, next: Next
         .as_deref()
         .and_then(|t| lookup(request.method(), t))
     else {
-        return ApiError::Internal(anyhow::anyhow!(
-            "{} {} is missing from the permission table",
-            request.method(),
-            template.as_deref().unwrap_or("(unmatched)")
-        ))
-        .into_response();
+        // Either a method this path does not have (the router answers 405 next), or an
+        // operation someone forgot to list: then the handler's `AuthUser` extractor sees the
+        // mark and refuses, so an unlisted operation is never served to a signed-in caller.
+        let mut request = request;
+        request.extensions_mut().insert(Unlisted);
+        return next.run(request).await;
     };
     if permission.access == Access::Public {
         return next.run(request).await;
