@@ -301,7 +301,15 @@ async fn rotation_keeps_the_old_secret_for_the_grace_only() {
 
 #[tokio::test]
 async fn last_used_at_follows_usage_once_per_batch() {
-    let cp = Cp::start().await;
+    last_used_at(Cp::start().await).await;
+}
+
+#[tokio::test]
+async fn last_used_at_on_sqlite() {
+    last_used_at(Cp::start_sqlite().await).await;
+}
+
+async fn last_used_at(cp: Cp) {
     let s = cp.signup().await;
     cp.mock_model(&s, "gpt-test").await;
     let (id, key, _) = new_key(&cp, &s, json!({"name": "used"})).await;

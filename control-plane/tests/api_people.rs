@@ -364,7 +364,15 @@ async fn users_switch_between_their_organizations() {
 
 #[tokio::test]
 async fn every_change_is_audited_without_secrets() {
-    let cp = Cp::start().await;
+    audit_trail(Cp::start().await).await;
+}
+
+#[tokio::test]
+async fn every_change_is_audited_on_sqlite_too() {
+    audit_trail(Cp::start_sqlite().await).await;
+}
+
+async fn audit_trail(cp: Cp) {
     let owner = cp.signup().await;
     let member = cp.join(&owner, &cp.signup().await, "member").await;
     let viewer = cp.join(&owner, &cp.signup().await, "viewer").await;
