@@ -223,6 +223,18 @@ async fn rotation_keeps_the_old_secret_for_the_grace_only() {
         "old secret works during the grace"
     );
     assert_eq!(chat(&cp, &new).await, 200);
+    // A full republish (what a control plane does at start, e.g. after Redis lost its data)
+    // publishes both secrets too.
+    let fresh = MemoryBus::new();
+    control_plane::sync::ConfigSync::new(
+        cp.running.db().clone(),
+        control_plane::publish::Publisher::in_memory(fresh.clone()),
+    )
+    .publish_all()
+    .await
+    .unwrap();
+    assert_eq!(record(&fresh, &old).unwrap().expires_at, Some(grace_end));
+    assert_eq!(record(&fresh, &new).unwrap().key_id, new_rec.key_id);
     // The list shows the new prefix only, never a secret.
     let listed = cp.get("/api/v1/keys", &s.token).await.expect(200);
     assert!(!listed.to_string().contains(&new) && !listed.to_string().contains(&old));
