@@ -11,8 +11,8 @@
 //! Accepted on create and `PATCH` (where each is nullable: `null` clears it): `rpm_limit`,
 //! `tpm_limit` (the key's own requests/tokens per minute; the team's and organization's limits
 //! apply too), `endpoints` (`chat`, `messages`, `embeddings`), `allowed_cidrs` (client
-//! addresses or networks, at most [`MAX_CIDRS`]; the data plane takes the client IP from the
-//! TCP peer, or from `X-Forwarded-For` when configured to trust it), `max_tokens_per_request`,
+//! addresses or networks, at most [`MAX_CIDRS`]; which address counts as the client's behind a
+//! proxy is the data plane's setting), `max_tokens_per_request`,
 //! `metadata` (string tags attached to every usage event of the key: at most
 //! [`MAX_METADATA_ENTRIES`] entries, keys of 1 to [`MAX_METADATA_KEY_LEN`] characters
 //! `[a-zA-Z0-9_.-]`, values of at most [`MAX_METADATA_VALUE_LEN`] characters). All of them are
