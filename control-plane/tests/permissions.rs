@@ -59,6 +59,28 @@ fn every_operation_of_the_spec_is_in_the_matrix() {
     );
 }
 
+/// Matrix entries for operations another branch adds (budgets, alerts: helper C of the
+/// governance issue); empty this list once they are merged.
+const NOT_YET_IN_SPEC: &[&str] = &["/api/v1/budgets", "/api/v1/budgets/{id}", "/api/v1/alerts"];
+
+#[test]
+fn every_matrix_entry_is_an_operation_of_the_spec() {
+    let ops = spec_operations();
+    let stale: Vec<String> = permissions::PERMISSIONS
+        .iter()
+        .filter(|p| !NOT_YET_IN_SPEC.contains(&p.path))
+        .filter(|p| {
+            !ops.iter()
+                .any(|(m, path)| m == p.method && permissions::same_template(p.path, path))
+        })
+        .map(|p| format!("{} {}", p.method, p.path))
+        .collect();
+    assert!(
+        stale.is_empty(),
+        "not in the spec (typo, or removed?): {stale:?}"
+    );
+}
+
 #[test]
 fn readme_table_is_generated_from_the_matrix() {
     let path = repo_file("README.md");
