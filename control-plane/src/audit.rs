@@ -1,22 +1,33 @@
-//! The audit hook: every change an API call makes to an organization's resources is described
-//! by one [`AuditEvent`] (who, what, which object), handed here by
-//! [`Change`](crate::http::resource::Change) when it commits.
+//! The audit log: every change an API call makes to an organization is described by one
+//! [`AuditEvent`] (who, what, which object, and JSON snapshots of the object before and after),
+//! handed here by [`Change`](crate::http::resource::Change) when it commits (or, for the few
+//! changes made outside a `Change`, by the handler in its own transaction).
 //!
 //! Two calls, on purpose:
 //! - [`store`] runs **inside** the change's transaction, just before commit, so a stored audit
-//!   trail and the change it describes commit together or not at all. It stores nothing yet: the
-//!   governance issue gives it a table. Changing its body is all that takes; every call site is
-//!   already in place.
+//!   trail and the change it describes commit together or not at all. It writes one
+//!   `audit_events` row per event; `GET /api/v1/audit` (`crate::http::audit`) reads them.
 //! - [`log`] runs **after** the commit, so the log only ever shows changes that happened. It
 //!   writes one `info` line per event on the `switchyard::audit` target (ids and kinds only:
 //!   never a secret, a name or any other value the client sent).
+//!
+//! # Snapshots never hold secrets
+//!
+//! `before`/`after` are the API representations (the response DTOs) of the object, which by
+//! construction never carry a provider API key, a key hash, a plaintext key, a token or a
+//! webhook secret. As a second line of defence, [`scrub`] replaces the value of any field whose
+//! name says it is a secret ([`is_secret_field`]: `key`, `api_key`, `secret`, `token`,
+//! `password`, `*_secret`, `*_token`, `*_hash`, `*_sealed`, …) with `"[redacted]"` before a
+//! snapshot is stored, at any depth.
 
 use std::fmt;
 
-use sea_orm::{ConnectionTrait, DbErr};
+use sea_orm::ActiveValue::{NotSet, Set};
+use sea_orm::{ConnectionTrait, DbErr, EntityTrait};
 use uuid::Uuid;
 
 use crate::auth::{AuthUser, Role};
+use crate::entities::audit_event;
 
 /// What was done to the object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,6 +37,8 @@ pub enum AuditAction {
     Delete,
     /// Kept but made unusable (API keys, invitations).
     Revoke,
+    /// A new secret for the same object (API keys).
+    Rotate,
 }
 
 impl AuditAction {
@@ -36,6 +49,7 @@ impl AuditAction {
             AuditAction::Update => "update",
             AuditAction::Delete => "delete",
             AuditAction::Revoke => "revoke",
+            AuditAction::Rotate => "rotate",
         }
     }
 }
@@ -65,7 +79,7 @@ impl From<&AuthUser> for Actor {
 }
 
 /// One change to one object of one organization.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct AuditEvent {
     pub tenant_id: Uuid,
     pub actor: Actor,
@@ -74,12 +88,73 @@ pub struct AuditEvent {
     pub object_kind: &'static str,
     /// The object's id (a UUID, or a catalog id).
     pub object_id: String,
+    /// The object as the API showed it before the change (`None` for a creation).
+    pub before: Option<serde_json::Value>,
+    /// The object as the API shows it after the change (`None` for a deletion).
+    pub after: Option<serde_json::Value>,
 }
 
-/// Stores `events` in the transaction `conn` of the change they describe. Nothing is stored
-/// yet (see the module docs); the signature is the contract the governance issue fills in.
+/// A snapshot of `value` for `before`/`after`: its JSON form, scrubbed (see the module docs).
+pub fn snapshot<T: serde::Serialize + ?Sized>(value: &T) -> Option<serde_json::Value> {
+    serde_json::to_value(value).ok().map(scrub)
+}
+
+/// Whether a JSON field name names a secret (see the module docs).
+pub fn is_secret_field(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    matches!(
+        n.as_str(),
+        "key" | "api_key" | "secret" | "token" | "password" | "authorization"
+    ) || ["_secret", "_token", "_hash", "_sealed", "_password", "_key"]
+        .iter()
+        .any(|suffix| n.ends_with(suffix))
+}
+
+/// `value` with the value of every secret-named field (at any depth) replaced by
+/// `"[redacted]"`.
+pub fn scrub(value: serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match value {
+        Value::Object(map) => Value::Object(
+            map.into_iter()
+                .map(|(k, v)| {
+                    let v = if is_secret_field(&k) && !v.is_null() && !v.is_boolean() {
+                        Value::String("[redacted]".to_owned())
+                    } else {
+                        scrub(v)
+                    };
+                    (k, v)
+                })
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.into_iter().map(scrub).collect()),
+        other => other,
+    }
+}
+
+/// Stores `events` in the transaction `conn` of the change they describe, one `audit_events`
+/// row each, with their snapshots scrubbed once more.
 pub async fn store<C: ConnectionTrait>(conn: &C, events: &[AuditEvent]) -> Result<(), DbErr> {
-    let _ = (conn, events);
+    if events.is_empty() {
+        return Ok(());
+    }
+    let at = crate::http::now();
+    let rows = events.iter().map(|e| audit_event::ActiveModel {
+        id: NotSet,
+        tenant_id: Set(e.tenant_id),
+        actor_user_id: Set(e.actor.user_id),
+        actor_session_id: Set(e.actor.session_id),
+        actor_role: Set(e.actor.role.as_str().to_owned()),
+        action: Set(e.action.as_str().to_owned()),
+        object_kind: Set(e.object_kind.to_owned()),
+        object_id: Set(e.object_id.clone()),
+        before: Set(e.before.clone().map(scrub)),
+        after: Set(e.after.clone().map(scrub)),
+        created_at: Set(at),
+    });
+    audit_event::Entity::insert_many(rows)
+        .exec_without_returning(conn)
+        .await?;
     Ok(())
 }
 
@@ -97,5 +172,31 @@ pub fn log(events: &[AuditEvent]) {
             object_id = %e.object_id,
             "audit"
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn secrets_never_reach_a_snapshot() {
+        let v = json!({
+            "id": "p1", "name": "openai", "has_api_key": true, "api_key": "sk-live",
+            "nested": {"webhook_secret": "whsec", "token": "t", "key_hash": "ab", "keys": 3},
+            "list": [{"key": "sk-sy-x", "prefix": "sk-sy-Ab…"}],
+            "options": {"access_key_id": "AKIA", "region": "eu"},
+        });
+        let s = scrub(v);
+        assert_eq!(s["api_key"], "[redacted]");
+        assert_eq!(s["has_api_key"], true);
+        assert_eq!(s["nested"]["webhook_secret"], "[redacted]");
+        assert_eq!(s["nested"]["token"], "[redacted]");
+        assert_eq!(s["nested"]["key_hash"], "[redacted]");
+        assert_eq!(s["nested"]["keys"], 3);
+        assert_eq!(s["list"][0]["key"], "[redacted]");
+        assert_eq!(s["list"][0]["prefix"], "sk-sy-Ab…");
+        assert_eq!(s["options"]["region"], "eu");
     }
 }

@@ -290,10 +290,33 @@ impl AuthUser {
 impl FromRequestParts<AppState> for AuthUser {
     type Rejection = ApiError;
 
+    /// The caller the permission layer (`crate::http::permissions::enforce`) already
+    /// authenticated, or authenticates now.
     async fn from_request_parts(
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
+        if let Some(auth) = parts.extensions.get::<AuthUser>() {
+            return Ok(*auth);
+        }
+        if parts
+            .extensions
+            .get::<crate::http::permissions::Unlisted>()
+            .is_some()
+        {
+            return Err(ApiError::Internal(anyhow::anyhow!(
+                "{} {} is missing from the permission table",
+                parts.method,
+                parts.uri.path()
+            )));
+        }
+        Self::authenticate(parts, state).await
+    }
+}
+
+impl AuthUser {
+    /// Authenticates the request: bearer token, open session, current membership and role.
+    pub async fn authenticate(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let header = parts
             .headers
             .get(AUTHORIZATION)

@@ -16,7 +16,8 @@
 //! - [`entities`]: sea-orm rows, one module per table; never used as API types.
 //! - [`error`]: [`ApiError`](error::ApiError), the one error type, rendered as
 //!   `{"error":{"code","message"}}` in one place.
-//! - [`audit`]: the audit hook every change to an organization's resources goes through.
+//! - [`audit`]: the audit log every change to an organization goes through (stored in the
+//!   change's transaction, with before/after snapshots scrubbed of secrets).
 //! - [`auth`]: passwords (argon2id), access tokens (JWT, bound to a session), refresh tokens,
 //!   roles and the [`AuthUser`](auth::AuthUser) extractor.
 //! - [`password`]: the password policy (length, zxcvbn strength).

@@ -22,6 +22,12 @@
 //!
 //! Handlers do this through `http::resource::Change`, which also audits the change.
 //!
+//! A key has up to two published records: its current secret, and during a rotation grace the
+//! secret before it (same key id, expiring at the end of the grace; see [`key_records`]). Both
+//! are published whenever the key is, by the outbox and by the full republish. A secret a
+//! rotation ends early (a second rotation during the grace, or a grace of 0) gets a revoked
+//! record through its own outbox row ([`Outboxed::RetiredKey`]), so nodes drop it at once.
+//!
 //! Reading a tenant's record: the version is read *before* the providers, deployments, teams
 //! and routes, so the published content is at least as new as the version it carries. A newer
 //! change committed in between has its own outbox row and is published again with its higher
@@ -32,7 +38,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use sea_orm::sea_query::{Expr, ExprTrait};
+use sea_orm::sea_query::{Condition, Expr, ExprTrait};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait,
     PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
@@ -71,6 +77,9 @@ pub enum Outboxed {
     Key(Uuid),
     /// A tenant's `TenantConfig` (providers, deployments, routes, region policies), by tenant id.
     Tenant(Uuid),
+    /// A secret API key `key_id` no longer has (replaced by a rotation): published as a revoked
+    /// record under its hash (the SHA-256 bytes), so nodes drop it at once.
+    RetiredKey { key_id: Uuid, hash: [u8; 32] },
 }
 
 impl Outboxed {
@@ -78,16 +87,30 @@ impl Outboxed {
         match self {
             Outboxed::Key(_) => "key",
             Outboxed::Tenant(_) => "tenant",
+            Outboxed::RetiredKey { .. } => "retired_key",
         }
     }
 
-    fn id(self) -> Uuid {
+    /// `ref_id` as stored: the id, or `<key id>:<hex hash>` for a retired key.
+    fn ref_id(self) -> String {
         match self {
-            Outboxed::Key(id) | Outboxed::Tenant(id) => id,
+            Outboxed::Key(id) | Outboxed::Tenant(id) => id.to_string(),
+            Outboxed::RetiredKey { key_id, hash } => format!("{key_id}:{}", hex::encode(hash)),
         }
+    }
+
+    /// [`Outboxed::RetiredKey`] from a stored hash (64 hex digits); `None` for anything else.
+    pub fn retired_key(key_id: Uuid, key_hash: &str) -> Option<Self> {
+        let mut hash = [0u8; 32];
+        hex::decode_to_slice(key_hash, &mut hash).ok()?;
+        Some(Outboxed::RetiredKey { key_id, hash })
     }
 
     fn parse(kind: &str, ref_id: &str) -> Option<Self> {
+        if kind == "retired_key" {
+            let (id, hash) = ref_id.split_once(':')?;
+            return Self::retired_key(Uuid::parse_str(id).ok()?, hash);
+        }
         let id = Uuid::parse_str(ref_id).ok()?;
         match kind {
             "key" => Some(Outboxed::Key(id)),
@@ -102,7 +125,7 @@ impl Outboxed {
 pub async fn enqueue<C: ConnectionTrait>(conn: &C, what: Outboxed) -> Result<i64, DbErr> {
     let row = config_outbox::ActiveModel {
         kind: Set(what.kind().to_owned()),
-        ref_id: Set(what.id().to_string()),
+        ref_id: Set(what.ref_id()),
         created_at: Set(OffsetDateTime::now_utc()),
         ..Default::default()
     };
@@ -130,7 +153,7 @@ pub async fn bump_tenant_version<C: ConnectionTrait>(
     enqueue(conn, Outboxed::Tenant(tenant_id)).await
 }
 
-/// The key as the data plane sees it.
+/// The key as the data plane sees it (its current secret).
 pub fn key_record(row: &api_key::Model) -> KeyRecord {
     KeyRecord {
         key_id: row.id,
@@ -142,11 +165,48 @@ pub fn key_record(row: &api_key::Model) -> KeyRecord {
         expires_at: row.expires_at,
         revoked_at: row.revoked_at,
         version: row.version,
-        limits: Default::default(),
-        endpoints: None,
-        allowed_cidrs: None,
-        max_tokens_per_request: None,
-        metadata: Default::default(),
+        limits: row.rate_limits(),
+        endpoints: row.endpoint_list(),
+        allowed_cidrs: row.cidr_list(),
+        // Stored as bigint; the API only writes values that fit.
+        max_tokens_per_request: row
+            .max_tokens_per_request
+            .and_then(|n| u32::try_from(n).ok()),
+        metadata: row.metadata_map(),
+    }
+}
+
+/// Every record of the key: its current secret, and the secret before its last rotation (same
+/// key id, so budgets and limits cover both) while the row keeps it, expiring at the end of
+/// its grace (`previous_expires_at`, never later than the key's own expiry).
+pub fn key_records(row: &api_key::Model) -> Vec<KeyRecord> {
+    let current = key_record(row);
+    let mut out = Vec::with_capacity(2);
+    if let Some(previous) = &row.previous_key_hash {
+        let grace_end = row.previous_expires_at.unwrap_or(row.created_at);
+        out.push(KeyRecord {
+            key_hash: previous.clone(),
+            expires_at: Some(match row.expires_at {
+                Some(e) if e < grace_end => e,
+                _ => grace_end,
+            }),
+            ..current.clone()
+        });
+    }
+    out.insert(0, current);
+    out
+}
+
+/// The revoked record of a secret key `row` no longer has (see [`Outboxed::RetiredKey`]).
+pub fn retired_key_record(row: &api_key::Model, key_hash: String) -> KeyRecord {
+    KeyRecord {
+        key_hash,
+        revoked_at: Some(
+            row.revoked_at
+                .or(row.rotated_at)
+                .unwrap_or_else(OffsetDateTime::now_utc),
+        ),
+        ..key_record(row)
     }
 }
 
@@ -312,6 +372,29 @@ async fn tenant_configs(
     for t in &pinned_teams {
         if let (Some(cfg), Some(regions)) = (by_tenant.get_mut(&t.tenant_id), t.region_policy()) {
             cfg.team_regions.insert(t.id, regions);
+        }
+    }
+    // --- Rate limits (governance): the organization's and its teams' rpm/tpm limits. ---
+    {
+        let ids: Vec<Uuid> = tenants.iter().map(|t| t.id).collect();
+        let limited_teams = team::Entity::find()
+            .filter(team::Column::TenantId.is_in(ids))
+            .filter(
+                Condition::any()
+                    .add(team::Column::RpmLimit.is_not_null())
+                    .add(team::Column::TpmLimit.is_not_null()),
+            )
+            .all(db)
+            .await?;
+        for t in tenants {
+            if let Some(cfg) = by_tenant.get_mut(&t.id) {
+                cfg.limits = t.rate_limits();
+            }
+        }
+        for t in &limited_teams {
+            if let Some(cfg) = by_tenant.get_mut(&t.tenant_id) {
+                cfg.team_limits.insert(t.id, t.rate_limits());
+            }
         }
     }
     // Budgets (`TenantConfig.budgets`), oldest first; one with a scope or period this version
@@ -521,11 +604,25 @@ impl ConfigSync {
                     tracing::warn!(key_id = %id, "outbox names a key that does not exist");
                     return Ok(());
                 };
+                for record in key_records(&row) {
+                    self.inner
+                        .publisher
+                        .publish_key(&record)
+                        .await
+                        .with_context(|| format!("publishing key {id}"))?;
+                }
+                Ok(())
+            }
+            Outboxed::RetiredKey { key_id, hash } => {
+                let Some(row) = api_key::Entity::find_by_id(key_id).one(db).await? else {
+                    tracing::warn!(%key_id, "outbox names a key that does not exist");
+                    return Ok(());
+                };
                 self.inner
                     .publisher
-                    .publish_key(&key_record(&row))
+                    .publish_key(&retired_key_record(&row, hex::encode(hash)))
                     .await
-                    .with_context(|| format!("publishing key {id}"))
+                    .with_context(|| format!("publishing a retired secret of key {key_id}"))
             }
             Outboxed::Tenant(id) => {
                 let Some(row) = tenant::Entity::find_by_id(id).one(db).await? else {
@@ -559,10 +656,12 @@ impl ConfigSync {
             }
             let page = q.all(db).await.context("reading api keys")?;
             for row in &page {
-                publisher
-                    .publish_key(&key_record(row))
-                    .await
-                    .with_context(|| format!("publishing key {}", row.id))?;
+                for record in key_records(row) {
+                    publisher
+                        .publish_key(&record)
+                        .await
+                        .with_context(|| format!("publishing key {}", row.id))?;
+                }
             }
             keys += page.len();
             match page.last() {

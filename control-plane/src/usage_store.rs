@@ -4,14 +4,26 @@
 //! re-delivered event (same id) is skipped and ingestion is idempotent on PostgreSQL and SQLite
 //! alike. A batch is written in one transaction: `write` returns `Ok` only once all of it is
 //! durable, which is what lets the ingest task acknowledge the batch afterwards.
+//!
+//! The same transaction keeps `api_keys.last_used_at`: one `UPDATE` per distinct key of the
+//! batch, raising it to the latest `started_at` of that key's events (never lowering it, so
+//! late or re-delivered batches are harmless). A key is thus written at most once per batch,
+//! never once per request.
 
 use anyhow::Context;
 use futures::future::BoxFuture;
-use sea_orm::{ActiveValue::Set, DatabaseConnection, EntityTrait, TransactionTrait};
+use std::collections::BTreeMap;
+
+use sea_orm::sea_query::{Condition, Expr};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait,
+    QueryFilter, TransactionTrait,
+};
 use shared::usage::UsageEvent;
 use time::{OffsetDateTime, UtcOffset};
+use uuid::Uuid;
 
-use crate::entities::usage_record;
+use crate::entities::{api_key, usage_record};
 use crate::ingest::UsageWriter;
 
 /// Rows per INSERT: 24 columns × 200 rows stays well below SQLite's (32 766) and PostgreSQL's
@@ -52,6 +64,7 @@ impl DbUsageWriter {
                 inserted += n;
             }
         }
+        touch_keys(&tx, events).await?;
         tx.commit().await.context("committing usage records")?;
         Ok(inserted)
     }
@@ -65,6 +78,41 @@ impl UsageWriter for DbUsageWriter {
             Ok(())
         })
     }
+}
+
+/// Raises `last_used_at` of each key in `events` to its latest event (one statement per key).
+async fn touch_keys<C: ConnectionTrait>(conn: &C, events: &[UsageEvent]) -> anyhow::Result<()> {
+    let mut latest: BTreeMap<Uuid, OffsetDateTime> = BTreeMap::new();
+    for e in events {
+        if let Some(key) = e.key_id {
+            let t = e.started_at.to_offset(UtcOffset::UTC);
+            latest
+                .entry(key)
+                .and_modify(|cur| *cur = (*cur).max(t))
+                .or_insert(t);
+        }
+    }
+    let sqlite = conn.get_database_backend() == DbBackend::Sqlite;
+    for (key, at) in latest {
+        // SQLite keeps timestamps as text that does not sort; compare Julian days there.
+        let older = if sqlite {
+            Expr::cust_with_values("julianday(\"last_used_at\") < julianday(?)", [at])
+        } else {
+            api_key::Column::LastUsedAt.lt(at)
+        };
+        api_key::Entity::update_many()
+            .col_expr(api_key::Column::LastUsedAt, Expr::value(at))
+            .filter(api_key::Column::Id.eq(key))
+            .filter(
+                Condition::any()
+                    .add(api_key::Column::LastUsedAt.is_null())
+                    .add(older),
+            )
+            .exec(conn)
+            .await
+            .context("updating api_keys.last_used_at")?;
+    }
+    Ok(())
 }
 
 /// Counters are `u64` in events and `bigint` in the database; values beyond `i64::MAX` cannot

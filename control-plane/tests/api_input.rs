@@ -95,8 +95,8 @@ async fn bad_input_table(cp: &Cp) {
         // No silent acceptance: unknown fields are named, all of them.
         post(
             "/api/v1/keys",
-            json!({"name": "k", "max_budget": 10, "rpm_limit": 5}),
-            "max_budget, rpm_limit: unknown fields; accepted: name, team_id, models, expires_at",
+            json!({"name": "k", "max_budget": 10, "rpm": 5}),
+            "max_budget, rpm: unknown fields; accepted: name, team_id, models, expires_at, rpm_limit",
         ),
         post(
             "/api/v1/teams",

@@ -459,9 +459,20 @@ async fn viewers_read_members_manage_keys_only_admins_manage_config() {
         };
         answer.expect_error(403, "forbidden");
     }
-    // Members manage keys but not config.
+    // Members manage keys (for their teams) but not config.
+    cp.post(
+        &format!("/api/v1/teams/{team_id}/members"),
+        Some(&owner.token),
+        json!({"user_id": member.user_id}),
+    )
+    .await
+    .expect(201);
     let mk = cp
-        .post("/api/v1/keys", Some(&member.token), json!({"name": "mine"}))
+        .post(
+            "/api/v1/keys",
+            Some(&member.token),
+            json!({"name": "mine", "team_id": team_id}),
+        )
         .await
         .expect(201);
     cp.delete(

@@ -24,6 +24,8 @@
 //! - budgets, budget_alerts, alert_deliveries, tenants.alert_webhook_*: spending caps, the
 //!   thresholds they crossed (once per window), and the signed webhooks queued for them.
 //! - config_outbox: committed changes waiting to be published to the data plane.
+//! - governance (000035–000038): key limits, scopes, metadata, rotation and `last_used_at`;
+//!   team and organization rate limits; team_members; audit_events.
 //!
 //! Timestamps are `timestamp with time zone` (stored as RFC 3339 text on SQLite). Usage records
 //! carry no foreign keys on purpose: they are an append-only ledger written from events, and a
@@ -55,6 +57,10 @@ mod m20261206_000030_create_budgets;
 mod m20261206_000031_create_budget_alerts;
 mod m20261206_000032_create_alert_deliveries;
 mod m20261206_000033_add_tenant_alert_webhook;
+mod m20261206_000035_add_api_key_governance;
+mod m20261206_000036_add_team_tenant_rate_limits;
+mod m20261206_000037_create_team_members;
+mod m20261206_000038_create_audit_events;
 
 /// Every migration, in order. Run with `Migrator::up(&db, None)`.
 pub struct Migrator;
@@ -87,6 +93,10 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000031_create_budget_alerts::Migration),
             Box::new(m20261206_000032_create_alert_deliveries::Migration),
             Box::new(m20261206_000033_add_tenant_alert_webhook::Migration),
+            Box::new(m20261206_000035_add_api_key_governance::Migration),
+            Box::new(m20261206_000036_add_team_tenant_rate_limits::Migration),
+            Box::new(m20261206_000037_create_team_members::Migration),
+            Box::new(m20261206_000038_create_audit_events::Migration),
         ]
     }
 }

@@ -20,6 +20,21 @@ pub struct Model {
     pub version: i64,
     pub created_by: Uuid,
     pub created_at: TimeDateTimeWithTimeZone,
+    // Governance (migration 000035).
+    pub rpm_limit: Option<i64>,
+    pub tpm_limit: Option<i64>,
+    /// JSON array of endpoint wire names (`chat`, `messages`, `embeddings`); NULL = all.
+    pub endpoints: Option<Json>,
+    /// JSON array of CIDRs; NULL = any client address.
+    pub allowed_cidrs: Option<Json>,
+    pub max_tokens_per_request: Option<i64>,
+    /// JSON object of string tags; NULL = none.
+    pub metadata: Option<Json>,
+    pub last_used_at: Option<TimeDateTimeWithTimeZone>,
+    pub rotated_at: Option<TimeDateTimeWithTimeZone>,
+    /// SHA-256 of the secret before the last rotation, accepted until `previous_expires_at`.
+    pub previous_key_hash: Option<String>,
+    pub previous_expires_at: Option<TimeDateTimeWithTimeZone>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -34,5 +49,34 @@ impl Model {
         self.allowed_models
             .as_ref()
             .map(|v| serde_json::from_value(v.clone()).unwrap_or_default())
+    }
+
+    /// The key's own rate limits.
+    pub fn rate_limits(&self) -> shared::governance::RateLimits {
+        super::rate_limits(self.rpm_limit, self.tpm_limit)
+    }
+
+    /// The endpoints the key may call; `None` = all. A malformed value (never written by us)
+    /// reads as an empty list, which allows nothing: fail closed.
+    pub fn endpoint_list(&self) -> Option<Vec<shared::governance::KeyEndpoint>> {
+        self.endpoints
+            .as_ref()
+            .map(|v| serde_json::from_value(v.clone()).unwrap_or_default())
+    }
+
+    /// The client networks the key may be used from; `None` = anywhere. Malformed: none
+    /// (fail closed).
+    pub fn cidr_list(&self) -> Option<Vec<ipnet::IpNet>> {
+        self.allowed_cidrs
+            .as_ref()
+            .map(|v| serde_json::from_value(v.clone()).unwrap_or_default())
+    }
+
+    /// The key's tags (empty when none).
+    pub fn metadata_map(&self) -> std::collections::BTreeMap<String, String> {
+        self.metadata
+            .as_ref()
+            .and_then(|v| serde_json::from_value(v.clone()).ok())
+            .unwrap_or_default()
     }
 }

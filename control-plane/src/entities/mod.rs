@@ -4,6 +4,7 @@
 
 pub mod alert_delivery;
 pub mod api_key;
+pub mod audit_event;
 pub mod budget;
 pub mod budget_alert;
 pub mod config_outbox;
@@ -16,6 +17,7 @@ pub mod route;
 pub mod route_candidate;
 pub mod session;
 pub mod team;
+pub mod team_member;
 pub mod tenant;
 pub mod tenant_catalog_entry;
 pub mod usage_record;
@@ -25,4 +27,13 @@ pub mod user;
 /// list for a malformed value (never written by this code), so a policy column fails closed.
 pub(crate) fn string_list(value: Option<&sea_orm::prelude::Json>) -> Option<Vec<String>> {
     value.map(|v| serde_json::from_value(v.clone()).unwrap_or_default())
+}
+
+/// Stored rate limits (bigint columns) as published. The API only writes values that fit; a
+/// value that does not (hand-edited) reads as the tightest limit rather than none.
+pub(crate) fn rate_limits(rpm: Option<i64>, tpm: Option<i64>) -> shared::governance::RateLimits {
+    shared::governance::RateLimits {
+        rpm_limit: rpm.map(|n| u32::try_from(n).unwrap_or(0)),
+        tpm_limit: tpm.map(|n| u64::try_from(n).unwrap_or(0)),
+    }
 }

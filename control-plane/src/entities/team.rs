@@ -12,6 +12,9 @@ pub struct Model {
     pub name: String,
     pub created_at: TimeDateTimeWithTimeZone,
     pub allowed_regions: Option<Json>,
+    // Rate limits (migration 000036); NULL = none.
+    pub rpm_limit: Option<i64>,
+    pub tpm_limit: Option<i64>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -24,5 +27,10 @@ impl Model {
     /// an empty list, which allows no region: fail closed.
     pub fn region_policy(&self) -> Option<Vec<String>> {
         super::string_list(self.allowed_regions.as_ref())
+    }
+
+    /// The team's rate limits (over all its keys).
+    pub fn rate_limits(&self) -> shared::governance::RateLimits {
+        super::rate_limits(self.rpm_limit, self.tpm_limit)
     }
 }

@@ -17,6 +17,9 @@ pub struct Model {
     pub alert_webhook_url: Option<String>,
     /// The webhook signing secret, sealed with the master key (bound to the tenant id).
     pub alert_webhook_secret: Option<String>,
+    // Rate limits (migration 000036); NULL = none.
+    pub rpm_limit: Option<i64>,
+    pub tpm_limit: Option<i64>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -29,5 +32,10 @@ impl Model {
     /// an empty list, which allows no region: fail closed.
     pub fn region_policy(&self) -> Option<Vec<String>> {
         super::string_list(self.allowed_regions.as_ref())
+    }
+
+    /// The organization's rate limits (over all its keys).
+    pub fn rate_limits(&self) -> shared::governance::RateLimits {
+        super::rate_limits(self.rpm_limit, self.tpm_limit)
     }
 }

@@ -1,5 +1,10 @@
 //! Sign-up, sign-in and sessions: `POST /auth/signup`, `/auth/login`, `/auth/refresh`,
-//! `/auth/logout`, and `GET /me`.
+//! `/auth/logout`, `/auth/switch`, and `GET /me`.
+//!
+//! One user may belong to several organizations: `GET /me` lists them (`organizations`, with
+//! the role in each), login takes an optional `organization_id`, and `POST /auth/switch`
+//! `{"tenant_id": …}` opens a new session in another of the caller's organizations (403 when
+//! they are not a member of it).
 //!
 //! Signing up creates a user, a new organization (tenant) and an owner membership in one
 //! transaction. A session (a `sessions` row) is a short-lived access token (JWT naming the
@@ -52,6 +57,7 @@ pub fn router() -> Router<AppState> {
         .route("/auth/login", post(login))
         .route("/auth/refresh", post(refresh))
         .route("/auth/logout", post(logout))
+        .route("/auth/switch", post(switch_organization))
         .route("/me", get(me))
 }
 
@@ -139,6 +145,14 @@ pub struct LoginRequest {
     pub organization_id: Option<Uuid>,
 }
 
+/// Which organization to switch to.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SwitchRequest {
+    /// One of the caller's organizations (see `organizations` in `GET /me`).
+    pub tenant_id: Uuid,
+}
+
 /// A new session (login, accepted invitation) or a rotated one (refresh).
 #[derive(Debug, Serialize, ToSchema)]
 pub struct TokenResponse {
@@ -224,6 +238,8 @@ pub async fn signup(
         allowed_regions: None,
         alert_webhook_url: None,
         alert_webhook_secret: None,
+        rpm_limit: None,
+        tpm_limit: None,
     };
     let user = user::Model {
         id: Uuid::new_v4(),
@@ -249,6 +265,8 @@ pub async fn signup(
         allowed_regions: Set(None),
         alert_webhook_url: Set(None),
         alert_webhook_secret: Set(None),
+        rpm_limit: Set(None),
+        tpm_limit: Set(None),
     })
     .exec_without_returning(&tx)
     .await?;
@@ -488,6 +506,45 @@ pub async fn logout(
     }
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Switch organization: a new session in another organization the caller belongs to.
+///
+/// Answers a new access and refresh token pair acting in `tenant_id`, with the caller's role
+/// there. The session the call was made with stays open (log it out separately if it is no
+/// longer wanted). 403 when the caller is not a member of `tenant_id` (the same for an
+/// organization that does not exist).
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/switch",
+    tag = "auth",
+    security(("bearer" = [])),
+    request_body = SwitchRequest,
+    responses(
+        (status = 200, body = TokenResponse),
+        (status = 400, body = crate::error::ErrorBody),
+        (status = 401, body = crate::error::ErrorBody),
+        (status = 403, description = "Not a member of that organization", body = crate::error::ErrorBody),
+    )
+)]
+pub async fn switch_organization(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    ApiJson(req): ApiJson<SwitchRequest>,
+) -> Result<Json<TokenResponse>, ApiError> {
+    const NOT_MEMBER: &str = "you are not a member of that organization";
+    let membership = membership::Entity::find_by_id((req.tenant_id, auth.user_id))
+        .one(&state.db)
+        .await?
+        .ok_or(ApiError::Forbidden(NOT_MEMBER))?;
+    let role = parse_role(&membership.role)?;
+    let tenant = tenant::Entity::find_by_id(req.tenant_id)
+        .one(&state.db)
+        .await?
+        .ok_or(ApiError::Forbidden(NOT_MEMBER))?;
+    new_session(&state, auth.user_id, &tenant, role)
+        .await
+        .map(Json)
 }
 
 /// The caller: user, organization, role, and every organization they belong to.

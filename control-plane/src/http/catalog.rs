@@ -551,12 +551,12 @@ pub async fn create_entry(
         .on_unique_violation(
             "this organization already has a catalog entry with this id; use PUT /api/v1/catalog/{id} to replace it",
         )?;
-    change.audit::<tenant_catalog_entry::Entity>(AuditAction::Create, &entry.id);
+    let dto = CatalogEntryDto::new(&entry, SourceKind::Tenant);
+    change
+        .audit::<tenant_catalog_entry::Entity>(AuditAction::Create, &entry.id)
+        .after(&dto);
     change.commit().await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(CatalogEntryDto::new(&entry, SourceKind::Tenant)),
-    ))
+    Ok((StatusCode::CREATED, Json(dto)))
 }
 
 /// Create or replace this organization's catalog entry `id`.
@@ -601,7 +601,11 @@ pub async fn put_entry(
             tenant_catalog_entry::Entity::update(row)
                 .exec(change.tx())
                 .await?;
-            change.audit::<tenant_catalog_entry::Entity>(AuditAction::Update, &entry.id);
+            let before = entry_from_row(&old).map(|e| CatalogEntryDto::new(&e, SourceKind::Tenant));
+            change
+                .audit::<tenant_catalog_entry::Entity>(AuditAction::Update, &entry.id)
+                .before(&before)
+                .after(&CatalogEntryDto::new(&entry, SourceKind::Tenant));
             StatusCode::OK
         }
         None => {
@@ -610,7 +614,9 @@ pub async fn put_entry(
                 .await
                 // Two concurrent PUTs of a new id: the loser is told to retry.
                 .on_unique_violation("the entry was created concurrently; retry")?;
-            change.audit::<tenant_catalog_entry::Entity>(AuditAction::Create, &entry.id);
+            change
+                .audit::<tenant_catalog_entry::Entity>(AuditAction::Create, &entry.id)
+                .after(&CatalogEntryDto::new(&entry, SourceKind::Tenant));
             StatusCode::CREATED
         }
     };
@@ -642,7 +648,16 @@ pub async fn delete_entry(
     auth.require_manage()?;
     path_id(&id)?;
     let mut change = Change::begin(&state, &auth).await?;
-    change.delete::<tenant_catalog_entry::Entity>(id).await?;
+    let before = resource::scoped::<tenant_catalog_entry::Entity>(auth.tenant_id)
+        .filter(tenant_catalog_entry::Column::Id.eq(id.as_str()))
+        .one(change.tx())
+        .await?
+        .and_then(|row| entry_from_row(&row))
+        .map(|e| CatalogEntryDto::new(&e, SourceKind::Tenant));
+    change
+        .delete::<tenant_catalog_entry::Entity>(id)
+        .await?
+        .before(&before);
     change.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }

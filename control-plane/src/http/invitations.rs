@@ -13,9 +13,10 @@
 //! organization (which its admins can see in `GET /members` anyway), and that check is one
 //! query whatever the email. Unknown, expired, revoked and used tokens all get the same 404.
 //!
-//! `team_id` is recorded on the invitation (and checked to be a team of the organization) so the
-//! invitee's team is known when team membership arrives; today teams group API keys only, and
-//! accepting grants the organization role.
+//! `team_id` is recorded on the invitation (and checked to be a team of the organization);
+//! accepting grants the organization role and adds the invitee to that team (if it still
+//! exists). Creating, revoking and accepting are audited (accepting as the creation of a
+//! `member`, by the invitee).
 
 use axum::Json;
 use axum::Router;
@@ -35,7 +36,7 @@ use uuid::Uuid;
 use super::auth::{TokenResponse, new_session, parse_role};
 use super::resource::{self, Change, TenantScoped};
 use super::{ApiJson, ApiPath, now, validate};
-use crate::audit::AuditAction;
+use crate::audit::{self, Actor, AuditAction, AuditEvent};
 use crate::auth::{self as authn, AuthUser, Role};
 use crate::entities::{invitation, membership, team, tenant, user};
 use crate::error::{ApiError, ResultExt};
@@ -237,7 +238,10 @@ pub async fn revoke_invitation(
         .await?
         .rows_affected;
     if revoked > 0 {
-        change.audit::<invitation::Entity>(AuditAction::Revoke, &row.id);
+        let before = InvitationDto::from_row(&row)?;
+        change
+            .audit::<invitation::Entity>(AuditAction::Revoke, &row.id)
+            .before(&before);
     }
     change.commit().await?;
     Ok(StatusCode::NO_CONTENT)
@@ -315,6 +319,34 @@ pub async fn accept_invitation(
         .one(&tx)
         .await?
         .ok_or(ApiError::NotFound("invitation"))?;
+    if let Some(team_id) = row.team_id {
+        super::team_members::insert(&tx, row.tenant_id, team_id, user.id, at).await?;
+    }
+    // Audited in the organization joined, by the invitee (with the role they were given).
+    audit::store(
+        &tx,
+        &[AuditEvent {
+            tenant_id: row.tenant_id,
+            actor: Actor {
+                user_id: user.id,
+                session_id: auth.session_id,
+                role,
+            },
+            action: AuditAction::Create,
+            object_kind: super::members::KIND,
+            object_id: user.id.to_string(),
+            before: None,
+            after: audit::snapshot(&serde_json::json!({
+                "user_id": user.id,
+                "email": user.email,
+                "role": role,
+                "created_at": at.format(&time::format_description::well_known::Rfc3339).ok(),
+                "invitation_id": row.id,
+                "team_id": row.team_id,
+            })),
+        }],
+    )
+    .await?;
     tx.commit().await?;
     tracing::info!(tenant_id = %tenant.id, user_id = %user.id, role = role.as_str(), "invitation accepted");
     new_session(&state, user.id, &tenant, role).await.map(Json)
@@ -372,7 +404,10 @@ pub(crate) async fn invite(
     invitation::Entity::insert(invitation::ActiveModel::from(row.clone()))
         .exec_without_returning(change.tx())
         .await?;
-    change.audit::<invitation::Entity>(AuditAction::Create, &row.id);
+    let dto = InvitationDto::from_row(&row)?;
+    change
+        .audit::<invitation::Entity>(AuditAction::Create, &row.id)
+        .after(&dto);
     change.commit().await?;
     Ok(CreatedInvitation {
         id: row.id,

@@ -1,11 +1,18 @@
-//! Organization members: `GET /members`, `POST /members`, `DELETE /members/{user_id}`.
+//! Organization members: `GET /members`, `POST /members`, `PATCH /members/{user_id}` (role),
+//! `DELETE /members/{user_id}`.
 //!
 //! A member is a user who accepted an invitation to this organization (or created it).
 //! `POST /members` does not add anyone: it creates an invitation exactly like
 //! `POST /invitations` (see `super::invitations`) and answers `202 Accepted` with it, the same
 //! whether or not the email belongs to an account. Owners and admins manage members; only an
 //! owner can invite or remove an owner, and the last owner cannot be removed. Removing a member
-//! closes their sessions in this organization, so their access tokens stop working at once.
+//! closes their sessions in this organization, so their access tokens stop working at once,
+//! and removes them from the organization's teams.
+//!
+//! Changing a role (`PATCH`): owners and admins; only an owner grants the owner role or changes
+//! an owner's role, and the last owner cannot be demoted (409). The new role applies to the
+//! member's next request (the role is read from the membership on every request). Every change
+//! here is audited (object kind `member`, id = the user id).
 
 use std::collections::HashMap;
 
@@ -13,10 +20,9 @@ use axum::Json;
 use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::{delete, get};
-use sea_orm::{
-    ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, TransactionTrait,
-};
+use axum::routing::get;
+use sea_orm::sea_query::Expr;
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::ToSchema;
@@ -24,19 +30,24 @@ use uuid::Uuid;
 
 use super::auth::{close_sessions_of, parse_role};
 use super::invitations::{CreatedInvitation, invite};
+use super::resource::Change;
 use super::{ApiJson, ApiPath};
+use crate::audit::AuditAction;
 use crate::auth::{AuthUser, Role};
-use crate::entities::{membership, user};
+use crate::entities::{membership, team_member, user};
 use crate::error::ApiError;
 use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/members", get(list_members).post(add_member))
-        .route("/members/{user_id}", delete(remove_member))
+        .route(
+            "/members/{user_id}",
+            axum::routing::patch(update_member).delete(remove_member),
+        )
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct MemberDto {
     pub user_id: Uuid,
     pub email: String,
@@ -44,6 +55,16 @@ pub struct MemberDto {
     /// When the user joined this organization.
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
+}
+
+/// The object kind of a member in audit events.
+pub const KIND: &str = "member";
+
+/// A new role for a member.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateMemberRequest {
+    pub role: Role,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -143,30 +164,126 @@ pub async fn remove_member(
     ApiPath(user_id): ApiPath<Uuid>,
 ) -> Result<StatusCode, ApiError> {
     auth.require_manage()?;
-    let tx = state.db.begin().await?;
+    let mut change = Change::begin(&state, &auth).await?;
     let target = membership::Entity::find_by_id((auth.tenant_id, user_id))
-        .one(&tx)
+        .one(change.tx())
         .await?
         .ok_or(ApiError::NotFound("member"))?;
     if parse_role(&target.role)? == Role::Owner {
         if auth.role != Role::Owner {
             return Err(ApiError::Forbidden("only an owner can remove an owner"));
         }
-        let owners = membership::Entity::find()
-            .filter(membership::Column::TenantId.eq(auth.tenant_id))
-            .filter(membership::Column::Role.eq(Role::Owner.as_str()))
-            .count(&tx)
-            .await?;
-        if owners <= 1 {
+        if owner_count(change.tx(), auth.tenant_id).await? <= 1 {
             return Err(ApiError::Conflict(
                 "the last owner cannot be removed".to_owned(),
             ));
         }
     }
+    let before = member_dto(change.tx(), &target).await?;
     membership::Entity::delete_by_id((auth.tenant_id, user_id))
-        .exec(&tx)
+        .exec(change.tx())
         .await?;
-    close_sessions_of(&tx, user_id, auth.tenant_id).await?;
-    tx.commit().await?;
+    team_member::Entity::delete_many()
+        .filter(team_member::Column::TenantId.eq(auth.tenant_id))
+        .filter(team_member::Column::UserId.eq(user_id))
+        .exec(change.tx())
+        .await?;
+    close_sessions_of(change.tx(), user_id, auth.tenant_id).await?;
+    change
+        .audit_kind(AuditAction::Delete, KIND, &user_id)
+        .before(&before);
+    change.commit().await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Change a member's role.
+///
+/// Only an owner grants the owner role or changes an owner's role; the last owner cannot be
+/// demoted. Takes effect on the member's next request.
+#[utoipa::path(
+    patch,
+    path = "/api/v1/members/{user_id}",
+    tag = "members",
+    security(("bearer" = [])),
+    params(("user_id" = Uuid, Path, description = "The member's user id")),
+    request_body = UpdateMemberRequest,
+    responses(
+        (status = 200, body = MemberDto),
+        (status = 400, body = crate::error::ErrorBody),
+        (status = 403, description = "Needs owner or admin (owner to grant or change the owner role)", body = crate::error::ErrorBody),
+        (status = 404, body = crate::error::ErrorBody),
+        (status = 409, description = "The last owner cannot be demoted", body = crate::error::ErrorBody),
+    )
+)]
+pub async fn update_member(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    ApiPath(user_id): ApiPath<Uuid>,
+    ApiJson(req): ApiJson<UpdateMemberRequest>,
+) -> Result<Json<MemberDto>, ApiError> {
+    auth.require_manage()?;
+    let mut change = Change::begin(&state, &auth).await?;
+    let target = membership::Entity::find_by_id((auth.tenant_id, user_id))
+        .one(change.tx())
+        .await?
+        .ok_or(ApiError::NotFound("member"))?;
+    let current = parse_role(&target.role)?;
+    let before = member_dto(change.tx(), &target).await?;
+    if current == req.role {
+        return Ok(Json(before));
+    }
+    if (current == Role::Owner || req.role == Role::Owner) && auth.role != Role::Owner {
+        return Err(ApiError::Forbidden(
+            "only an owner can grant or change the owner role",
+        ));
+    }
+    if current == Role::Owner && owner_count(change.tx(), auth.tenant_id).await? <= 1 {
+        return Err(ApiError::Conflict(
+            "the last owner cannot be demoted".to_owned(),
+        ));
+    }
+    membership::Entity::update_many()
+        .col_expr(membership::Column::Role, Expr::value(req.role.as_str()))
+        .filter(membership::Column::TenantId.eq(auth.tenant_id))
+        .filter(membership::Column::UserId.eq(user_id))
+        .exec(change.tx())
+        .await?;
+    let after = MemberDto {
+        role: req.role,
+        ..before.clone()
+    };
+    change
+        .audit_kind(AuditAction::Update, KIND, &user_id)
+        .before(&before)
+        .after(&after);
+    change.commit().await?;
+    Ok(Json(after))
+}
+
+/// How many owners `tenant_id` has, read in the change's transaction. (Two owners demoting
+/// each other at the same instant could both pass; owner changes are rare, manual
+/// and owner-only, so this is not locked.)
+async fn owner_count<C: ConnectionTrait>(conn: &C, tenant_id: Uuid) -> Result<u64, ApiError> {
+    Ok(membership::Entity::find()
+        .filter(membership::Column::TenantId.eq(tenant_id))
+        .filter(membership::Column::Role.eq(Role::Owner.as_str()))
+        .count(conn)
+        .await?)
+}
+
+async fn member_dto<C: ConnectionTrait>(
+    conn: &C,
+    m: &membership::Model,
+) -> Result<MemberDto, ApiError> {
+    let email = user::Entity::find_by_id(m.user_id)
+        .one(conn)
+        .await?
+        .map(|u| u.email)
+        .unwrap_or_default();
+    Ok(MemberDto {
+        user_id: m.user_id,
+        email,
+        role: parse_role(&m.role)?,
+        created_at: m.created_at,
+    })
 }

@@ -13,9 +13,12 @@
 //!   against;
 //! - input caps: bodies over [`MAX_BODY_BYTES`] are refused with 413, paths and query strings
 //!   over [`MAX_URI_BYTES`] with 414, both in our error shape;
+//! - [`permissions`]: the permission matrix (minimum role of every operation), enforced by a
+//!   route layer on every `/api/v1` route and rendered into README.md;
 //! - [`router`]: the full control-plane router with its middleware stack.
 
 pub mod alerts;
+pub mod audit;
 pub mod auth;
 pub mod budgets;
 pub mod catalog;
@@ -26,10 +29,12 @@ pub mod keys;
 pub mod members;
 pub mod models;
 pub mod organization;
+pub mod permissions;
 pub mod providers;
 pub(crate) mod resource;
 pub mod routes;
 pub mod security;
+pub mod team_members;
 pub mod teams;
 pub mod usage;
 mod validate;
@@ -64,13 +69,16 @@ pub const MAX_URI_BYTES: usize = 8 * 1024;
 /// Longest path written to the access log; the rest is cut.
 const MAX_LOGGED_PATH_CHARS: usize = 256;
 
-/// The control API, every route under `/api/v1`, including the OpenAPI document.
+/// The control API, every route under `/api/v1`. Every route is gated by the permission
+/// matrix ([`permissions::enforce`], added in [`routes`]).
 pub fn api_router() -> Router<AppState> {
     Router::new()
         .merge(auth::router())
         .merge(members::router())
         .merge(invitations::router())
         .merge(teams::router())
+        .merge(team_members::router())
+        .merge(audit::router())
         .merge(keys::router())
         .merge(providers::router())
         .merge(models::router())
@@ -96,7 +104,13 @@ pub fn router(state: AppState) -> Router {
 pub fn routes(state: AppState) -> Router {
     layered(
         Router::new()
-            .nest("/api/v1", api_router())
+            .nest(
+                "/api/v1",
+                api_router().route_layer(middleware::from_fn_with_state(
+                    state.clone(),
+                    permissions::enforce,
+                )),
+            )
             .merge(health::router().method_not_allowed_fallback(method_not_allowed))
             .with_state(state.clone())
             .merge(crate::openapi::swagger_ui()),

@@ -470,9 +470,12 @@ pub async fn create_model(
     .exec_without_returning(change.tx())
     .await?;
     change.publish_tenant().await?;
-    change.audit::<model_deployment::Entity>(AuditAction::Create, &row.id);
+    let dto = ModelDto::from(&row);
+    change
+        .audit::<model_deployment::Entity>(AuditAction::Create, &row.id)
+        .after(&dto);
     change.commit().await?;
-    Ok((StatusCode::CREATED, Json(ModelDto::from(&row))))
+    Ok((StatusCode::CREATED, Json(dto)))
 }
 
 /// List model deployments, in creation order (the order routing sees them in).
@@ -532,7 +535,7 @@ pub async fn delete_model(
 ) -> Result<StatusCode, ApiError> {
     auth.require_manage()?;
     let mut change = Change::begin(&state, &auth).await?;
-    change.find::<model_deployment::Entity>(id).await?;
+    let before = ModelDto::from(&change.find::<model_deployment::Entity>(id).await?);
     let users = routes_using(change.tx(), auth.tenant_id, id).await?;
     if !users.is_empty() {
         return Err(ApiError::Conflict(in_use_message(&users)));
@@ -543,7 +546,8 @@ pub async fn delete_model(
             // A route created concurrently still holds the foreign key.
             "model is used by a route; remove it from the route first",
         )
-        .await?;
+        .await?
+        .before(&before);
     change.publish_tenant().await?;
     change.commit().await?;
     Ok(StatusCode::NO_CONTENT)

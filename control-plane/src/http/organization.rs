@@ -12,6 +12,9 @@
 //! signing secret, returned once in that answer (rotate it with
 //! `POST /organization/webhook-secret`, see `http::alerts`). Reads show the URL and whether a
 //! secret exists, never the secret.
+//! Rate limits: `rpm_limit` and `tpm_limit` cap requests and tokens per minute over every key
+//! of the organization together (on top of each key's and team's limits); published in
+//! `TenantConfig.limits`, `null` removes one.
 
 use axum::Json;
 use axum::Router;
@@ -61,6 +64,10 @@ pub struct OrganizationDetails {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(example = "whsec_5f1c…")]
     pub alert_webhook_secret: Option<String>,
+    /// Requests per minute over every key of the organization; null: none.
+    pub rpm_limit: Option<u64>,
+    /// Tokens per minute over every key of the organization; null: none.
+    pub tpm_limit: Option<u64>,
 }
 
 impl From<&tenant::Model> for OrganizationDetails {
@@ -73,6 +80,8 @@ impl From<&tenant::Model> for OrganizationDetails {
             alert_webhook_url: t.alert_webhook_url.clone(),
             alert_webhook_secret_set: t.alert_webhook_secret.is_some(),
             alert_webhook_secret: None,
+            rpm_limit: t.rpm_limit.and_then(|n| u64::try_from(n).ok()),
+            tpm_limit: t.tpm_limit.and_then(|n| u64::try_from(n).ok()),
         }
     }
 }
@@ -91,6 +100,14 @@ pub struct UpdateOrganizationRequest {
     #[serde(default, deserialize_with = "validate::nullable")]
     #[schema(value_type = Option<String>, required = false, example = "https://hooks.example.com/switchyard")]
     pub alert_webhook_url: Option<Option<String>>,
+    /// Requests per minute over every key of the organization; null removes the limit.
+    #[serde(default, deserialize_with = "validate::nullable")]
+    #[schema(value_type = Option<u64>, required = false)]
+    pub rpm_limit: Option<Option<u64>>,
+    /// Tokens per minute over every key of the organization; null removes the limit.
+    #[serde(default, deserialize_with = "validate::nullable")]
+    #[schema(value_type = Option<u64>, required = false)]
+    pub tpm_limit: Option<Option<u64>>,
 }
 
 /// The caller's organization.
@@ -151,11 +168,21 @@ pub async fn update_organization(
         Some(None) => Some(None),
         None => None,
     };
+    let rpm = req
+        .rpm_limit
+        .map(|v| super::teams::rpm_value("rpm_limit", v))
+        .transpose()?;
+    let tpm = req
+        .tpm_limit
+        .map(|v| super::teams::tpm_value("tpm_limit", v))
+        .transpose()?;
     let mut change = Change::begin(&state, &auth).await?;
     let mut row = tenant::Entity::find_by_id(auth.tenant_id)
         .one(change.tx())
         .await?
         .ok_or(ApiError::NotFound("organization"))?;
+    let before = OrganizationDetails::from(&row);
+    let mut changed = false;
     if let Some(regions) = regions
         && regions != row.allowed_regions
     {
@@ -168,7 +195,22 @@ pub async fn update_organization(
         .await?;
         row.allowed_regions = regions;
         change.publish_tenant().await?;
-        change.audit_kind(AuditAction::Update, KIND, &auth.tenant_id);
+        changed = true;
+    }
+    // Rate limits (governance).
+    let (rpm, tpm) = (rpm.unwrap_or(row.rpm_limit), tpm.unwrap_or(row.tpm_limit));
+    if (rpm, tpm) != (row.rpm_limit, row.tpm_limit) {
+        tenant::Entity::update(tenant::ActiveModel {
+            id: Set(auth.tenant_id),
+            rpm_limit: Set(rpm),
+            tpm_limit: Set(tpm),
+            ..Default::default()
+        })
+        .exec(change.tx())
+        .await?;
+        (row.rpm_limit, row.tpm_limit) = (rpm, tpm);
+        change.publish_tenant().await?;
+        changed = true;
     }
     let mut new_secret = None;
     if let Some(url) = webhook
@@ -187,7 +229,13 @@ pub async fn update_organization(
             new_secret = Some(secret);
         }
         row.alert_webhook_url = url;
-        change.audit_kind(AuditAction::Update, KIND, &auth.tenant_id);
+        changed = true;
+    }
+    if changed {
+        change
+            .audit_kind(AuditAction::Update, KIND, &auth.tenant_id)
+            .before(&before)
+            .after(&OrganizationDetails::from(&row));
     }
     change.commit().await?;
     let mut details = OrganizationDetails::from(&row);

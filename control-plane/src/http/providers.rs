@@ -565,9 +565,13 @@ pub async fn create_provider(
     .await
     .on_unique_violation("a provider with this name already exists")?;
     change.publish_tenant().await?;
-    change.audit::<provider_credential::Entity>(AuditAction::Create, &row.id);
+    let dto = ProviderDto::from(&row);
+    // The DTO carries `has_api_key`, never the key (and `crate::audit` scrubs secrets anyway).
+    change
+        .audit::<provider_credential::Entity>(AuditAction::Create, &row.id)
+        .after(&dto);
     change.commit().await?;
-    Ok((StatusCode::CREATED, Json(ProviderDto::from(&row))))
+    Ok((StatusCode::CREATED, Json(dto)))
 }
 
 /// List provider credentials.
@@ -628,7 +632,7 @@ pub async fn delete_provider(
 ) -> Result<StatusCode, ApiError> {
     auth.require_manage()?;
     let mut change = Change::begin(&state, &auth).await?;
-    change.find::<provider_credential::Entity>(id).await?;
+    let before = ProviderDto::from(&change.find::<provider_credential::Entity>(id).await?);
     let in_use = model_deployment::Entity::find()
         .filter(model_deployment::Column::ProviderId.eq(id))
         .count(change.tx())
@@ -644,7 +648,8 @@ pub async fn delete_provider(
             // A deployment created concurrently still holds the foreign key.
             "provider is used by model deployments; delete them first",
         )
-        .await?;
+        .await?
+        .before(&before);
     change.publish_tenant().await?;
     change.commit().await?;
     Ok(StatusCode::NO_CONTENT)

@@ -13,7 +13,7 @@
 //!   the caller's organization, [`Change::publish_tenant`] bumps `tenants.config_version` and
 //!   inserts the outbox row (at most once per change, however many rows changed),
 //!   [`Change::publish_key`] does the same for an API key's record, [`Change::audit`] notes who
-//!   did what. [`Change::commit`] stores the audit events in the same transaction, commits,
+//!   did what, with the object's snapshots before and after (`AuditNote::before`/`after`). [`Change::commit`] stores the audit events in the same transaction, commits,
 //!   waits (bounded) until the data plane has the new records (see `crate::sync`) and logs the
 //!   audit events. A handler that returns early drops the change: nothing is committed,
 //!   published or audited.
@@ -80,6 +80,25 @@ pub(crate) async fn list<E: TenantScoped, C: ConnectionTrait>(
     Ok(E::ordered(scoped::<E>(tenant_id)).all(conn).await?)
 }
 
+/// The audit event just noted by [`Change::audit`]: add what the object looked like.
+pub(crate) struct AuditNote<'c> {
+    event: &'c mut AuditEvent,
+}
+
+impl AuditNote<'_> {
+    /// The object before the change (its API representation; scrubbed of secrets).
+    pub(crate) fn before<T: serde::Serialize + ?Sized>(self, value: &T) -> Self {
+        self.event.before = audit::snapshot(value);
+        self
+    }
+
+    /// The object after the change (its API representation; scrubbed of secrets).
+    pub(crate) fn after<T: serde::Serialize + ?Sized>(self, value: &T) -> Self {
+        self.event.after = audit::snapshot(value);
+        self
+    }
+}
+
 /// One API call's change to the caller's organization: a transaction plus what to publish and
 /// audit once it commits. See the module docs.
 pub(crate) struct Change<'a> {
@@ -118,9 +137,13 @@ impl<'a> Change<'a> {
         find::<E, _>(&self.tx, self.tenant_id, id).await
     }
 
-    /// Deletes the row `id` of this organization (404 when there is none) and audits it. A row
-    /// still referenced by a foreign key is a 409 saying the object is still in use.
-    pub(crate) async fn delete<E: TenantScoped>(&mut self, id: E::Id) -> Result<(), ApiError> {
+    /// Deletes the row `id` of this organization (404 when there is none) and audits it; the
+    /// returned note takes the `before` snapshot. A row still referenced by a foreign key is a
+    /// 409 saying the object is still in use.
+    pub(crate) async fn delete<E: TenantScoped>(
+        &mut self,
+        id: E::Id,
+    ) -> Result<AuditNote<'_>, ApiError> {
         let in_use = format!("{} is still in use", E::NOUN);
         self.delete_or_conflict::<E>(id, &in_use).await
     }
@@ -130,7 +153,7 @@ impl<'a> Change<'a> {
         &mut self,
         id: E::Id,
         in_use: &str,
-    ) -> Result<(), ApiError> {
+    ) -> Result<AuditNote<'_>, ApiError> {
         let deleted = E::delete_many()
             .filter(E::tenant_column().eq(self.tenant_id))
             .filter(E::id_column().eq(id.clone()))
@@ -141,8 +164,7 @@ impl<'a> Change<'a> {
         if deleted == 0 {
             return Err(ApiError::NotFound(E::NOUN));
         }
-        self.audit::<E>(AuditAction::Delete, &id);
-        Ok(())
+        Ok(self.audit::<E>(AuditAction::Delete, &id))
     }
 
     /// Bumps the organization's config version and enqueues its record, once per change:
@@ -163,25 +185,55 @@ impl<'a> Change<'a> {
         Ok(())
     }
 
-    /// Notes that the actor did `action` to the object `id` of resource `E`.
-    pub(crate) fn audit<E: TenantScoped>(&mut self, action: AuditAction, id: &E::Id) {
-        self.audit_kind(action, E::KIND, id);
+    /// Enqueues a revoked record for `key_hash`, a secret API key `key_id` no longer has
+    /// (rotation): nodes that still hold it as the key's previous secret drop it.
+    pub(crate) async fn publish_retired_key(
+        &mut self,
+        key_id: Uuid,
+        key_hash: &str,
+    ) -> Result<(), ApiError> {
+        let Some(what) = Outboxed::retired_key(key_id, key_hash) else {
+            return Err(ApiError::Internal(anyhow::anyhow!(
+                "a stored key hash is not 64 hex digits"
+            )));
+        };
+        let id = sync::enqueue(&self.tx, what).await?;
+        self.outbox.push(id);
+        Ok(())
     }
 
-    /// [`Change::audit`] for an object that is not a [`TenantScoped`] row (the organization).
+    /// Notes that the actor did `action` to the object `id` of resource `E`; the returned note
+    /// takes the object's `before`/`after` snapshots (its API representation, see
+    /// `crate::audit`).
+    pub(crate) fn audit<E: TenantScoped>(
+        &mut self,
+        action: AuditAction,
+        id: &E::Id,
+    ) -> AuditNote<'_> {
+        self.audit_kind(action, E::KIND, id)
+    }
+
+    /// [`Change::audit`] for an object that is not a [`TenantScoped`] row (the organization, a
+    /// member, a team membership).
     pub(crate) fn audit_kind(
         &mut self,
         action: AuditAction,
         object_kind: &'static str,
         id: &dyn Display,
-    ) {
+    ) -> AuditNote<'_> {
         self.audit.push(AuditEvent {
             tenant_id: self.tenant_id,
             actor: self.actor,
             action,
             object_kind,
             object_id: id.to_string(),
+            before: None,
+            after: None,
         });
+        let len = self.audit.len();
+        AuditNote {
+            event: &mut self.audit[len - 1],
+        }
     }
 
     /// Stores the audit events, commits, waits (at most `sync::WAIT_BUDGET`) until what was

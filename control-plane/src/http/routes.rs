@@ -830,12 +830,12 @@ pub async fn create_route(
     let candidates = write_candidates(change.tx(), id, &valid).await?;
     let stored = change.find::<route::Entity>(id).await?;
     change.publish_tenant().await?;
-    change.audit::<route::Entity>(AuditAction::Create, &id);
+    let dto = RouteDto::new(&stored, &candidates)?;
+    change
+        .audit::<route::Entity>(AuditAction::Create, &id)
+        .after(&dto);
     change.commit().await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(RouteDto::new(&stored, &candidates)?),
-    ))
+    Ok((StatusCode::CREATED, Json(dto)))
 }
 
 /// List routes, by name.
@@ -912,6 +912,7 @@ pub async fn update_route(
     let row = change.find::<route::Entity>(id).await?;
     let current = candidates_of(change.tx(), std::slice::from_ref(&row)).await?;
     let current = current.get(&id).map(Vec::as_slice).unwrap_or_default();
+    let before = RouteDto::new(&row, current)?;
     let record = route_record(&row, current).ok_or_else(|| {
         ApiError::Internal(anyhow::anyhow!(
             "route {id} has a strategy this version does not know"
@@ -929,9 +930,13 @@ pub async fn update_route(
     let candidates = write_candidates(change.tx(), id, &valid).await?;
     let stored = change.find::<route::Entity>(id).await?;
     change.publish_tenant().await?;
-    change.audit::<route::Entity>(AuditAction::Update, &id);
+    let dto = RouteDto::new(&stored, &candidates)?;
+    change
+        .audit::<route::Entity>(AuditAction::Update, &id)
+        .before(&before)
+        .after(&dto);
     change.commit().await?;
-    Ok(Json(RouteDto::new(&stored, &candidates)?))
+    Ok(Json(dto))
 }
 
 /// Delete a route. Clients sending its name reach the deployments of that name again, if any.
@@ -954,8 +959,14 @@ pub async fn delete_route(
 ) -> Result<StatusCode, ApiError> {
     auth.require_manage()?;
     let mut change = Change::begin(&state, &auth).await?;
+    let row = change.find::<route::Entity>(id).await?;
+    let candidates = candidates_of(change.tx(), std::slice::from_ref(&row)).await?;
+    let before = RouteDto::new(
+        &row,
+        candidates.get(&id).map(Vec::as_slice).unwrap_or_default(),
+    )?;
     // The candidates go with it (ON DELETE CASCADE).
-    change.delete::<route::Entity>(id).await?;
+    change.delete::<route::Entity>(id).await?.before(&before);
     change.publish_tenant().await?;
     change.commit().await?;
     Ok(StatusCode::NO_CONTENT)

@@ -7,6 +7,11 @@
 //! organization's policy and the route's (the gateway intersects them). It is published in the
 //! organization's config (`TenantConfig.team_regions`) before the call returns. Deleting a team
 //! detaches its keys, which then no longer carry the team's policy.
+//!
+//! A team may carry rate limits (`rpm_limit`, `tpm_limit`): requests and tokens per minute over
+//! all the team's keys together, on top of each key's and the organization's limits. They are
+//! published in `TenantConfig.team_limits` (only teams with a limit) before the call returns;
+//! `null` removes one. Members of a team are managed in `super::team_members`.
 
 use axum::Json;
 use axum::Router;
@@ -68,6 +73,12 @@ pub struct CreateTeamRequest {
     #[serde(default)]
     #[schema(example = json!(["eu"]))]
     pub allowed_regions: Option<Vec<String>>,
+    /// Requests per minute over all the team's keys; omit for none.
+    #[serde(default)]
+    pub rpm_limit: Option<u64>,
+    /// Tokens per minute over all the team's keys; omit for none.
+    #[serde(default)]
+    pub tpm_limit: Option<u64>,
 }
 
 /// Changes to a team; fields left out stay as they are.
@@ -83,6 +94,14 @@ pub struct UpdateTeamRequest {
     #[serde(default, deserialize_with = "validate::nullable")]
     #[schema(value_type = Option<Vec<String>>, required = false, example = json!(["eu"]))]
     pub allowed_regions: Option<Option<Vec<String>>>,
+    /// Requests per minute over all the team's keys; null removes the limit.
+    #[serde(default, deserialize_with = "validate::nullable")]
+    #[schema(value_type = Option<u64>, required = false)]
+    pub rpm_limit: Option<Option<u64>>,
+    /// Tokens per minute over all the team's keys; null removes the limit.
+    #[serde(default, deserialize_with = "validate::nullable")]
+    #[schema(value_type = Option<u64>, required = false)]
+    pub tpm_limit: Option<Option<u64>>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -92,6 +111,10 @@ pub struct TeamDto {
     /// The team's region policy; null: none.
     #[schema(example = json!(["eu"]))]
     pub allowed_regions: Option<Vec<String>>,
+    /// Requests per minute over all the team's keys; null: none.
+    pub rpm_limit: Option<u64>,
+    /// Tokens per minute over all the team's keys; null: none.
+    pub tpm_limit: Option<u64>,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
 }
@@ -100,10 +123,37 @@ impl From<team::Model> for TeamDto {
     fn from(t: team::Model) -> Self {
         Self {
             allowed_regions: t.region_policy(),
+            rpm_limit: t.rpm_limit.and_then(|n| u64::try_from(n).ok()),
+            tpm_limit: t.tpm_limit.and_then(|n| u64::try_from(n).ok()),
             id: t.id,
             name: t.name,
             created_at: t.created_at,
         }
+    }
+}
+
+/// A validated rpm limit (1 to 2^32 - 1) as stored.
+pub(crate) fn rpm_value(field: &str, v: Option<u64>) -> Result<Option<i64>, ApiError> {
+    limit_value(field, v, u64::from(u32::MAX))
+}
+
+/// A validated tpm limit (1 to 10^12) as stored.
+pub(crate) fn tpm_value(field: &str, v: Option<u64>) -> Result<Option<i64>, ApiError> {
+    limit_value(field, v, 1_000_000_000_000)
+}
+
+fn limit_value(field: &str, v: Option<u64>, max: u64) -> Result<Option<i64>, ApiError> {
+    match v {
+        None => Ok(None),
+        Some(0) => Err(ApiError::invalid(
+            field,
+            "must be at least 1; send null for no limit",
+        )),
+        Some(n) if n > max => Err(ApiError::invalid(
+            field,
+            format_args!("must be at most {max}"),
+        )),
+        Some(n) => Ok(i64::try_from(n).ok()),
     }
 }
 
@@ -150,6 +200,8 @@ pub async fn create_team(
         name,
         created_at: now(),
         allowed_regions,
+        rpm_limit: rpm_value("rpm_limit", req.rpm_limit)?,
+        tpm_limit: tpm_value("tpm_limit", req.tpm_limit)?,
     };
     let mut change = Change::begin(&state, &auth).await?;
     team::Entity::insert(team::ActiveModel {
@@ -158,16 +210,21 @@ pub async fn create_team(
         name: Set(row.name.clone()),
         created_at: Set(row.created_at),
         allowed_regions: Set(row.allowed_regions.clone()),
+        rpm_limit: Set(row.rpm_limit),
+        tpm_limit: Set(row.tpm_limit),
     })
     .exec_without_returning(change.tx())
     .await
     .on_unique_violation("a team with this name already exists")?;
-    if row.allowed_regions.is_some() {
+    if row.allowed_regions.is_some() || !row.rate_limits().is_empty() {
         change.publish_tenant().await?;
     }
-    change.audit::<team::Entity>(AuditAction::Create, &row.id);
+    let dto = TeamDto::from(row);
+    change
+        .audit::<team::Entity>(AuditAction::Create, &dto.id)
+        .after(&dto);
     change.commit().await?;
-    Ok((StatusCode::CREATED, Json(TeamDto::from(row))))
+    Ok((StatusCode::CREATED, Json(dto)))
 }
 
 /// List teams.
@@ -206,9 +263,9 @@ pub async fn get_team(
     Ok(Json(TeamDto::from(row)))
 }
 
-/// Rename a team or set its region policy.
+/// Rename a team, or set its region policy or rate limits.
 ///
-/// A changed region policy is published to the data plane before the call returns.
+/// A changed region policy or limit is published to the data plane before the call returns.
 #[utoipa::path(
     patch,
     path = "/api/v1/teams/{id}",
@@ -241,8 +298,17 @@ pub async fn update_team(
         .as_ref()
         .map(|r| regions_json("allowed_regions", r.as_deref()))
         .transpose()?;
+    let rpm = req
+        .rpm_limit
+        .map(|v| rpm_value("rpm_limit", v))
+        .transpose()?;
+    let tpm = req
+        .tpm_limit
+        .map(|v| tpm_value("tpm_limit", v))
+        .transpose()?;
     let mut change = Change::begin(&state, &auth).await?;
     let mut row = change.find::<team::Entity>(id).await?;
+    let before = row.clone();
     let mut update = team::ActiveModel {
         id: Set(id),
         ..Default::default()
@@ -258,12 +324,26 @@ pub async fn update_team(
         row.allowed_regions = regions.clone();
         update.allowed_regions = Set(regions);
     }
+    if let Some(v) = rpm {
+        row.rpm_limit = v;
+        update.rpm_limit = Set(v);
+    }
+    if let Some(v) = tpm {
+        row.tpm_limit = v;
+        update.tpm_limit = Set(v);
+    }
+    if row.rate_limits() != before.rate_limits() {
+        change.publish_tenant().await?;
+    }
     if update.is_changed() {
         team::Entity::update(update)
             .exec(change.tx())
             .await
             .on_unique_violation("a team with this name already exists")?;
-        change.audit::<team::Entity>(AuditAction::Update, &id);
+        change
+            .audit::<team::Entity>(AuditAction::Update, &id)
+            .before(&TeamDto::from(before))
+            .after(&TeamDto::from(row.clone()));
     }
     change.commit().await?;
     Ok(Json(TeamDto::from(row)))
@@ -290,8 +370,8 @@ pub async fn delete_team(
     auth.require_manage()?;
     let mut change = Change::begin(&state, &auth).await?;
     let row = change.find::<team::Entity>(id).await?;
-    if row.allowed_regions.is_some() {
-        // The team's entry leaves `TenantConfig.team_regions`.
+    if row.allowed_regions.is_some() || !row.rate_limits().is_empty() {
+        // The team's entries leave `TenantConfig.team_regions` / `team_limits`.
         change.publish_tenant().await?;
     }
     // Detach the team's keys explicitly (rather than leaving it to ON DELETE SET NULL) so each
@@ -325,7 +405,10 @@ pub async fn delete_team(
         id,
     )
     .await?;
-    change.delete::<team::Entity>(id).await?;
+    change
+        .delete::<team::Entity>(id)
+        .await?
+        .before(&TeamDto::from(row));
     change.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }
