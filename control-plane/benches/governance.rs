@@ -453,8 +453,12 @@ async fn run(s: Settings) -> anyhow::Result<()> {
     println!("switchyard governance benchmark — build: {build}; settings: {s:?}");
     let fake_url = start_fake_upstream()?;
     let deployment = Deployment::new().await?;
-    let cp = deployment.start_control_plane("warn").await?;
-    let node: ChildGuard = deployment.start_data_plane("bench-node", "warn").await?;
+    let cp = deployment
+        .start_control_plane("warn,control_plane=info")
+        .await?;
+    let node: ChildGuard = deployment
+        .start_data_plane("bench-node", "warn,data_plane=info")
+        .await?;
     let pid = node.id().context("data-plane pid")?;
     let off = organization(&cp.base_url(), &fake_url, "off", false).await?;
     let on = organization(&cp.base_url(), &fake_url, "on", true).await?;

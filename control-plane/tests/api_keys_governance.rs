@@ -194,7 +194,7 @@ async fn rotation_keeps_the_old_secret_for_the_grace_only() {
     let bus = cp.running.memory_bus().expect("zero-setup mode").clone();
     let s = cp.signup().await;
     cp.mock_model(&s, "gpt-test").await;
-    let (id, old, _) = new_key(&cp, &s, json!({"name": "rotating", "rpm_limit": 7})).await;
+    let (id, old, _) = new_key(&cp, &s, json!({"name": "rotating", "rpm_limit": 7000})).await;
     assert_eq!(chat(&cp, &old).await, 200);
 
     // Rotate with a one-hour grace: both secrets work, both records carry the key id.
@@ -207,7 +207,7 @@ async fn rotation_keeps_the_old_secret_for_the_grace_only() {
     let new = rotated["key"].as_str().unwrap().to_owned();
     assert_ne!(new, old);
     assert_eq!(rotated["id"], id.as_str());
-    assert_eq!(rotated["rpm_limit"], 7, "the key keeps its settings");
+    assert_eq!(rotated["rpm_limit"], 7000, "the key keeps its settings");
     let grace_end = ts(&rotated["previous_expires_at"]);
     assert!(grace_end >= before + time::Duration::seconds(3600));
     assert!(grace_end <= OffsetDateTime::now_utc() + time::Duration::seconds(3600));
@@ -216,7 +216,7 @@ async fn rotation_keeps_the_old_secret_for_the_grace_only() {
     assert_eq!(old_rec.key_id, new_rec.key_id);
     assert_eq!(old_rec.expires_at, Some(grace_end));
     assert_eq!(new_rec.expires_at, None);
-    assert_eq!(old_rec.limits.rpm_limit, Some(7));
+    assert_eq!(old_rec.limits.rpm_limit, Some(7000));
     assert_eq!(
         chat(&cp, &old).await,
         200,

@@ -213,6 +213,7 @@ impl Ledger {
                 wake: Arc::clone(&wake),
                 down: AtomicBool::new(false),
                 last_failure: Mutex::new(None),
+                gates: Mutex::new(HashMap::new()),
             })),
         });
         tokio::spawn(flusher(Arc::downgrade(&inner), wake));
@@ -461,6 +462,8 @@ struct RedisLedger {
     down: AtomicBool,
     /// When a call last failed: while recent, reservations needing Redis fail fast.
     last_failure: Mutex<Option<Instant>>,
+    /// One top-up at a time per organization (see [`RedisLedger::reserve`]).
+    gates: Mutex<HashMap<Uuid, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 /// This node's state of one window.
@@ -590,7 +593,59 @@ impl RedisLedger {
         lock(&self.local)
     }
 
+    /// Reserves from the local leases when they cover every hard claim; otherwise tops up
+    /// through Redis, one top-up at a time per organization on this node: requests that found
+    /// the lease short while a top-up is on its way wait for it and reserve from what it
+    /// brought. Without that, a burst would have every request take its own slice, pull the
+    /// whole budget onto one node and get requests refused elsewhere while it sits idle.
     async fn reserve(&self, claims: &[Claim], amount: i64) -> Result<Vec<HoldEntry>, Refusal> {
+        if let Some(entries) = self.reserve_locally(claims, amount) {
+            return Ok(entries);
+        }
+        let gate = {
+            let tenant = claims
+                .first()
+                .map(|c| c.window.tenant_id)
+                .unwrap_or_default();
+            let mut gates = lock(&self.gates);
+            Arc::clone(gates.entry(tenant).or_default())
+        };
+        let _turn = gate.lock().await;
+        self.top_up(claims, amount).await
+    }
+
+    /// All-or-nothing reservation from the local leases, without a round trip.
+    fn reserve_locally(&self, claims: &[Claim], amount: i64) -> Option<Vec<HoldEntry>> {
+        let now = Instant::now();
+        let mut local = self.lock_local();
+        let covered = claims.iter().all(|c| {
+            !c.hard
+                || amount == 0
+                || local
+                    .get(&c.window)
+                    .is_some_and(|l| l.valid(now) && l.free >= amount)
+        });
+        if !covered {
+            return None;
+        }
+        let mut entries = Vec::with_capacity(claims.len());
+        for c in claims {
+            let l = local.entry(c.window).or_insert_with(|| Local::new(*c, now));
+            l.claim = *c;
+            l.last_used = now;
+            let held = if c.hard { amount } else { 0 };
+            l.free -= held;
+            l.inflight += held;
+            entries.push(HoldEntry {
+                claim: *c,
+                amount: held,
+                generation: l.generation,
+            });
+        }
+        Some(entries)
+    }
+
+    async fn top_up(&self, claims: &[Claim], amount: i64) -> Result<Vec<HoldEntry>, Refusal> {
         let now = Instant::now();
         let mut entries = Vec::with_capacity(claims.len());
         // (index into claims, report) of the windows the local lease does not cover.
