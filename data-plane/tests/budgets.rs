@@ -149,6 +149,29 @@ async fn far_from_the_cap_a_node_spends_a_lease_without_round_trips() {
 }
 
 #[tokio::test]
+async fn a_lowered_cap_applies_to_the_next_request_despite_a_held_lease() {
+    let guard = PrefixGuard::new();
+    let ledger = node(&guard.keys, options());
+    let need = 1_000;
+    let mut c = claim(1_600 * need);
+    ledger.reserve(&[c], need).await.unwrap().settle(need);
+    assert_eq!(ledger.local_free(c.window), 99 * need, "a lease is held");
+    // The administrator lowers the cap below what was spent plus one request.
+    c.limit_micros = 2 * need - 1;
+    assert!(matches!(
+        ledger.reserve(&[c], need).await,
+        Err(Refusal::Exceeded(0))
+    ));
+    // The lease went back; the window holds only what was spent.
+    ledger.flush().await;
+    let u = ledger.window_usage(c.window).await.unwrap();
+    assert_eq!((u.spent_micros, u.held_micros), (need, 0));
+    // Raised again, it admits exactly what fits.
+    c.limit_micros = 3 * need;
+    assert_eq!(drain(&ledger, &[c], need, need).await, 2);
+}
+
+#[tokio::test]
 async fn near_the_cap_a_node_reserves_exactly_and_returns_at_settle() {
     let guard = PrefixGuard::new();
     let ledger = node(&guard.keys, options());

@@ -380,7 +380,9 @@ pub async fn create_budget(
         .exec_without_returning(change.tx())
         .await?;
     change.publish_tenant().await?;
-    change.audit::<budget::Entity>(AuditAction::Create, &row.id);
+    change
+        .audit::<budget::Entity>(AuditAction::Create, &row.id)
+        .after(&snapshot(&row));
     change.commit().await?;
     Ok((StatusCode::CREATED, Json(dto(&state, row).await?)))
 }
@@ -457,6 +459,7 @@ pub async fn update_budget(
         .transpose()?;
     let mut change = Change::begin(&state, &auth).await?;
     let mut row = change.find::<budget::Entity>(id).await?;
+    let before = snapshot(&row);
     let mut update = budget::ActiveModel {
         id: Set(id),
         ..Default::default()
@@ -492,7 +495,10 @@ pub async fn update_budget(
         update.updated_at = Set(row.updated_at);
         budget::Entity::update(update).exec(change.tx()).await?;
         change.publish_tenant().await?;
-        change.audit::<budget::Entity>(AuditAction::Update, &id);
+        change
+            .audit::<budget::Entity>(AuditAction::Update, &id)
+            .before(&before)
+            .after(&snapshot(&row));
     }
     change.commit().await?;
     Ok(Json(dto(&state, row).await?))
@@ -519,10 +525,28 @@ pub async fn delete_budget(
 ) -> Result<StatusCode, ApiError> {
     auth.require_manage()?;
     let mut change = Change::begin(&state, &auth).await?;
-    change.delete::<budget::Entity>(id).await?;
+    let row = change.find::<budget::Entity>(id).await?;
+    change
+        .delete::<budget::Entity>(id)
+        .await?
+        .before(&snapshot(&row));
     change.publish_tenant().await?;
     change.commit().await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// A budget's settings as the audit log records them (no spend: that is not a change).
+fn snapshot(row: &budget::Model) -> serde_json::Value {
+    serde_json::json!({
+        "id": row.id,
+        "scope": row.scope,
+        "scope_id": row.scope_id,
+        "limit_usd": shared::money::format_usd(row.limit_micros),
+        "period": row.period,
+        "timezone": row.timezone,
+        "hard": row.hard,
+        "alert_thresholds": row.alert_thresholds,
+    })
 }
 
 #[cfg(test)]

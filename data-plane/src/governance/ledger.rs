@@ -489,6 +489,9 @@ struct Local {
     last_sync: Instant,
     /// The last grant was exact (the cap is near): return the unused part at once.
     exact: bool,
+    /// The cap the lease was granted under: a lease granted under another (say, a just
+    /// lowered) cap is not spent locally but given back and checked anew.
+    lease_limit: i64,
 }
 
 impl Local {
@@ -505,6 +508,7 @@ impl Local {
             last_used: now,
             last_sync: now,
             exact: false,
+            lease_limit: claim.limit_micros,
         }
     }
 
@@ -621,9 +625,9 @@ impl RedisLedger {
         let covered = claims.iter().all(|c| {
             !c.hard
                 || amount == 0
-                || local
-                    .get(&c.window)
-                    .is_some_and(|l| l.valid(now) && l.free >= amount)
+                || local.get(&c.window).is_some_and(|l| {
+                    l.valid(now) && l.free >= amount && l.lease_limit == c.limit_micros
+                })
         });
         if !covered {
             return None;
@@ -662,7 +666,9 @@ impl RedisLedger {
                         amount: 0,
                         generation: l.generation,
                     });
-                } else if amount == 0 || (l.valid(now) && l.free >= amount) {
+                } else if amount == 0
+                    || (l.valid(now) && l.free >= amount && l.lease_limit == c.limit_micros)
+                {
                     l.free -= amount;
                     l.inflight += amount;
                     entries.push(HoldEntry {
@@ -735,6 +741,7 @@ impl RedisLedger {
                     l.free += granted - amount;
                     l.inflight += amount;
                     l.exact = granted <= amount;
+                    l.lease_limit = claims[*i].limit_micros;
                     entries.push(HoldEntry {
                         claim: claims[*i],
                         amount,

@@ -61,6 +61,8 @@ pub const REDIS_WAIT: Duration = Duration::from_millis(250);
 const CORRECTION_QUEUE: usize = 8192;
 /// Most corrections applied in one batch.
 const CORRECTION_BATCH: usize = 512;
+/// How long the correction task waits for more corrections before sending a batch.
+const CORRECTION_LINGER: Duration = Duration::from_millis(50);
 
 /// `KEYS`: one rate hash per limit; `ARGV`: `limit, cost` per key. Returns
 /// `{admitted, now, [remaining, reset_ms, retry_ms] per key}` (see the module docs).
@@ -523,6 +525,15 @@ async fn apply_corrections(pool: Pool, mut rx: mpsc::Receiver<Correction>) {
     let script = redis::Script::new(CORRECT_LUA);
     let mut batch = Vec::with_capacity(CORRECTION_BATCH);
     while rx.recv_many(&mut batch, CORRECTION_BATCH).await > 0 {
+        // Linger briefly, so a busy node sends one call per tenant per interval instead of one
+        // per request (corrections are off the request path; a few ms late is harmless).
+        tokio::time::sleep(CORRECTION_LINGER).await;
+        while batch.len() < CORRECTION_BATCH {
+            match rx.try_recv() {
+                Ok(c) => batch.push(c),
+                Err(_) => break,
+            }
+        }
         // Merge corrections of the same bucket; group by tenant.
         let mut by_tenant: HashMap<Uuid, BTreeMap<(String, u64), i64>> = HashMap::new();
         for c in batch.drain(..) {
