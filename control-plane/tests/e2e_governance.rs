@@ -69,6 +69,9 @@ async fn world(nodes: usize) -> World {
                         ("SWITCHYARD_UPSTREAM_ALLOW_CIDRS", "127.0.0.0/8,::1/128"),
                         ("SWITCHYARD_BUDGET_LEASE_TTL_MS", LEASE_TTL_MS),
                         ("SWITCHYARD_NODE_COUNT", "2"),
+                        // Generous: the test machine's two cores are shared with every
+                        // process of the test, and a slow answer must not count as an outage.
+                        ("SWITCHYARD_GOVERNANCE_REDIS_TIMEOUT_MS", "2000"),
                     ],
                 )
                 .await

@@ -66,6 +66,17 @@ pub struct Settings {
     #[arg(long, env = "SWITCHYARD_BUDGET_LEASE_TTL_MS", default_value_t = 30_000)]
     pub budget_lease_ttl_ms: u64,
 
+    /// How long a rate-limit or budget script may wait for Redis, in milliseconds, before the
+    /// node treats Redis as unreachable for that request (rate limits: it counts alone against
+    /// its share; budgets: it serves from the leases it holds, then refuses). Redis answers in
+    /// well under a millisecond; the bound only matters when it hangs.
+    #[arg(
+        long,
+        env = "SWITCHYARD_GOVERNANCE_REDIS_TIMEOUT_MS",
+        default_value_t = 250
+    )]
+    pub governance_redis_timeout_ms: u64,
+
     /// Non-public upstream addresses the gateway may connect to, as comma-separated CIDRs
     /// (e.g. `10.0.0.0/8,fd00::/8`). Loopback, private, link-local, unique-local, CGNAT,
     /// multicast and unspecified addresses are refused unless listed; cloud metadata addresses
@@ -127,6 +138,7 @@ impl Default for Settings {
             upstream_idle_timeout_ms: 120_000,
             upstream_timeout_ms: 600_000,
             budget_lease_ttl_ms: 30_000,
+            governance_redis_timeout_ms: 250,
             upstream_allow_cidrs: None,
             max_concurrent_requests: 1024,
             max_concurrent_per_org: 256,
@@ -159,6 +171,10 @@ impl Settings {
             ),
             ("SWITCHYARD_UPSTREAM_TIMEOUT_MS", self.upstream_timeout_ms),
             ("SWITCHYARD_BUDGET_LEASE_TTL_MS", self.budget_lease_ttl_ms),
+            (
+                "SWITCHYARD_GOVERNANCE_REDIS_TIMEOUT_MS",
+                self.governance_redis_timeout_ms,
+            ),
         ] {
             if value == 0 {
                 bail!("{name} must be greater than 0");

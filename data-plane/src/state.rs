@@ -55,7 +55,9 @@ impl AppState {
             .context("cannot build the upstream HTTP client")?;
         let hop_tag = Arc::new(HopTag::new(store.hop_tag()));
         let quotas = Quotas::new(store.redis_parts());
-        let rate_limiter = RateLimiter::new(store.redis_parts(), settings.node_count);
+        let redis_wait = Duration::from_millis(settings.governance_redis_timeout_ms);
+        let rate_limiter =
+            RateLimiter::with_redis_wait(store.redis_parts(), settings.node_count, redis_wait);
         let trusted_proxies = settings.trusted_proxies()?;
         let ledger = match store.redis_parts() {
             Some((pool, keys)) => Ledger::redis(
@@ -63,6 +65,7 @@ impl AppState {
                 keys,
                 LedgerOptions {
                     lease_ttl: Duration::from_millis(settings.budget_lease_ttl_ms),
+                    redis_wait,
                     ..LedgerOptions::default()
                 },
             ),
