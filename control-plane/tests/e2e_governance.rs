@@ -7,7 +7,8 @@
 //!   against a team budget of $1.00 whose worst case per request is known ($0.01): recorded
 //!   spend never exceeds $1.00, and afterwards the budget admits requests until less than one
 //!   worst case is left.
-//! - A node killed while holding budget leases: its holds expire and the budget is whole again.
+//! - A node killed while holding budget leases and requests in flight: its holds expire and the
+//!   budget is whole again.
 //!
 //! Real Postgres (fresh database), real Redis (fresh prefix), the `control-plane` binary and
 //! `data-plane` processes. Needs the workspace binaries built (`cargo build --workspace --bins`).
@@ -43,8 +44,9 @@ fn body(model: &str, stream: bool) -> Value {
 struct World {
     deployment: Deployment,
     nodes: Vec<ChildGuard>,
-    _openai: FakeOpenAi,
+    openai: FakeOpenAi,
     api: ControlApi,
+    provider_id: String,
     key: String,
     key_id: String,
     _cp: ChildGuard,
@@ -99,8 +101,9 @@ async fn world(nodes: usize) -> World {
     World {
         deployment,
         nodes: started,
-        _openai: openai,
+        openai,
         api,
+        provider_id: setup.provider_id.clone(),
         key: setup.key.key.clone(),
         key_id: setup.key.id.clone(),
         _cp: cp,
@@ -409,12 +412,48 @@ async fn a_killed_nodes_leases_expire_and_the_budget_is_whole_again() {
     )
     .await
     .expect("a lease is held");
+    // And requests in flight hold reservations: three calls the upstream never answers.
+    w.api
+        .create_model(&json!({
+            "name": "hang",
+            "provider_id": w.provider_id,
+            "upstream_model": fake_openai::MODEL_HANG,
+            "input_price_per_mtok": 0,
+            "output_price_per_mtok": OUTPUT_PRICE_PER_MTOK,
+        }))
+        .await
+        .expect("a model that never answers");
+    let before = w.openai.request_count();
+    let origin = w.nodes[0].base_url();
+    let hanging: Vec<_> = (0..3)
+        .map(|_| {
+            let (client, origin, key) = (client.clone(), origin.clone(), key.clone());
+            tokio::spawn(async move { chat(&client, &origin, &key, &body("hang", false)).await })
+        })
+        .collect();
+    poll_until(
+        Duration::from_secs(10),
+        Duration::from_millis(20),
+        || async {
+            let n = w.openai.request_count() - before;
+            anyhow::ensure!(n == 3, "{n} of 3 calls reached the upstream");
+            Ok(())
+        },
+    )
+    .await
+    .expect("three requests in flight");
     assert!(
         usd_micros(&shown["reserved_usd"]) > WORST_CASE_MICROS,
         "{shown}"
     );
 
     w.nodes[0].kill().await;
+    for call in hanging {
+        assert!(
+            call.await.unwrap().is_err(),
+            "the killed node's requests fail"
+        );
+    }
     let whole = poll_until(
         Duration::from_secs(15),
         Duration::from_millis(100),
