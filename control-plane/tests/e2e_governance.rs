@@ -423,8 +423,25 @@ async fn a_killed_nodes_leases_expire_and_the_budget_is_whole_again() {
         }))
         .await
         .expect("a model that never answers");
-    let before = w.openai.request_count();
     let origin = w.nodes[0].base_url();
+    poll_until(
+        Duration::from_secs(10),
+        Duration::from_millis(20),
+        || async {
+            let models: Value = client
+                .get(format!("{origin}/v1/models"))
+                .bearer_auth(&key)
+                .send()
+                .await?
+                .json()
+                .await?;
+            anyhow::ensure!(models.to_string().contains("\"hang\""), "{models}");
+            Ok(())
+        },
+    )
+    .await
+    .expect("the node knows the new model");
+    let before = w.openai.request_count();
     let hanging: Vec<_> = (0..3)
         .map(|_| {
             let (client, origin, key) = (client.clone(), origin.clone(), key.clone());
