@@ -16,7 +16,10 @@
 //!    and an `azure_openai` provider on `FakeOpenAi`, an `anthropic` provider on `FakeAnthropic`,
 //!    a `gemini` provider on `FakeGemini` and a `bedrock` provider on `FakeBedrock`, with
 //!    deployments for text, tool calls, a cut stream and embeddings, a route whose primary
-//!    answers 500 (failing over to Anthropic), and a key.
+//!    answers 500 (failing over to Anthropic), and a key; plus a key under an exhausted budget
+//!    and one with `rpm_limit` 1 (`tests/sdk/test_governance_sdk.py`: refusals as the SDKs meet
+//!    them; afterwards the over-budget key must show exactly one metered request per SDK, i.e.
+//!    neither SDK retried the refusal).
 //! 4. Runs `python -m pytest -q control-plane/tests/sdk` with the `SY_*` variables documented in
 //!    `tests/sdk/sy_env.py` and fails, with pytest's output, unless every test passed (a skipped
 //!    test counts as a failure: nothing in the suite is optional).
@@ -395,6 +398,30 @@ async fn official_python_sdks_work_against_the_gateway() {
         .expect("create key")
         .key;
 
+    // Governance as the SDKs meet it: a key whose own budget no request fits in, and a key
+    // allowed one request a minute (see tests/sdk/test_governance_sdk.py).
+    let budget_key = api
+        .create_key(&json!({"name": "sdk over budget"}))
+        .await
+        .expect("create key");
+    api.expect(
+        reqwest::Method::POST,
+        "/api/v1/budgets",
+        Some(&json!({
+            "scope": "key",
+            "scope_id": budget_key.id,
+            "limit_usd": "0.000001",
+            "period": "lifetime",
+        })),
+        reqwest::StatusCode::CREATED,
+    )
+    .await
+    .expect("a key budget");
+    let rpm_key = api
+        .create_key(&json!({"name": "sdk rpm", "rpm_limit": 1}))
+        .await
+        .expect("create key");
+
     // The key and the tenant config reach the embedded data plane through the in-process bus;
     // wait until a request through the newest deployment works before handing over to Python.
     let client = http_client();
@@ -439,6 +466,8 @@ async fn official_python_sdks_work_against_the_gateway() {
         .env("PYTHONDONTWRITEBYTECODE", "1")
         .env("SY_BASE_URL", &origin)
         .env("SY_KEY", &key)
+        .env("SY_KEY_BUDGET", &budget_key.key)
+        .env("SY_KEY_RPM", &rpm_key.key)
         .env("SY_MODEL_ECHO", "echo")
         .env("SY_MODEL_CHAT", "gpt-fake")
         .env("SY_MODEL_CUT", "gpt-fake-cut")
@@ -465,6 +494,31 @@ async fn official_python_sdks_work_against_the_gateway() {
         !summary.contains("skipped") && summary.contains("passed"),
         "every SDK test must run and pass ({summary}):\n{output}"
     );
+    // Each SDK sent one request on the over-budget key and did not retry the refusal, though
+    // both had retries on (`x-should-retry: false`).
+    let budget_key_id = budget_key.id.clone();
+    let metered = poll_until(
+        Duration::from_secs(10),
+        Duration::from_millis(50),
+        || async {
+            let (_, usage) = api
+                .send(reqwest::Method::GET, "/api/v1/usage?limit=1000", None)
+                .await?;
+            let n = usage["data"]
+                .as_array()
+                .map(|rows| {
+                    rows.iter()
+                        .filter(|r| r["key_id"].as_str() == Some(budget_key_id.as_str()))
+                        .count()
+                })
+                .unwrap_or(0);
+            anyhow::ensure!(n >= 2, "{n} usage rows of the over-budget key");
+            Ok(n)
+        },
+    )
+    .await
+    .expect("the refused requests are metered");
+    assert_eq!(metered, 2, "an SDK retried a budget refusal");
 }
 
 fn tail(text: &str, lines: usize) -> String {
