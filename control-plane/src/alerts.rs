@@ -258,6 +258,32 @@ pub fn spawn(
     })
 }
 
+/// Raises every budget's ledger spend for its current window to what the database recorded,
+/// without firing alerts. Run once at start, before the server accepts requests: an in-memory
+/// ledger (zero-setup) starts empty after a restart, and a Redis that lost its data (no
+/// persistence) forgets spend too; without this, requests in the first moments after either
+/// could pass a budget already spent. Returns how many budgets it raised.
+pub async fn reconcile(state: &AppState, now: OffsetDateTime) -> anyhow::Result<usize> {
+    let budgets = budget::Entity::find()
+        .order_by_asc(budget::Column::Id)
+        .all(&state.db)
+        .await?;
+    let mut raised = 0;
+    for b in &budgets {
+        let window = window_of(b, now).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let recorded = recorded_spend(&state.db, b, window)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        if recorded > 0 {
+            ledger::raise_spent(state, b.tenant_id, b.id, window.id(), recorded)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            raised += 1;
+        }
+    }
+    Ok(raised)
+}
+
 /// One detector pass over every budget (see the module docs). Returns how many alerts it
 /// recorded.
 pub async fn detect(state: &AppState, now: OffsetDateTime) -> anyhow::Result<usize> {

@@ -348,6 +348,17 @@ pub async fn start_with_clock(
         ledger,
     };
 
+    // The budget ledger knows at least what the database recorded before any request is served
+    // (an in-memory ledger starts empty; see `alerts::reconcile`). Best effort: with Redis down
+    // the data plane fails closed on budgets anyway, and the alert worker retries every pass.
+    match alerts::reconcile(&state, time::OffsetDateTime::now_utc()).await {
+        Ok(n) if n > 0 => tracing::info!(budgets = n, "budget ledger raised to recorded spend"),
+        Ok(_) => {}
+        Err(e) => {
+            tracing::warn!(error = %format!("{e:#}"), "budget ledger reconciliation failed at start; the alert worker retries")
+        }
+    }
+
     // Budget alerts: detector and webhook sender, in both modes (see `alerts`). Webhooks go out
     // through the gateway's egress-checked client.
     let webhook_client = data_plane::egress::UpstreamClient::new(

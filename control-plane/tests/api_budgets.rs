@@ -391,3 +391,63 @@ async fn budgets_work_on_sqlite() {
     assert_eq!(published(&cp, &s).budgets.len(), 1);
     cp.stop().await;
 }
+
+/// A restarted zero-setup gateway starts with an empty in-memory ledger; the spend the database
+/// recorded is put back before the first request is served, so a spent budget stays spent.
+#[tokio::test]
+async fn a_restart_keeps_what_was_spent_before_the_first_request() {
+    let url = cp_support::database_url().await;
+    let data = tempfile::tempdir().expect("data dir");
+    let settings = |dir: std::path::PathBuf| {
+        move |c: &mut control_plane::config::Config| {
+            // The same secrets across the restart; no periodic alert pass to hide behind.
+            c.data_dir = dir;
+            c.alert_interval_ms = 3_600_000;
+        }
+    };
+    let cp = Cp::start_configured(Some(url.clone()), settings(data.path().to_owned())).await;
+    let s = cp.signup().await;
+    cp.mock_model(&s, "gpt-test").await;
+    let key = cp
+        .post("/api/v1/keys", Some(&s.token), json!({"name": "capped"}))
+        .await
+        .expect(201);
+    let (key_id, secret) = (
+        key["id"].as_str().unwrap().to_owned(),
+        key["key"].as_str().unwrap().to_owned(),
+    );
+    cp.post(
+        "/api/v1/budgets",
+        Some(&s.token),
+        json!({"scope": "key", "scope_id": key_id, "limit_usd": "1", "period": "monthly"}),
+    )
+    .await
+    .expect(201);
+    // The whole cap recorded, as by requests this process's ledger never saw.
+    record(&cp, &s, None, Some(&key_id), 1_000_000).await;
+    cp.stop().await;
+
+    let cp = Cp::start_configured(Some(url), settings(data.path().to_owned())).await;
+    let first = testkit::e2e::poll_until(
+        std::time::Duration::from_secs(10),
+        std::time::Duration::from_millis(20),
+        || async {
+            let r = testkit::e2e::chat(
+                &cp.client,
+                &cp.base,
+                &secret,
+                &json!({"model": "gpt-test", "messages": [{"role": "user", "content": "hi"}]}),
+            )
+            .await?;
+            // Until the key is loaded; anything else is the first real answer.
+            anyhow::ensure!(r.status() != 401, "key not loaded yet");
+            Ok(r)
+        },
+    )
+    .await
+    .expect("an answer");
+    assert_eq!(first.status(), 429);
+    let body: Value = first.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "budget_exceeded", "{body}");
+    cp.stop().await;
+}
