@@ -311,6 +311,56 @@ async fn usage_events_carry_the_keys_metadata_as_tags() {
     );
 }
 
+#[tokio::test]
+async fn request_tags_join_the_keys_metadata_which_wins_on_a_shared_name() {
+    let mut cluster = Cluster::start(1, Counting::Memory, Settings::default()).await;
+    let (key, _) = cluster.add_key(|k| {
+        k.metadata.insert("project".into(), "search".into());
+    });
+    let response = cluster
+        .http
+        .post(cluster.url(0, "/v1/chat/completions"))
+        .bearer_auth(&key)
+        .header(
+            "x-switchyard-tags",
+            "feature=autocomplete, cohort=beta, project=spoofed",
+        )
+        .json(&hello(Some(8)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let event = cluster.next_usage(0).await;
+    let tags: Vec<(&str, &str)> = event
+        .tags
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    assert_eq!(
+        tags,
+        [
+            ("cohort", "beta"),
+            ("feature", "autocomplete"),
+            ("project", "search")
+        ]
+    );
+
+    // A malformed header is a 400 naming the header (and never echoing a value).
+    let response = cluster
+        .http
+        .post(cluster.url(0, "/v1/chat/completions"))
+        .bearer_auth(&key)
+        .header("x-switchyard-tags", "just-a-word")
+        .json(&hello(Some(8)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["param"], "x-switchyard-tags", "{body}");
+    assert_eq!(body["error"]["type"], "invalid_request_error", "{body}");
+}
+
 #[test]
 fn resets_are_formatted_like_openais() {
     assert_eq!(format_reset(20), "20ms");

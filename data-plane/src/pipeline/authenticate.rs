@@ -22,6 +22,7 @@
 //!
 //! [`ConfigStore`]: crate::store::ConfigStore
 
+use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
@@ -51,10 +52,23 @@ pub struct AuthContext {
     /// `x-switchyard-sticky-key`, which keeps a client on one deployment of a sticky weighted
     /// route (ahead of the request's `user` field).
     pub sticky_key: Option<Arc<str>>,
+    /// `x-switchyard-tags`, parsed (see [`parse_tags`]); `None` when the request sent none.
+    pub tags: Option<Arc<BTreeMap<String, String>>>,
 }
 
 /// The header a client sets to stay on one deployment of a sticky weighted route.
 pub const STICKY_KEY_HEADER: &str = "x-switchyard-sticky-key";
+
+/// The header a client tags a request with: `k=v,k=v` (feature, cohort, …), copied into the
+/// request's usage event next to the key's `metadata`, which wins on a shared name (an
+/// administrator's attribution cannot be overridden by a client).
+pub const TAGS_HEADER: &str = "x-switchyard-tags";
+/// Most tags one request may carry.
+pub const MAX_TAGS: usize = 16;
+/// Longest tag name (`[A-Za-z0-9_.-]`).
+pub const MAX_TAG_NAME: usize = 64;
+/// Longest tag value, in characters.
+pub const MAX_TAG_VALUE: usize = 256;
 
 /// The middleware: refuses the request or inserts [`AuthContext`] and passes it on.
 pub async fn middleware(
@@ -103,11 +117,59 @@ async fn authenticate(
         .map(str::trim)
         .filter(|v| !v.is_empty())
         .map(Arc::from);
+    let tags = match headers.get(TAGS_HEADER) {
+        None => None,
+        Some(value) => {
+            let invalid = |why: String| GatewayError::InvalidRequest {
+                message: format!("the {TAGS_HEADER} header {why}"),
+                param: Some(TAGS_HEADER.to_owned()),
+            };
+            let text = value
+                .to_str()
+                .map_err(|_| invalid("must be visible ASCII".to_owned()))?;
+            Some(Arc::new(parse_tags(text).map_err(invalid)?)).filter(|t| !t.is_empty())
+        }
+    };
     Ok(AuthContext {
         key,
         hops,
         sticky_key,
+        tags,
     })
+}
+
+/// Parses `name=value,name=value` (spaces around items trimmed; a later duplicate name wins).
+/// Names are 1–[`MAX_TAG_NAME`] characters of `[A-Za-z0-9_.-]`, values at most
+/// [`MAX_TAG_VALUE`] characters, at most [`MAX_TAGS`] tags. The error says what is wrong, never
+/// echoing a value.
+pub fn parse_tags(text: &str) -> Result<BTreeMap<String, String>, String> {
+    let mut tags = BTreeMap::new();
+    for item in text.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+        let (name, value) = item
+            .split_once('=')
+            .ok_or_else(|| "must be a list of name=value pairs separated by commas".to_owned())?;
+        let (name, value) = (name.trim(), value.trim());
+        if name.is_empty()
+            || name.len() > MAX_TAG_NAME
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+        {
+            return Err(format!(
+                "has an invalid tag name: names are 1 to {MAX_TAG_NAME} characters of A-Z, a-z, 0-9, _ . -"
+            ));
+        }
+        if value.chars().count() > MAX_TAG_VALUE {
+            return Err(format!(
+                "has a value longer than {MAX_TAG_VALUE} characters (tag {name:?})"
+            ));
+        }
+        tags.insert(name.to_owned(), value.to_owned());
+        if tags.len() > MAX_TAGS {
+            return Err(format!("has more than {MAX_TAGS} tags"));
+        }
+    }
+    Ok(tags)
 }
 
 /// The key's `endpoints` and `allowed_cidrs` scopes for this request.
@@ -249,6 +311,37 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
+
+    #[test]
+    fn tags_parse_bounded_and_never_echo_values() {
+        let tags = parse_tags(" feature=search , cohort = beta,empty=,feature=chat").unwrap();
+        assert_eq!(
+            tags.into_iter().collect::<Vec<_>>(),
+            [
+                ("cohort".to_owned(), "beta".to_owned()),
+                ("empty".to_owned(), String::new()),
+                ("feature".to_owned(), "chat".to_owned()),
+            ]
+        );
+        assert!(parse_tags("").unwrap().is_empty());
+        assert!(parse_tags("novalue").unwrap_err().contains("name=value"));
+        assert!(parse_tags("bad name=x").unwrap_err().contains("tag name"));
+        assert!(parse_tags(&format!("{}=x", "n".repeat(65))).is_err());
+        let long = format!("n=secret{}", "x".repeat(300));
+        let err = parse_tags(&long).unwrap_err();
+        assert!(
+            err.contains("longer than 256") && !err.contains("secret"),
+            "{err}"
+        );
+        let many: Vec<String> = (0..17).map(|i| format!("t{i}=v")).collect();
+        assert!(
+            parse_tags(&many.join(","))
+                .unwrap_err()
+                .contains("more than 16")
+        );
+        let max: Vec<String> = (0..16).map(|i| format!("t{i}=v")).collect();
+        assert_eq!(parse_tags(&max.join(",")).unwrap().len(), 16);
+    }
 
     #[test]
     fn the_client_ip_is_the_peer_unless_a_trusted_proxy_forwards() {

@@ -67,7 +67,8 @@ pub struct Meter {
     reservation: Option<Reservation>,
     /// The rate-limit headers for the answer and the TPM estimate to correct (see `limit`).
     rate: super::limit::RateOutcome,
-    /// The key's `metadata`, the event's `tags`.
+    /// The event's `tags`: the request's `x-switchyard-tags` and the key's `metadata` (which
+    /// wins on a shared name).
     tags: std::collections::BTreeMap<String, String>,
 }
 
@@ -118,7 +119,7 @@ impl Meter {
             failed_attempts: Vec::new(),
             reservation: None,
             rate: Default::default(),
-            tags: auth.key.metadata.clone(),
+            tags: request_tags(auth),
         }
     }
 
@@ -488,5 +489,23 @@ impl Meter {
             },
         };
         self.finish(200, outcome, code, tokens, None)
+    }
+}
+
+/// The usage event's tags: the request's `x-switchyard-tags`, then the key's `metadata` over
+/// them (an administrator's attribution is never overridden by a client).
+fn request_tags(auth: &AuthContext) -> std::collections::BTreeMap<String, String> {
+    match &auth.tags {
+        None => auth.key.metadata.clone(),
+        Some(header) => {
+            let mut tags = (**header).clone();
+            tags.extend(
+                auth.key
+                    .metadata
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone())),
+            );
+            tags
+        }
     }
 }

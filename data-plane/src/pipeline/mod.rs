@@ -56,7 +56,7 @@
 //! | --- | --- | --- |
 //! | [`RequestId`] (request extension: id, start instant, start time) | edge (`http::request_id`) | every stage, meter (event id, latency) |
 //! | [`Hops`](crate::egress::Hops) (request extension: outgoing hop chain) | edge (`egress::loop_guard`) | authenticate (into `AuthContext`) |
-//! | [`AuthContext`] (request extension: `Arc<KeyRecord>`, hop chain) | authenticate | admit, stages (tenant/key/team), attempt (hop header), meter |
+//! | [`AuthContext`] (request extension: `Arc<KeyRecord>`, hop chain, sticky key, `x-switchyard-tags`) | authenticate | admit, stages (tenant/key/team), attempt (hop header), meter |
 //! | [`Admission`](crate::admission::Admission) (value: node/org/provider slots) | handler | attempt (provider slot); dropped when the task ends |
 //! | [`Intent`] (value: model, API, stream) | the endpoint, after parsing | limit, cache, route, budget |
 //! | [`route::Plan`] (value: route name, ordered [`route::Backend`]s, attempts, retry classes, timeouts) | route | budget, attempt, meter (route) |
