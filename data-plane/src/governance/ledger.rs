@@ -282,13 +282,18 @@ impl Ledger {
         }
     }
 
-    /// Raises a window's recorded spend to at least `floor_micros`; never lowers it.
+    /// Raises a window's spend so that spend + held covers `floor_micros` (what the database
+    /// recorded); never lowers it. Held money is subtracted because a node's consumption not
+    /// reported yet is still inside its lease (`held`): raising to the full floor would count
+    /// it twice once reported. What is lost for good — a dead node's unreported consumption
+    /// after its lease was reaped, a Redis or in-memory ledger that lost the window — shows up
+    /// as recorded spend beyond spend + held, and is put back.
     pub async fn raise_spent(&self, window: WindowKey, floor_micros: i64) -> Result<(), String> {
         match &self.inner.backend {
             Backend::Memory(windows) => {
                 let mut windows = lock(windows);
                 let u = windows.entry(window).or_default();
-                u.spent_micros = u.spent_micros.max(floor_micros);
+                u.spent_micros = u.spent_micros.max(floor_micros - u.held_micros);
                 Ok(())
             }
             Backend::Redis(r) => r.raise(window, floor_micros).await,
@@ -432,11 +437,13 @@ end
 return {tonumber(redis.call('HGET', KEYS[1], 'spent') or '0'), tonumber(redis.call('HGET', KEYS[1], 'held') or '0')}
 ";
 
-/// Raises `spent` to at least `ARGV[1]`; a new key of a periodic window (`ARGV[2]` = 1) gets a
-/// 40-day expiry (the longest period plus the 7 days kept after it).
+/// Raises `spent` to at least `ARGV[1] - held` (see [`Ledger::raise_spent`]); a new key of a
+/// periodic window (`ARGV[2]` = 1) gets a 40-day expiry (the longest period plus the 7 days
+/// kept after it).
 const RAISE_LUA: &str = r"
 local spent = tonumber(redis.call('HGET', KEYS[1], 'spent') or '0')
-local floor = tonumber(ARGV[1])
+local held = tonumber(redis.call('HGET', KEYS[1], 'held') or '0')
+local floor = tonumber(ARGV[1]) - held
 if floor > spent then
   redis.call('HINCRBY', KEYS[1], 'spent', string.format('%d', floor - spent))
   if ARGV[2] == '1' and redis.call('TTL', KEYS[1]) < 0 then
