@@ -30,8 +30,10 @@
 // A benchmark's output is its result; it runs outside the service, where printing is the point.
 #![allow(clippy::print_stdout)]
 
+mod common;
+
+use common::{env_num, micros, start_fake_upstream, target_dir};
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -40,7 +42,6 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use testkit::api::{ControlApi, Provision, id_of};
 use testkit::e2e::Deployment;
-use testkit::fake_openai::FakeOpenAi;
 use testkit::proc::ChildGuard;
 
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -53,16 +54,6 @@ struct Settings {
     secs: f64,
     concurrency: usize,
     rate: u32,
-}
-
-fn env_num<T: std::str::FromStr>(name: &str) -> anyhow::Result<Option<T>> {
-    match std::env::var(name) {
-        Ok(v) => v
-            .parse()
-            .map(Some)
-            .map_err(|_| anyhow::anyhow!("{name}={v:?} is not a valid number")),
-        Err(_) => Ok(None),
-    }
 }
 
 impl Settings {
@@ -163,10 +154,6 @@ impl Stats {
             0.0
         }
     }
-}
-
-fn micros(d: Duration) -> u64 {
-    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
 
 async fn closed_loop(client: &reqwest::Client, t: &Target, s: &Settings) -> Stats {
@@ -315,38 +302,6 @@ async fn measure(
     })
 }
 
-/// Starts the fake upstream on its own thread and runtime. Returns its base URL.
-fn start_fake_upstream() -> anyhow::Result<String> {
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::Builder::new()
-        .name("fake-upstream".into())
-        .spawn(move || {
-            let rt = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(rt) => rt,
-                Err(e) => {
-                    let _ = tx.send(Err(anyhow::Error::from(e)));
-                    return;
-                }
-            };
-            rt.block_on(async move {
-                match FakeOpenAi::builder().record_requests(false).start().await {
-                    Ok(fake) => {
-                        let _ = tx.send(Ok(fake.base_url()));
-                        std::future::pending::<()>().await;
-                        drop(fake);
-                    }
-                    Err(e) => {
-                        let _ = tx.send(Err(e));
-                    }
-                }
-            });
-        })?;
-    rx.recv().context("fake upstream thread died")?
-}
-
 /// Signs up a fresh organization with a provider, a model and a key; with `governed`, puts
 /// limits and budgets on the key, a team and the organization. Returns the key.
 async fn organization(
@@ -428,16 +383,6 @@ async fn wait_until_routable(client: &reqwest::Client, t: &Target) -> anyhow::Re
     }
 }
 
-fn target_dir() -> PathBuf {
-    if let Some(d) = std::env::var_os("CARGO_TARGET_DIR") {
-        return PathBuf::from(d);
-    }
-    std::env::current_exe()
-        .ok()
-        .and_then(|exe| exe.ancestors().nth(3).map(PathBuf::from))
-        .unwrap_or_else(|| PathBuf::from("target"))
-}
-
 /// Redis work per request, grouped: script calls (`evalsha`/`eval`: one round trip each; the
 /// commands a script runs inside Redis are counted by Redis too, under their own names, and
 /// left out here), `xadd` (usage events, pipelined), pool checks (`ping`/`unwatch` that the
@@ -483,7 +428,7 @@ async fn run(s: Settings) -> anyhow::Result<()> {
         "optimised"
     };
     println!("switchyard governance benchmark — build: {build}; settings: {s:?}");
-    let fake_url = start_fake_upstream()?;
+    let fake_url = start_fake_upstream(None)?;
     let deployment = Deployment::new().await?;
     let cp = deployment
         .start_control_plane("warn,control_plane=info")

@@ -30,7 +30,9 @@
 // A benchmark's output is its result; it runs outside the service, where printing is the point.
 #![allow(clippy::print_stdout)]
 
-use std::path::PathBuf;
+mod common;
+
+use common::{env_num, micros, start_fake_upstream, target_dir};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -38,7 +40,6 @@ use anyhow::{Context, bail};
 use futures::StreamExt;
 use serde_json::{Value, json};
 use testkit::api::{ControlApi, Provision};
-use testkit::fake_openai::FakeOpenAi;
 use testkit::proc::ChildGuard;
 
 /// Every request is bounded: a hung request fails after this instead of stalling the run.
@@ -59,16 +60,6 @@ struct Settings {
     secs: f64,
     concurrency: usize,
     stream_requests: usize,
-}
-
-fn env_num<T: std::str::FromStr>(name: &str) -> anyhow::Result<Option<T>> {
-    match std::env::var(name) {
-        Ok(v) => v
-            .parse()
-            .map(Some)
-            .map_err(|_| anyhow::anyhow!("{name}={v:?} is not a valid number")),
-        Err(_) => Ok(None),
-    }
 }
 
 impl Settings {
@@ -194,10 +185,6 @@ impl Stats {
             "max_us": self.max, "mean_us": self.mean,
         })
     }
-}
-
-fn micros(d: Duration) -> u64 {
-    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
 
 /// One non-streaming request, body read to the end; fails on any non-200.
@@ -461,60 +448,6 @@ fn rows_json(rows: &[Row]) -> Value {
     )
 }
 
-/// `$CARGO_TARGET_DIR` if set (at run time, else at build time), else the `target` directory the
-/// benchmark executable lives in (`target/<profile>/deps/overhead-…`).
-fn target_dir() -> PathBuf {
-    if let Some(d) = std::env::var_os("CARGO_TARGET_DIR") {
-        return PathBuf::from(d);
-    }
-    if let Some(d) = option_env!("CARGO_TARGET_DIR") {
-        return PathBuf::from(d);
-    }
-    std::env::current_exe()
-        .ok()
-        .and_then(|exe| exe.ancestors().nth(3).map(PathBuf::from))
-        .unwrap_or_else(|| PathBuf::from("target"))
-}
-
-/// Starts the fake upstream on its own thread and runtime, so its work is not scheduled behind
-/// the load generator's tasks. Returns its base URL; it lives until the process exits.
-fn start_fake_upstream() -> anyhow::Result<String> {
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::Builder::new()
-        .name("fake-upstream".into())
-        .spawn(move || {
-            let rt = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(rt) => rt,
-                Err(e) => {
-                    let _ = tx.send(Err(anyhow::Error::from(e)));
-                    return;
-                }
-            };
-            rt.block_on(async move {
-                match FakeOpenAi::builder()
-                    .api_key(UPSTREAM_KEY)
-                    .record_requests(false)
-                    .start()
-                    .await
-                {
-                    Ok(fake) => {
-                        let _ = tx.send(Ok(fake.base_url()));
-                        // Keep serving until the process ends.
-                        std::future::pending::<()>().await;
-                        drop(fake);
-                    }
-                    Err(e) => {
-                        let _ = tx.send(Err(e));
-                    }
-                }
-            });
-        })?;
-    rx.recv().context("fake upstream thread died")?
-}
-
 async fn start_gateway(data_dir: &std::path::Path) -> anyhow::Result<ChildGuard> {
     let bin = std::path::Path::new(env!("CARGO_BIN_EXE_control-plane"));
     let mut cmd = testkit::proc::command(bin);
@@ -550,7 +483,7 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
     };
     println!("switchyard overhead benchmark — build: {profile}; settings: {settings:?}");
 
-    let fake_url = start_fake_upstream()?;
+    let fake_url = start_fake_upstream(Some(UPSTREAM_KEY))?;
     let data_dir = tempfile::tempdir()?;
     let gw = start_gateway(data_dir.path()).await?;
     println!("fake upstream at {fake_url}; gateway at {}", gw.base_url());
