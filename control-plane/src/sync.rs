@@ -353,6 +353,8 @@ async fn tenant_configs(
                     budgets: Vec::new(),
                     limits: Default::default(),
                     team_limits: Default::default(),
+                    suspension: None,
+                    store_payloads: false,
                     deployments: vec![],
                     providers: vec![],
                 },

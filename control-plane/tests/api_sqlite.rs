@@ -258,6 +258,10 @@ fn event(tenant_id: Uuid, started_at: OffsetDateTime) -> UsageEvent {
         route: None,
         failed_attempts: Vec::new(),
         tags: Default::default(),
+        region: None,
+        error_class: None,
+        cache_hit: false,
+        payload: None,
     }
 }
 

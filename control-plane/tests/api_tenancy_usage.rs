@@ -48,6 +48,10 @@ fn event(
         route: None,
         failed_attempts: Vec::new(),
         tags: Default::default(),
+        region: None,
+        error_class: None,
+        cache_hit: false,
+        payload: None,
     }
 }
 

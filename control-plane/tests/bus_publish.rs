@@ -253,6 +253,8 @@ fn tenant(master_key: &MasterKey, version: i64) -> (TenantConfig, Uuid) {
         budgets: Vec::new(),
         limits: Default::default(),
         team_limits: Default::default(),
+        suspension: None,
+        store_payloads: false,
         deployments: vec![shared::config::DeploymentRecord {
             id: Uuid::new_v4(),
             context_window: None,

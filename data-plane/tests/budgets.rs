@@ -650,6 +650,8 @@ async fn two_nodes_on_one_redis_hold_a_team_budget_through_the_gateway() {
         }],
         limits: Default::default(),
         team_limits: Default::default(),
+        suspension: None,
+        store_payloads: false,
     };
     let mut c = bus_support::conn().await;
     bus_support::write_key(&mut c, keys, &record, true).await;

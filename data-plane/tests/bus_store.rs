@@ -342,6 +342,8 @@ fn tenant_config(master_key: &MasterKey, version: i64) -> (TenantConfig, Uuid) {
         budgets: Vec::new(),
         limits: Default::default(),
         team_limits: Default::default(),
+        suspension: None,
+        store_payloads: false,
         deployments: vec![DeploymentRecord {
             id: Uuid::new_v4(),
             context_window: None,

@@ -140,6 +140,8 @@ mod tests {
             budgets: Vec::new(),
             limits: Default::default(),
             team_limits: Default::default(),
+            suspension: None,
+            store_payloads: false,
             deployments: vec![],
             providers: vec![],
         }

@@ -428,6 +428,33 @@ pub struct TenantConfig {
     /// Rate limits of the tenant's teams that have some, by team id.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub team_limits: BTreeMap<Uuid, RateLimits>,
+    /// Set while the organization is suspended (billing): every request is refused with 402
+    /// `organization_suspended` and this message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suspension: Option<Suspension>,
+    /// The organization opted in to storing prompts and completions with its usage.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub store_payloads: bool,
+}
+
+/// Why and how an organization is suspended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Suspension {
+    pub reason: SuspensionReason,
+    /// Shown to API callers: what happened and how to fix it.
+    pub message: String,
+}
+
+/// Wire names are a contract.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SuspensionReason {
+    /// A payment failed and the grace period passed.
+    PaymentFailed,
+    /// The free plan's included credit is spent.
+    CreditExhausted,
+    /// An operator suspended it.
+    Manual,
 }
 
 /// Which kind of record a change names.

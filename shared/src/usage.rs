@@ -90,9 +90,70 @@ pub struct UsageEvent {
     /// The event's deployment, provider and prices are those of the attempt that served.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub failed_attempts: Vec<FailedAttempt>,
-    /// Tags of the request: its key's `metadata`.
+    /// Tags of the request: its key's `metadata` merged with the `x-switchyard-tags` header
+    /// (metadata wins), bounded by [`MAX_TAGS`], [`MAX_TAG_KEY_LEN`] and [`MAX_TAG_VALUE_LEN`].
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub tags: BTreeMap<String, String>,
+    /// Region of the deployment that served (or of the last one tried), if known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// Low-cardinality class of the failure when `outcome` is not success (see
+    /// [`error_class`]); `None` on success.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_class: Option<String>,
+    /// Answered from the gateway's response cache (no provider call, zero provider cost).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cache_hit: bool,
+    /// The prompt and completion, present only when the organization opted in
+    /// (`TenantConfig::store_payloads`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload: Option<UsagePayload>,
+}
+
+/// Most tags one event carries; extra ones are dropped (keys in order).
+pub const MAX_TAGS: usize = 16;
+/// Longest tag key, in bytes.
+pub const MAX_TAG_KEY_LEN: usize = 64;
+/// Longest tag value, in bytes.
+pub const MAX_TAG_VALUE_LEN: usize = 256;
+
+/// What was sent and answered, for organizations that store payloads.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UsagePayload {
+    /// The client's request body as received (JSON text), cut to [`MAX_PAYLOAD_BYTES`].
+    pub request: String,
+    /// The answer's text (the assembled stream for streams), cut to [`MAX_PAYLOAD_BYTES`].
+    pub response: String,
+    /// True when either side was cut.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub truncated: bool,
+}
+
+/// Cap for each side of a stored payload.
+pub const MAX_PAYLOAD_BYTES: usize = 64 * 1024;
+
+/// The error class of a gateway error code: what analytics group failures by. Wire names are a
+/// contract (stored in usage rows and rollups).
+pub fn error_class(status: u16, error_code: Option<&str>) -> &'static str {
+    match error_code.unwrap_or_default() {
+        "rate_limit_exceeded" | "budget_exceeded" | "insufficient_quota" => "limit",
+        "organization_suspended" => "suspended",
+        "budget_unavailable" => "unavailable",
+        "upstream_timeout" => "timeout",
+        "upstream_rate_limited" => "upstream_rate_limited",
+        "stream_truncated" => "truncated",
+        "client_disconnected" => "client_disconnected",
+        "context_length_exceeded" => "context_length",
+        "content_filter" => "content_filter",
+        "upstream_error" | "upstream_unavailable" | "upstream_connection" => "upstream_error",
+        _ => match status {
+            401 | 403 => "auth",
+            404 | 400 | 413 | 415 | 422 => "invalid_request",
+            429 => "limit",
+            500..=599 => "upstream_error",
+            _ => "other",
+        },
+    }
 }
 
 /// One upstream attempt that failed, as recorded in a [`UsageEvent`].
@@ -105,4 +166,10 @@ pub struct FailedAttempt {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_class: Option<crate::config::RetryClass>,
     pub latency_ms: u64,
+    /// Region of the deployment tried.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// Upstream HTTP status, when the provider answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
 }

@@ -61,5 +61,9 @@ pub fn usage_event() -> UsageEvent {
         route: None,
         failed_attempts: Vec::new(),
         tags: Default::default(),
+        region: None,
+        error_class: None,
+        cache_hit: false,
+        payload: None,
     }
 }

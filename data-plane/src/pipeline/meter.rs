@@ -152,6 +152,8 @@ impl Meter {
             error_code: error.code().to_owned(),
             error_class: class,
             latency_ms: millis(latency),
+            region: None,
+            status: None,
         });
     }
 
@@ -366,6 +368,10 @@ impl Meter {
             route: self.route,
             failed_attempts: self.failed_attempts,
             tags: self.tags,
+            region: None,
+            error_class: None,
+            cache_hit: false,
+            payload: None,
         }
     }
 }

@@ -229,6 +229,8 @@ mod tests {
             budgets: Vec::new(),
             limits: Default::default(),
             team_limits: Default::default(),
+            suspension: None,
+            store_payloads: false,
             deployments: vec![dep("a", p1), dep("b", p2), dep("a", p2)],
             providers: vec![
                 ProviderRecord {

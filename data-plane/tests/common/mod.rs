@@ -153,6 +153,8 @@ impl Gateway {
             budgets: Vec::new(),
             limits: Default::default(),
             team_limits: Default::default(),
+            suspension: None,
+            store_payloads: false,
             deployments,
             providers,
         }));
@@ -178,6 +180,8 @@ impl Gateway {
             budgets: Vec::new(),
             limits: Default::default(),
             team_limits: Default::default(),
+            suspension: None,
+            store_payloads: false,
         };
         edit(&mut config);
         assert!(self.bus.put_tenant(config));

@@ -171,6 +171,8 @@ impl Cluster {
             budgets: Vec::new(),
             limits: Default::default(),
             team_limits: Default::default(),
+            suspension: None,
+            store_payloads: false,
             deployments: vec![deployment(&self.provider, MODEL)],
             providers: vec![self.provider.clone()],
         };
