@@ -54,6 +54,7 @@ pub mod openapi;
 pub mod password;
 pub mod publish;
 pub mod secrets;
+pub mod sketch;
 pub mod state;
 pub mod sync;
 pub mod throttle;
