@@ -8,22 +8,50 @@
 //! [`UsageEvent`], see [`RedisKeys::usage`]). The control plane reads the stream with a consumer
 //! group (`control_plane::ingest`).
 //!
-//! When a batch fails (Redis down, timeout), the writer retries **the same batch** with
+//! ## With a spool (the standalone data plane)
+//!
+//! [`UsageSink::redis_spooled`] adds a local [`Spool`] (see [`crate::usage_spool`]):
+//!
+//! 1. **Direct.** Batches go to Redis. When one fails (error, or no answer within 5 s), it is
+//!    appended to the spool instead (fsync'd before it counts as written) and the writer turns to
+//!    *spool mode*.
+//! 2. **Spool mode.** Every new batch goes straight to the spool: no 5 s wait per batch on a dead
+//!    Redis. A `PING` probe (1 s timeout, backoff 100 ms … 5 s with jitter) looks for recovery.
+//! 3. **Replay.** Once the probe answers, the oldest segment is read back and `XADD`ed in
+//!    batches of [`BATCH_SIZE`], interleaved with new batches (which go directly to Redis); a
+//!    segment is deleted only after all its events were written. A failure goes back to spool
+//!    mode; when the spool is empty the writer is in direct mode again. A spool left by a
+//!    previous (killed) process is replayed the same way at start.
+//! 4. **Full spool.** A batch that would take the spool over its bound stays in memory: the
+//!    writer retries it (spool or Redis, whichever takes it first), the queue fills, and `emit`
+//!    waits — backpressure, never a silent drop (`switchyard_usage_spool_refused_total`, an
+//!    error log once per episode).
+//!
+//! Metrics: `switchyard_usage_spool_events` / `switchyard_usage_spool_bytes` (gauges, what is on
+//! disk), `switchyard_usage_spooled_total`, `switchyard_usage_replayed_total`.
+//!
+//! ## Without a spool
+//!
+//! [`UsageSink::redis`]: when a batch fails, the writer retries **the same batch** with
 //! exponential backoff (100 ms … 5 s) until it succeeds; meanwhile new events keep queueing. A
 //! full queue makes `emit` wait (backpressure on the meter tasks, never on client responses), so
 //! nothing is dropped while the process lives. The outage is logged once when it starts and once
 //! when it ends, not per event.
 //!
+//! ## Delivery
+//!
 //! Delivery is at least once: a pipeline that fails halfway (or times out after Redis applied it)
-//! is sent again, so the stream can hold an event twice. That is by design; the control plane
-//! stores events keyed by their id and skips duplicates.
+//! is sent again (or spooled and replayed), and a replay cut by a crash is replayed again, so the
+//! stream can hold an event twice. That is by design; the control plane stores events keyed by
+//! their id and skips duplicates.
 //!
 //! The producer does not trim the stream (`XADD` without `MAXLEN`): trimming by length would
 //! silently drop billing data that the control plane has not read yet, e.g. during a long
 //! control-plane outage. The ingest deletes entries once they are stored, so the stream's length
 //! is the backlog; alert on it rather than cap it.
 //!
-//! On shutdown, call [`UsageSink::flush`] to give queued events a bounded time to reach Redis.
+//! On shutdown, call [`UsageSink::flush`]: queued events get most of its time to reach Redis,
+//! then (with a spool) whatever is left is spooled and fsync'd, for the next start to replay.
 //!
 //! # In-process
 //!
