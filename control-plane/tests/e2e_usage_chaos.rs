@@ -13,6 +13,8 @@
 //! - Postgres unreachable for a while (the control plane's `DATABASE_URL` through a `Proxy`
 //!   switched off, then on): ingest stops acknowledging, the stream keeps the backlog, and it
 //!   catches up.
+//! - A data-plane node stopped gracefully (SIGTERM) during a Redis outage: its shutdown flush
+//!   spools what is in memory, and the restarted node replays it.
 //! - A consumer killed mid-batch: the control plane's ingest transaction is held at
 //!   `touch_keys` by a test connection's `LOCK TABLE api_keys IN EXCLUSIVE MODE`, the process is
 //!   SIGKILLed, the lock released; a second control plane (another `SWITCHYARD_NODE_ID`, a short
@@ -559,5 +561,46 @@ async fn a_consumer_killed_mid_batch_is_taken_over_by_another() {
     )
     .await
     .expect("the second control plane claimed the dead one's entries");
+    w.deployment.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_data_plane_stopped_gracefully_during_a_redis_outage_spools_and_replays() {
+    let _serial = SERIAL.lock().await;
+    let mut redis = RedisServer::start().await;
+    let mut deployment = Deployment::new().await.expect("fresh database");
+    deployment.redis_url = redis.url();
+    let cp = start_control_plane(&deployment, "cp-1", &[]).await;
+    let mut dp = deployment
+        .start_data_plane("dp-1", LOG)
+        .await
+        .expect("data plane");
+    let mut w = provision(deployment, &cp).await;
+    w.warm_up(&dp).await;
+
+    redis.stop().await;
+    let done = Arc::new(AtomicUsize::new(0));
+    let during = w.load(&dp, 100, 4, done).await.expect("load");
+    w.served.extend(during);
+    // No waiting for the spool: SIGTERM right after the last answer; the shutdown path writes
+    // what is still in memory to the spool.
+    let status = dp
+        .terminate(Duration::from_secs(60))
+        .await
+        .expect("a graceful exit");
+    assert!(status.success(), "{status:?}");
+    assert!(
+        !dp.logs_text()
+            .contains("usage events could not be written before shutdown"),
+        "nothing left unwritten"
+    );
+
+    redis.restart().await;
+    let _dp = w
+        .deployment
+        .start_data_plane("dp-1", LOG)
+        .await
+        .expect("the node restarts on the same spool");
+    w.assert_one_row_per_served_request().await;
     w.deployment.cleanup().await;
 }

@@ -57,13 +57,14 @@ async fn run() -> anyhow::Result<()> {
     let usage = if config.usage_spool_max_bytes == 0 {
         UsageSink::redis(pool, keys)
     } else {
-        let spool = Spool::open(&config.usage_spool_dir, config.usage_spool_max_bytes)
-            .with_context(|| {
-                format!(
-                    "SWITCHYARD_USAGE_SPOOL_DIR: cannot open the usage spool at {}",
-                    config.usage_spool_dir.display()
-                )
-            })?;
+        let dir = config.usage_spool_dir();
+        let spool = Spool::open(&dir, config.usage_spool_max_bytes).with_context(|| {
+            format!(
+                "SWITCHYARD_USAGE_SPOOL_DIR: cannot open the usage spool at {}",
+                dir.display()
+            )
+        })?;
+        tracing::info!(dir = %dir.display(), events = spool.events(), "usage spool open");
         UsageSink::redis_spooled(pool, keys, spool)
     };
     let state = AppState::new(config.settings.clone(), store, usage.clone())?;
