@@ -422,6 +422,14 @@ async fn a_data_plane_killed_during_a_redis_outage_replays_its_spool_on_restart(
     )
     .await
     .expect("the restarted node replays");
+    let opened = dp
+        .wait_for_log("usage spool open", Duration::from_secs(1))
+        .await
+        .expect("the node logs its spool");
+    assert!(
+        !opened.contains("events=0"),
+        "it found the events: {opened}"
+    );
     w.assert_one_row_per_served_request().await;
     wait_until("the spool is emptied", CATCH_UP, async || {
         gauge(&client, &dp, SPOOL_EVENTS).await == 0.0

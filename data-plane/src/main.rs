@@ -57,6 +57,8 @@ async fn run() -> anyhow::Result<()> {
     let usage = if config.usage_spool_max_bytes == 0 {
         UsageSink::redis(pool, keys)
     } else {
+        // The recorder first, so the spool's gauges count what a previous run left.
+        let _ = data_plane::http::health::recorder();
         let dir = config.usage_spool_dir();
         let spool = Spool::open(&dir, config.usage_spool_max_bytes).with_context(|| {
             format!(
