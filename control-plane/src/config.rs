@@ -171,6 +171,12 @@ pub struct Config {
     #[arg(long, env = "SWITCHYARD_ALERT_INTERVAL_MS", default_value_t = 1000)]
     pub alert_interval_ms: u64,
 
+    /// How long a usage event may sit unacknowledged with another control plane's consumer
+    /// (one that died mid-batch) before this one claims it, in milliseconds (`XAUTOCLAIM`
+    /// min-idle). Also the interval between claim passes, capped at 30 s.
+    #[arg(long, env = "SWITCHYARD_USAGE_CLAIM_IDLE_MS", default_value_t = 30_000)]
+    pub usage_claim_idle_ms: u64,
+
     /// Log line format.
     #[arg(long, env = "SWITCHYARD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -211,6 +217,7 @@ impl fmt::Debug for Config {
             .field("cors_origins", &self.cors_origins)
             .field("hsts_max_age_secs", &self.hsts_max_age_secs)
             .field("alert_interval_ms", &self.alert_interval_ms)
+            .field("usage_claim_idle_ms", &self.usage_claim_idle_ms)
             .field("settings", &self.settings)
             .finish()
     }
@@ -241,6 +248,7 @@ impl Config {
             cors_origins: None,
             hsts_max_age_secs: 0,
             alert_interval_ms: 1000,
+            usage_claim_idle_ms: 30_000,
             settings: Settings::default(),
         }
     }
@@ -257,6 +265,9 @@ impl Config {
         }
         if self.alert_interval_ms == 0 {
             bail!("SWITCHYARD_ALERT_INTERVAL_MS must be at least 1");
+        }
+        if self.usage_claim_idle_ms == 0 {
+            bail!("SWITCHYARD_USAGE_CLAIM_IDLE_MS must be at least 1");
         }
         if let Some(url) = &self.database_url {
             let url = url.expose();

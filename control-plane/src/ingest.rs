@@ -26,7 +26,8 @@
 //!    batch, so one bad entry cannot block the stream forever.
 //! 5. At start and every 30 s: `XAUTOCLAIM {prefix}usage control-plane <consumer> 30000 0-0 COUNT
 //!    500` (repeated until the cursor returns to `0-0`) takes over entries that another consumer
-//!    (a control plane that died) was delivered but never acknowledged for more than 30 s, and
+//!    (a control plane that died) was delivered but never acknowledged for more than 30 s
+//!    (`SWITCHYARD_USAGE_CLAIM_IDLE_MS`, which also sets the interval when shorter), and
 //!    processes them as in step 4. The same pass removes consumers that have nothing pending and
 //!    have been idle for over a day, so restarts with random node ids do not pile up consumers.
 //!
@@ -86,6 +87,17 @@ pub struct IngestOptions {
     pub claim_min_idle: Duration,
     /// How often to look for such entries (30 s).
     pub claim_interval: Duration,
+}
+
+impl IngestOptions {
+    /// Claims entries idle for `claim_min_idle` (`SWITCHYARD_USAGE_CLAIM_IDLE_MS`), looking for
+    /// them as often (at most every 30 s).
+    pub fn with_claim_idle(claim_min_idle: Duration) -> Self {
+        Self {
+            claim_min_idle,
+            claim_interval: claim_min_idle.min(Duration::from_secs(30)),
+        }
+    }
 }
 
 impl Default for IngestOptions {

@@ -304,12 +304,15 @@ pub async fn start_with_clock(
             .unwrap_or_default();
         let pool = data_plane::store::redis_pool(redis_url).context("REDIS_URL")?;
         let keys = RedisKeys::new(config.redis_prefix.clone());
-        workers.push(ingest::spawn_redis_ingest(
+        workers.push(ingest::spawn_redis_ingest_with_options(
             pool.clone(),
             keys.clone(),
             node_id.clone(),
             writer,
             workers_rx.clone(),
+            ingest::IngestOptions::with_claim_idle(Duration::from_millis(
+                config.usage_claim_idle_ms,
+            )),
         ));
         // Reads only: this ledger never holds a lease, so its flusher stays idle.
         let ledger = data_plane::governance::ledger::Ledger::redis(

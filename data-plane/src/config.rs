@@ -19,6 +19,11 @@ use shared::egress::EgressPolicy;
 /// as an extra zero should fail at start rather than let a few requests exhaust memory.
 const MAX_BODY_LIMIT: usize = 256 * 1024 * 1024;
 
+/// `SWITCHYARD_USAGE_SPOOL_DIR`'s default, inside `SWITCHYARD_DATA_DIR`.
+pub const DEFAULT_USAGE_SPOOL_DIR: &str = "usage-spool";
+/// `SWITCHYARD_USAGE_SPOOL_MAX_BYTES`'s default: 1 GiB.
+pub const DEFAULT_USAGE_SPOOL_MAX_BYTES: u64 = 1 << 30;
+
 /// Request handling settings, shared by the standalone data plane and the embedded mode.
 #[derive(Debug, Clone, PartialEq, Eq, Args)]
 #[command(next_help_heading = "Request handling")]
@@ -319,6 +324,27 @@ pub struct Config {
     #[arg(long, env = "SWITCHYARD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
 
+    /// The node's data directory; only the usage spool lives there (the control plane's
+    /// variable of the same name, so one image setting serves both).
+    #[arg(long, env = "SWITCHYARD_DATA_DIR", default_value = "./data")]
+    pub data_dir: std::path::PathBuf,
+
+    /// Directory of the usage spool: where usage events go while Redis is unreachable, replayed
+    /// when it answers again or at the next start (see `usage_spool`). Locked by one process at
+    /// a time: give every node on a host its own. Default: `usage-spool` in
+    /// `SWITCHYARD_DATA_DIR`.
+    #[arg(long, env = "SWITCHYARD_USAGE_SPOOL_DIR")]
+    pub usage_spool_dir: Option<std::path::PathBuf>,
+
+    /// Most bytes the usage spool may hold; past it, events wait in memory (and request tasks
+    /// wait for queue space) rather than being dropped. 0 disables the spool.
+    #[arg(
+        long,
+        env = "SWITCHYARD_USAGE_SPOOL_MAX_BYTES",
+        default_value_t = DEFAULT_USAGE_SPOOL_MAX_BYTES
+    )]
+    pub usage_spool_max_bytes: u64,
+
     #[command(flatten)]
     pub settings: Settings,
 }
@@ -332,6 +358,9 @@ impl fmt::Debug for Config {
             .field("master_key", &self.master_key)
             .field("node_id", &self.node_id)
             .field("log_format", &self.log_format)
+            .field("data_dir", &self.data_dir)
+            .field("usage_spool_dir", &self.usage_spool_dir)
+            .field("usage_spool_max_bytes", &self.usage_spool_max_bytes)
             .field("settings", &self.settings)
             .finish()
     }
@@ -345,6 +374,13 @@ pub struct Validated {
 }
 
 impl Config {
+    /// `SWITCHYARD_USAGE_SPOOL_DIR`, or `usage-spool` in `SWITCHYARD_DATA_DIR`.
+    pub fn usage_spool_dir(&self) -> std::path::PathBuf {
+        self.usage_spool_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join(DEFAULT_USAGE_SPOOL_DIR))
+    }
+
     /// Checks every value before anything is started. Messages name the variable and never
     /// contain the offending secret.
     pub fn validate(&self) -> anyhow::Result<Validated> {
@@ -358,6 +394,9 @@ impl Config {
             || url.starts_with("unix://"))
         {
             bail!("REDIS_URL must start with redis://, rediss:// or unix://");
+        }
+        if self.usage_spool_max_bytes > 0 && self.usage_spool_dir().as_os_str().is_empty() {
+            bail!("SWITCHYARD_USAGE_SPOOL_DIR must not be empty");
         }
         if self.redis_prefix.is_empty() {
             bail!("SWITCHYARD_REDIS_PREFIX must not be empty");
@@ -412,6 +451,11 @@ mod tests {
         assert_eq!(c.listen, "0.0.0.0:8081");
         assert_eq!(c.redis_prefix, "switchyard:");
         assert_eq!(c.log_format, LogFormat::Text);
+        assert_eq!(
+            c.usage_spool_dir(),
+            std::path::PathBuf::from("./data/usage-spool")
+        );
+        assert_eq!(c.usage_spool_max_bytes, 1024 * 1024 * 1024);
         let v = c.validate().expect("valid");
         assert!(v.node_id.starts_with("dp-"));
     }

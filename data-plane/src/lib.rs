@@ -35,6 +35,8 @@
 //! - [`tokens`]: local token counting for the mock provider and for estimates.
 //! - [`store`]: `ConfigStore`, the node's cache of published keys and tenant configs.
 //! - [`usage_sink`]: `UsageSink`, which ships usage events to Redis or the in-process channel.
+//! - [`usage_spool`]: `Spool`, the local append-only file store the Redis sink writes to while
+//!   Redis is unreachable, replayed when it returns (or on the next start).
 //!
 //! # Entry points
 //!
@@ -55,6 +57,7 @@ pub mod state;
 pub mod store;
 pub mod tokens;
 pub mod usage_sink;
+pub mod usage_spool;
 pub mod wire;
 
 use axum::Router;

@@ -9,6 +9,7 @@ use clap::Parser;
 use data_plane::config::{Config, LogFormat};
 use data_plane::store::{ConfigStore, redis_pool};
 use data_plane::usage_sink::UsageSink;
+use data_plane::usage_spool::Spool;
 use data_plane::{AppState, app};
 use shared::config::RedisKeys;
 use tracing_subscriber::EnvFilter;
@@ -53,7 +54,21 @@ async fn run() -> anyhow::Result<()> {
     let store = ConfigStore::redis(pool.clone(), redis_url, keys.clone(), validated.master_key)
         .await
         .context("cannot start the config store")?;
-    let usage = UsageSink::redis(pool, keys);
+    let usage = if config.usage_spool_max_bytes == 0 {
+        UsageSink::redis(pool, keys)
+    } else {
+        // The recorder first, so the spool's gauges count what a previous run left.
+        let _ = data_plane::http::health::recorder();
+        let dir = config.usage_spool_dir();
+        let spool = Spool::open(&dir, config.usage_spool_max_bytes).with_context(|| {
+            format!(
+                "SWITCHYARD_USAGE_SPOOL_DIR: cannot open the usage spool at {}",
+                dir.display()
+            )
+        })?;
+        tracing::info!(dir = %dir.display(), events = spool.events(), "usage spool open");
+        UsageSink::redis_spooled(pool, keys, spool)
+    };
     let state = AppState::new(config.settings.clone(), store, usage.clone())?;
 
     let listener = tokio::net::TcpListener::bind(&config.listen)
@@ -102,11 +117,18 @@ async fn run() -> anyhow::Result<()> {
     if !state.ledger().shutdown().await {
         tracing::warn!("budget leases could not be returned; they expire on their own");
     }
+    // To Redis, or (with a spool, once Redis had its share of the time) fsync'd to the spool,
+    // which the next start replays.
     let unwritten = usage.flush(DRAIN_TIMEOUT).await;
     if unwritten > 0 {
         tracing::error!(
             unwritten,
             "usage events could not be written before shutdown"
+        );
+    } else if let Some(spool) = usage.spool_status().filter(|s| s.events > 0) {
+        tracing::warn!(
+            spooled = spool.events,
+            "usage events left in the spool; the next start replays them"
         );
     }
     tracing::info!("stopped");

@@ -126,6 +126,9 @@ impl Deployment {
         env: &[(&str, &str)],
     ) -> anyhow::Result<ChildGuard> {
         let mut cmd = command(&data_plane_binary());
+        // Each node its own usage spool (a spool is locked by one process), kept across a
+        // restart of the same node id; `env` may override it.
+        cmd.env("SWITCHYARD_USAGE_SPOOL_DIR", self.spool_dir(node_id));
         cmd.envs(env.iter().copied());
         cmd.env("REDIS_URL", &self.redis_url)
             .env("SWITCHYARD_REDIS_PREFIX", &self.prefix)
@@ -135,6 +138,11 @@ impl Deployment {
         let dp = ChildGuard::spawn(node_id, cmd).await?;
         dp.wait_healthy("/readyz", Duration::from_secs(30)).await?;
         Ok(dp)
+    }
+
+    /// The usage spool directory of data-plane node `node_id` (under the deployment's data dir).
+    pub fn spool_dir(&self, node_id: &str) -> std::path::PathBuf {
+        self.data_dir.path().join(format!("usage-spool-{node_id}"))
     }
 
     /// Drops the database and deletes the Redis keys. Best effort; a failed test skips it and

@@ -64,11 +64,11 @@ pub const STICKY_KEY_HEADER: &str = "x-switchyard-sticky-key";
 /// administrator's attribution cannot be overridden by a client).
 pub const TAGS_HEADER: &str = "x-switchyard-tags";
 /// Most tags one request may carry.
-pub const MAX_TAGS: usize = 16;
-/// Longest tag name (`[A-Za-z0-9_.-]`).
-pub const MAX_TAG_NAME: usize = 64;
-/// Longest tag value, in characters.
-pub const MAX_TAG_VALUE: usize = 256;
+pub const MAX_TAGS: usize = shared::usage::MAX_TAGS;
+/// Longest tag name (`[A-Za-z0-9_.-]`, so characters are bytes).
+pub const MAX_TAG_NAME: usize = shared::usage::MAX_TAG_KEY_LEN;
+/// Longest tag value, in bytes (the usage event's bound).
+pub const MAX_TAG_VALUE: usize = shared::usage::MAX_TAG_VALUE_LEN;
 
 /// The middleware: refuses the request or inserts [`AuthContext`] and passes it on.
 pub async fn middleware(
@@ -140,7 +140,7 @@ async fn authenticate(
 
 /// Parses `name=value,name=value` (spaces around items trimmed; a later duplicate name wins).
 /// Names are 1–[`MAX_TAG_NAME`] characters of `[A-Za-z0-9_.-]`, values at most
-/// [`MAX_TAG_VALUE`] characters, at most [`MAX_TAGS`] tags. The error says what is wrong, never
+/// [`MAX_TAG_VALUE`] bytes, at most [`MAX_TAGS`] tags. The error says what is wrong, never
 /// echoing a value.
 pub fn parse_tags(text: &str) -> Result<BTreeMap<String, String>, String> {
     let mut tags = BTreeMap::new();
@@ -159,9 +159,9 @@ pub fn parse_tags(text: &str) -> Result<BTreeMap<String, String>, String> {
                 "has an invalid tag name: names are 1 to {MAX_TAG_NAME} characters of A-Z, a-z, 0-9, _ . -"
             ));
         }
-        if value.chars().count() > MAX_TAG_VALUE {
+        if value.len() > MAX_TAG_VALUE {
             return Err(format!(
-                "has a value longer than {MAX_TAG_VALUE} characters (tag {name:?})"
+                "has a value longer than {MAX_TAG_VALUE} bytes (tag {name:?})"
             ));
         }
         tags.insert(name.to_owned(), value.to_owned());

@@ -32,7 +32,10 @@
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use shared::config::RetryClass;
-use shared::usage::{FailedAttempt, UsageEvent, UsageOutcome};
+use shared::usage::{
+    FailedAttempt, MAX_PAYLOAD_BYTES, MAX_TAG_KEY_LEN, MAX_TAG_VALUE_LEN, MAX_TAGS, UsageEvent,
+    UsageOutcome, UsagePayload,
+};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 use uuid::Uuid;
@@ -70,6 +73,12 @@ pub struct Meter {
     /// The event's `tags`: the request's `x-switchyard-tags` and the key's `metadata` (which
     /// wins on a shared name).
     tags: std::collections::BTreeMap<String, String>,
+    /// The request body, held from parsing until routing says whether the organization stores
+    /// payloads (then dropped, or cut into `payload_request`). A reference-counted handle, so
+    /// nothing is copied when the organization has not opted in.
+    body: Option<bytes::Bytes>,
+    /// The request text to store, when the organization opted in (see [`UsagePayload`]).
+    payload_request: Option<(String, bool)>,
 }
 
 struct BackendFacts {
@@ -80,6 +89,7 @@ struct BackendFacts {
     input_price: i64,
     cached_input_price: i64,
     output_price: i64,
+    region: Option<String>,
 }
 
 /// Token counts for the event.
@@ -120,7 +130,15 @@ impl Meter {
             reservation: None,
             rate: Default::default(),
             tags: request_tags(auth),
+            body: None,
+            payload_request: None,
         }
+    }
+
+    /// The raw request body, kept (without copying) until [`Meter::set_route`] knows whether
+    /// the organization stores payloads.
+    pub fn set_body(&mut self, body: &bytes::Bytes) {
+        self.body = Some(body.clone());
     }
 
     /// The limit stage's outcome: headers for every answer, and the token estimate that
@@ -132,6 +150,15 @@ impl Meter {
     /// The route the request resolved to.
     pub fn set_route(&mut self, plan: &Plan) {
         self.route = Some(plan.route.clone());
+        let body = self.body.take();
+        if let Some(body) = body
+            && plan
+                .candidates
+                .first()
+                .is_some_and(|b| b.tenant.store_payloads())
+        {
+            self.payload_request = Some(capped(&String::from_utf8_lossy(&body)));
+        }
     }
 
     /// The budget reservation to settle when the event is built.
@@ -152,8 +179,8 @@ impl Meter {
             error_code: error.code().to_owned(),
             error_class: class,
             latency_ms: millis(latency),
-            region: None,
-            status: None,
+            region: backend.deployment().region.clone(),
+            status: upstream_status(error),
         });
     }
 
@@ -193,6 +220,7 @@ impl Meter {
                 .cached_input_price_micros_per_mtok
                 .unwrap_or(d.input_price_micros_per_mtok),
             output_price: d.output_price_micros_per_mtok,
+            region: d.region.clone(),
         });
     }
 
@@ -209,6 +237,7 @@ impl Meter {
             UsageOutcome::Error,
             Some(code),
             Tokens::default(),
+            None,
             None,
         )
     }
@@ -246,16 +275,18 @@ impl Meter {
         // A reference-counted clone: the body stays readable for the estimate below.
         let (outcome, code) = outcome_of(deliver::json(completion.body.clone(), headers, respond));
         // Counted after the client has its answer, so an estimate never delays it.
+        let text = (completion.usage.is_none() || self.payload_request.is_some())
+            .then(|| providers::completion_text(&completion.body));
         let tokens = match completion.usage {
             Some(usage) => Tokens::from(usage),
             None => Tokens {
                 prompt: tokens::estimate_prompt_tokens(request),
-                completion: tokens::count(&providers::completion_text(&completion.body)),
+                completion: tokens::count(text.as_deref().unwrap_or_default()),
                 estimated: true,
                 ..Tokens::default()
             },
         };
-        self.finish(200, outcome, code, tokens, None)
+        self.finish(200, outcome, code, tokens, None, text.as_deref())
     }
 
     /// Drives a stream to its end; see the module docs for the possible ends.
@@ -307,7 +338,7 @@ impl Meter {
             }
         };
         let ttft = tally.ttft_ms;
-        self.finish(200, outcome, code, tokens, ttft)
+        self.finish(200, outcome, code, tokens, ttft, Some(&tally.text))
     }
 
     fn finish(
@@ -317,7 +348,17 @@ impl Meter {
         error_code: Option<&str>,
         tokens: Tokens,
         ttft_ms: Option<u64>,
+        answer: Option<&str>,
     ) -> UsageEvent {
+        let payload = self.payload_request.take().map(|(request, cut)| {
+            let (response, cut_answer) = capped(answer.unwrap_or_default());
+            UsagePayload {
+                request,
+                response,
+                truncated: cut || cut_answer,
+            }
+        });
+        let region = self.backend.as_ref().and_then(|b| b.region.clone());
         let (cost, deployment_id, provider_id, provider, upstream_model) = match self.backend {
             Some(b) => (
                 shared::money::cost_micros_with_cache(
@@ -368,10 +409,11 @@ impl Meter {
             route: self.route,
             failed_attempts: self.failed_attempts,
             tags: self.tags,
-            region: None,
-            error_class: None,
+            region,
+            error_class: (outcome != UsageOutcome::Success)
+                .then(|| shared::usage::error_class(status, error_code).to_owned()),
             cache_hit: false,
-            payload: None,
+            payload,
         }
     }
 }
@@ -494,14 +536,14 @@ impl Meter {
                 ..Tokens::default()
             },
         };
-        self.finish(200, outcome, code, tokens, None)
+        self.finish(200, outcome, code, tokens, None, None)
     }
 }
 
 /// The usage event's tags: the request's `x-switchyard-tags`, then the key's `metadata` over
 /// them (an administrator's attribution is never overridden by a client).
 fn request_tags(auth: &AuthContext) -> std::collections::BTreeMap<String, String> {
-    match &auth.tags {
+    let tags = match &auth.tags {
         None => auth.key.metadata.clone(),
         Some(header) => {
             let mut tags = (**header).clone();
@@ -513,5 +555,88 @@ fn request_tags(auth: &AuthContext) -> std::collections::BTreeMap<String, String
             );
             tags
         }
+    };
+    bound_tags(tags)
+}
+
+/// The event's bounds on tags ([`MAX_TAGS`], [`MAX_TAG_KEY_LEN`], [`MAX_TAG_VALUE_LEN`]): the
+/// header is checked at authentication, but a key's metadata is an administrator's free-form
+/// map, and the two together can exceed the count. Over-long names are dropped, over-long
+/// values cut (on a character boundary), and only the first [`MAX_TAGS`] names (in order) kept.
+fn bound_tags(
+    tags: std::collections::BTreeMap<String, String>,
+) -> std::collections::BTreeMap<String, String> {
+    if tags.len() <= MAX_TAGS
+        && tags
+            .iter()
+            .all(|(k, v)| k.len() <= MAX_TAG_KEY_LEN && v.len() <= MAX_TAG_VALUE_LEN)
+    {
+        return tags;
+    }
+    tags.into_iter()
+        .filter(|(k, _)| !k.is_empty() && k.len() <= MAX_TAG_KEY_LEN)
+        .take(MAX_TAGS)
+        .map(|(k, mut v)| {
+            v.truncate(floor_char_boundary(&v, MAX_TAG_VALUE_LEN));
+            (k, v)
+        })
+        .collect()
+}
+
+/// `text` cut to [`MAX_PAYLOAD_BYTES`] (on a character boundary), and whether it was cut.
+fn capped(text: &str) -> (String, bool) {
+    let end = floor_char_boundary(text, MAX_PAYLOAD_BYTES);
+    (text[..end].to_owned(), end < text.len())
+}
+
+/// The largest index ≤ `max` that is a character boundary of `s`.
+fn floor_char_boundary(s: &str, max: usize) -> usize {
+    if s.len() <= max {
+        return s.len();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    end
+}
+
+/// The provider's HTTP status in an upstream failure, if it answered.
+fn upstream_status(error: &GatewayError) -> Option<u16> {
+    match error {
+        GatewayError::UpstreamRateLimited { .. } => Some(429),
+        GatewayError::UpstreamBadRequest { status, .. } => Some(status.as_u16()),
+        GatewayError::UpstreamAuthFailed { status }
+        | GatewayError::UpstreamError { status, .. } => Some(*status),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tags_are_bounded_in_count_name_and_value() {
+        let mut tags = std::collections::BTreeMap::new();
+        for i in 0..20 {
+            tags.insert(format!("t{i:02}"), "v".to_owned());
+        }
+        tags.insert("n".repeat(MAX_TAG_KEY_LEN + 1), "x".to_owned());
+        tags.insert("a-long".to_owned(), "é".repeat(MAX_TAG_VALUE_LEN));
+        let bounded = bound_tags(tags);
+        assert_eq!(bounded.len(), MAX_TAGS);
+        assert!(bounded.keys().all(|k| k.len() <= MAX_TAG_KEY_LEN));
+        let long = &bounded["a-long"];
+        assert_eq!(long.len(), MAX_TAG_VALUE_LEN);
+        assert!(long.chars().all(|c| c == 'é'));
+    }
+
+    #[test]
+    fn payload_sides_are_capped_on_a_character_boundary() {
+        assert_eq!(capped("short"), ("short".to_owned(), false));
+        let (text, cut) = capped(&"€".repeat(MAX_PAYLOAD_BYTES));
+        assert!(cut);
+        assert!(text.len() <= MAX_PAYLOAD_BYTES && text.len() > MAX_PAYLOAD_BYTES - 3);
     }
 }

@@ -264,6 +264,7 @@ async fn read_request<T>(
 ) -> Result<(T, usize), GatewayError> {
     let body = read_body(body, state.settings().max_body_bytes).await?;
     let request = parse(&body).inspect_err(|_| meter.set_model(model_hint(&body)))?;
+    meter.set_body(&body);
     Ok((request, body.len()))
 }
 

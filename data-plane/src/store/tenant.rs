@@ -33,6 +33,8 @@ pub struct TenantView {
     team_limits: BTreeMap<Uuid, RateLimits>,
     /// The tenant's budgets (every scope), for the budget stage.
     budgets: Vec<shared::governance::BudgetRecord>,
+    /// The organization opted in to storing prompts and completions in usage events.
+    store_payloads: bool,
 }
 
 impl TenantView {
@@ -69,7 +71,13 @@ impl TenantView {
             limits: config.limits,
             team_limits: config.team_limits.clone(),
             budgets: config.budgets.clone(),
+            store_payloads: config.store_payloads,
         }
+    }
+
+    /// Whether usage events carry the request and answer text (`TenantConfig::store_payloads`).
+    pub fn store_payloads(&self) -> bool {
+        self.store_payloads
     }
 
     pub fn tenant_id(&self) -> Uuid {
