@@ -40,6 +40,7 @@
 //! `127.0.0.1:0`). [`app`] is the bare control-plane router for `oneshot` tests.
 
 pub mod alerts;
+pub mod analytics;
 pub mod audit;
 pub mod auth;
 pub mod catalog;

@@ -18,6 +18,7 @@
 //! - [`router`]: the full control-plane router with its middleware stack.
 
 pub mod alerts;
+pub mod analytics;
 pub mod audit;
 pub mod auth;
 pub mod budgets;
@@ -88,6 +89,7 @@ pub fn api_router() -> Router<AppState> {
         .merge(usage::router())
         .merge(budgets::router())
         .merge(alerts::router())
+        .merge(analytics::router())
         .method_not_allowed_fallback(method_not_allowed)
 }
 

@@ -246,6 +246,8 @@ pub const PERMISSIONS: &[Permission] = &[
     op("PUT", "/api/v1/catalog/{id}", ADMIN, ""),
     op("DELETE", "/api/v1/catalog/{id}", ADMIN, ""),
     op("GET", "/api/v1/usage", VIEWER, ""),
+    op("GET", "/api/v1/analytics/timeseries", VIEWER, ""),
+    op("GET", "/api/v1/analytics/breakdown", VIEWER, ""),
     op("GET", "/api/v1/budgets", VIEWER, ""),
     op("POST", "/api/v1/budgets", ADMIN, ""),
     op("GET", "/api/v1/budgets/{id}", VIEWER, ""),
