@@ -32,6 +32,7 @@ pub mod models;
 pub mod organization;
 pub mod permissions;
 pub mod providers;
+pub mod requests;
 pub(crate) mod resource;
 pub mod routes;
 pub mod security;
@@ -90,6 +91,7 @@ pub fn api_router() -> Router<AppState> {
         .merge(budgets::router())
         .merge(alerts::router())
         .merge(analytics::router())
+        .merge(requests::router())
         .method_not_allowed_fallback(method_not_allowed)
 }
 
