@@ -148,5 +148,13 @@ fn to_row(e: &UsageEvent, now: OffsetDateTime) -> usage_record::ActiveModel {
         // UTC everywhere: SQLite stores RFC 3339 text, and one offset keeps it comparable.
         started_at: Set(e.started_at.to_offset(UtcOffset::UTC)),
         created_at: Set(now),
+        route: Set(e.route.clone()),
+        region: Set(e.region.clone()),
+        error_class: Set(e.error_class.clone()),
+        cache_hit: Set(e.cache_hit),
+        attempts: Set(i32::try_from(e.failed_attempts.len().saturating_add(1)).unwrap_or(i32::MAX)),
+        failed_attempts: Set((!e.failed_attempts.is_empty())
+            .then(|| serde_json::to_value(&e.failed_attempts).unwrap_or_default())),
+        tags: Set((!e.tags.is_empty()).then(|| serde_json::to_value(&e.tags).unwrap_or_default())),
     }
 }
