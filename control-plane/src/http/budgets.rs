@@ -230,8 +230,12 @@ pub struct BudgetDto {
 
 impl BudgetDto {
     fn new(b: budget::Model, spend: WindowSpend, now: OffsetDateTime) -> Self {
-        let forecast =
-            forecast_micros(spend.spent_micros, spend.window.start, spend.window.end, now);
+        let forecast = forecast_micros(
+            spend.spent_micros,
+            spend.window.start,
+            spend.window.end,
+            now,
+        );
         Self {
             forecast_usd: forecast.map(format_usd),
             forecast_method: FORECAST_METHOD.to_owned(),

@@ -244,7 +244,12 @@ fn encode_cursor(started_at: OffsetDateTime, id: Uuid) -> String {
 }
 
 fn decode_cursor(s: &str) -> Result<(OffsetDateTime, Uuid), ApiError> {
-    let bad = || ApiError::invalid("cursor", "is not a cursor of this endpoint (use next_cursor)");
+    let bad = || {
+        ApiError::invalid(
+            "cursor",
+            "is not a cursor of this endpoint (use next_cursor)",
+        )
+    };
     let raw = URL_SAFE_NO_PAD.decode(s.trim()).map_err(|_| bad())?;
     let text = String::from_utf8(raw).map_err(|_| bad())?;
     let mut parts = text.splitn(3, ':');
@@ -308,7 +313,10 @@ pub async fn list_requests(
     if let Some(s) = q.status
         && !(100..=599).contains(&s)
     {
-        return Err(ApiError::invalid("status", "must be an HTTP status from 100 to 599"));
+        return Err(ApiError::invalid(
+            "status",
+            "must be an HTTP status from 100 to 599",
+        ));
     }
     let outcome = bounded("outcome", q.outcome.as_deref())?;
     if let Some(o) = &outcome

@@ -538,9 +538,7 @@ async fn next_chunk(
     if (rows.len() as u64) < EXPORT_PAGE {
         c.done = true;
     }
-    let Some(last) = rows.last() else {
-        return None;
-    };
+    let last = rows.last()?;
     c.after = Some((last.started_at, last.id));
     let mut out = String::with_capacity(rows.len() * 256);
     for r in &rows {
