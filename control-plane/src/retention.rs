@@ -44,7 +44,7 @@ pub const PARTITIONS_AHEAD: i64 = 3;
 /// Rows deleted per statement.
 pub const DELETE_BATCH: u64 = 5_000;
 /// The advisory lock that claims a retention pass (PostgreSQL).
-const RETENTION_LOCK: i64 = 0x5359_5245_5445_4e54; // "SYRETENT"
+pub const RETENTION_LOCK: i64 = 0x5359_5245_5445_4e54; // "SYRETENT"
 
 /// How long each kind of usage data is kept.
 #[derive(Debug, Clone)]
