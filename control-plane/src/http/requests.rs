@@ -33,7 +33,7 @@ use uuid::Uuid;
 use super::usage::{Cmp, after_key, started_at_cmp, started_at_order};
 use super::{ApiPath, ApiQuery};
 use crate::auth::AuthUser;
-use crate::entities::{usage_payload, usage_record};
+use crate::entities::{tenant, usage_payload, usage_record};
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -208,7 +208,7 @@ pub struct RequestDetail {
     /// Every upstream attempt in order: the failed ones, then the last (serving) one.
     pub attempts: Vec<Attempt>,
     /// The stored prompt and answer; null unless the organization stores payloads
-    /// (`store_payloads`) and this request's was kept.
+    /// (`store_payloads`, now) and this request's was kept.
     pub payload: Option<Payload>,
 }
 
@@ -273,7 +273,7 @@ fn tag_condition(backend: DbBackend, key: &str, value: &str) -> sea_orm::sea_que
             [key.to_owned(), value.to_owned()],
         ),
         _ => Expr::cust_with_values(
-            "(\"usage_records\".\"tags\" ->> ?) = ?",
+            "(\"usage_records\".\"tags\" ->> $1) = $2",
             [key.to_owned(), value.to_owned()],
         ),
     }
@@ -458,16 +458,26 @@ pub async fn get_request(
         .one(&state.db)
         .await?
         .ok_or(ApiError::NotFound("request"))?;
-    let payload = usage_payload::Entity::find()
-        .filter(usage_payload::Column::Id.eq(id))
-        .filter(usage_payload::Column::TenantId.eq(auth.tenant_id))
+    // Payloads are shown only while the organization stores them: opting out hides the ones
+    // kept so far (retention removes them).
+    let opted_in = tenant::Entity::find_by_id(auth.tenant_id)
         .one(&state.db)
         .await?
-        .map(|p| Payload {
-            request: p.request,
-            response: p.response,
-            truncated: p.truncated,
-        });
+        .is_some_and(|t| t.store_payloads);
+    let stored = if opted_in {
+        usage_payload::Entity::find()
+            .filter(usage_payload::Column::Id.eq(id))
+            .filter(usage_payload::Column::TenantId.eq(auth.tenant_id))
+            .one(&state.db)
+            .await?
+    } else {
+        None
+    };
+    let payload = stored.map(|p| Payload {
+        request: p.request,
+        response: p.response,
+        truncated: p.truncated,
+    });
     Ok(Json(RequestDetail {
         attempts: attempts(&row),
         request: RequestSummary::from(&row),
