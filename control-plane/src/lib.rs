@@ -34,6 +34,8 @@
 //! - [`rollup`]: rollup keys and aggregation (minute/hour/day × dimensions × tag) for
 //!   `usage_rollups`; [`retention`]: the worker that drops old usage partitions, rows, payloads
 //!   and rollups per organization.
+//! - [`analytics`]: timeseries and breakdowns over the usage rollups (merged sketches for
+//!   percentiles); the request log and CSV export live in `http::requests` and `http::usage`.
 //! - [`state`]: [`AppState`](state::AppState), what handlers share.
 //!
 //! # Entry points
