@@ -273,7 +273,8 @@ fn tag_condition(backend: DbBackend, key: &str, value: &str) -> sea_orm::sea_que
             [key.to_owned(), value.to_owned()],
         ),
         _ => Expr::cust_with_values(
-            "(\"usage_records\".\"tags\" ->> $1) = $2",
+            // Containment, so the GIN index on `tags` serves it.
+            "\"usage_records\".\"tags\" @> jsonb_build_object(CAST($1 AS text), CAST($2 AS text))",
             [key.to_owned(), value.to_owned()],
         ),
     }
