@@ -2,6 +2,8 @@
 //! `pg_inherits`/`pg_class`) and recent ones kept, per-organization retention, payloads,
 //! rollup retention per grain, the claim, and the organization settings that drive it.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod cp_support;
 
 use control_plane::entities::{tenant, usage_payload, usage_record, usage_rollup};
