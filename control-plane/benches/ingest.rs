@@ -88,13 +88,13 @@ fn events(n: usize) -> Vec<UsageEvent> {
         .map(|i| {
             let key = &keys[(rng.next() as usize) % keys.len()];
             let (model, provider, deployment, region) = models[(rng.next() as usize) % 3];
-            let failed = rng.next() % 10 == 0;
-            let stream = rng.next() % 2 == 0;
+            let failed = rng.next().is_multiple_of(10);
+            let stream = rng.next().is_multiple_of(2);
             let prompt = 50 + rng.next() % 4000;
             let completion = if failed { 0 } else { 10 + rng.next() % 800 };
             let mut tags = BTreeMap::new();
             tags.insert("team".to_owned(), key.team_name.clone());
-            if rng.next() % 4 != 0 {
+            if !rng.next().is_multiple_of(4) {
                 tags.insert(
                     "env".to_owned(),
                     envs[(rng.next() as usize) % envs.len()].to_owned(),
@@ -133,7 +133,7 @@ fn events(n: usize) -> Vec<UsageEvent> {
                 tags,
                 region: Some(region.to_owned()),
                 error_class: failed.then(|| "timeout".to_owned()),
-                cache_hit: !failed && rng.next() % 20 == 0,
+                cache_hit: !failed && rng.next().is_multiple_of(20),
                 payload: None,
             }
         })

@@ -1,7 +1,8 @@
 //! The usage retention worker: keeps `usage_records`, `usage_payloads` and `usage_rollups`
 //! from growing without bound.
 //!
-//! Every pass (every `SWITCHYARD_RETENTION_INTERVAL_SECS`, and once at start):
+//! Every pass (every `SWITCHYARD_RETENTION_INTERVAL_SECS`, the first one at most 5 minutes after
+//! start):
 //!
 //! 1. **Claim.** On PostgreSQL the pass runs only if it wins `pg_try_advisory_lock` (a session
 //!    lock on one pooled connection held for the pass), so with several control planes one runs
@@ -83,7 +84,13 @@ pub struct RetentionReport {
     pub deleted_rollups: u64,
 }
 
-/// The worker: a pass now, then every `interval`, until `shutdown`.
+/// Longest wait before the first pass after start.
+pub const FIRST_PASS_DELAY: Duration = Duration::from_secs(300);
+
+/// The worker: a first pass after `min(interval, FIRST_PASS_DELAY)`, then every `interval`,
+/// until `shutdown`. Not at once: a control plane that was just started (or a test that just
+/// seeded old usage) should not lose data in its first second; and not a full interval later
+/// either, or a control plane restarted more often than the interval would never run a pass.
 pub fn spawn(
     db: DatabaseConnection,
     settings: RetentionSettings,
@@ -91,6 +98,10 @@ pub fn spawn(
     mut shutdown: watch::Receiver<bool>,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
+        tokio::select! {
+            () = tokio::time::sleep(interval.min(FIRST_PASS_DELAY)) => {}
+            _ = shutdown.wait_for(|s| *s) => return,
+        }
         loop {
             if let Err(e) = run_pass(&db, &settings, OffsetDateTime::now_utc()).await {
                 tracing::warn!(error = %format!("{e:#}"), "usage retention pass failed; retrying at the next interval");

@@ -2,6 +2,8 @@
 //! `pg_inherits`/`pg_class`) and recent ones kept, per-organization retention, payloads,
 //! rollup retention per grain, the claim, and the organization settings that drive it.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod cp_support;
 
 use control_plane::entities::{tenant, usage_payload, usage_record, usage_rollup};
@@ -373,5 +375,71 @@ async fn organization_usage_settings_are_validated_and_shown() {
         .expect(200);
     assert_eq!(org["usage_retention_days"], json!(null));
     assert_eq!(org["store_payloads"], true);
+    cp.stop().await;
+}
+
+/// Turning `store_payloads` on republishes the organization's `TenantConfig` with it, before the
+/// call returns (distributed mode: the record in Redis is what every data-plane node reads).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_payloads_is_published_in_the_tenant_config() {
+    use control_plane::config::{Config, Secret};
+    use redis::AsyncCommands;
+
+    let fresh = testkit::pg::fresh_database()
+        .await
+        .expect("a fresh test database");
+    let guard = testkit::redis_prefix::PrefixGuard::new();
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let mut config = Config::embedded(dir.path(), Some(fresh.url.clone()));
+    config.redis_url = Some(Secret::new(testkit::redis_prefix::redis_url()));
+    config.redis_prefix = guard.keys.prefix().to_owned();
+    config.master_key = Some(Secret::new(
+        "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f",
+    ));
+    config.jwt_secret = Some(Secret::new("a-jwt-secret-for-the-retention-tests-0123"));
+    config.node_id = Some("cp-retention-test".to_owned());
+    let running = control_plane::start(config)
+        .await
+        .expect("control plane starts");
+    let cp = Cp {
+        base: running.base_url(),
+        running,
+        client: reqwest::Client::new(),
+        dir,
+    };
+    let mut redis = testkit::redis_prefix::connect()
+        .await
+        .expect("Redis is running");
+    let s = cp.signup().await;
+    let tenant: Uuid = s.tenant_id.parse().expect("tenant id");
+    let record = |raw: Option<String>| -> shared::config::TenantConfig {
+        serde_json::from_str(&raw.expect("a tenant record")).expect("tenant config json")
+    };
+
+    cp.patch(
+        "/api/v1/organization",
+        &s.token,
+        json!({"store_payloads": true}),
+    )
+    .await
+    .expect(200);
+    let raw: Option<String> = redis
+        .get(guard.keys.tenant(tenant))
+        .await
+        .expect("GET tenant record");
+    assert!(record(raw).store_payloads);
+
+    cp.patch(
+        "/api/v1/organization",
+        &s.token,
+        json!({"store_payloads": false}),
+    )
+    .await
+    .expect(200);
+    let raw: Option<String> = redis
+        .get(guard.keys.tenant(tenant))
+        .await
+        .expect("GET tenant record");
+    assert!(!record(raw).store_payloads);
     cp.stop().await;
 }

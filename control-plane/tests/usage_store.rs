@@ -2,6 +2,8 @@
 //! idempotence in raw rows and rollups, rollups equal to an independent computation, tag rows,
 //! partitions created for any date, and concurrent writers that lose no rollup update.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::collections::{BTreeMap, HashMap};
 
 use control_plane::entities::{usage_payload, usage_record, usage_rollup};
@@ -123,20 +125,20 @@ fn varied_events(tenant: Uuid, n: usize, seed: u64) -> Vec<UsageEvent> {
             e.completion_tokens = rng.next() % 500;
             e.cost_micros = (rng.next() % 10_000) as i64;
             e.latency_ms = 20 + rng.next() % 3000;
-            if rng.next() % 2 == 0 {
+            if rng.next().is_multiple_of(2) {
                 e.stream = true;
                 e.ttft_ms = Some(5 + rng.next() % 400);
             }
-            if rng.next() % 5 == 0 {
+            if rng.next().is_multiple_of(5) {
                 e.outcome = UsageOutcome::Error;
                 e.status = 504;
                 e.error_code = Some("upstream_timeout".to_owned());
                 e.error_class = Some("timeout".to_owned());
             }
-            e.cache_hit = rng.next() % 7 == 0;
+            e.cache_hit = rng.next().is_multiple_of(7);
             e.tags
                 .insert("team".to_owned(), (*rng.pick(&teams)).to_owned());
-            if rng.next() % 3 == 0 {
+            if rng.next().is_multiple_of(3) {
                 e.tags.insert("env".to_owned(), "prod".to_owned());
             }
             e

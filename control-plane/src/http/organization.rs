@@ -152,8 +152,7 @@ pub async fn get_organization(
     Ok(Json(OrganizationDetails::from(&row)))
 }
 
-/// Change the organization's settings (region policy, alert webhook, rate limits, usage
-/// retention and payload storage).
+/// Change the organization's settings (regions, webhook, rate limits, usage storage).
 ///
 /// A changed policy is published to the data plane before the call returns.
 #[utoipa::path(
