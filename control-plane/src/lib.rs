@@ -31,6 +31,11 @@
 //! - [`usage_store`]: the database side of ingest ([`DbUsageWriter`](usage_store::DbUsageWriter)).
 //! - [`alerts`]: the budget alert worker (thresholds crossed → `budget_alerts`, signed webhook
 //!   deliveries with retries); [`ledger`]: the budget ledger's read side.
+//! - [`rollup`]: rollup keys and aggregation (minute/hour/day × dimensions × tag) for
+//!   `usage_rollups`; [`retention`]: the worker that drops old usage partitions, rows, payloads
+//!   and rollups per organization.
+//! - [`analytics`]: timeseries and breakdowns over the usage rollups (merged sketches for
+//!   percentiles); the request log and CSV export live in `http::requests` and `http::usage`.
 //! - [`state`]: [`AppState`](state::AppState), what handlers share.
 //!
 //! # Entry points
@@ -40,6 +45,7 @@
 //! `127.0.0.1:0`). [`app`] is the bare control-plane router for `oneshot` tests.
 
 pub mod alerts;
+pub mod analytics;
 pub mod audit;
 pub mod auth;
 pub mod catalog;
@@ -53,6 +59,8 @@ pub mod ledger;
 pub mod openapi;
 pub mod password;
 pub mod publish;
+pub mod retention;
+pub mod rollup;
 pub mod secrets;
 pub mod sketch;
 pub mod state;
@@ -374,6 +382,13 @@ pub async fn start_with_clock(
         state.clone(),
         webhook_client,
         Duration::from_millis(config.alert_interval_ms),
+        workers_rx.clone(),
+    ));
+    // Usage retention: drops old partitions and rows, trims rollups (see `retention`).
+    workers.push(retention::spawn(
+        state.db.clone(),
+        config.retention_settings(),
+        Duration::from_secs(config.retention_interval_secs),
         workers_rx,
     ));
 

@@ -196,6 +196,7 @@ fn get_varint(input: &mut &[u8]) -> Result<u64, SketchError> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::expect_used)]
     use super::*;
 
     /// The nearest-rank quantile of `sorted`, computed directly.

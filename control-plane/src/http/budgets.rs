@@ -19,6 +19,12 @@
 //! the window, see `crate::alerts::window_spend`) and `reserved_usd` (held by in-flight
 //! requests). Owners and admins manage budgets; everyone reads them.
 //!
+//! Reads also carry `forecast_usd`, the spend expected by the end of the current period, and
+//! `forecast_method` ([`FORECAST_METHOD`], see [`forecast_micros`]): the window's spend so far
+//! extrapolated linearly at its average rate (spent ÷ elapsed × period length, with at least
+//! one hour counted as elapsed so a period's first minutes do not explode the estimate); null
+//! for `lifetime` budgets, which have no end.
+//!
 //! Deleting a team deletes its budgets in the same change ([`delete_for_scope`]); keys are
 //! revoked, not deleted, so a revoked key's budget stays (it can no longer be spent against).
 
@@ -45,6 +51,33 @@ use crate::auth::AuthUser;
 use crate::entities::{api_key, budget, team};
 use crate::error::ApiError;
 use crate::state::AppState;
+
+/// How `forecast_usd` is computed (see [`forecast_micros`]).
+pub const FORECAST_METHOD: &str = "linear_extrapolation";
+/// Least elapsed time a forecast divides by.
+const MIN_FORECAST_ELAPSED_SECS: i64 = 3600;
+
+/// The spend expected at the end of the window `[start, end)` if spending continues at the
+/// window's average rate so far: `spent × (end − start) / elapsed`, where elapsed is
+/// `now − start` counted as at least one hour (and at most the whole window), rounded half up
+/// to the µ$. `None` without an end (lifetime budgets). Never below `spent`.
+pub fn forecast_micros(
+    spent: i64,
+    start: OffsetDateTime,
+    end: Option<OffsetDateTime>,
+    now: OffsetDateTime,
+) -> Option<i64> {
+    let end = end?;
+    let total = (end - start).whole_seconds().max(1);
+    let elapsed = (now - start)
+        .whole_seconds()
+        .max(MIN_FORECAST_ELAPSED_SECS)
+        .min(total);
+    let scaled = i128::from(spent) * i128::from(total);
+    let elapsed = i128::from(elapsed);
+    let forecast = (2 * scaled + elapsed).div_euclid(2 * elapsed);
+    Some(i64::try_from(forecast).unwrap_or(i64::MAX).max(spent))
+}
 
 /// Most alert thresholds on one budget.
 pub const MAX_THRESHOLDS: usize = 10;
@@ -175,6 +208,14 @@ pub struct BudgetDto {
     /// Held by requests in flight in the current period (decimal string).
     #[schema(example = "0.02")]
     pub reserved_usd: String,
+    /// Spend expected by `period_end` at the period's average rate so far (decimal string);
+    /// null for `lifetime`. See `forecast_method`.
+    #[schema(example = "9.75")]
+    pub forecast_usd: Option<String>,
+    /// How `forecast_usd` is computed: `linear_extrapolation` (spent ÷ elapsed × period
+    /// length, elapsed counted as at least one hour).
+    #[schema(example = "linear_extrapolation")]
+    pub forecast_method: String,
     /// Start of the current period.
     #[serde(with = "time::serde::rfc3339")]
     pub period_start: OffsetDateTime,
@@ -188,8 +229,16 @@ pub struct BudgetDto {
 }
 
 impl BudgetDto {
-    fn new(b: budget::Model, spend: WindowSpend) -> Self {
+    fn new(b: budget::Model, spend: WindowSpend, now: OffsetDateTime) -> Self {
+        let forecast = forecast_micros(
+            spend.spent_micros,
+            spend.window.start,
+            spend.window.end,
+            now,
+        );
         Self {
+            forecast_usd: forecast.map(format_usd),
+            forecast_method: FORECAST_METHOD.to_owned(),
             alert_thresholds: b.thresholds(),
             id: b.id,
             scope: b.scope,
@@ -302,8 +351,9 @@ async fn scope_id<C: sea_orm::ConnectionTrait>(
 
 /// The budget's DTO with its current period read now.
 async fn dto(state: &AppState, b: budget::Model) -> Result<BudgetDto, ApiError> {
-    let spend = alerts::window_spend(state, &b, OffsetDateTime::now_utc()).await?;
-    Ok(BudgetDto::new(b, spend))
+    let now = OffsetDateTime::now_utc();
+    let spend = alerts::window_spend(state, &b, now).await?;
+    Ok(BudgetDto::new(b, spend, now))
 }
 
 /// Deletes the budgets of `scope` object `scope_id` (a team being deleted) in `change`, and
@@ -573,6 +623,22 @@ mod tests {
         ] {
             assert!(limit(&bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn forecasts_extrapolate_the_average_rate() {
+        let start = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
+        let end = Some(start + time::Duration::days(30));
+        // 10 days in, $3 spent → $9 by the end.
+        let now = start + time::Duration::days(10);
+        assert_eq!(forecast_micros(3_000_000, start, end, now), Some(9_000_000));
+        // A minute in: counted as an hour, so $0.01 → $7.20, not $432.
+        let now = start + time::Duration::minutes(1);
+        assert_eq!(forecast_micros(10_000, start, end, now), Some(7_200_000));
+        // Past the end: what was spent.
+        let now = start + time::Duration::days(40);
+        assert_eq!(forecast_micros(5, start, end, now), Some(5));
+        assert_eq!(forecast_micros(5, start, None, now), None);
     }
 
     #[test]

@@ -18,6 +18,7 @@
 //! - [`router`]: the full control-plane router with its middleware stack.
 
 pub mod alerts;
+pub mod analytics;
 pub mod audit;
 pub mod auth;
 pub mod budgets;
@@ -31,6 +32,7 @@ pub mod models;
 pub mod organization;
 pub mod permissions;
 pub mod providers;
+pub mod requests;
 pub(crate) mod resource;
 pub mod routes;
 pub mod security;
@@ -88,6 +90,8 @@ pub fn api_router() -> Router<AppState> {
         .merge(usage::router())
         .merge(budgets::router())
         .merge(alerts::router())
+        .merge(analytics::router())
+        .merge(requests::router())
         .method_not_allowed_fallback(method_not_allowed)
 }
 

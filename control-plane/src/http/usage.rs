@@ -1,4 +1,5 @@
-//! `GET /usage`: the organization's usage records, newest first, with totals.
+//! `GET /usage`: the organization's usage records, newest first, with totals; and
+//! `GET /usage/export`: the same records of a range as CSV (see [`export_usage`]).
 //!
 //! Query parameters:
 //! - `limit`: rows per page, 1 to 1000 (default 50).
@@ -42,7 +43,9 @@ const DEFAULT_LIMIT: u64 = 50;
 const MAX_LIMIT: u64 = 1000;
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/usage", get(list_usage))
+    Router::new()
+        .route("/usage", get(list_usage))
+        .route("/usage/export", get(export_usage))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -304,7 +307,7 @@ pub(crate) fn sum(column: &str) -> SimpleExpr {
 }
 
 /// What rows are ordered by: the column on PostgreSQL, its Julian day on SQLite (see module docs).
-fn started_at_order(backend: DbBackend) -> SimpleExpr {
+pub(crate) fn started_at_order(backend: DbBackend) -> SimpleExpr {
     match backend {
         DbBackend::Sqlite => Expr::cust("julianday(\"started_at\")"),
         _ => Expr::col(usage_record::Column::StartedAt),
@@ -316,6 +319,7 @@ fn started_at_order(backend: DbBackend) -> SimpleExpr {
 pub(crate) enum Cmp {
     Lt,
     Eq,
+    Gt,
     Ge,
 }
 
@@ -327,6 +331,7 @@ pub(crate) fn started_at_cmp(backend: DbBackend, cmp: Cmp, t: OffsetDateTime) ->
             let op = match cmp {
                 Cmp::Lt => "<",
                 Cmp::Eq => "=",
+                Cmp::Gt => ">",
                 Cmp::Ge => ">=",
             };
             Expr::cust_with_values(format!("julianday(\"started_at\") {op} julianday(?)"), [t])
@@ -334,7 +339,296 @@ pub(crate) fn started_at_cmp(backend: DbBackend, cmp: Cmp, t: OffsetDateTime) ->
         _ => match cmp {
             Cmp::Lt => col.lt(t),
             Cmp::Eq => col.eq(t),
+            Cmp::Gt => col.gt(t),
             Cmp::Ge => col.gte(t),
         },
+    }
+}
+
+/// Rows strictly after `(started_at, id)` in the order `(started_at, id)` descending
+/// (`newest_first`) or ascending: the keyset condition of cursor paging.
+pub(crate) fn after_key(
+    backend: DbBackend,
+    started_at: OffsetDateTime,
+    id: Uuid,
+    newest_first: bool,
+) -> Condition {
+    let (cmp, id_cmp) = if newest_first {
+        (Cmp::Lt, usage_record::Column::Id.lt(id))
+    } else {
+        (Cmp::Gt, usage_record::Column::Id.gt(id))
+    };
+    Condition::any()
+        .add(started_at_cmp(backend, cmp, started_at))
+        .add(
+            Condition::all()
+                .add(started_at_cmp(backend, Cmp::Eq, started_at))
+                .add(id_cmp),
+        )
+}
+
+/// Columns of the CSV export, in order (a contract: documented in the README).
+pub const EXPORT_COLUMNS: [&str; 27] = [
+    "id",
+    "started_at",
+    "key_id",
+    "team_id",
+    "model",
+    "provider",
+    "upstream_model",
+    "deployment_id",
+    "route",
+    "region",
+    "endpoint",
+    "stream",
+    "status",
+    "outcome",
+    "error_code",
+    "error_class",
+    "cache_hit",
+    "attempts",
+    "prompt_tokens",
+    "completion_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "tokens_estimated",
+    "cost_usd",
+    "latency_ms",
+    "ttft_ms",
+    "tags",
+];
+
+/// Rows read per database round trip of the export.
+const EXPORT_PAGE: u64 = 1000;
+/// Longest range one export may cover.
+const MAX_EXPORT_DAYS: i64 = 366;
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct ExportQuery {
+    /// Start of the range (RFC 3339, inclusive); default 24 hours before `to`.
+    pub from: Option<String>,
+    /// End of the range (RFC 3339, exclusive); default now.
+    pub to: Option<String>,
+}
+
+/// One CSV field: quoted when it holds a comma, quote, CR or LF (quotes doubled, RFC 4180).
+/// Free text that a spreadsheet would run as a formula (starting with `=`, `+`, `-`, `@`, tab
+/// or CR) gets a leading `'`.
+fn csv_text(out: &mut String, value: &str) {
+    let guarded = value.starts_with(['=', '+', '-', '@', '\t', '\r']);
+    let quote = guarded || value.contains([',', '"', '\n', '\r']);
+    if quote {
+        out.push('"');
+    }
+    if guarded {
+        out.push('\'');
+    }
+    for c in value.chars() {
+        if c == '"' {
+            out.push('"');
+        }
+        out.push(c);
+    }
+    if quote {
+        out.push('"');
+    }
+}
+
+/// One record as a CSV line (with its `\r\n`).
+fn csv_line(out: &mut String, r: &usage_record::Model) {
+    use std::fmt::Write;
+    let opt = |v: Option<String>| v.unwrap_or_default();
+    let started = r
+        .started_at
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default();
+    let fields: [(String, bool); 27] = [
+        (r.id.to_string(), false),
+        (started, false),
+        (opt(r.key_id.map(|u| u.to_string())), false),
+        (opt(r.team_id.map(|u| u.to_string())), false),
+        (r.model.clone(), true),
+        (opt(r.provider.clone()), true),
+        (opt(r.upstream_model.clone()), true),
+        (opt(r.deployment_id.map(|u| u.to_string())), false),
+        (opt(r.route.clone()), true),
+        (opt(r.region.clone()), true),
+        (r.endpoint.clone(), true),
+        (r.stream.to_string(), false),
+        (r.status.to_string(), false),
+        (r.outcome.clone(), true),
+        (opt(r.error_code.clone()), true),
+        (opt(r.error_class.clone()), true),
+        (r.cache_hit.to_string(), false),
+        (r.attempts.to_string(), false),
+        (r.prompt_tokens.to_string(), false),
+        (r.completion_tokens.to_string(), false),
+        (r.cache_read_tokens.to_string(), false),
+        (r.cache_write_tokens.to_string(), false),
+        (r.tokens_estimated.to_string(), false),
+        (format_usd(r.cost_micros), false),
+        (r.latency_ms.to_string(), false),
+        (opt(r.ttft_ms.map(|v| v.to_string())), false),
+        (opt(r.tags.as_ref().map(|t| t.to_string())), true),
+    ];
+    for (i, (value, text)) in fields.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        if *text {
+            csv_text(out, value);
+        } else {
+            let _ = write!(out, "{value}");
+        }
+    }
+    out.push_str("\r\n");
+}
+
+/// Where the export stream is.
+struct ExportCursor {
+    db: sea_orm::DatabaseConnection,
+    tenant_id: Uuid,
+    from: OffsetDateTime,
+    to: OffsetDateTime,
+    /// `(started_at, id)` of the last row sent; `None` before the first page.
+    after: Option<(OffsetDateTime, Uuid)>,
+    header_sent: bool,
+    done: bool,
+}
+
+/// The next chunk of the export: the header, then one page of rows per call.
+async fn next_chunk(
+    mut c: ExportCursor,
+) -> Option<(Result<axum::body::Bytes, std::io::Error>, ExportCursor)> {
+    if !c.header_sent {
+        c.header_sent = true;
+        let mut line = EXPORT_COLUMNS.join(",");
+        line.push_str("\r\n");
+        return Some((Ok(line.into()), c));
+    }
+    if c.done {
+        return None;
+    }
+    let backend = c.db.get_database_backend();
+    let mut page = usage_record::Entity::find()
+        .filter(usage_record::Column::TenantId.eq(c.tenant_id))
+        .filter(started_at_cmp(backend, Cmp::Ge, c.from))
+        .filter(started_at_cmp(backend, Cmp::Lt, c.to));
+    if let Some((t, id)) = c.after {
+        page = page.filter(after_key(backend, t, id, false));
+    }
+    let rows = match page
+        .order_by(started_at_order(backend), Order::Asc)
+        .order_by_asc(usage_record::Column::Id)
+        .limit(EXPORT_PAGE)
+        .all(&c.db)
+        .await
+    {
+        Ok(rows) => rows,
+        Err(e) => {
+            // The 200 and the header are gone already: cut the body so the client sees a
+            // truncated transfer rather than a complete-looking file.
+            tracing::error!(error = %e, "usage export failed mid-stream");
+            c.done = true;
+            return Some((Err(std::io::Error::other("usage export failed")), c));
+        }
+    };
+    if (rows.len() as u64) < EXPORT_PAGE {
+        c.done = true;
+    }
+    let last = rows.last()?;
+    c.after = Some((last.started_at, last.id));
+    let mut out = String::with_capacity(rows.len() * 256);
+    for r in &rows {
+        csv_line(&mut out, r);
+    }
+    Some((Ok(out.into()), c))
+}
+
+/// Export the organization's usage records of a range as CSV, oldest first.
+///
+/// `text/csv` with a header row and one row per request; columns, in order: `id`,
+/// `started_at` (RFC 3339, UTC), `key_id`, `team_id`, `model`, `provider`, `upstream_model`,
+/// `deployment_id`, `route`, `region`, `endpoint`, `stream`, `status`, `outcome`,
+/// `error_code`, `error_class`, `cache_hit`, `attempts`, `prompt_tokens`,
+/// `completion_tokens`, `cache_read_tokens`, `cache_write_tokens`, `tokens_estimated`,
+/// `cost_usd` (exact decimal), `latency_ms`, `ttft_ms`, `tags` (a JSON object). Empty field =
+/// not set. Fields are quoted per RFC 4180 when needed; text that a spreadsheet would read as
+/// a formula gets a leading `'`. The body is streamed page by page (1000 rows per database
+/// read), so a long range is never held in memory. Range: `from`/`to` as RFC 3339 (default the
+/// last 24 hours, at most 366 days).
+#[utoipa::path(
+    get,
+    path = "/api/v1/usage/export",
+    tag = "usage",
+    security(("bearer" = [])),
+    params(ExportQuery),
+    responses(
+        (status = 200, description = "CSV, one row per request", content_type = "text/csv", body = String),
+        (status = 400, description = "Bad range", body = crate::error::ErrorBody),
+        (status = 401, body = crate::error::ErrorBody),
+    )
+)]
+pub async fn export_usage(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    ApiQuery(q): ApiQuery<ExportQuery>,
+) -> Result<axum::response::Response, ApiError> {
+    use axum::http::header;
+    use axum::response::IntoResponse;
+    let (from, to) = super::analytics::range(
+        q.from.as_deref(),
+        q.to.as_deref(),
+        OffsetDateTime::now_utc(),
+        24 * 3600,
+        MAX_EXPORT_DAYS,
+    )?;
+    let cursor = ExportCursor {
+        db: state.db.clone(),
+        tenant_id: auth.tenant_id,
+        from,
+        to,
+        after: None,
+        header_sent: false,
+        done: false,
+    };
+    let body = axum::body::Body::from_stream(futures::stream::unfold(cursor, next_chunk));
+    let name = format!(
+        "attachment; filename=\"usage-{}-{}.csv\"",
+        from.unix_timestamp(),
+        to.unix_timestamp()
+    );
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
+            (header::CONTENT_DISPOSITION, name),
+            (header::CACHE_CONTROL, "no-store".to_owned()),
+        ],
+        body,
+    )
+        .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use super::csv_text;
+
+    fn esc(v: &str) -> String {
+        let mut s = String::new();
+        csv_text(&mut s, v);
+        s
+    }
+
+    #[test]
+    fn csv_fields_are_escaped() {
+        assert_eq!(esc("gpt-4o"), "gpt-4o");
+        assert_eq!(esc("a,b"), "\"a,b\"");
+        assert_eq!(esc("say \"hi\""), "\"say \"\"hi\"\"\"");
+        assert_eq!(esc("two\nlines"), "\"two\nlines\"");
+        assert_eq!(esc("=HYPERLINK(1)"), "\"'=HYPERLINK(1)\"");
     }
 }
