@@ -175,6 +175,10 @@ pub struct Config {
     #[arg(long, env = "SWITCHYARD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
 
+    /// Billing (Stripe); off without `STRIPE_SECRET_KEY`.
+    #[command(flatten)]
+    pub billing: crate::billing::BillingSettings,
+
     /// Request handling of the embedded data plane (zero-setup mode only).
     #[command(flatten)]
     pub settings: Settings,
@@ -211,6 +215,7 @@ impl fmt::Debug for Config {
             .field("cors_origins", &self.cors_origins)
             .field("hsts_max_age_secs", &self.hsts_max_age_secs)
             .field("alert_interval_ms", &self.alert_interval_ms)
+            .field("billing", &self.billing)
             .field("settings", &self.settings)
             .finish()
     }
@@ -241,6 +246,7 @@ impl Config {
             cors_origins: None,
             hsts_max_age_secs: 0,
             alert_interval_ms: 1000,
+            billing: Default::default(),
             settings: Settings::default(),
         }
     }

@@ -26,6 +26,8 @@
 //! - config_outbox: committed changes waiting to be published to the data plane.
 //! - governance (000035–000038): key limits, scopes, metadata, rotation and `last_used_at`;
 //!   team and organization rate limits; team_members; audit_events.
+//! - billing (000050–000059): tenants' plan, Stripe customer/subscription and suspension;
+//!   stripe_events (webhook idempotency); billing_reports (metered usage sent to Stripe).
 //!
 //! Timestamps are `timestamp with time zone` (stored as RFC 3339 text on SQLite). Usage records
 //! carry no foreign keys on purpose: they are an append-only ledger written from events, and a
@@ -61,6 +63,9 @@ mod m20261206_000035_add_api_key_governance;
 mod m20261206_000036_add_team_tenant_rate_limits;
 mod m20261206_000037_create_team_members;
 mod m20261206_000038_create_audit_events;
+mod m20261206_000050_add_tenant_billing;
+mod m20261206_000051_create_stripe_events;
+mod m20261206_000052_create_billing_reports;
 
 /// Every migration, in order. Run with `Migrator::up(&db, None)`.
 pub struct Migrator;
@@ -97,6 +102,9 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000036_add_team_tenant_rate_limits::Migration),
             Box::new(m20261206_000037_create_team_members::Migration),
             Box::new(m20261206_000038_create_audit_events::Migration),
+            Box::new(m20261206_000050_add_tenant_billing::Migration),
+            Box::new(m20261206_000051_create_stripe_events::Migration),
+            Box::new(m20261206_000052_create_billing_reports::Migration),
         ]
     }
 }

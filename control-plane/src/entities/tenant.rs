@@ -20,6 +20,17 @@ pub struct Model {
     // Rate limits (migration 000036); NULL = none.
     pub rpm_limit: Option<i64>,
     pub tpm_limit: Option<i64>,
+    // Billing (migration 000050; see `crate::billing`). NULL plan = the configured default.
+    pub plan: Option<String>,
+    pub stripe_customer_id: Option<String>,
+    pub stripe_subscription_id: Option<String>,
+    pub subscription_status: Option<String>,
+    pub payment_failed_at: Option<TimeDateTimeWithTimeZone>,
+    pub suspended_at: Option<TimeDateTimeWithTimeZone>,
+    pub suspension_reason: Option<String>,
+    pub suspension_message: Option<String>,
+    /// The usage reporter's claim (Unix ms).
+    pub billing_claimed_until: Option<i64>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -240,6 +240,15 @@ pub async fn signup(
         alert_webhook_secret: None,
         rpm_limit: None,
         tpm_limit: None,
+        plan: None,
+        stripe_customer_id: None,
+        stripe_subscription_id: None,
+        subscription_status: None,
+        payment_failed_at: None,
+        suspended_at: None,
+        suspension_reason: None,
+        suspension_message: None,
+        billing_claimed_until: None,
     };
     let user = user::Model {
         id: Uuid::new_v4(),
@@ -267,6 +276,7 @@ pub async fn signup(
         alert_webhook_secret: Set(None),
         rpm_limit: Set(None),
         tpm_limit: Set(None),
+        ..Default::default()
     })
     .exec_without_returning(&tx)
     .await?;

@@ -20,6 +20,7 @@
 pub mod alerts;
 pub mod audit;
 pub mod auth;
+pub mod billing;
 pub mod budgets;
 pub mod catalog;
 mod extract;
@@ -88,6 +89,7 @@ pub fn api_router() -> Router<AppState> {
         .merge(usage::router())
         .merge(budgets::router())
         .merge(alerts::router())
+        .merge(billing::router())
         .method_not_allowed_fallback(method_not_allowed)
 }
 

@@ -33,6 +33,8 @@ pub struct TenantView {
     team_limits: BTreeMap<Uuid, RateLimits>,
     /// The tenant's budgets (every scope), for the budget stage.
     budgets: Vec<shared::governance::BudgetRecord>,
+    /// Set while the organization is suspended (billing): authentication refuses its requests.
+    suspension: Option<shared::config::Suspension>,
 }
 
 impl TenantView {
@@ -69,7 +71,13 @@ impl TenantView {
             limits: config.limits,
             team_limits: config.team_limits.clone(),
             budgets: config.budgets.clone(),
+            suspension: config.suspension.clone(),
         }
+    }
+
+    /// Why the organization is suspended, if it is (see `pipeline::authenticate`).
+    pub fn suspension(&self) -> Option<&shared::config::Suspension> {
+        self.suspension.as_ref()
     }
 
     pub fn tenant_id(&self) -> Uuid {
