@@ -210,3 +210,72 @@ pub async fn check_all(state: &AppState, now: OffsetDateTime) -> anyhow::Result<
     }
     Ok(changed)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::billing::BillingSettings;
+
+    fn row(plan: Option<&str>) -> tenant::Model {
+        tenant::Model {
+            id: Uuid::nil(),
+            name: "org".into(),
+            config_version: 1,
+            created_at: OffsetDateTime::UNIX_EPOCH,
+            allowed_regions: None,
+            alert_webhook_url: None,
+            alert_webhook_secret: None,
+            rpm_limit: None,
+            tpm_limit: None,
+            plan: plan.map(str::to_owned),
+            stripe_customer_id: None,
+            stripe_subscription_id: None,
+            subscription_status: None,
+            payment_failed_at: None,
+            suspended_at: None,
+            suspension_reason: None,
+            suspension_message: None,
+            billing_claimed_until: None,
+        }
+    }
+
+    #[test]
+    fn decisions() {
+        let billing = Billing {
+            settings: BillingSettings {
+                grace_secs: 60,
+                ..BillingSettings::default()
+            },
+            plans: super::super::Plans::builtin(&BillingSettings::default()),
+            stripe: None,
+        };
+        let now = time::macros::datetime!(2026-12-06 10:00 UTC);
+        // Free: $5 billed at 20 % margin is $4.166667 of cost.
+        assert_eq!(desired(&billing, &row(None), 4_166_000, now), None);
+        assert_eq!(
+            desired(&billing, &row(None), 4_166_667, now),
+            Some(SuspensionReason::CreditExhausted)
+        );
+        // Pay-as-you-go: no credit; a failed payment within the grace period is not a suspension.
+        let mut t = row(Some("payg"));
+        assert_eq!(desired(&billing, &t, 99_000_000, now), None);
+        t.payment_failed_at = Some(now - time::Duration::seconds(59));
+        assert_eq!(desired(&billing, &t, 0, now), None);
+        t.payment_failed_at = Some(now - time::Duration::seconds(60));
+        assert_eq!(
+            desired(&billing, &t, 0, now),
+            Some(SuspensionReason::PaymentFailed)
+        );
+        // Enterprise: never automatically; manual: never lifted automatically.
+        let mut e = row(Some("enterprise"));
+        e.payment_failed_at = t.payment_failed_at;
+        assert_eq!(desired(&billing, &e, 99_000_000, now), None);
+        let mut m = row(Some("payg"));
+        m.suspension_reason = Some("manual".into());
+        assert_eq!(
+            desired(&billing, &m, 0, now),
+            Some(SuspensionReason::Manual)
+        );
+        assert_eq!(of_row(&m).map(|s| s.reason), Some(SuspensionReason::Manual));
+    }
+}
