@@ -171,6 +171,39 @@ pub struct Config {
     #[arg(long, env = "SWITCHYARD_ALERT_INTERVAL_MS", default_value_t = 1000)]
     pub alert_interval_ms: u64,
 
+    /// Days raw usage rows (and stored payloads) are kept for organizations without their own
+    /// `usage_retention_days`.
+    #[arg(long, env = "SWITCHYARD_USAGE_RETENTION_DAYS", default_value_t = 30)]
+    pub usage_retention_days: u32,
+    /// How often the usage retention worker runs, in seconds.
+    #[arg(
+        long,
+        env = "SWITCHYARD_RETENTION_INTERVAL_SECS",
+        default_value_t = 3600
+    )]
+    pub retention_interval_secs: u64,
+    /// Hours minute rollups are kept.
+    #[arg(
+        long,
+        env = "SWITCHYARD_ROLLUP_MINUTE_RETENTION_HOURS",
+        default_value_t = 48
+    )]
+    pub rollup_minute_retention_hours: u32,
+    /// Days hour rollups are kept.
+    #[arg(
+        long,
+        env = "SWITCHYARD_ROLLUP_HOUR_RETENTION_DAYS",
+        default_value_t = 90
+    )]
+    pub rollup_hour_retention_days: u32,
+    /// Days day rollups are kept.
+    #[arg(
+        long,
+        env = "SWITCHYARD_ROLLUP_DAY_RETENTION_DAYS",
+        default_value_t = 400
+    )]
+    pub rollup_day_retention_days: u32,
+
     /// Log line format.
     #[arg(long, env = "SWITCHYARD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -215,6 +248,17 @@ impl fmt::Debug for Config {
             .field("cors_origins", &self.cors_origins)
             .field("hsts_max_age_secs", &self.hsts_max_age_secs)
             .field("alert_interval_ms", &self.alert_interval_ms)
+            .field("usage_retention_days", &self.usage_retention_days)
+            .field("retention_interval_secs", &self.retention_interval_secs)
+            .field(
+                "rollup_minute_retention_hours",
+                &self.rollup_minute_retention_hours,
+            )
+            .field(
+                "rollup_hour_retention_days",
+                &self.rollup_hour_retention_days,
+            )
+            .field("rollup_day_retention_days", &self.rollup_day_retention_days)
             .field("billing", &self.billing)
             .field("settings", &self.settings)
             .finish()
@@ -246,6 +290,11 @@ impl Config {
             cors_origins: None,
             hsts_max_age_secs: 0,
             alert_interval_ms: 1000,
+            usage_retention_days: 30,
+            retention_interval_secs: 3600,
+            rollup_minute_retention_hours: 48,
+            rollup_hour_retention_days: 90,
+            rollup_day_retention_days: 400,
             billing: Default::default(),
             settings: Settings::default(),
         }
@@ -263,6 +312,18 @@ impl Config {
         }
         if self.alert_interval_ms == 0 {
             bail!("SWITCHYARD_ALERT_INTERVAL_MS must be at least 1");
+        }
+        if !(1..=3650).contains(&self.usage_retention_days) {
+            bail!("SWITCHYARD_USAGE_RETENTION_DAYS must be between 1 and 3650");
+        }
+        if self.retention_interval_secs == 0 {
+            bail!("SWITCHYARD_RETENTION_INTERVAL_SECS must be at least 1");
+        }
+        if self.rollup_minute_retention_hours == 0
+            || self.rollup_hour_retention_days == 0
+            || self.rollup_day_retention_days == 0
+        {
+            bail!("rollup retentions (SWITCHYARD_ROLLUP_*_RETENTION_*) must be at least 1");
         }
         if let Some(url) = &self.database_url {
             let url = url.expose();
@@ -336,6 +397,16 @@ impl Config {
             bail!("SWITCHYARD_HSTS_MAX_AGE_SECS must be at most 63072000 (two years)");
         }
         Ok(())
+    }
+
+    /// The usage retention worker's settings (`crate::retention`).
+    pub fn retention_settings(&self) -> crate::retention::RetentionSettings {
+        crate::retention::RetentionSettings {
+            default_days: self.usage_retention_days,
+            minute_rollup_hours: self.rollup_minute_retention_hours,
+            hour_rollup_days: self.rollup_hour_retention_days,
+            day_rollup_days: self.rollup_day_retention_days,
+        }
     }
 
     /// The login and sign-up limits (`crate::throttle`).

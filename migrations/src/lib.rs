@@ -1,7 +1,8 @@
 //! Database schema of the control plane, as sea-orm migrations.
 //!
 //! The same migrations run on PostgreSQL (production) and SQLite (the zero-setup default), so
-//! they are written with the schema builder only, never raw SQL. One migration per file, named
+//! they are written with the schema builder only, never raw SQL (one exception: PostgreSQL's
+//! partitioning of usage_records in 000041, which the builder cannot express). One migration per file, named
 //! `mYYYYMMDD_NNNNNN_what.rs` (`DeriveMigrationName` takes the name from the file name). A
 //! migration that has been applied anywhere is never edited: add a new one.
 //!
@@ -26,6 +27,10 @@
 //! - config_outbox: committed changes waiting to be published to the data plane.
 //! - governance (000035–000038): key limits, scopes, metadata, rotation and `last_used_at`;
 //!   team and organization rate limits; team_members; audit_events.
+//! - usage storage (000040–000044): usage_records gain route, region, error class, cache hit,
+//!   attempts and tags, and on PostgreSQL become partitioned by day (`usage_records_pYYYYMMDD`);
+//!   usage_rollups (minute/hour/day aggregates with latency sketches); usage_payloads (opt-in
+//!   prompts and answers); tenants.usage_retention_days and tenants.store_payloads.
 //! - billing (000050–000059): tenants' plan, Stripe customer/subscription and suspension;
 //!   stripe_events (webhook idempotency); billing_reports (metered usage sent to Stripe).
 //!
@@ -63,6 +68,11 @@ mod m20261206_000035_add_api_key_governance;
 mod m20261206_000036_add_team_tenant_rate_limits;
 mod m20261206_000037_create_team_members;
 mod m20261206_000038_create_audit_events;
+mod m20261206_000040_add_usage_record_dimensions;
+mod m20261206_000041_partition_usage_records;
+mod m20261206_000042_create_usage_rollups;
+mod m20261206_000043_create_usage_payloads;
+mod m20261206_000044_add_tenant_usage_settings;
 mod m20261206_000050_add_tenant_billing;
 mod m20261206_000051_create_stripe_events;
 mod m20261206_000052_create_billing_reports;
@@ -102,6 +112,11 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000036_add_team_tenant_rate_limits::Migration),
             Box::new(m20261206_000037_create_team_members::Migration),
             Box::new(m20261206_000038_create_audit_events::Migration),
+            Box::new(m20261206_000040_add_usage_record_dimensions::Migration),
+            Box::new(m20261206_000041_partition_usage_records::Migration),
+            Box::new(m20261206_000042_create_usage_rollups::Migration),
+            Box::new(m20261206_000043_create_usage_payloads::Migration),
+            Box::new(m20261206_000044_add_tenant_usage_settings::Migration),
             Box::new(m20261206_000050_add_tenant_billing::Migration),
             Box::new(m20261206_000051_create_stripe_events::Migration),
             Box::new(m20261206_000052_create_billing_reports::Migration),

@@ -227,6 +227,8 @@ mod tests {
             alert_webhook_secret: None,
             rpm_limit: None,
             tpm_limit: None,
+            usage_retention_days: None,
+            store_payloads: false,
             plan: plan.map(str::to_owned),
             stripe_customer_id: None,
             stripe_subscription_id: None,

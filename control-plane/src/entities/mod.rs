@@ -22,7 +22,9 @@ pub mod team;
 pub mod team_member;
 pub mod tenant;
 pub mod tenant_catalog_entry;
+pub mod usage_payload;
 pub mod usage_record;
+pub mod usage_rollup;
 pub mod user;
 
 /// A JSON array of strings as stored in a nullable JSON column: `None` for NULL, and an empty

@@ -20,6 +20,11 @@ pub struct Model {
     // Rate limits (migration 000036); NULL = none.
     pub rpm_limit: Option<i64>,
     pub tpm_limit: Option<i64>,
+    // Usage storage (migration 000044).
+    /// Days raw usage rows and payloads are kept; NULL = the server default.
+    pub usage_retention_days: Option<i32>,
+    /// Whether prompts and answers are stored in `usage_payloads`.
+    pub store_payloads: bool,
     // Billing (migration 000050; see `crate::billing`). NULL plan = the configured default.
     pub plan: Option<String>,
     pub stripe_customer_id: Option<String>,

@@ -240,6 +240,8 @@ pub async fn signup(
         alert_webhook_secret: None,
         rpm_limit: None,
         tpm_limit: None,
+        usage_retention_days: None,
+        store_payloads: false,
         plan: None,
         stripe_customer_id: None,
         stripe_subscription_id: None,
@@ -276,6 +278,8 @@ pub async fn signup(
         alert_webhook_secret: Set(None),
         rpm_limit: Set(None),
         tpm_limit: Set(None),
+        usage_retention_days: Set(None),
+        store_payloads: Set(false),
         ..Default::default()
     })
     .exec_without_returning(&tx)

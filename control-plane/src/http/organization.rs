@@ -15,6 +15,10 @@
 //! Rate limits: `rpm_limit` and `tpm_limit` cap requests and tokens per minute over every key
 //! of the organization together (on top of each key's and team's limits); published in
 //! `TenantConfig.limits`, `null` removes one.
+//! Usage storage: `usage_retention_days` (1–3650; `null` = the server default
+//! `SWITCHYARD_USAGE_RETENTION_DAYS`) is how long the organization's raw usage rows and payloads
+//! are kept (`crate::retention`); `store_payloads` opts in to storing prompts and answers,
+//! published in `TenantConfig.store_payloads` (the data plane only captures them when it is on).
 
 use axum::Json;
 use axum::Router;
@@ -68,6 +72,12 @@ pub struct OrganizationDetails {
     pub rpm_limit: Option<u64>,
     /// Tokens per minute over every key of the organization; null: none.
     pub tpm_limit: Option<u64>,
+    /// Days raw usage rows and payloads are kept; null: the server default
+    /// (`SWITCHYARD_USAGE_RETENTION_DAYS`, 30 unless configured).
+    #[schema(example = 90)]
+    pub usage_retention_days: Option<u32>,
+    /// Whether prompts and answers are stored with the usage (off by default).
+    pub store_payloads: bool,
 }
 
 impl From<&tenant::Model> for OrganizationDetails {
@@ -82,6 +92,8 @@ impl From<&tenant::Model> for OrganizationDetails {
             alert_webhook_secret: None,
             rpm_limit: t.rpm_limit.and_then(|n| u64::try_from(n).ok()),
             tpm_limit: t.tpm_limit.and_then(|n| u64::try_from(n).ok()),
+            usage_retention_days: t.usage_retention_days.and_then(|n| u32::try_from(n).ok()),
+            store_payloads: t.store_payloads,
         }
     }
 }
@@ -108,7 +120,18 @@ pub struct UpdateOrganizationRequest {
     #[serde(default, deserialize_with = "validate::nullable")]
     #[schema(value_type = Option<u64>, required = false)]
     pub tpm_limit: Option<Option<u64>>,
+    /// Days raw usage rows and payloads are kept, 1–3650; null: the server default.
+    #[serde(default, deserialize_with = "validate::nullable")]
+    #[schema(value_type = Option<u32>, required = false, example = 90)]
+    pub usage_retention_days: Option<Option<u32>>,
+    /// Store prompts and answers with the usage.
+    #[serde(default)]
+    #[schema(required = false)]
+    pub store_payloads: Option<bool>,
 }
+
+/// Longest per-organization usage retention, in days (10 years).
+pub const MAX_RETENTION_DAYS: u32 = 3650;
 
 /// The caller's organization.
 #[utoipa::path(
@@ -129,7 +152,8 @@ pub async fn get_organization(
     Ok(Json(OrganizationDetails::from(&row)))
 }
 
-/// Change the organization's settings (its region policy).
+/// Change the organization's settings (region policy, alert webhook, rate limits, usage
+/// retention and payload storage).
 ///
 /// A changed policy is published to the data plane before the call returns.
 #[utoipa::path(
@@ -176,6 +200,15 @@ pub async fn update_organization(
         .tpm_limit
         .map(|v| super::teams::tpm_value("tpm_limit", v))
         .transpose()?;
+    let retention = match req.usage_retention_days {
+        Some(Some(days)) if !(1..=MAX_RETENTION_DAYS).contains(&days) => {
+            return Err(ApiError::Validation(format!(
+                "usage_retention_days must be between 1 and {MAX_RETENTION_DAYS}, or null"
+            )));
+        }
+        Some(days) => Some(days.map(|d| i32::try_from(d).unwrap_or(i32::MAX))),
+        None => None,
+    };
     let mut change = Change::begin(&state, &auth).await?;
     let mut row = tenant::Entity::find_by_id(auth.tenant_id)
         .one(change.tx())
@@ -209,6 +242,34 @@ pub async fn update_organization(
         .exec(change.tx())
         .await?;
         (row.rpm_limit, row.tpm_limit) = (rpm, tpm);
+        change.publish_tenant().await?;
+        changed = true;
+    }
+    // Usage storage.
+    if let Some(days) = retention
+        && days != row.usage_retention_days
+    {
+        tenant::Entity::update(tenant::ActiveModel {
+            id: Set(auth.tenant_id),
+            usage_retention_days: Set(days),
+            ..Default::default()
+        })
+        .exec(change.tx())
+        .await?;
+        row.usage_retention_days = days;
+        changed = true;
+    }
+    if let Some(store) = req.store_payloads
+        && store != row.store_payloads
+    {
+        tenant::Entity::update(tenant::ActiveModel {
+            id: Set(auth.tenant_id),
+            store_payloads: Set(store),
+            ..Default::default()
+        })
+        .exec(change.tx())
+        .await?;
+        row.store_payloads = store;
         change.publish_tenant().await?;
         changed = true;
     }
