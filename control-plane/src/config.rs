@@ -213,6 +213,10 @@ pub struct Config {
     #[arg(long, env = "SWITCHYARD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
 
+    /// Billing (Stripe); off without `STRIPE_SECRET_KEY`.
+    #[command(flatten)]
+    pub billing: crate::billing::BillingSettings,
+
     /// Request handling of the embedded data plane (zero-setup mode only).
     #[command(flatten)]
     pub settings: Settings,
@@ -261,6 +265,7 @@ impl fmt::Debug for Config {
                 &self.rollup_hour_retention_days,
             )
             .field("rollup_day_retention_days", &self.rollup_day_retention_days)
+            .field("billing", &self.billing)
             .field("settings", &self.settings)
             .finish()
     }
@@ -297,6 +302,7 @@ impl Config {
             rollup_minute_retention_hours: 48,
             rollup_hour_retention_days: 90,
             rollup_day_retention_days: 400,
+            billing: Default::default(),
             settings: Settings::default(),
         }
     }
@@ -316,6 +322,7 @@ impl Config {
         }
         if self.usage_claim_idle_ms == 0 {
             bail!("SWITCHYARD_USAGE_CLAIM_IDLE_MS must be at least 1");
+        }
         if !(1..=3650).contains(&self.usage_retention_days) {
             bail!("SWITCHYARD_USAGE_RETENTION_DAYS must be between 1 and 3650");
         }

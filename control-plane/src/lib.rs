@@ -36,6 +36,8 @@
 //!   and rollups per organization.
 //! - [`analytics`]: timeseries and breakdowns over the usage rollups (merged sketches for
 //!   percentiles); the request log and CSV export live in `http::requests` and `http::usage`.
+//! - [`billing`]: plans, Stripe customers and checkout, metered usage reports, webhooks,
+//!   suspension (off without `STRIPE_SECRET_KEY`).
 //! - [`state`]: [`AppState`](state::AppState), what handlers share.
 //!
 //! # Entry points
@@ -48,6 +50,7 @@ pub mod alerts;
 pub mod analytics;
 pub mod audit;
 pub mod auth;
+pub mod billing;
 pub mod catalog;
 pub mod config;
 pub mod db;
@@ -246,6 +249,7 @@ pub async fn start_with_clock(
     clock: Arc<dyn Clock>,
 ) -> anyhow::Result<RunningControlPlane> {
     config.validate()?;
+    let billing = billing::Billing::from_settings(&config.billing)?;
     let security = http::security::Security::from_config(&config)?;
     // Before touching the database: a bad catalog file is a configuration error.
     let catalog = Arc::new(catalog::Catalog::load(config.catalog_path.as_deref())?);
@@ -358,6 +362,7 @@ pub async fn start_with_clock(
         throttle: Arc::new(Throttle::new(config.throttle_settings(), clock)),
         security: Arc::new(security),
         ledger,
+        billing: Arc::new(billing),
     };
 
     // The budget ledger knows at least what the database recorded before any request is served
@@ -378,6 +383,8 @@ pub async fn start_with_clock(
         Arc::new(state.security.egress.clone()),
     )
     .context("building the alert webhook client")?;
+    // Billing (metered usage reporter, suspension check): only with STRIPE_SECRET_KEY.
+    workers.extend(billing::spawn(state.clone(), workers_rx.clone()));
     workers.push(alerts::spawn(
         state.clone(),
         webhook_client,

@@ -91,6 +91,10 @@ pub const DOCS_PATH: &str = "/docs";
         http::alerts::list_alerts,
         http::alerts::rotate_webhook_secret,
         http::audit::list_audit,
+        http::billing::get_billing,
+        http::billing::checkout,
+        http::billing::portal,
+        http::billing::webhook,
     ),
     modifiers(&BearerAuth),
     tags(
@@ -110,6 +114,7 @@ pub const DOCS_PATH: &str = "/docs";
         (name = "alerts", description = "Budget thresholds crossed, and their signed webhook deliveries"),
         (name = "health", description = "Liveness and readiness"),
         (name = "audit", description = "Who changed what, when (owners and admins)"),
+        (name = "billing", description = "Plan, Stripe subscription, metered usage, invoices and the Stripe webhook"),
     )
 )]
 pub struct ApiDoc;

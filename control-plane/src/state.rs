@@ -32,6 +32,8 @@ pub struct AppState {
     /// The budget ledger (see `crate::ledger`): Redis in distributed mode, the embedded data
     /// plane's in-memory ledger in zero-setup mode.
     pub ledger: data_plane::governance::ledger::Ledger,
+    /// Billing: plans and the Stripe client (off without `STRIPE_SECRET_KEY`).
+    pub billing: Arc<crate::billing::Billing>,
 }
 
 impl std::fmt::Debug for AppState {

@@ -353,7 +353,7 @@ async fn tenant_configs(
                     budgets: Vec::new(),
                     limits: Default::default(),
                     team_limits: Default::default(),
-                    suspension: None,
+                    suspension: crate::billing::suspension::of_row(t),
                     store_payloads: t.store_payloads,
                     deployments: vec![],
                     providers: vec![],

@@ -274,6 +274,15 @@ pub enum GatewayError {
     #[error("budget ledger unavailable")]
     BudgetUnavailable,
 
+    /// The organization is suspended by billing (payment failed past the grace period, free
+    /// credit spent, or an operator): 402 `organization_suspended` with the control plane's
+    /// message saying how to fix it.
+    #[error("organization suspended ({reason})")]
+    OrganizationSuspended {
+        reason: &'static str,
+        message: String,
+    },
+
     /// The key is not cached and the config store (Redis) cannot be reached.
     #[error("config store unavailable: {0}")]
     StoreUnavailable(String),
@@ -338,6 +347,7 @@ impl GatewayError {
             StoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             BudgetExceeded { .. } => StatusCode::TOO_MANY_REQUESTS,
             BudgetUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            OrganizationSuspended { .. } => StatusCode::PAYMENT_REQUIRED,
             Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -381,6 +391,7 @@ impl GatewayError {
             StoreUnavailable(_) => "config_store_unavailable",
             BudgetExceeded { .. } => "budget_exceeded",
             BudgetUnavailable => "budget_unavailable",
+            OrganizationSuspended { .. } => "organization_suspended",
             Internal(_) => "internal_error",
         }
     }
@@ -628,6 +639,13 @@ impl GatewayError {
                 API_ERROR,
                 None,
             ),
+            // `insufficient_quota` is the type OpenAI gives its own billing refusals ("You
+            // exceeded your current quota, please check your plan and billing details"), so
+            // clients that special-case billing problems recognise it; the status is 402
+            // (Payment Required), and `code` says precisely what happened.
+            OrganizationSuspended { message, .. } => {
+                own(message.clone(), "insufficient_quota", None)
+            }
             Internal(_) => own(
                 "The gateway had an internal error while processing your request.".to_owned(),
                 API_ERROR,
@@ -693,7 +711,7 @@ impl IntoResponse for GatewayError {
         match &self {
             // The official SDKs retry 429s unless told not to: a budget does not free up by
             // retrying.
-            GatewayError::BudgetExceeded { .. } => {
+            GatewayError::BudgetExceeded { .. } | GatewayError::OrganizationSuspended { .. } => {
                 response
                     .headers_mut()
                     .insert("x-should-retry", HeaderValue::from_static("false"));

@@ -31,6 +31,8 @@
 //!   attempts and tags, and on PostgreSQL become partitioned by day (`usage_records_pYYYYMMDD`);
 //!   usage_rollups (minute/hour/day aggregates with latency sketches); usage_payloads (opt-in
 //!   prompts and answers); tenants.usage_retention_days and tenants.store_payloads.
+//! - billing (000050–000059): tenants' plan, Stripe customer/subscription and suspension;
+//!   stripe_events (webhook idempotency); billing_reports (metered usage sent to Stripe).
 //!
 //! Timestamps are `timestamp with time zone` (stored as RFC 3339 text on SQLite). Usage records
 //! carry no foreign keys on purpose: they are an append-only ledger written from events, and a
@@ -71,6 +73,9 @@ mod m20261206_000041_partition_usage_records;
 mod m20261206_000042_create_usage_rollups;
 mod m20261206_000043_create_usage_payloads;
 mod m20261206_000044_add_tenant_usage_settings;
+mod m20261206_000050_add_tenant_billing;
+mod m20261206_000051_create_stripe_events;
+mod m20261206_000052_create_billing_reports;
 
 /// Every migration, in order. Run with `Migrator::up(&db, None)`.
 pub struct Migrator;
@@ -112,6 +117,9 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000042_create_usage_rollups::Migration),
             Box::new(m20261206_000043_create_usage_payloads::Migration),
             Box::new(m20261206_000044_add_tenant_usage_settings::Migration),
+            Box::new(m20261206_000050_add_tenant_billing::Migration),
+            Box::new(m20261206_000051_create_stripe_events::Migration),
+            Box::new(m20261206_000052_create_billing_reports::Migration),
         ]
     }
 }

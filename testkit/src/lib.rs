@@ -9,6 +9,8 @@
 //!   each in its provider's native wire format and following one behaviour contract (the model
 //!   name picks text, a tool call, an error, a cut stream, …). They share one server skeleton
 //!   (`fake_server`: bind, serve, shutdown, request recording).
+//! - [`fake_stripe`]: a fake Stripe API (customers, Checkout, portal, meter events, invoices,
+//!   `Idempotency-Key` replay) and signed webhook delivery, for the billing tests.
 //! - [`pg`]: a fresh PostgreSQL database per test run, and a dump of its text for secret scans.
 //! - [`redis_prefix`]: a fresh Redis key prefix per test run (deleted by [`redis_prefix::PrefixGuard`]),
 //!   a connection, and a dump of its keys.
@@ -30,6 +32,7 @@ pub mod fake_bedrock;
 pub mod fake_gemini;
 pub mod fake_openai;
 mod fake_server;
+pub mod fake_stripe;
 pub mod pg;
 pub mod poll;
 pub mod proc;

@@ -5,6 +5,7 @@
 pub mod alert_delivery;
 pub mod api_key;
 pub mod audit_event;
+pub mod billing_report;
 pub mod budget;
 pub mod budget_alert;
 pub mod config_outbox;
@@ -16,6 +17,7 @@ pub mod refresh_token;
 pub mod route;
 pub mod route_candidate;
 pub mod session;
+pub mod stripe_event;
 pub mod team;
 pub mod team_member;
 pub mod tenant;

@@ -25,6 +25,17 @@ pub struct Model {
     pub usage_retention_days: Option<i32>,
     /// Whether prompts and answers are stored in `usage_payloads`.
     pub store_payloads: bool,
+    // Billing (migration 000050; see `crate::billing`). NULL plan = the configured default.
+    pub plan: Option<String>,
+    pub stripe_customer_id: Option<String>,
+    pub stripe_subscription_id: Option<String>,
+    pub subscription_status: Option<String>,
+    pub payment_failed_at: Option<TimeDateTimeWithTimeZone>,
+    pub suspended_at: Option<TimeDateTimeWithTimeZone>,
+    pub suspension_reason: Option<String>,
+    pub suspension_message: Option<String>,
+    /// The usage reporter's claim (Unix ms).
+    pub billing_claimed_until: Option<i64>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -242,6 +242,15 @@ pub async fn signup(
         tpm_limit: None,
         usage_retention_days: None,
         store_payloads: false,
+        plan: None,
+        stripe_customer_id: None,
+        stripe_subscription_id: None,
+        subscription_status: None,
+        payment_failed_at: None,
+        suspended_at: None,
+        suspension_reason: None,
+        suspension_message: None,
+        billing_claimed_until: None,
     };
     let user = user::Model {
         id: Uuid::new_v4(),
@@ -271,6 +280,7 @@ pub async fn signup(
         tpm_limit: Set(None),
         usage_retention_days: Set(None),
         store_payloads: Set(false),
+        ..Default::default()
     })
     .exec_without_returning(&tx)
     .await?;

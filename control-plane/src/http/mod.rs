@@ -21,6 +21,7 @@ pub mod alerts;
 pub mod analytics;
 pub mod audit;
 pub mod auth;
+pub mod billing;
 pub mod budgets;
 pub mod catalog;
 mod extract;
@@ -92,6 +93,7 @@ pub fn api_router() -> Router<AppState> {
         .merge(alerts::router())
         .merge(analytics::router())
         .merge(requests::router())
+        .merge(billing::router())
         .method_not_allowed_fallback(method_not_allowed)
 }
 

@@ -20,7 +20,8 @@
 //! on top of the minimum (they answer 403 too): only an owner grants, changes or removes the
 //! owner role; the last owner cannot be removed or demoted (409); a `member` sees, creates,
 //! changes, rotates and revokes only the keys of their own teams (and keys they created).
-//! Only owners may delete the organization or manage billing: neither operation exists yet.
+//! Only owners manage billing (checkout, portal); owners and admins read it. Only owners may
+//! delete the organization: that operation does not exist yet.
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::Method;
@@ -259,6 +260,15 @@ pub const PERMISSIONS: &[Permission] = &[
     op("GET", "/api/v1/alerts", ADMIN, ""),
     op("POST", "/api/v1/organization/webhook-secret", ADMIN, ""),
     op("GET", "/api/v1/audit", ADMIN, ""),
+    op("GET", "/api/v1/billing", ADMIN, ""),
+    op("POST", "/api/v1/billing/checkout", AtLeast(Role::Owner), ""),
+    op("POST", "/api/v1/billing/portal", AtLeast(Role::Owner), ""),
+    op(
+        "POST",
+        "/api/v1/billing/webhook",
+        Public,
+        "authenticated by its Stripe-Signature",
+    ),
 ];
 
 /// The entry for `method` + `path` (a template as in the spec; parameter names may differ,

@@ -18,6 +18,9 @@
 //!   that header is whatever the client wrote, so only what trusted proxies appended counts).
 //!   A request with no peer address (a router driven in-process) never matches an allowlist.
 //!
+//! Then the organization: a suspended one (billing, `TenantConfig.suspension`) is refused with
+//! 402 `organization_suspended` on every endpoint ([`check_suspension`]).
+//!
 //! `max_tokens_per_request` is checked once the body is parsed ([`cap_output_tokens`]).
 //!
 //! [`ConfigStore`]: crate::store::ConfigStore
@@ -111,6 +114,7 @@ async fn authenticate(
     if key.is_expired(OffsetDateTime::now_utc()) {
         return Err(GatewayError::KeyExpired);
     }
+    check_suspension(state, &key).await?;
     let sticky_key = headers
         .get(STICKY_KEY_HEADER)
         .and_then(|v| v.to_str().ok())
@@ -136,6 +140,28 @@ async fn authenticate(
         sticky_key,
         tags,
     })
+}
+
+/// Refuses every request of a suspended organization (402 `organization_suspended`), on every
+/// endpoint, as soon as the tenant is known. The tenant's config is the same cached snapshot
+/// routing reads, so a suspension (or its lifting) applies as soon as the control plane
+/// publishes it. A tenant config that cannot be read now is not a refusal here: the stages
+/// that need it fail on their own.
+async fn check_suspension(state: &AppState, key: &KeyRecord) -> Result<(), GatewayError> {
+    let Ok(Some(tenant)) = state.store().tenant(key.tenant_id).await else {
+        return Ok(());
+    };
+    match tenant.suspension() {
+        None => Ok(()),
+        Some(s) => Err(GatewayError::OrganizationSuspended {
+            reason: match s.reason {
+                shared::config::SuspensionReason::PaymentFailed => "payment_failed",
+                shared::config::SuspensionReason::CreditExhausted => "credit_exhausted",
+                shared::config::SuspensionReason::Manual => "manual",
+            },
+            message: s.message.clone(),
+        }),
+    }
 }
 
 /// Parses `name=value,name=value` (spaces around items trimmed; a later duplicate name wins).

@@ -96,6 +96,7 @@ pub fn classify(err: &GatewayError) -> Option<RetryClass> {
         | StoreUnavailable(_)
         | BudgetExceeded { .. }
         | BudgetUnavailable
+        | OrganizationSuspended { .. }
         | Internal(_) => None,
     }
 }
@@ -253,7 +254,7 @@ mod tests {
             UriTooLong { .. } | HeaderTooLarge { .. } | UpstreamTimeout(_) => {}
             UpstreamProtocol(_) | ProviderUnavailable(_) | StoreUnavailable(_) | Internal(_) => {}
             RateLimitExceeded { .. } | EndpointNotAllowed { .. } | ClientIpNotAllowed { .. } => {}
-            BudgetExceeded { .. } | BudgetUnavailable => {}
+            BudgetExceeded { .. } | BudgetUnavailable | OrganizationSuspended { .. } => {}
         }
     }
 
@@ -288,6 +289,13 @@ mod tests {
                 None,
             ),
             (BudgetUnavailable, None),
+            (
+                OrganizationSuspended {
+                    reason: "payment_failed",
+                    message: "m".into(),
+                },
+                None,
+            ),
             (
                 UpstreamRateLimited {
                     retry_after: None,

@@ -35,6 +35,8 @@ pub struct TenantView {
     budgets: Vec<shared::governance::BudgetRecord>,
     /// The organization opted in to storing prompts and completions in usage events.
     store_payloads: bool,
+    /// Set while the organization is suspended (billing): authentication refuses its requests.
+    suspension: Option<shared::config::Suspension>,
 }
 
 impl TenantView {
@@ -72,12 +74,18 @@ impl TenantView {
             team_limits: config.team_limits.clone(),
             budgets: config.budgets.clone(),
             store_payloads: config.store_payloads,
+            suspension: config.suspension.clone(),
         }
     }
 
     /// Whether usage events carry the request and answer text (`TenantConfig::store_payloads`).
     pub fn store_payloads(&self) -> bool {
         self.store_payloads
+    }
+
+    /// Why the organization is suspended, if it is (see `pipeline::authenticate`).
+    pub fn suspension(&self) -> Option<&shared::config::Suspension> {
+        self.suspension.as_ref()
     }
 
     pub fn tenant_id(&self) -> Uuid {
