@@ -83,6 +83,16 @@ async fn seed_hour(cp: &Cp, tenant: &str, bucket: i64, dims: &str, cost_micros: 
         .expect("seed rollup");
 }
 
+/// Waits for the next hour when less than `margin` is left of the current one: a test that
+/// counts closed hour windows would see one more if the hour turned while it ran.
+async fn clear_of_the_hour_boundary(margin: Duration) {
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let left = 3600 - now.rem_euclid(3600);
+    if left < margin.as_secs() as i64 {
+        tokio::time::sleep(Duration::from_secs(left as u64 + 1)).await;
+    }
+}
+
 fn this_hour() -> i64 {
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     now - now.rem_euclid(3600)
@@ -143,6 +153,9 @@ async fn billing(cp: &Cp, s: &Session) -> Value {
 /// The whole Stripe journey, with a report and a webhook replayed.
 #[tokio::test]
 async fn stripe_journey_checkout_usage_failure_suspension_payment() {
+    // The journey counts closed hour windows: it must not straddle an hour boundary (it takes
+    // seconds; give it a minute).
+    clear_of_the_hour_boundary(Duration::from_secs(60)).await;
     let fake = FakeStripe::start(SK).await.expect("fake stripe");
     let cp = start(&fake, 1).await;
     let s = cp.signup().await;
