@@ -19,41 +19,8 @@ use shared::usage::{UsageEvent, UsageOutcome, UsagePayload};
 use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
-struct TestDb {
-    db: DatabaseConnection,
-    url: String,
-    _dir: Option<tempfile::TempDir>,
-}
-
-async fn postgres() -> TestDb {
-    let fresh = testkit::pg::fresh_database()
-        .await
-        .expect("a fresh test database");
-    let db = control_plane::db::connect_and_migrate(&fresh.url)
-        .await
-        .expect("migrated postgres");
-    TestDb {
-        db,
-        url: fresh.url,
-        _dir: None,
-    }
-}
-
-async fn sqlite() -> TestDb {
-    let dir = tempfile::tempdir().expect("a temp dir");
-    let url = format!(
-        "sqlite://{}?mode=rwc",
-        dir.path().join("usage.db").display()
-    );
-    let db = control_plane::db::connect_and_migrate(&url)
-        .await
-        .expect("migrated sqlite");
-    TestDb {
-        db,
-        url,
-        _dir: Some(dir),
-    }
-}
+mod usage_support;
+use usage_support::{TestDb, postgres, sqlite};
 
 fn event(tenant: Uuid, started_at: OffsetDateTime) -> UsageEvent {
     UsageEvent {

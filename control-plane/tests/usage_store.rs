@@ -19,45 +19,12 @@ use shared::usage::{FailedAttempt, UsageEvent, UsageOutcome, UsagePayload};
 use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
-/// A database under test; keeps what must live as long as it.
-struct TestDb {
-    db: DatabaseConnection,
-    url: String,
-    _dir: Option<tempfile::TempDir>,
-}
-
-async fn postgres() -> TestDb {
-    let fresh = testkit::pg::fresh_database()
-        .await
-        .expect("a fresh test database");
-    let db = control_plane::db::connect_and_migrate(&fresh.url)
-        .await
-        .expect("migrated postgres");
-    TestDb {
-        db,
-        url: fresh.url,
-        _dir: None,
-    }
-}
-
-async fn sqlite() -> TestDb {
-    let dir = tempfile::tempdir().expect("a temp dir");
-    let url = format!(
-        "sqlite://{}?mode=rwc",
-        dir.path().join("usage.db").display()
-    );
-    let db = control_plane::db::connect_and_migrate(&url)
-        .await
-        .expect("migrated sqlite");
-    TestDb {
-        db,
-        url,
-        _dir: Some(dir),
-    }
-}
+mod usage_support;
+use usage_support::{TestDb, postgres, sqlite};
 
 /// A deterministic pseudo-random sequence (no extra dependency).
 struct Lcg(u64);
+
 impl Lcg {
     fn next(&mut self) -> u64 {
         self.0 = self
@@ -66,6 +33,7 @@ impl Lcg {
             .wrapping_add(1_442_695_040_888_963_407);
         self.0 >> 33
     }
+
     fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
         &items[(self.next() as usize) % items.len()]
     }
