@@ -57,6 +57,14 @@ fn require_owner(auth: &AuthUser) -> Result<(), ApiError> {
     }
 }
 
+/// The caller's organization row.
+async fn organization(state: &AppState, auth: &AuthUser) -> Result<tenant::Model, ApiError> {
+    tenant::Entity::find_by_id(auth.tenant_id)
+        .one(&state.db)
+        .await?
+        .ok_or(ApiError::NotFound("organization"))
+}
+
 /// The organization's suspension.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SuspensionDto {
@@ -150,10 +158,7 @@ pub async fn get_billing(
 ) -> Result<Json<BillingDto>, ApiError> {
     auth.require_manage()?;
     let b = &state.billing;
-    let t = tenant::Entity::find_by_id(auth.tenant_id)
-        .one(&state.db)
-        .await?
-        .ok_or(ApiError::NotFound("organization"))?;
+    let t = organization(&state, &auth).await?;
     let plan = b.plan_of(t.plan.as_deref()).clone();
     if !b.enabled() {
         return Ok(Json(BillingDto {
@@ -357,10 +362,7 @@ pub async fn checkout(
 ) -> Result<Json<SessionDto>, ApiError> {
     require_owner(&auth)?;
     let stripe = state.billing.stripe().ok_or_else(billing_off)?;
-    let t = tenant::Entity::find_by_id(auth.tenant_id)
-        .one(&state.db)
-        .await?
-        .ok_or(ApiError::NotFound("organization"))?;
+    let t = organization(&state, &auth).await?;
     if state.billing.plan_of(t.plan.as_deref()).kind == PlanKind::Enterprise {
         return Err(ApiError::Conflict(
             "this organization is billed by invoice; there is nothing to check out".to_owned(),
@@ -434,10 +436,7 @@ pub async fn portal(
 ) -> Result<Json<SessionDto>, ApiError> {
     require_owner(&auth)?;
     let stripe = state.billing.stripe().ok_or_else(billing_off)?;
-    let t = tenant::Entity::find_by_id(auth.tenant_id)
-        .one(&state.db)
-        .await?
-        .ok_or(ApiError::NotFound("organization"))?;
+    let t = organization(&state, &auth).await?;
     let customer = t.stripe_customer_id.clone().ok_or_else(|| {
         ApiError::Conflict(
             "this organization has no Stripe customer yet: subscribe with POST /api/v1/billing/checkout first"

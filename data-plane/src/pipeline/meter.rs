@@ -577,7 +577,7 @@ fn bound_tags(
         .filter(|(k, _)| !k.is_empty() && k.len() <= MAX_TAG_KEY_LEN)
         .take(MAX_TAGS)
         .map(|(k, mut v)| {
-            v.truncate(floor_char_boundary(&v, MAX_TAG_VALUE_LEN));
+            v.truncate(v.floor_char_boundary(MAX_TAG_VALUE_LEN));
             (k, v)
         })
         .collect()
@@ -585,20 +585,8 @@ fn bound_tags(
 
 /// `text` cut to [`MAX_PAYLOAD_BYTES`] (on a character boundary), and whether it was cut.
 fn capped(text: &str) -> (String, bool) {
-    let end = floor_char_boundary(text, MAX_PAYLOAD_BYTES);
+    let end = text.floor_char_boundary(MAX_PAYLOAD_BYTES);
     (text[..end].to_owned(), end < text.len())
-}
-
-/// The largest index ≤ `max` that is a character boundary of `s`.
-fn floor_char_boundary(s: &str, max: usize) -> usize {
-    if s.len() <= max {
-        return s.len();
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    end
 }
 
 /// The provider's HTTP status in an upstream failure, if it answered.
