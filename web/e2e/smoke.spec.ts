@@ -1,0 +1,43 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { Browser } from "playwright-core";
+import { checkA11y, launch, openPage, screenshot, signUp, uniqueEmail, PASSWORD, signIn } from "./harness";
+
+describe("sign-up and sessions", () => {
+  let browser: Browser;
+  beforeAll(async () => {
+    browser = await launch();
+  });
+  afterAll(async () => {
+    await browser?.close();
+  });
+
+  it("signs up, survives a reload through the refresh cookie, and signs out", async () => {
+    const t = await openPage(browser);
+    await t.page.goto("/signup");
+    await screenshot(t.page, "signup");
+    await checkA11y(t.page, "signup");
+    const { email } = await signUp(t.page, { email: uniqueEmail("smoke") });
+    // The access token lives in memory only: a reload restores the session from the HttpOnly cookie.
+    const storage = await t.page.evaluate(() => JSON.stringify({ ...localStorage }) + JSON.stringify({ ...sessionStorage }));
+    expect(storage).toBe("{}{}");
+    const cookies = await t.context.cookies();
+    const refresh = cookies.find((c) => c.name === "switchyard_refresh");
+    expect(refresh?.httpOnly).toBe(true);
+    expect(refresh?.sameSite).toBe("Strict");
+    await t.page.reload();
+    await t.page.getByRole("heading", { level: 1 }).waitFor();
+    expect(new URL(t.page.url()).pathname).toBe("/");
+    await t.page.getByRole("button", { name: /Account menu/ }).click();
+    await t.page.getByRole("menuitem", { name: "Sign out" }).click();
+    await t.page.waitForURL((u) => u.pathname === "/login");
+    // Signed out: a console page sends you to the login page, remembering where you were going.
+    await t.page.goto("/keys");
+    await t.page.waitForURL((u) => u.pathname === "/login");
+    expect(new URL(t.page.url()).searchParams.get("redirect")).toBe("/keys");
+    await screenshot(t.page, "login");
+    await signIn(t.page, email, PASSWORD);
+    expect(new URL(t.page.url()).pathname).toBe("/keys");
+    t.assertClean();
+    await t.context.close();
+  });
+});
