@@ -9,7 +9,7 @@ import { logout } from "@/auth/actions";
 import { setTokens } from "@/auth/session";
 import { useSession } from "@/auth/useSession";
 import { AuthLayout } from "@/features/auth/AuthLayout";
-import { Button } from "@/components/ui/button";
+import { Button, buttonVariants } from "@/components/ui/button";
 
 /** What went wrong with an accept, in the invitee's words. */
 export function acceptProblem(err: unknown): { title: string; detail: string } {
@@ -38,16 +38,13 @@ function SignedOut({ token }: { token: string }) {
           Sign in or create an account with the invited email to join. You come back here to accept afterwards.
         </p>
         <div className="flex flex-col gap-2">
-          <Button asChild>
-            <Link to="/login" search={{ redirect }}>
-              Sign in to accept
-            </Link>
-          </Button>
-          <Button asChild variant="secondary">
-            <Link to="/signup" search={{ redirect }}>
-              Create an account
-            </Link>
-          </Button>
+          {/* Links styled as buttons (Button's asChild cannot wrap a Link while it renders its spinner slot). */}
+          <Link to="/login" search={{ redirect }} className={buttonVariants({ className: "w-full" })}>
+            Sign in to accept
+          </Link>
+          <Link to="/signup" search={{ redirect }} className={buttonVariants({ variant: "secondary", className: "w-full" })}>
+            Create an account
+          </Link>
         </div>
       </div>
     </AuthLayout>
@@ -123,9 +120,9 @@ function SignedIn({ token }: { token: string }) {
           Accept invitation
         </Button>
         {problem ? (
-          <Button asChild variant="secondary" className="w-full">
-            <Link to="/">Go to the console</Link>
-          </Button>
+          <Link to="/" className={buttonVariants({ variant: "secondary", className: "w-full" })}>
+            Go to the console
+          </Link>
         ) : null}
       </div>
     </AuthLayout>

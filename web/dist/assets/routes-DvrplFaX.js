@@ -1,1 +1,0 @@
-import{t as e}from"./page-header-Cdt_s-32.js";import{it as t}from"./index-CDM0KPHM.js";var n=t(),r=()=>(0,n.jsx)(e,{title:`Routes`,description:`Coming soon.`});export{r as component};

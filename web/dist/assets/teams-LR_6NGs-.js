@@ -1,1 +1,0 @@
-import{N as e,P as t,it as n}from"./index-CDM0KPHM.js";import{n as r}from"./TeamsPage-afeNXg3Q.js";var i=n();function a(){return e().length>0?(0,i.jsx)(t,{}):(0,i.jsx)(r,{})}export{a as component};

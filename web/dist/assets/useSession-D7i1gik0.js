@@ -1,1 +1,0 @@
-import{_ as e,ot as t,p as n,st as r}from"./index-CDM0KPHM.js";var i=r(t(),1);function a(){return(0,i.useSyncExternalStore)(e,n,n)}function o(e){return e===`owner`||e===`admin`}export{a as n,o as t};
