@@ -94,8 +94,8 @@ function MembersTable({ members, myRole, me }: { members: Member[]; myRole: Role
           return (
             <TR key={m.user_id}>
               <TD className="font-medium">
-                {m.email}
-                {m.user_id === me ? <span className="ml-2 text-xs font-normal text-slate-500">(you)</span> : null}
+                {m.email}{" "}
+                {m.user_id === me ? <span className="ml-1 text-xs font-normal text-slate-500">(you)</span> : null}
               </TD>
               <TD>{can.changeRole ? <RoleSelect member={m} myRole={myRole} /> : <RoleBadge role={m.role} />}</TD>
               <TD className="text-slate-600">{formatDate(m.created_at)}</TD>
@@ -126,7 +126,7 @@ function MembersTable({ members, myRole, me }: { members: Member[]; myRole: Role
 
 function PendingInvitations({ myRole, onInvite }: { myRole: Role | null; onInvite: () => void }) {
   const queryClient = useQueryClient();
-  const invitations = $api.useQuery("get", "/api/v1/invitations");
+  const invitations = $api.useQuery("get", "/api/v1/invitations", {}, { staleTime: 0 });
   const teams = $api.useQuery("get", "/api/v1/teams");
   const revoke = $api.useMutation("delete", "/api/v1/invitations/{id}");
   const teamName = (id: string | null | undefined) => (id ? (teams.data?.data.find((t) => t.id === id)?.name ?? "—") : "—");
@@ -152,7 +152,7 @@ function PendingInvitations({ myRole, onInvite }: { myRole: Role | null; onInvit
         description="Invite a teammate: you get a link to send them."
         action={
           <Button variant="secondary" onClick={onInvite}>
-            <UserPlus aria-hidden /> Invite
+            <UserPlus aria-hidden /> Invite a teammate
           </Button>
         }
       />
@@ -212,7 +212,8 @@ export function MembersPage() {
   const { role } = useSession();
   const manage = canManage(role);
   const [inviting, setInviting] = useState(false);
-  const members = $api.useQuery("get", "/api/v1/members");
+  // People join from elsewhere (an accepted link): refetch whenever the page opens.
+  const members = $api.useQuery("get", "/api/v1/members", {}, { staleTime: 0 });
   const me = $api.useQuery("get", "/api/v1/me");
   const myId = me.data?.user.id;
 

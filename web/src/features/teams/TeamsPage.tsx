@@ -24,7 +24,7 @@ import { limitToApi, teamSchema, type TeamForm } from "./schemas";
 export const TEAMS_KEY = ["get", "/api/v1/teams"] as const;
 
 export function RegionBadges({ regions }: { regions: string[] | null | undefined }) {
-  if (!regions || regions.length === 0) return <span className="text-slate-400">Any</span>;
+  if (!regions || regions.length === 0) return <span className="text-slate-500">Any</span>;
   return (
     <span className="flex flex-wrap gap-1">
       {regions.map((r) => (
@@ -161,8 +161,8 @@ export function TeamsPage() {
               <TD>
                 <RegionBadges regions={t.allowed_regions} />
               </TD>
-              <TD className="text-right tabular-nums">{t.rpm_limit == null ? <span className="text-slate-400">No limit</span> : formatInt(t.rpm_limit)}</TD>
-              <TD className="text-right tabular-nums">{t.tpm_limit == null ? <span className="text-slate-400">No limit</span> : formatInt(t.tpm_limit)}</TD>
+              <TD className="text-right tabular-nums">{t.rpm_limit == null ? <span className="text-slate-500">No limit</span> : formatInt(t.rpm_limit)}</TD>
+              <TD className="text-right tabular-nums">{t.tpm_limit == null ? <span className="text-slate-500">No limit</span> : formatInt(t.tpm_limit)}</TD>
               <TD className="text-slate-600">{formatDate(t.created_at)}</TD>
               {manage ? (
                 <TD className="text-right">

@@ -1,1 +1,0 @@
-import{t as e}from"./page-header-CkoJHuGI.js";import{at as t}from"./index-DZI7IHvP.js";var n=t(),r=()=>(0,n.jsx)(e,{title:`Routes`,description:`Coming soon.`});export{r as component};
