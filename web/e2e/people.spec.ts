@@ -29,6 +29,13 @@ async function checkA11y(page: Page, name: string) {
   expect(summary, summary.join("\n")).toEqual([]);
 }
 
+/** The page itself never scrolls sideways (wide tables scroll inside their own box). */
+async function expectNoSidewaysScroll(page: Page, name: string) {
+  const { scroll, viewport } = await page.evaluate("({ scroll: document.documentElement.scrollWidth, viewport: window.innerWidth })") as { scroll: number; viewport: number };
+  const expected = page.viewportSize()?.width ?? viewport;
+  expect(scroll, `${name}: the page is ${scroll}px wide`).toBeLessThanOrEqual(expected);
+}
+
 /** Opens a console page through the navigation (the phone layout keeps it in a drawer). */
 async function nav(page: Page, label: string) {
   // Below Tailwind's lg breakpoint (1024 px) the navigation lives in a drawer.
@@ -183,6 +190,7 @@ describe("people: members, invitations, teams and settings", () => {
         await ready(t.page);
         await screenshot(t.page, name);
         await checkA11y(t.page, `${name}@${width}`);
+        await expectNoSidewaysScroll(t.page, `${name}@${width}`);
       }
       t.assertClean();
       await t.context.close();
@@ -196,6 +204,7 @@ describe("people: members, invitations, teams and settings", () => {
       await t.page.getByRole("link", { name: "Sign in to accept" }).waitFor();
       await screenshot(t.page, "invitation-accept");
       await checkA11y(t.page, `invitation-accept@${width}`);
+      await expectNoSidewaysScroll(t.page, `invitation-accept@${width}`);
       t.assertClean();
       await t.context.close();
     }

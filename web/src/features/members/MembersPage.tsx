@@ -85,7 +85,7 @@ function MembersTable({ members, myRole, me }: { members: Member[]; myRole: Role
           <TH>Email</TH>
           <TH>Role</TH>
           <TH>Joined</TH>
-          {manage ? <TH><span className="sr-only">Actions</span></TH> : null}
+          {manage ? <TH className="relative"><span className="sr-only">Actions</span></TH> : null}
         </tr>
       </THead>
       <TBody>
@@ -167,7 +167,7 @@ function PendingInvitations({ myRole, onInvite }: { myRole: Role | null; onInvit
             <TH>Team</TH>
             <TH>Invited</TH>
             <TH>Expires</TH>
-            <TH><span className="sr-only">Actions</span></TH>
+            <TH className="relative"><span className="sr-only">Actions</span></TH>
           </tr>
         </THead>
         <TBody>

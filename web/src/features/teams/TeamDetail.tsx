@@ -163,7 +163,7 @@ function TeamMembers({ team, manage }: { team: Team; manage: boolean }) {
             <TH>Email</TH>
             <TH>Organization role</TH>
             <TH>Added</TH>
-            {manage ? <TH><span className="sr-only">Actions</span></TH> : null}
+            {manage ? <TH className="relative"><span className="sr-only">Actions</span></TH> : null}
           </tr>
         </THead>
         <TBody>

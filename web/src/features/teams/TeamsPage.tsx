@@ -147,7 +147,7 @@ export function TeamsPage() {
             <TH className="text-right">Requests / min</TH>
             <TH className="text-right">Tokens / min</TH>
             <TH>Created</TH>
-            {manage ? <TH><span className="sr-only">Actions</span></TH> : null}
+            {manage ? <TH className="relative"><span className="sr-only">Actions</span></TH> : null}
           </tr>
         </THead>
         <TBody>

@@ -1,1 +1,0 @@
-import{t as e}from"./page-header-DP5ubOjd.js";import{at as t}from"./index-eHZ8W9EW.js";var n=t(),r=()=>(0,n.jsx)(e,{title:`Request log`,description:`Coming soon.`});export{r as component};

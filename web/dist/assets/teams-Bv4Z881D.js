@@ -1,1 +1,0 @@
-import{F as e,P as t,at as n}from"./index-eHZ8W9EW.js";import{n as r}from"./TeamsPage-DFj5_XkE.js";var i=n();function a(){return t().length>0?(0,i.jsx)(e,{}):(0,i.jsx)(r,{})}export{a as component};
