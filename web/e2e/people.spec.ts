@@ -191,6 +191,15 @@ describe("people: members, invitations, teams and settings", () => {
         await screenshot(t.page, name);
         await checkA11y(t.page, `${name}@${width}`);
         await expectNoSidewaysScroll(t.page, `${name}@${width}`);
+        if (name === "members") {
+          // The invite dialog fits the screen too.
+          await t.page.getByRole("button", { name: "Invite", exact: true }).click();
+          await t.page.getByRole("dialog", { name: "Invite a teammate" }).getByLabel("Team (optional)").waitFor();
+          await screenshot(t.page, "members-invite-dialog");
+          await checkA11y(t.page, `members-invite-dialog@${width}`);
+          await t.page.keyboard.press("Escape");
+          await t.page.getByRole("dialog").waitFor({ state: "detached" });
+        }
       }
       t.assertClean();
       await t.context.close();

@@ -103,7 +103,7 @@ function TeamSettings({ team, manage }: { team: Team; manage: boolean }) {
 function TeamMembers({ team, manage }: { team: Team; manage: boolean }) {
   const queryClient = useQueryClient();
   const path = { params: { path: { id: team.id } } };
-  const members = $api.useQuery("get", "/api/v1/teams/{id}/members", path);
+  const members = $api.useQuery("get", "/api/v1/teams/{id}/members", path, { placeholderData: undefined });
   const orgMembers = $api.useQuery("get", "/api/v1/members", {}, { enabled: manage });
   const add = $api.useMutation("post", "/api/v1/teams/{id}/members");
   const remove = $api.useMutation("delete", "/api/v1/teams/{id}/members/{user_id}");
@@ -202,7 +202,7 @@ function TeamMembers({ team, manage }: { team: Team; manage: boolean }) {
       {manage ? (
         <div className="border-t border-slate-100 px-4 py-3 sm:px-5">
           <div className="flex flex-wrap items-end gap-2">
-            <div className="min-w-0 flex-1 space-y-1.5 sm:max-w-sm">
+            <div className="min-w-0 flex-1 basis-full space-y-1.5 sm:max-w-sm sm:basis-auto">
               <label htmlFor="team-add-member" className="block text-sm font-medium text-slate-800">
                 Add a member of the organization
               </label>
@@ -250,7 +250,8 @@ export function TeamDetail({ teamId }: { teamId: string }) {
   const manage = canManage(role);
   const queryClient = useQueryClient();
   const navigate = useNavigate();
-  const team = $api.useQuery("get", "/api/v1/teams/{id}", { params: { path: { id: teamId } } });
+  // Never show another team's data while this one loads (the app keeps previous data by default).
+  const team = $api.useQuery("get", "/api/v1/teams/{id}", { params: { path: { id: teamId } } }, { placeholderData: undefined });
   const remove = $api.useMutation("delete", "/api/v1/teams/{id}");
 
   const back = (

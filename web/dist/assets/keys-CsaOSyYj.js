@@ -1,0 +1,1 @@
+import{t as e}from"./page-header-BVrYPdT_.js";import{at as t}from"./index-eIkFOD6E.js";var n=t(),r=()=>(0,n.jsx)(e,{title:`API keys`,description:`Coming soon.`});export{r as component};

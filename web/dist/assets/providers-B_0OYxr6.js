@@ -1,1 +1,0 @@
-import{t as e}from"./page-header-CM0ZPMHz.js";import{at as t}from"./index-XzRY6gc_.js";var n=t(),r=()=>(0,n.jsx)(e,{title:`Providers`,description:`Coming soon.`});export{r as component};
