@@ -26,6 +26,8 @@ import { Route as AppRoutesRouteImport } from './routes/_app/routes'
 import { Route as AppSettingsRouteImport } from './routes/_app/settings'
 import { Route as AppTeamsRouteImport } from './routes/_app/teams'
 import { Route as AppUsageRouteImport } from './routes/_app/usage'
+import { Route as InvitationsTokenRouteImport } from './routes/invitations.$token'
+import { Route as AppTeamsTeamIdRouteImport } from './routes/_app/teams.$teamId'
 
 const AppRoute = AppRouteImport.update({
   id: '/_app',
@@ -111,6 +113,16 @@ const AppUsageRoute = AppUsageRouteImport.update({
   path: '/usage',
   getParentRoute: () => AppRoute,
 } as any)
+const InvitationsTokenRoute = InvitationsTokenRouteImport.update({
+  id: '/invitations/$token',
+  path: '/invitations/$token',
+  getParentRoute: () => rootRouteImport,
+} as any)
+const AppTeamsTeamIdRoute = AppTeamsTeamIdRouteImport.update({
+  id: '/$teamId',
+  path: '/$teamId',
+  getParentRoute: () => AppTeamsRoute,
+} as any)
 
 export interface FileRoutesByFullPath {
   '/': typeof AppIndexRoute
@@ -127,8 +139,10 @@ export interface FileRoutesByFullPath {
   '/requests': typeof AppRequestsRoute
   '/routes': typeof AppRoutesRoute
   '/settings': typeof AppSettingsRoute
-  '/teams': typeof AppTeamsRoute
+  '/teams': typeof AppTeamsRouteWithChildren
   '/usage': typeof AppUsageRoute
+  '/invitations/$token': typeof InvitationsTokenRoute
+  '/teams/$teamId': typeof AppTeamsTeamIdRoute
 }
 export interface FileRoutesByTo {
   '/login': typeof LoginRoute
@@ -144,9 +158,11 @@ export interface FileRoutesByTo {
   '/requests': typeof AppRequestsRoute
   '/routes': typeof AppRoutesRoute
   '/settings': typeof AppSettingsRoute
-  '/teams': typeof AppTeamsRoute
+  '/teams': typeof AppTeamsRouteWithChildren
   '/usage': typeof AppUsageRoute
+  '/invitations/$token': typeof InvitationsTokenRoute
   '/': typeof AppIndexRoute
+  '/teams/$teamId': typeof AppTeamsTeamIdRoute
 }
 export interface FileRoutesById {
   __root__: typeof rootRouteImport
@@ -164,9 +180,11 @@ export interface FileRoutesById {
   '/_app/requests': typeof AppRequestsRoute
   '/_app/routes': typeof AppRoutesRoute
   '/_app/settings': typeof AppSettingsRoute
-  '/_app/teams': typeof AppTeamsRoute
+  '/_app/teams': typeof AppTeamsRouteWithChildren
   '/_app/usage': typeof AppUsageRoute
+  '/invitations/$token': typeof InvitationsTokenRoute
   '/_app/': typeof AppIndexRoute
+  '/_app/teams/$teamId': typeof AppTeamsTeamIdRoute
 }
 export interface FileRouteTypes {
   fileRoutesByFullPath: FileRoutesByFullPath
@@ -187,6 +205,8 @@ export interface FileRouteTypes {
     | '/settings'
     | '/teams'
     | '/usage'
+    | '/invitations/$token'
+    | '/teams/$teamId'
   fileRoutesByTo: FileRoutesByTo
   to:
     | '/login'
@@ -204,7 +224,9 @@ export interface FileRouteTypes {
     | '/settings'
     | '/teams'
     | '/usage'
+    | '/invitations/$token'
     | '/'
+    | '/teams/$teamId'
   id:
     | '__root__'
     | '/_app'
@@ -223,13 +245,16 @@ export interface FileRouteTypes {
     | '/_app/settings'
     | '/_app/teams'
     | '/_app/usage'
+    | '/invitations/$token'
     | '/_app/'
+    | '/_app/teams/$teamId'
   fileRoutesById: FileRoutesById
 }
 export interface RootRouteChildren {
   AppRoute: typeof AppRouteWithChildren
   LoginRoute: typeof LoginRoute
   SignupRoute: typeof SignupRoute
+  InvitationsTokenRoute: typeof InvitationsTokenRoute
 }
 
 declare module '@tanstack/react-router' {
@@ -353,8 +378,34 @@ declare module '@tanstack/react-router' {
       preLoaderRoute: typeof AppUsageRouteImport
       parentRoute: typeof AppRoute
     }
+    '/invitations/$token': {
+      id: '/invitations/$token'
+      path: '/invitations/$token'
+      fullPath: '/invitations/$token'
+      preLoaderRoute: typeof InvitationsTokenRouteImport
+      parentRoute: typeof rootRouteImport
+    }
+    '/_app/teams/$teamId': {
+      id: '/_app/teams/$teamId'
+      path: '/$teamId'
+      fullPath: '/teams/$teamId'
+      preLoaderRoute: typeof AppTeamsTeamIdRouteImport
+      parentRoute: typeof AppTeamsRoute
+    }
   }
 }
+
+interface AppTeamsRouteChildren {
+  AppTeamsTeamIdRoute: typeof AppTeamsTeamIdRoute
+}
+
+const AppTeamsRouteChildren: AppTeamsRouteChildren = {
+  AppTeamsTeamIdRoute: AppTeamsTeamIdRoute,
+}
+
+const AppTeamsRouteWithChildren = AppTeamsRoute._addFileChildren(
+  AppTeamsRouteChildren,
+)
 
 interface AppRouteChildren {
   AppAuditRoute: typeof AppAuditRoute
@@ -368,7 +419,7 @@ interface AppRouteChildren {
   AppRequestsRoute: typeof AppRequestsRoute
   AppRoutesRoute: typeof AppRoutesRoute
   AppSettingsRoute: typeof AppSettingsRoute
-  AppTeamsRoute: typeof AppTeamsRoute
+  AppTeamsRoute: typeof AppTeamsRouteWithChildren
   AppUsageRoute: typeof AppUsageRoute
   AppIndexRoute: typeof AppIndexRoute
 }
@@ -385,7 +436,7 @@ const AppRouteChildren: AppRouteChildren = {
   AppRequestsRoute: AppRequestsRoute,
   AppRoutesRoute: AppRoutesRoute,
   AppSettingsRoute: AppSettingsRoute,
-  AppTeamsRoute: AppTeamsRoute,
+  AppTeamsRoute: AppTeamsRouteWithChildren,
   AppUsageRoute: AppUsageRoute,
   AppIndexRoute: AppIndexRoute,
 }
@@ -396,6 +447,7 @@ const rootRouteChildren: RootRouteChildren = {
   AppRoute: AppRouteWithChildren,
   LoginRoute: LoginRoute,
   SignupRoute: SignupRoute,
+  InvitationsTokenRoute: InvitationsTokenRoute,
 }
 export const routeTree = rootRouteImport
   ._addFileChildren(rootRouteChildren)

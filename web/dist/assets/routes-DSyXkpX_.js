@@ -1,1 +1,0 @@
-import{t as e}from"./page-header-yD2kCqRn.js";import{K as t}from"./index-hnnu8hKP.js";var n=t(),r=()=>(0,n.jsx)(e,{title:`Routes`,description:`Coming soon.`});export{r as component};
