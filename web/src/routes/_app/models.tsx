@@ -1,6 +1,6 @@
 import { createFileRoute } from "@tanstack/react-router";
-import { PageHeader } from "@/components/ui/page-header";
+import { ModelsPage } from "@/features/models/ModelsPage";
 
 export const Route = createFileRoute("/_app/models")({
-  component: () => <PageHeader title="Models" description="Coming soon." />,
+  component: ModelsPage,
 });

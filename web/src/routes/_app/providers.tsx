@@ -1,6 +1,6 @@
 import { createFileRoute } from "@tanstack/react-router";
-import { PageHeader } from "@/components/ui/page-header";
+import { ProvidersPage } from "@/features/providers/ProvidersPage";
 
 export const Route = createFileRoute("/_app/providers")({
-  component: () => <PageHeader title="Providers" description="Coming soon." />,
+  component: ProvidersPage,
 });

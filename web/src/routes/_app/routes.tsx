@@ -1,6 +1,6 @@
 import { createFileRoute } from "@tanstack/react-router";
-import { PageHeader } from "@/components/ui/page-header";
+import { RoutesPage } from "@/features/routing/RoutesPage";
 
 export const Route = createFileRoute("/_app/routes")({
-  component: () => <PageHeader title="Routes" description="Coming soon." />,
+  component: RoutesPage,
 });
