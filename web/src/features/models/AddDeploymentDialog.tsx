@@ -92,8 +92,6 @@ export function AddDeploymentDialog({ open, onOpenChange, providers }: { open: b
     }
   });
 
-  const catalogKinds = KINDS.filter((k) => k.kind !== "mock" && !["openai_compatible", "vllm", "ollama", "llamacpp"].includes(k.kind));
-
   return (
     <Dialog
       open={open}
@@ -123,14 +121,14 @@ export function AddDeploymentDialog({ open, onOpenChange, providers }: { open: b
           <div className="grid gap-2 sm:grid-cols-[12rem_1fr]">
             <NativeSelect aria-label="Catalog provider" value={filter} onChange={(e) => setKindFilter(e.target.value)}>
               <option value="">All providers</option>
-              {catalogKinds.map((k) => (
+              {KINDS.map((k) => (
                 <option key={k.kind} value={k.kind}>
                   {k.label}
                 </option>
               ))}
             </NativeSelect>
             <div className="relative">
-              <Search className="pointer-events-none absolute left-2.5 top-2.5 size-4 text-slate-400" aria-hidden />
+              <Search className="pointer-events-none absolute left-2.5 top-2.5 size-4 text-slate-500" aria-hidden />
               <Input type="search" aria-label="Search the catalog" placeholder="Search models…" className="pl-8" value={search} onChange={(e) => setSearch(e.target.value)} />
             </div>
           </div>
@@ -163,7 +161,7 @@ export function AddDeploymentDialog({ open, onOpenChange, providers }: { open: b
                         </span>
                         <span className="hidden shrink-0 text-right text-xs text-slate-600 sm:block">
                           {formatPerMtok(e.input_price_micros_per_mtok)} in · {formatPerMtok(e.output_price_micros_per_mtok)} out
-                          <span className="block text-slate-400">
+                          <span className="block text-slate-500">
                             {e.mode === "embedding" ? "embedding" : `${formatCompact(e.context_window)} context`}
                           </span>
                         </span>

@@ -73,7 +73,7 @@ export function ModelsPage() {
                 <TH className="text-right">Input / 1M</TH>
                 <TH className="text-right">Output / 1M</TH>
                 <TH>Mode</TH>
-                {manage ? <TH><span className="sr-only">Actions</span></TH> : null}
+                {manage ? <TH className="relative"><span className="sr-only">Actions</span></TH> : null}
               </tr>
             </THead>
             <TBody>
@@ -102,7 +102,7 @@ function ModelRow({ model: m, provider, routes, manage }: { model: Model; provid
     <TR>
       <TD className="font-medium text-slate-900">
         <span className="font-mono text-[13px]">{m.name}</span>
-        {m.catalog_id ? <span className="block text-xs font-normal text-slate-400">{m.catalog_id}</span> : null}
+        {m.catalog_id ? <span className="block text-xs font-normal text-slate-500">{m.catalog_id}</span> : null}
       </TD>
       <TD>
         {provider ? (
@@ -110,11 +110,11 @@ function ModelRow({ model: m, provider, routes, manage }: { model: Model; provid
             {provider.name} <span className="text-xs text-slate-500">{kindLabel(provider.kind)}</span>
           </>
         ) : (
-          <span className="text-slate-400">—</span>
+          <span className="text-slate-500">—</span>
         )}
       </TD>
       <TD className="font-mono text-xs text-slate-700">{m.upstream_model}</TD>
-      <TD>{m.region ?? <span className="text-slate-400">any</span>}</TD>
+      <TD>{m.region ?? <span className="text-slate-500">any</span>}</TD>
       <TD className="text-right tabular-nums">{formatPerMtok(m.input_price_micros_per_mtok)}</TD>
       <TD className="text-right tabular-nums">{formatPerMtok(m.output_price_micros_per_mtok)}</TD>
       <TD>

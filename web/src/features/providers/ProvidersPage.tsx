@@ -60,7 +60,7 @@ export function ProvidersPage() {
                 <TH>Region</TH>
                 <TH>Secret</TH>
                 <TH>Created</TH>
-                {manage ? <TH><span className="sr-only">Actions</span></TH> : null}
+                {manage ? <TH className="relative"><span className="sr-only">Actions</span></TH> : null}
               </tr>
             </THead>
             <TBody>
@@ -89,11 +89,11 @@ function ProviderRow({ provider: p, manage, dependents }: { provider: Provider; 
         <Badge tone="brand">{kindLabel(p.kind)}</Badge>
       </TD>
       <TD className="max-w-72 truncate font-mono text-xs text-slate-600" title={p.effective_base_url ?? undefined}>
-        {p.effective_base_url ?? <span className="font-sans text-slate-400">offline</span>}
-        {p.base_url == null && p.effective_base_url ? <span className="ml-1 font-sans text-slate-400">(default)</span> : null}
-        {apiVersion ? <span className="ml-1 font-sans text-slate-400">api-version {apiVersion}</span> : null}
+        {p.effective_base_url ?? <span className="font-sans text-slate-500">offline</span>}
+        {p.base_url == null && p.effective_base_url ? <span className="ml-1 font-sans text-slate-500">(default)</span> : null}
+        {apiVersion ? <span className="ml-1 font-sans text-slate-500">api-version {apiVersion}</span> : null}
       </TD>
-      <TD>{region ?? <span className="text-slate-400">—</span>}</TD>
+      <TD>{region ?? <span className="text-slate-500">—</span>}</TD>
       <TD>
         {p.has_api_key ? <Badge tone="success">set</Badge> : <Badge>none</Badge>}
         {accessKey ? <span className="ml-2 font-mono text-xs text-slate-500">{accessKey}</span> : null}

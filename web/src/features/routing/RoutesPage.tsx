@@ -72,7 +72,7 @@ export function RoutesPage() {
                 <TH>Candidates</TH>
                 <TH>Allowed regions</TH>
                 <TH>Updated</TH>
-                {manage ? <TH><span className="sr-only">Actions</span></TH> : null}
+                {manage ? <TH className="relative"><span className="sr-only">Actions</span></TH> : null}
               </tr>
             </THead>
             <TBody>
@@ -130,7 +130,7 @@ function RouteRow({ route: r, models, manage, onEdit }: { route: Route; models: 
       <TD className="max-w-80 truncate" title={names.join(", ")}>
         <span className="font-medium">{r.candidates.length}</span> <span className="text-slate-500">{names.join(", ")}</span>
       </TD>
-      <TD>{r.allowed_regions?.length ? r.allowed_regions.join(", ") : <span className="text-slate-400">any</span>}</TD>
+      <TD>{r.allowed_regions?.length ? r.allowed_regions.join(", ") : <span className="text-slate-500">any</span>}</TD>
       <TD className="text-slate-600">{formatRelative(r.updated_at)}</TD>
       {manage ? (
         <TD className="text-right">
