@@ -146,7 +146,7 @@ describe("providers, models and routes", () => {
         ["Routes", "Routes", "routes", "support"],
       ] as const) {
         const c = await signedInPage(browser, width, email, label, heading);
-        await c.page.getByRole("cell", { name: ready, exact: true }).first().waitFor();
+        await c.page.getByText(ready, { exact: true }).first().waitFor();
         await screenshot(c.page, name);
         await checkA11y(c.page, `${name}@${width}`);
         if (name === "routes") {

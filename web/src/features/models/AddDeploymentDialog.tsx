@@ -4,6 +4,7 @@ import { zodResolver } from "@hookform/resolvers/zod";
 import { useQueryClient } from "@tanstack/react-query";
 import { Check, Search } from "lucide-react";
 import { toast } from "sonner";
+import { focusServerError } from "@/features/providers/focus";
 import { $api, type Schemas } from "@/api/client";
 import { applyServerErrors } from "@/api/errors";
 import { Dialog } from "@/components/ui/dialog";
@@ -89,6 +90,7 @@ export function AddDeploymentDialog({ open, onOpenChange, providers }: { open: b
       close(false);
     } catch (err) {
       setFormError(applyServerErrors(form, err));
+      focusServerError(form, err);
     }
   });
 
@@ -196,7 +198,7 @@ export function AddDeploymentDialog({ open, onOpenChange, providers }: { open: b
               {providers.length === 0 ? <option value="">Add a provider first</option> : null}
               {providers.map((p) => (
                 <option key={p.id} value={p.id}>
-                  {p.name} ({kindLabel(p.kind)})
+                  {p.name} · {kindLabel(p.kind)}
                 </option>
               ))}
             </NativeSelect>

@@ -12,9 +12,11 @@ import { Button, buttonVariants } from "@/components/ui/button";
 import { Badge } from "@/components/ui/badge";
 import { ConfirmDialog } from "@/components/ui/confirm-dialog";
 import { Table, TBody, TD, TH, THead, TR } from "@/components/ui/table";
+import { ResourceCard, ResourceCardList } from "@/components/ui/resource-card";
 import { Empty, ErrorState, Loading } from "@/components/states";
 import { formatCompact } from "@/lib/format";
 import { kindLabel } from "@/features/providers/kinds";
+import { useNarrow } from "@/features/providers/useNarrow";
 import { AddDeploymentDialog, MODELS_KEY } from "./AddDeploymentDialog";
 import { formatPerMtok } from "./price";
 
@@ -29,6 +31,9 @@ export function ModelsPage() {
   const models = $api.useQuery("get", "/api/v1/models");
   const providers = $api.useQuery("get", "/api/v1/providers");
   const routes = $api.useQuery("get", "/api/v1/routes");
+  const narrow = useNarrow();
+  const usedBy = (m: Model) => (routes.data?.data ?? []).filter((r) => r.candidates.some((c) => c.model_id === m.id));
+  const providerOf = (m: Model) => providerList.find((p) => p.id === m.provider_id);
   const providerList = providers.data?.data ?? [];
   const noProviders = providers.isSuccess && providerList.length === 0;
   const addButton = manage ? (
@@ -62,6 +67,23 @@ export function ModelsPage() {
             description={manage ? "Add one from the priced catalog (or a custom model) so clients can call it by name." : "An owner or admin adds model deployments."}
             action={addButton}
           />
+        ) : narrow ? (
+          <ResourceCardList label="Model deployments">
+            {models.data.data.map((m) => (
+              <ResourceCard
+                key={m.id}
+                title={<span className="font-mono text-[13px]">{m.name}</span>}
+                actions={manage ? <DeleteModel model={m} routes={usedBy(m)} /> : null}
+                fields={[
+                  { label: "Provider", value: <ProviderName provider={providerOf(m)} /> },
+                  { label: "Upstream", value: <span className="font-mono text-xs">{m.upstream_model}</span> },
+                  { label: "Region", value: m.region ?? "any" },
+                  { label: "Per 1M tokens", value: `${formatPerMtok(m.input_price_micros_per_mtok)} in · ${formatPerMtok(m.output_price_micros_per_mtok)} out` },
+                  { label: "Mode", value: <ModeBadges model={m} /> },
+                ]}
+              />
+            ))}
+          </ResourceCardList>
         ) : (
           <Table aria-label="Model deployments">
             <THead>
@@ -78,13 +100,7 @@ export function ModelsPage() {
             </THead>
             <TBody>
               {models.data.data.map((m) => (
-                <ModelRow
-                  key={m.id}
-                  model={m}
-                  provider={providerList.find((p) => p.id === m.provider_id)}
-                  routes={(routes.data?.data ?? []).filter((r) => r.candidates.some((c) => c.model_id === m.id))}
-                  manage={manage}
-                />
+                <ModelRow key={m.id} model={m} provider={providerOf(m)} routes={usedBy(m)} manage={manage} />
               ))}
             </TBody>
           </Table>
@@ -95,9 +111,30 @@ export function ModelsPage() {
   );
 }
 
+function ProviderName({ provider }: { provider: Provider | undefined }) {
+  if (!provider) return <span className="text-slate-500">—</span>;
+  return (
+    <>
+      {provider.name} <span className="text-xs text-slate-500">{kindLabel(provider.kind)}</span>
+    </>
+  );
+}
+
+function ModeBadges({ model: m }: { model: Model }) {
+  return (
+    <div className="flex flex-wrap items-center gap-1">
+      <Badge tone={m.mode === "embedding" ? "warning" : "neutral"}>{m.mode}</Badge>
+      {(m.capabilities ?? []).map((c) => (
+        <Badge key={c} tone="brand">
+          {c.replace("_", " ")}
+        </Badge>
+      ))}
+      {m.context_window ? <span className="text-xs text-slate-500">{formatCompact(m.context_window)} ctx</span> : null}
+    </div>
+  );
+}
+
 function ModelRow({ model: m, provider, routes, manage }: { model: Model; provider: Provider | undefined; routes: Route[]; manage: boolean }) {
-  const queryClient = useQueryClient();
-  const del = $api.useMutation("delete", "/api/v1/models/{id}");
   return (
     <TR>
       <TD className="font-medium text-slate-900">
@@ -105,61 +142,55 @@ function ModelRow({ model: m, provider, routes, manage }: { model: Model; provid
         {m.catalog_id ? <span className="block text-xs font-normal text-slate-500">{m.catalog_id}</span> : null}
       </TD>
       <TD>
-        {provider ? (
-          <>
-            {provider.name} <span className="text-xs text-slate-500">{kindLabel(provider.kind)}</span>
-          </>
-        ) : (
-          <span className="text-slate-500">—</span>
-        )}
+        <ProviderName provider={provider} />
       </TD>
       <TD className="font-mono text-xs text-slate-700">{m.upstream_model}</TD>
       <TD>{m.region ?? <span className="text-slate-500">any</span>}</TD>
       <TD className="text-right tabular-nums">{formatPerMtok(m.input_price_micros_per_mtok)}</TD>
       <TD className="text-right tabular-nums">{formatPerMtok(m.output_price_micros_per_mtok)}</TD>
       <TD>
-        <div className="flex flex-wrap items-center gap-1">
-          <Badge tone={m.mode === "embedding" ? "warning" : "neutral"}>{m.mode}</Badge>
-          {(m.capabilities ?? []).map((c) => (
-            <Badge key={c} tone="brand">
-              {c.replace("_", " ")}
-            </Badge>
-          ))}
-          {m.context_window ? <span className="text-xs text-slate-500">{formatCompact(m.context_window)} ctx</span> : null}
-        </div>
+        <ModeBadges model={m} />
       </TD>
       {manage ? (
         <TD className="text-right">
-          <ConfirmDialog
-            trigger={
-              <Button variant="ghost" size="icon" aria-label={`Delete deployment ${m.name}`}>
-                <Trash2 aria-hidden />
-              </Button>
-            }
-            title={`Delete deployment ${m.name}?`}
-            description={
-              routes.length > 0 ? (
-                <>
-                  {routes.length === 1 ? "Route" : "Routes"} <strong>{routes.map((r) => r.name).join(", ")}</strong> list it; the gateway refuses to delete it until
-                  they stop listing it.
-                </>
-              ) : (
-                `Clients calling "${m.name}" will no longer reach this deployment.`
-              )
-            }
-            confirmLabel="Delete deployment"
-            onConfirm={async () => {
-              try {
-                await del.mutateAsync({ params: { path: { id: m.id } } });
-                await queryClient.invalidateQueries({ queryKey: MODELS_KEY });
-                toast.success(`Deployment ${m.name} deleted`);
-              } catch (err) {
-                toast.error(errorMessage(err));
-              }
-            }}
-          />
+          <DeleteModel model={m} routes={routes} />
         </TD>
       ) : null}
     </TR>
+  );
+}
+
+function DeleteModel({ model: m, routes }: { model: Model; routes: Route[] }) {
+  const queryClient = useQueryClient();
+  const del = $api.useMutation("delete", "/api/v1/models/{id}");
+  return (
+    <ConfirmDialog
+      trigger={
+        <Button variant="ghost" size="icon" aria-label={`Delete deployment ${m.name}`}>
+          <Trash2 aria-hidden />
+        </Button>
+      }
+      title={`Delete deployment ${m.name}?`}
+      description={
+        routes.length > 0 ? (
+          <>
+            {routes.length === 1 ? "Route" : "Routes"} <strong>{routes.map((r) => r.name).join(", ")}</strong> list it; the gateway refuses to delete it until they stop
+            listing it.
+          </>
+        ) : (
+          `Clients calling "${m.name}" will no longer reach this deployment.`
+        )
+      }
+      confirmLabel="Delete deployment"
+      onConfirm={async () => {
+        try {
+          await del.mutateAsync({ params: { path: { id: m.id } } });
+          await queryClient.invalidateQueries({ queryKey: MODELS_KEY });
+          toast.success(`Deployment ${m.name} deleted`);
+        } catch (err) {
+          toast.error(errorMessage(err));
+        }
+      }}
+    />
   );
 }

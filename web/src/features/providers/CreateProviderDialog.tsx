@@ -3,6 +3,7 @@ import { useForm, useWatch } from "react-hook-form";
 import { zodResolver } from "@hookform/resolvers/zod";
 import { useQueryClient } from "@tanstack/react-query";
 import { toast } from "sonner";
+import { focusServerError } from "@/features/providers/focus";
 import { $api } from "@/api/client";
 import { applyServerErrors } from "@/api/errors";
 import { Dialog } from "@/components/ui/dialog";
@@ -41,6 +42,7 @@ export function CreateProviderDialog({ open, onOpenChange }: { open: boolean; on
       close(false);
     } catch (err) {
       setFormError(applyServerErrors(form, err));
+      focusServerError(form, err);
     }
   });
 

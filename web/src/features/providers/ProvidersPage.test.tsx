@@ -81,6 +81,21 @@ describe("Providers page", () => {
     await waitFor(() => expect(deleted).toBe(PROVIDER_ID));
   });
 
+  it("collapses to cards on a phone, actions included", async () => {
+    server.use(...listHandlers);
+    const original = window.matchMedia;
+    window.matchMedia = ((query: string) => ({ matches: true, media: query, addEventListener: () => {}, removeEventListener: () => {} })) as unknown as typeof window.matchMedia;
+    try {
+      renderWithApp(<ProvidersPage />);
+      const list = await screen.findByRole("list", { name: "Providers" });
+      expect(within(list).getAllByRole("listitem")).toHaveLength(2);
+      expect(within(list).getByRole("button", { name: "Delete provider bedrock-eu" })).toBeInTheDocument();
+      expect(screen.queryByRole("table")).not.toBeInTheDocument();
+    } finally {
+      window.matchMedia = original;
+    }
+  });
+
   it("is read-only for viewers", async () => {
     server.use(...listHandlers);
     renderWithApp(<ProvidersPage />, { role: "viewer" });

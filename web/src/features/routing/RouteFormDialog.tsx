@@ -4,6 +4,7 @@ import { zodResolver } from "@hookform/resolvers/zod";
 import { useQueryClient } from "@tanstack/react-query";
 import { ArrowDown, ArrowUp, Plus, X } from "lucide-react";
 import { toast } from "sonner";
+import { focusServerError } from "@/features/providers/focus";
 import { $api, type Schemas } from "@/api/client";
 import { Dialog } from "@/components/ui/dialog";
 import { Field, FormError } from "@/components/ui/field";
@@ -51,6 +52,7 @@ export function RouteFormDialog({ route, models, onClose }: { route?: Route; mod
       onClose();
     } catch (err) {
       setFormError(applyRouteErrors(form, err));
+      focusServerError(form, err);
     }
   });
 

@@ -12,13 +12,14 @@ import { Button, buttonVariants } from "@/components/ui/button";
 import { Badge } from "@/components/ui/badge";
 import { ConfirmDialog } from "@/components/ui/confirm-dialog";
 import { Table, TBody, TD, TH, THead, TR } from "@/components/ui/table";
+import { ResourceCard, ResourceCardList } from "@/components/ui/resource-card";
 import { Empty, ErrorState, Loading } from "@/components/states";
+import { useNarrow } from "@/features/providers/useNarrow";
 import { formatRelative } from "@/lib/format";
 import { RouteFormDialog, ROUTES_KEY } from "./RouteFormDialog";
 import { STRATEGIES, strategyLabel } from "./strategies";
 
 type Route = Schemas["RouteDto"];
-type Model = Schemas["ModelDto"];
 
 export function RoutesPage() {
   const { role } = useSession();
@@ -27,6 +28,8 @@ export function RoutesPage() {
   const routes = $api.useQuery("get", "/api/v1/routes");
   const models = $api.useQuery("get", "/api/v1/models");
   const modelList = models.data?.data ?? [];
+  const narrow = useNarrow();
+  const names = (r: Route) => r.candidates.map((c) => modelList.find((m) => m.id === c.model_id)?.name ?? "unknown").join(", ");
   const noModels = models.isSuccess && modelList.length === 0;
   const createButton = manage ? (
     noModels ? (
@@ -63,6 +66,22 @@ export function RoutesPage() {
             }
             action={createButton}
           />
+        ) : narrow ? (
+          <ResourceCardList label="Routes">
+            {routes.data.data.map((r) => (
+              <ResourceCard
+                key={r.id}
+                title={<span className="font-mono text-[13px]">{r.name}</span>}
+                badge={<StrategyBadges route={r} />}
+                actions={manage ? <RouteActions route={r} onEdit={() => setEditing(r)} /> : null}
+                fields={[
+                  { label: "Candidates", value: `${r.candidates.length}: ${names(r)}` },
+                  { label: "Regions", value: r.allowed_regions?.length ? r.allowed_regions.join(", ") : "any" },
+                  { label: "Updated", value: formatRelative(r.updated_at) },
+                ]}
+              />
+            ))}
+          </ResourceCardList>
         ) : (
           <Table aria-label="Routes">
             <THead>
@@ -77,7 +96,7 @@ export function RoutesPage() {
             </THead>
             <TBody>
               {routes.data.data.map((r) => (
-                <RouteRow key={r.id} route={r} models={modelList} manage={manage} onEdit={() => setEditing(r)} />
+                <RouteRow key={r.id} route={r} names={names(r)} manage={manage} onEdit={() => setEditing(r)} />
               ))}
             </TBody>
           </Table>
@@ -116,48 +135,63 @@ export function RoutesPage() {
   );
 }
 
-function RouteRow({ route: r, models, manage, onEdit }: { route: Route; models: Model[]; manage: boolean; onEdit: () => void }) {
-  const queryClient = useQueryClient();
-  const del = $api.useMutation("delete", "/api/v1/routes/{id}");
-  const names = r.candidates.map((c) => models.find((m) => m.id === c.model_id)?.name ?? "unknown");
+function StrategyBadges({ route: r }: { route: Route }) {
+  return (
+    <>
+      <Badge tone="brand">{strategyLabel(r.strategy)}</Badge>
+      {r.sticky ? <Badge className="ml-1">sticky</Badge> : null}
+    </>
+  );
+}
+
+function RouteRow({ route: r, names, manage, onEdit }: { route: Route; names: string; manage: boolean; onEdit: () => void }) {
   return (
     <TR>
       <TD className="font-mono text-[13px] font-medium text-slate-900">{r.name}</TD>
       <TD>
-        <Badge tone="brand">{strategyLabel(r.strategy)}</Badge>
-        {r.sticky ? <Badge className="ml-1">sticky</Badge> : null}
+        <StrategyBadges route={r} />
       </TD>
-      <TD className="max-w-80 truncate" title={names.join(", ")}>
-        <span className="font-medium">{r.candidates.length}</span> <span className="text-slate-500">{names.join(", ")}</span>
+      <TD className="max-w-80 truncate" title={names}>
+        <span className="font-medium">{r.candidates.length}</span> <span className="text-slate-500">{names}</span>
       </TD>
       <TD>{r.allowed_regions?.length ? r.allowed_regions.join(", ") : <span className="text-slate-500">any</span>}</TD>
       <TD className="text-slate-600">{formatRelative(r.updated_at)}</TD>
       {manage ? (
         <TD className="text-right">
-          <Button variant="ghost" size="icon" aria-label={`Edit route ${r.name}`} onClick={onEdit}>
-            <Pencil aria-hidden />
-          </Button>
-          <ConfirmDialog
-            trigger={
-              <Button variant="ghost" size="icon" aria-label={`Delete route ${r.name}`}>
-                <Trash2 aria-hidden />
-              </Button>
-            }
-            title={`Delete route ${r.name}?`}
-            description={`Clients calling "${r.name}" will reach the deployments of that name again, if any; otherwise they get an unknown-model error.`}
-            confirmLabel="Delete route"
-            onConfirm={async () => {
-              try {
-                await del.mutateAsync({ params: { path: { id: r.id } } });
-                await queryClient.invalidateQueries({ queryKey: ROUTES_KEY });
-                toast.success(`Route ${r.name} deleted`);
-              } catch (err) {
-                toast.error(errorMessage(err));
-              }
-            }}
-          />
+          <RouteActions route={r} onEdit={onEdit} />
         </TD>
       ) : null}
     </TR>
+  );
+}
+
+function RouteActions({ route: r, onEdit }: { route: Route; onEdit: () => void }) {
+  const queryClient = useQueryClient();
+  const del = $api.useMutation("delete", "/api/v1/routes/{id}");
+  return (
+    <>
+      <Button variant="ghost" size="icon" aria-label={`Edit route ${r.name}`} onClick={onEdit}>
+        <Pencil aria-hidden />
+      </Button>
+      <ConfirmDialog
+        trigger={
+          <Button variant="ghost" size="icon" aria-label={`Delete route ${r.name}`}>
+            <Trash2 aria-hidden />
+          </Button>
+        }
+        title={`Delete route ${r.name}?`}
+        description={`Clients calling "${r.name}" will reach the deployments of that name again, if any; otherwise they get an unknown-model error.`}
+        confirmLabel="Delete route"
+        onConfirm={async () => {
+          try {
+            await del.mutateAsync({ params: { path: { id: r.id } } });
+            await queryClient.invalidateQueries({ queryKey: ROUTES_KEY });
+            toast.success(`Route ${r.name} deleted`);
+          } catch (err) {
+            toast.error(errorMessage(err));
+          }
+        }}
+      />
+    </>
   );
 }
