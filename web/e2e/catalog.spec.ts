@@ -159,6 +159,13 @@ describe("providers, models and routes", () => {
           await c.page.getByRole("button", { name: "Create route" }).click();
           await c.page.getByRole("dialog", { name: "Create a route" }).getByLabel("Candidate 1", { exact: true }).waitFor();
           await checkA11y(c.page, `routes-create@${width}`);
+          await c.page.getByRole("dialog", { name: "Create a route" }).getByRole("button", { name: "Cancel" }).click();
+          // The route's own page: every setting, read-only until Edit.
+          await c.page.getByRole("link", { name: "support", exact: true }).click();
+          await c.page.getByRole("heading", { level: 1, name: "support" }).waitFor();
+          await c.page.getByRole("table", { name: "Candidates" }).getByText("echo-backup").waitFor();
+          await screenshot(c.page, "route-detail");
+          await checkA11y(c.page, `route-detail@${width}`);
         }
         c.assertClean();
         await c.context.close();

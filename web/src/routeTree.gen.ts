@@ -26,6 +26,7 @@ import { Route as AppRoutesRouteImport } from './routes/_app/routes'
 import { Route as AppSettingsRouteImport } from './routes/_app/settings'
 import { Route as AppTeamsRouteImport } from './routes/_app/teams'
 import { Route as AppUsageRouteImport } from './routes/_app/usage'
+import { Route as AppRoutesRouteIdRouteImport } from './routes/_app/routes.$routeId'
 
 const AppRoute = AppRouteImport.update({
   id: '/_app',
@@ -111,6 +112,11 @@ const AppUsageRoute = AppUsageRouteImport.update({
   path: '/usage',
   getParentRoute: () => AppRoute,
 } as any)
+const AppRoutesRouteIdRoute = AppRoutesRouteIdRouteImport.update({
+  id: '/$routeId',
+  path: '/$routeId',
+  getParentRoute: () => AppRoutesRoute,
+} as any)
 
 export interface FileRoutesByFullPath {
   '/': typeof AppIndexRoute
@@ -125,10 +131,11 @@ export interface FileRoutesByFullPath {
   '/playground': typeof AppPlaygroundRoute
   '/providers': typeof AppProvidersRoute
   '/requests': typeof AppRequestsRoute
-  '/routes': typeof AppRoutesRoute
+  '/routes': typeof AppRoutesRouteWithChildren
   '/settings': typeof AppSettingsRoute
   '/teams': typeof AppTeamsRoute
   '/usage': typeof AppUsageRoute
+  '/routes/$routeId': typeof AppRoutesRouteIdRoute
 }
 export interface FileRoutesByTo {
   '/login': typeof LoginRoute
@@ -142,11 +149,12 @@ export interface FileRoutesByTo {
   '/playground': typeof AppPlaygroundRoute
   '/providers': typeof AppProvidersRoute
   '/requests': typeof AppRequestsRoute
-  '/routes': typeof AppRoutesRoute
+  '/routes': typeof AppRoutesRouteWithChildren
   '/settings': typeof AppSettingsRoute
   '/teams': typeof AppTeamsRoute
   '/usage': typeof AppUsageRoute
   '/': typeof AppIndexRoute
+  '/routes/$routeId': typeof AppRoutesRouteIdRoute
 }
 export interface FileRoutesById {
   __root__: typeof rootRouteImport
@@ -162,11 +170,12 @@ export interface FileRoutesById {
   '/_app/playground': typeof AppPlaygroundRoute
   '/_app/providers': typeof AppProvidersRoute
   '/_app/requests': typeof AppRequestsRoute
-  '/_app/routes': typeof AppRoutesRoute
+  '/_app/routes': typeof AppRoutesRouteWithChildren
   '/_app/settings': typeof AppSettingsRoute
   '/_app/teams': typeof AppTeamsRoute
   '/_app/usage': typeof AppUsageRoute
   '/_app/': typeof AppIndexRoute
+  '/_app/routes/$routeId': typeof AppRoutesRouteIdRoute
 }
 export interface FileRouteTypes {
   fileRoutesByFullPath: FileRoutesByFullPath
@@ -187,6 +196,7 @@ export interface FileRouteTypes {
     | '/settings'
     | '/teams'
     | '/usage'
+    | '/routes/$routeId'
   fileRoutesByTo: FileRoutesByTo
   to:
     | '/login'
@@ -205,6 +215,7 @@ export interface FileRouteTypes {
     | '/teams'
     | '/usage'
     | '/'
+    | '/routes/$routeId'
   id:
     | '__root__'
     | '/_app'
@@ -224,6 +235,7 @@ export interface FileRouteTypes {
     | '/_app/teams'
     | '/_app/usage'
     | '/_app/'
+    | '/_app/routes/$routeId'
   fileRoutesById: FileRoutesById
 }
 export interface RootRouteChildren {
@@ -353,8 +365,27 @@ declare module '@tanstack/react-router' {
       preLoaderRoute: typeof AppUsageRouteImport
       parentRoute: typeof AppRoute
     }
+    '/_app/routes/$routeId': {
+      id: '/_app/routes/$routeId'
+      path: '/$routeId'
+      fullPath: '/routes/$routeId'
+      preLoaderRoute: typeof AppRoutesRouteIdRouteImport
+      parentRoute: typeof AppRoutesRoute
+    }
   }
 }
+
+interface AppRoutesRouteChildren {
+  AppRoutesRouteIdRoute: typeof AppRoutesRouteIdRoute
+}
+
+const AppRoutesRouteChildren: AppRoutesRouteChildren = {
+  AppRoutesRouteIdRoute: AppRoutesRouteIdRoute,
+}
+
+const AppRoutesRouteWithChildren = AppRoutesRoute._addFileChildren(
+  AppRoutesRouteChildren,
+)
 
 interface AppRouteChildren {
   AppAuditRoute: typeof AppAuditRoute
@@ -366,7 +397,7 @@ interface AppRouteChildren {
   AppPlaygroundRoute: typeof AppPlaygroundRoute
   AppProvidersRoute: typeof AppProvidersRoute
   AppRequestsRoute: typeof AppRequestsRoute
-  AppRoutesRoute: typeof AppRoutesRoute
+  AppRoutesRoute: typeof AppRoutesRouteWithChildren
   AppSettingsRoute: typeof AppSettingsRoute
   AppTeamsRoute: typeof AppTeamsRoute
   AppUsageRoute: typeof AppUsageRoute
@@ -383,7 +414,7 @@ const AppRouteChildren: AppRouteChildren = {
   AppPlaygroundRoute: AppPlaygroundRoute,
   AppProvidersRoute: AppProvidersRoute,
   AppRequestsRoute: AppRequestsRoute,
-  AppRoutesRoute: AppRoutesRoute,
+  AppRoutesRoute: AppRoutesRouteWithChildren,
   AppSettingsRoute: AppSettingsRoute,
   AppTeamsRoute: AppTeamsRoute,
   AppUsageRoute: AppUsageRoute,

@@ -48,6 +48,7 @@ export function RouteFormDialog({ route, models, onClose }: { route?: Route; mod
         ? await update.mutateAsync({ params: { path: { id: route.id } }, body })
         : await create.mutateAsync({ body });
       await queryClient.invalidateQueries({ queryKey: ROUTES_KEY });
+      await queryClient.invalidateQueries({ queryKey: ["get", "/api/v1/routes/{id}"] });
       toast.success(route ? `Route ${saved.name} saved` : `Route ${saved.name} created`);
       onClose();
     } catch (err) {

@@ -71,7 +71,11 @@ export function RoutesPage() {
             {routes.data.data.map((r) => (
               <ResourceCard
                 key={r.id}
-                title={<span className="font-mono text-[13px]">{r.name}</span>}
+                title={
+                  <Link to="/routes/$routeId" params={{ routeId: r.id }} className="font-mono text-[13px] text-brand-700 hover:underline">
+                    {r.name}
+                  </Link>
+                }
                 badge={<StrategyBadges route={r} />}
                 actions={manage ? <RouteActions route={r} onEdit={() => setEditing(r)} /> : null}
                 fields={[
@@ -147,7 +151,11 @@ function StrategyBadges({ route: r }: { route: Route }) {
 function RouteRow({ route: r, names, manage, onEdit }: { route: Route; names: string; manage: boolean; onEdit: () => void }) {
   return (
     <TR>
-      <TD className="font-mono text-[13px] font-medium text-slate-900">{r.name}</TD>
+      <TD className="font-mono text-[13px] font-medium">
+        <Link to="/routes/$routeId" params={{ routeId: r.id }} className="text-brand-700 hover:underline">
+          {r.name}
+        </Link>
+      </TD>
       <TD>
         <StrategyBadges route={r} />
       </TD>

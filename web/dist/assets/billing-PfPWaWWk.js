@@ -1,1 +1,0 @@
-import{t as e}from"./page-header-CVtzBOK8.js";import{tt as t}from"./index-CjoIoBUP.js";var n=t(),r=()=>(0,n.jsx)(e,{title:`Billing`,description:`Coming soon.`});export{r as component};
