@@ -21,7 +21,7 @@ describe("Models page", () => {
     expect(within(rows[2]!).getByText("$0.075")).toBeInTheDocument();
     expect(within(rows[2]!).getByText("$2.50")).toBeInTheDocument();
     await waitFor(() => expect(within(rows[1]!).getByText("openai-prod")).toBeInTheDocument());
-  });
+  }, 20_000);
 
   it("adds a deployment from the catalog, prices filled in and editable, with the server's field error", async () => {
     let body: Record<string, unknown> | null = null;
@@ -62,7 +62,7 @@ describe("Models page", () => {
 
     await user.click(within(dialog).getByRole("button", { name: "Add deployment" }));
     await waitFor(() => expect(screen.queryByRole("dialog", { name: "Add a deployment" })).not.toBeInTheDocument());
-  });
+  }, 20_000);
 
   it("asks before deleting and names the routes that list the deployment", async () => {
     let deleted: string | null = null;
@@ -80,5 +80,5 @@ describe("Models page", () => {
     await waitFor(() => expect(within(confirm).getByText("support")).toBeInTheDocument());
     await user.click(within(confirm).getByRole("button", { name: "Delete deployment" }));
     await waitFor(() => expect(deleted).toBe(MODEL_A));
-  });
+  }, 20_000);
 });

@@ -19,14 +19,14 @@ describe("Providers page", () => {
     expect(within(rows[1]!).getByText("set")).toBeInTheDocument();
     expect(within(rows[2]!).getByText("eu-central-1")).toBeInTheDocument();
     expect(within(rows[2]!).getByText("AWS Bedrock")).toBeInTheDocument();
-  });
+  }, 20_000);
 
   it("shows the empty state with a call to action", async () => {
     server.use(http.get(apiUrl("/api/v1/providers"), () => HttpResponse.json({ data: [] })), ...listHandlers);
     renderWithApp(<ProvidersPage />);
     expect(await screen.findByText("No providers yet")).toBeInTheDocument();
     expect(screen.getAllByRole("button", { name: "Add provider" }).length).toBeGreaterThan(0);
-  });
+  }, 20_000);
 
   it("validates the create form by kind and shows the server's refusal next to the base URL", async () => {
     let body: unknown = null;
@@ -60,7 +60,7 @@ describe("Providers page", () => {
     await waitFor(() => expect(url).toHaveAttribute("aria-invalid", "true"));
     expect(within(dialog).getByText(/refused by the egress policy/)).toBeInTheDocument();
     expect(body).toEqual({ name: "openai-prod", kind: "openai_compatible", base_url: "http://10.0.0.5:8000/v1" });
-  });
+  }, 20_000);
 
   it("asks before deleting and names the deployments that use the provider", async () => {
     let deleted: string | null = null;
@@ -79,7 +79,7 @@ describe("Providers page", () => {
     expect(deleted).toBeNull();
     await user.click(within(confirm).getByRole("button", { name: "Delete provider" }));
     await waitFor(() => expect(deleted).toBe(PROVIDER_ID));
-  });
+  }, 20_000);
 
   it("collapses to cards on a phone, actions included", async () => {
     server.use(...listHandlers);
@@ -94,7 +94,7 @@ describe("Providers page", () => {
     } finally {
       window.matchMedia = original;
     }
-  });
+  }, 20_000);
 
   it("is read-only for viewers", async () => {
     server.use(...listHandlers);
@@ -102,5 +102,5 @@ describe("Providers page", () => {
     await screen.findByRole("table", { name: "Providers" });
     expect(screen.queryByRole("button", { name: "Add provider" })).not.toBeInTheDocument();
     expect(screen.queryByRole("button", { name: /Delete provider/ })).not.toBeInTheDocument();
-  });
+  }, 20_000);
 });

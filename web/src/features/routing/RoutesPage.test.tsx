@@ -19,7 +19,7 @@ describe("Routes page", () => {
     expect(within(rows[1]!).getByText("Weighted")).toBeInTheDocument();
     expect(within(rows[1]!).getByText("eu, us")).toBeInTheDocument();
     await waitFor(() => expect(within(rows[1]!).getByText("mini-eu, mini-us")).toBeInTheDocument());
-  });
+  }, 20_000);
 
   it("validates the route form with zod, then shows the API's error next to the candidate's weight", async () => {
     let body: Record<string, unknown> | null = null;
@@ -74,7 +74,7 @@ describe("Routes page", () => {
       hedge_after_ms: null,
       allowed_regions: null,
     });
-  });
+  }, 20_000);
 
   it("edits a route: reorders candidates and sends the whole change", async () => {
     let body: Record<string, unknown> | null = null;
@@ -102,7 +102,7 @@ describe("Routes page", () => {
       allowed_regions: ["eu", "us"],
       timeouts: { total_ms: 60000 },
     });
-  });
+  }, 20_000);
 
   it("asks before deleting a route", async () => {
     let deleted: string | null = null;
@@ -122,7 +122,7 @@ describe("Routes page", () => {
     await user.click(screen.getByRole("button", { name: "Delete route support" }));
     await user.click(within(await screen.findByRole("alertdialog")).getByRole("button", { name: "Delete route" }));
     await waitFor(() => expect(deleted).toBe(ROUTE_ID));
-  });
+  }, 20_000);
 
   it("is read-only for viewers", async () => {
     server.use(...listHandlers);
@@ -130,5 +130,5 @@ describe("Routes page", () => {
     await screen.findByRole("table", { name: "Routes" });
     expect(screen.queryByRole("button", { name: "Create route" })).not.toBeInTheDocument();
     expect(screen.queryByRole("button", { name: /Edit route/ })).not.toBeInTheDocument();
-  });
+  }, 20_000);
 });
