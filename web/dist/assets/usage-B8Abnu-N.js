@@ -1,1 +1,0 @@
-import{t as e}from"./page-header-D0rrrASw.js";import{rt as t}from"./index-DeKtwv50.js";var n=t(),r=()=>(0,n.jsx)(e,{title:`Usage`,description:`Coming soon.`});export{r as component};
