@@ -149,6 +149,25 @@ describe("providers, models and routes", () => {
         await c.page.getByText(ready, { exact: true }).first().waitFor();
         await screenshot(c.page, name);
         await checkA11y(c.page, `${name}@${width}`);
+        if (name === "providers") {
+          await c.page.getByRole("button", { name: "Add provider" }).click();
+          const form = c.page.getByRole("dialog", { name: "Add a provider" });
+          await form.getByLabel("Kind", { exact: true }).selectOption("bedrock");
+          await form.getByLabel("Secret access key", { exact: true }).waitFor();
+          await screenshot(c.page, "providers-create");
+          await checkA11y(c.page, `providers-create@${width}`);
+          await form.getByRole("button", { name: "Cancel" }).click();
+        }
+        if (name === "models") {
+          await c.page.getByRole("button", { name: "Add deployment" }).click();
+          const form = c.page.getByRole("dialog", { name: "Add a deployment" });
+          await form.getByLabel("Catalog provider", { exact: true }).selectOption("openai");
+          await form.getByRole("button", { name: /GPT-4o mini/ }).first().click();
+          await expect.poll(() => form.getByLabel("Upstream model", { exact: true }).inputValue()).toBe("gpt-4o-mini");
+          await screenshot(c.page, "models-add");
+          await checkA11y(c.page, `models-add@${width}`);
+          await form.getByRole("button", { name: "Cancel" }).click();
+        }
         if (name === "routes") {
           await c.page.getByRole("button", { name: "Edit route support" }).click();
           const form = c.page.getByRole("dialog", { name: "Edit route support" });

@@ -159,11 +159,11 @@ export function AddDeploymentDialog({ open, onOpenChange, providers }: { open: b
                         <Check className={cn("size-4 shrink-0 text-brand-700", selected ? "opacity-100" : "opacity-0")} aria-hidden />
                         <span className="min-w-0 flex-1">
                           <span className="block truncate font-medium text-slate-900">{e.display_name}</span>
-                          <span className="block truncate font-mono text-xs text-slate-500">{e.id}</span>
+                          <span className="block truncate font-mono text-xs text-slate-600">{e.id}</span>
                         </span>
                         <span className="hidden shrink-0 text-right text-xs text-slate-600 sm:block">
                           {formatPerMtok(e.input_price_micros_per_mtok)} in · {formatPerMtok(e.output_price_micros_per_mtok)} out
-                          <span className="block text-slate-500">
+                          <span className="block text-slate-600">
                             {e.mode === "embedding" ? "embedding" : `${formatCompact(e.context_window)} context`}
                           </span>
                         </span>
