@@ -180,10 +180,10 @@ export function AddDeploymentDialog({ open, onOpenChange, providers }: { open: b
             </p>
           ) : null}
           {catalogId ? (
-            <p className="flex flex-wrap items-center gap-2 text-sm text-slate-600">
-              From <Badge tone="brand">{catalogId}</Badge> — the fields below are filled in and stay editable.
-              <Button variant="link" size="sm" onClick={() => form.reset({ ...emptyDeployment, provider_id: providerId, name: form.getValues("name") })}>
-                Make it custom
+            <p className="text-sm text-slate-600">
+              Filled in from <Badge tone="brand">{catalogId}</Badge>; every field below stays editable.{" "}
+              <Button variant="link" size="sm" className="h-auto px-0" onClick={() => form.reset({ ...emptyDeployment, provider_id: providerId, name: form.getValues("name") })}>
+                Start over as a custom deployment
               </Button>
             </p>
           ) : null}

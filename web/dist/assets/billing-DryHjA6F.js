@@ -1,0 +1,1 @@
+import{t as e}from"./page-header-CvhKAFs1.js";import{R as t}from"./index-BlAfU_J-.js";var n=t(),r=()=>(0,n.jsx)(e,{title:`Billing`,description:`Coming soon.`});export{r as component};

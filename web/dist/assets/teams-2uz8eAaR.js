@@ -1,1 +1,0 @@
-import{t as e}from"./page-header-JXPup608.js";import{R as t}from"./index-DtH_48qt.js";var n=t(),r=()=>(0,n.jsx)(e,{title:`Teams`,description:`Coming soon.`});export{r as component};
