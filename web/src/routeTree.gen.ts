@@ -27,6 +27,7 @@ import { Route as AppSettingsRouteImport } from './routes/_app/settings'
 import { Route as AppTeamsRouteImport } from './routes/_app/teams'
 import { Route as AppUsageRouteImport } from './routes/_app/usage'
 import { Route as InvitationsTokenRouteImport } from './routes/invitations.$token'
+import { Route as AppRoutesRouteIdRouteImport } from './routes/_app/routes.$routeId'
 import { Route as AppTeamsTeamIdRouteImport } from './routes/_app/teams.$teamId'
 
 const AppRoute = AppRouteImport.update({
@@ -118,6 +119,11 @@ const InvitationsTokenRoute = InvitationsTokenRouteImport.update({
   path: '/invitations/$token',
   getParentRoute: () => rootRouteImport,
 } as any)
+const AppRoutesRouteIdRoute = AppRoutesRouteIdRouteImport.update({
+  id: '/$routeId',
+  path: '/$routeId',
+  getParentRoute: () => AppRoutesRoute,
+} as any)
 const AppTeamsTeamIdRoute = AppTeamsTeamIdRouteImport.update({
   id: '/$teamId',
   path: '/$teamId',
@@ -137,11 +143,12 @@ export interface FileRoutesByFullPath {
   '/playground': typeof AppPlaygroundRoute
   '/providers': typeof AppProvidersRoute
   '/requests': typeof AppRequestsRoute
-  '/routes': typeof AppRoutesRoute
+  '/routes': typeof AppRoutesRouteWithChildren
   '/settings': typeof AppSettingsRoute
   '/teams': typeof AppTeamsRouteWithChildren
   '/usage': typeof AppUsageRoute
   '/invitations/$token': typeof InvitationsTokenRoute
+  '/routes/$routeId': typeof AppRoutesRouteIdRoute
   '/teams/$teamId': typeof AppTeamsTeamIdRoute
 }
 export interface FileRoutesByTo {
@@ -156,12 +163,13 @@ export interface FileRoutesByTo {
   '/playground': typeof AppPlaygroundRoute
   '/providers': typeof AppProvidersRoute
   '/requests': typeof AppRequestsRoute
-  '/routes': typeof AppRoutesRoute
+  '/routes': typeof AppRoutesRouteWithChildren
   '/settings': typeof AppSettingsRoute
   '/teams': typeof AppTeamsRouteWithChildren
   '/usage': typeof AppUsageRoute
   '/invitations/$token': typeof InvitationsTokenRoute
   '/': typeof AppIndexRoute
+  '/routes/$routeId': typeof AppRoutesRouteIdRoute
   '/teams/$teamId': typeof AppTeamsTeamIdRoute
 }
 export interface FileRoutesById {
@@ -178,12 +186,13 @@ export interface FileRoutesById {
   '/_app/playground': typeof AppPlaygroundRoute
   '/_app/providers': typeof AppProvidersRoute
   '/_app/requests': typeof AppRequestsRoute
-  '/_app/routes': typeof AppRoutesRoute
+  '/_app/routes': typeof AppRoutesRouteWithChildren
   '/_app/settings': typeof AppSettingsRoute
   '/_app/teams': typeof AppTeamsRouteWithChildren
   '/_app/usage': typeof AppUsageRoute
   '/invitations/$token': typeof InvitationsTokenRoute
   '/_app/': typeof AppIndexRoute
+  '/_app/routes/$routeId': typeof AppRoutesRouteIdRoute
   '/_app/teams/$teamId': typeof AppTeamsTeamIdRoute
 }
 export interface FileRouteTypes {
@@ -206,6 +215,7 @@ export interface FileRouteTypes {
     | '/teams'
     | '/usage'
     | '/invitations/$token'
+    | '/routes/$routeId'
     | '/teams/$teamId'
   fileRoutesByTo: FileRoutesByTo
   to:
@@ -226,6 +236,7 @@ export interface FileRouteTypes {
     | '/usage'
     | '/invitations/$token'
     | '/'
+    | '/routes/$routeId'
     | '/teams/$teamId'
   id:
     | '__root__'
@@ -247,6 +258,7 @@ export interface FileRouteTypes {
     | '/_app/usage'
     | '/invitations/$token'
     | '/_app/'
+    | '/_app/routes/$routeId'
     | '/_app/teams/$teamId'
   fileRoutesById: FileRoutesById
 }
@@ -385,6 +397,13 @@ declare module '@tanstack/react-router' {
       preLoaderRoute: typeof InvitationsTokenRouteImport
       parentRoute: typeof rootRouteImport
     }
+    '/_app/routes/$routeId': {
+      id: '/_app/routes/$routeId'
+      path: '/$routeId'
+      fullPath: '/routes/$routeId'
+      preLoaderRoute: typeof AppRoutesRouteIdRouteImport
+      parentRoute: typeof AppRoutesRoute
+    }
     '/_app/teams/$teamId': {
       id: '/_app/teams/$teamId'
       path: '/$teamId'
@@ -394,6 +413,18 @@ declare module '@tanstack/react-router' {
     }
   }
 }
+
+interface AppRoutesRouteChildren {
+  AppRoutesRouteIdRoute: typeof AppRoutesRouteIdRoute
+}
+
+const AppRoutesRouteChildren: AppRoutesRouteChildren = {
+  AppRoutesRouteIdRoute: AppRoutesRouteIdRoute,
+}
+
+const AppRoutesRouteWithChildren = AppRoutesRoute._addFileChildren(
+  AppRoutesRouteChildren,
+)
 
 interface AppTeamsRouteChildren {
   AppTeamsTeamIdRoute: typeof AppTeamsTeamIdRoute
@@ -417,7 +448,7 @@ interface AppRouteChildren {
   AppPlaygroundRoute: typeof AppPlaygroundRoute
   AppProvidersRoute: typeof AppProvidersRoute
   AppRequestsRoute: typeof AppRequestsRoute
-  AppRoutesRoute: typeof AppRoutesRoute
+  AppRoutesRoute: typeof AppRoutesRouteWithChildren
   AppSettingsRoute: typeof AppSettingsRoute
   AppTeamsRoute: typeof AppTeamsRouteWithChildren
   AppUsageRoute: typeof AppUsageRoute
@@ -434,7 +465,7 @@ const AppRouteChildren: AppRouteChildren = {
   AppPlaygroundRoute: AppPlaygroundRoute,
   AppProvidersRoute: AppProvidersRoute,
   AppRequestsRoute: AppRequestsRoute,
-  AppRoutesRoute: AppRoutesRoute,
+  AppRoutesRoute: AppRoutesRouteWithChildren,
   AppSettingsRoute: AppSettingsRoute,
   AppTeamsRoute: AppTeamsRouteWithChildren,
   AppUsageRoute: AppUsageRoute,

@@ -1,1 +1,0 @@
-import{t as e}from"./page-header-CyXMRfHI.js";import{at as t}from"./index-CyaQI_vY.js";var n=t(),r=()=>(0,n.jsx)(e,{title:`Providers`,description:`Coming soon.`});export{r as component};

@@ -1,1 +1,0 @@
-import{F as e,P as t,at as n}from"./index-CyaQI_vY.js";import{n as r}from"./TeamsPage-DMXfz2js.js";var i=n();function a(){return t().length>0?(0,i.jsx)(e,{}):(0,i.jsx)(r,{})}export{a as component};

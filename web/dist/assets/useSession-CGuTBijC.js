@@ -1,1 +1,0 @@
-import{_ as e,ct as t,p as n,st as r}from"./index-CyaQI_vY.js";var i=t(r(),1);function a(){return(0,i.useSyncExternalStore)(e,n,n)}function o(e){return e===`owner`||e===`admin`}export{a as n,o as t};
