@@ -126,7 +126,14 @@ export async function navTo(page: Page, label: string) {
   await page.getByRole("navigation", { name: "Main" }).getByRole("link", { name: label, exact: true }).click();
 }
 
-/** Visits a page at both widths: screenshot and axe check at each. */
+/**
+ * Visits a page at both widths: screenshot, axe and sideways-scroll checks at each.
+ *
+ * A refresh token works once (reuse signs the user out everywhere, by design), so the session
+ * is handed on: each context loads `storageState`, refreshes on its first page load, and writes
+ * the rotated cookie back to `storageState` for the next one. The context the state was saved
+ * from must not refresh afterwards (its cookie is spent); save a new state from it if needed.
+ */
 export async function captureBothWidths(browser: Browser, storageState: string, path: string, name: string, ready: (page: Page) => Promise<void>) {
   for (const width of ["desktop", "phone"] as const) {
     const t = await openPage(browser, width, { storageState });
@@ -136,6 +143,7 @@ export async function captureBothWidths(browser: Browser, storageState: string, 
     await checkA11y(t.page, `${name}@${width}`);
     await expectNoSidewaysScroll(t.page, `${name}@${width}`);
     t.assertClean();
+    await t.context.storageState({ path: storageState });
     await t.context.close();
   }
 }
