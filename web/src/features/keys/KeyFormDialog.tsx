@@ -146,7 +146,7 @@ function KeyFormBody({ editing, onDone, onCancel }: { editing: KeyDto | null; on
           {ENDPOINTS.map((e) => (
             <label key={e.value} className="flex items-center gap-2 text-sm">
               <input type="checkbox" value={e.value} className="size-4 accent-brand-600" {...form.register("endpoints")} />
-              {e.label} <span className="font-mono text-xs text-slate-400">{e.hint}</span>
+              {e.label} <span className="font-mono text-xs text-slate-500">{e.hint}</span>
             </label>
           ))}
         </div>

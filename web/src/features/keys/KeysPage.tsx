@@ -65,7 +65,7 @@ function Limits({ k }: { k: KeyDto }) {
     k.tpm_limit != null ? `${formatInt(k.tpm_limit)} tpm` : null,
     k.max_tokens_per_request != null ? `≤ ${formatInt(k.max_tokens_per_request)} out` : null,
   ].filter(Boolean);
-  return parts.length ? <span className="text-xs">{parts.join(" · ")}</span> : <span className="text-xs text-slate-400">None</span>;
+  return parts.length ? <span className="text-xs">{parts.join(" · ")}</span> : <span className="text-xs text-slate-500">None</span>;
 }
 
 export function KeysPage() {
@@ -134,8 +134,7 @@ export function KeysPage() {
                 <TH>Team</TH>
                 <TH>Scopes</TH>
                 <TH>Limits</TH>
-                <TH>Created</TH>
-                <TH>Last used</TH>
+                <TH>Activity</TH>
                 <TH>Expires</TH>
                 <TH>Status</TH>
                 {writable ? <TH className="text-right">Actions</TH> : null}
@@ -150,16 +149,24 @@ export function KeysPage() {
                       <p className="font-medium text-slate-900">{k.name}</p>
                       <p className="font-mono text-xs text-slate-500">{k.prefix}</p>
                     </TD>
-                    <TD className="text-slate-700">{k.team_id ? (teamName.get(k.team_id) ?? "—") : <span className="text-slate-400">—</span>}</TD>
+                    <TD className="text-slate-700">{k.team_id ? (teamName.get(k.team_id) ?? "—") : <span className="text-slate-500">—</span>}</TD>
                     <TD>
                       <Scopes k={k} />
                     </TD>
                     <TD>
                       <Limits k={k} />
                     </TD>
-                    <TD title={formatDateTime(k.created_at)}>{formatRelative(k.created_at)}</TD>
-                    <TD title={k.last_used_at ? formatDateTime(k.last_used_at) : undefined}>{formatRelative(k.last_used_at)}</TD>
-                    <TD>{k.expires_at ? formatDateTime(k.expires_at) : <span className="text-slate-400">Never</span>}</TD>
+                    <TD className="text-xs">
+                      <p title={formatDateTime(k.created_at)}>
+                        <span className="text-slate-500">Created </span>
+                        {formatRelative(k.created_at)}
+                      </p>
+                      <p title={k.last_used_at ? formatDateTime(k.last_used_at) : undefined}>
+                        <span className="text-slate-500">Last used </span>
+                        {formatRelative(k.last_used_at)}
+                      </p>
+                    </TD>
+                    <TD className="text-xs">{k.expires_at ? formatDateTime(k.expires_at) : <span className="text-slate-500">Never</span>}</TD>
                     <TD>
                       <StatusBadge k={k} />
                     </TD>
@@ -167,16 +174,16 @@ export function KeysPage() {
                       <TD className="text-right">
                         {live ? (
                           <div className="flex justify-end gap-1">
-                            <Button variant="ghost" size="sm" aria-label={`Edit ${k.name}`} onClick={() => setEditing(k)}>
-                              <Pencil aria-hidden /> <span className="hidden xl:inline">Edit</span>
+                            <Button variant="ghost" size="icon" aria-label={`Edit ${k.name}`} title="Edit scopes and limits" onClick={() => setEditing(k)}>
+                              <Pencil aria-hidden />
                             </Button>
-                            <Button variant="ghost" size="sm" aria-label={`Rotate ${k.name}`} onClick={() => setRotating(k)}>
-                              <RefreshCw aria-hidden /> <span className="hidden xl:inline">Rotate</span>
+                            <Button variant="ghost" size="icon" aria-label={`Rotate ${k.name}`} title="Rotate (new secret)" onClick={() => setRotating(k)}>
+                              <RefreshCw aria-hidden />
                             </Button>
                             <ConfirmDialog
                               trigger={
-                                <Button variant="ghost" size="sm" aria-label={`Revoke ${k.name}`} className="text-red-700 hover:bg-red-50">
-                                  <Trash2 aria-hidden /> <span className="hidden xl:inline">Revoke</span>
+                                <Button variant="ghost" size="icon" aria-label={`Revoke ${k.name}`} title="Revoke" className="text-red-700 hover:bg-red-50">
+                                  <Trash2 aria-hidden />
                                 </Button>
                               }
                               title={`Revoke “${k.name}”?`}

@@ -1,4 +1,4 @@
-import { useState, type ReactNode } from "react";
+import { useEffect, useState, type ReactNode } from "react";
 import { Link } from "@tanstack/react-router";
 import { Check, ChevronDown, MessageSquareText, Activity, BarChart3 } from "lucide-react";
 import { $api } from "@/api/client";
@@ -75,6 +75,12 @@ export function OverviewPage() {
   const [since] = useState(startOfToday);
   const today = $api.useQuery("get", "/api/v1/usage", { params: { query: { since, limit: 1 } } });
   const created = useCreatedKey();
+  // A new latest request means today's totals moved: refresh them (not on every poll).
+  const latestId = latest.data?.data[0]?.id;
+  const refetchToday = today.refetch;
+  useEffect(() => {
+    if (latestId) void refetchToday();
+  }, [latestId, refetchToday]);
   const [copied, setCopied] = useState(false);
   const [expanded, setExpanded] = useState<boolean | null>(null);
   // Set once the checklist was seen unfinished on this visit: then the first request arriving
@@ -153,7 +159,7 @@ export function OverviewPage() {
             <Step n={1} title="Add a provider and a model" done={steps.provider} open={!steps.provider}>
               <ProviderStep canManage={canManage(role)} providers={providers.data?.data ?? []} />
             </Step>
-            <Step n={2} title="Create an API key" done={steps.key && created === null} open={steps.provider && (!steps.key || created !== null)}>
+            <Step n={2} title="Create an API key" done={steps.key} open={steps.provider && (!steps.key || created !== null)}>
               <KeyStep canWrite={canWrite(role)} isMember={role === "member"} done={steps.key} />
             </Step>
             <Step n={3} title="Copy a ready-to-run request" done={steps.snippet} open={steps.provider && steps.key}>
@@ -189,7 +195,7 @@ export function OverviewPage() {
             value={today.isError ? "—" : formatCompact((totals?.prompt_tokens ?? 0) + (totals?.completion_tokens ?? 0))}
             hint={totals ? `${formatInt(totals.prompt_tokens)} in · ${formatInt(totals.completion_tokens)} out` : undefined}
           />
-          <Stat label="Active keys" value={formatInt(liveKeys.length)} hint={`${formatInt(modelList.length)} model deployments`} />
+          <Stat label="Active keys" value={formatInt(liveKeys.length)} hint={`${formatInt(modelList.length)} model ${modelList.length === 1 ? "deployment" : "deployments"}`} />
         </section>
         {complete && !watched && request ? (
           <Card>

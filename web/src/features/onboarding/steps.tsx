@@ -204,7 +204,7 @@ export function FirstRequestStep({ request, waiting }: { request: RequestSummary
   if (!request) {
     return (
       <div className="flex items-center gap-3 rounded-md border border-dashed border-slate-300 px-4 py-4 text-sm text-slate-600" role="status">
-        <Radio className={waiting ? "size-5 animate-pulse text-brand-600" : "size-5 text-slate-400"} aria-hidden />
+        <Radio className={waiting ? "size-5 animate-pulse text-brand-600" : "size-5 text-slate-500"} aria-hidden />
         <span>{waiting ? "Listening for your first request… run the snippet and it shows up here." : "Waiting for this tab to be visible to listen again."}</span>
       </div>
     );

@@ -341,7 +341,7 @@ function Playground({ modelNames, routeNames, deployments }: { modelNames: strin
             className="min-h-40 whitespace-pre-wrap break-words rounded-md border border-slate-200 bg-slate-50 px-3 py-2 text-sm text-slate-900"
             data-testid="playground-output"
           >
-            {run.text || (run.phase === "idle" ? <span className="text-slate-400">The answer streams here.</span> : null)}
+            {run.text || (run.phase === "idle" ? <span className="text-slate-500">The answer streams here.</span> : null)}
             {run.phase === "streaming" ? (
               <span className="ml-0.5 inline-block h-4 w-1.5 animate-pulse bg-slate-500 align-text-bottom" aria-hidden />
             ) : null}

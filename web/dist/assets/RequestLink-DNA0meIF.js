@@ -1,1 +1,0 @@
-import{et as e,j as t}from"./index-OZAOcebL.js";function n(){return`${window.location.origin}/v1`}var r=e();function i({id:e,children:n,className:i}){return(0,r.jsx)(t,{to:`/requests/${e}`,className:i??`font-medium text-brand-700 hover:underline`,children:n})}export{n,i as t};
