@@ -149,8 +149,11 @@ describe("getting started: overview, keys, playground", () => {
     await rotated.getByRole("button", { name: "I have saved it" }).click();
     await expect.poll(() => row.textContent()).toContain("Rotating");
 
+    // A table from 768 px up, cards on phones.
     await captureStartPage("/keys", "keys", async (p) => {
-      await p.getByRole("table", { name: "API keys" }).waitFor();
+      await p.getByText("ci-key").first().waitFor();
+      if ((p.viewportSize()?.width ?? 0) <= WIDTHS.phone) await p.getByRole("list", { name: "API keys" }).waitFor();
+      else await p.getByRole("table", { name: "API keys" }).waitFor();
     });
 
     await page.getByRole("button", { name: "Revoke ci-key" }).click();

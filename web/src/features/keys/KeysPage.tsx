@@ -1,4 +1,4 @@
-import { useState } from "react";
+import { useState, useSyncExternalStore } from "react";
 import { useQueryClient } from "@tanstack/react-query";
 import { KeyRound, Pencil, Plus, RefreshCw, Trash2 } from "lucide-react";
 import { toast } from "sonner";
@@ -52,7 +52,11 @@ function Scopes({ k }: { k: KeyDto }) {
       {k.allowed_cidrs?.length ? (
         <p>
           <span className="text-slate-500">Networks: </span>
-          <span className="font-mono">{k.allowed_cidrs.length > 2 ? `${k.allowed_cidrs.slice(0, 2).join(", ")} +${k.allowed_cidrs.length - 2}` : k.allowed_cidrs.join(", ")}</span>
+          <span className="font-mono">
+            {k.allowed_cidrs.length > 2
+              ? `${k.allowed_cidrs.slice(0, 2).join(", ")} +${k.allowed_cidrs.length - 2}`
+              : k.allowed_cidrs.join(", ")}
+          </span>
         </p>
       ) : null}
     </div>
@@ -68,7 +72,42 @@ function Limits({ k }: { k: KeyDto }) {
   return parts.length ? <span className="text-xs">{parts.join(" · ")}</span> : <span className="text-xs text-slate-500">None</span>;
 }
 
+function Activity({ k }: { k: KeyDto }) {
+  return (
+    <div className="space-y-0.5 text-xs">
+      <p title={formatDateTime(k.created_at)}>
+        <span className="text-slate-500">Created </span>
+        {formatRelative(k.created_at)}
+      </p>
+      <p title={k.last_used_at ? formatDateTime(k.last_used_at) : undefined}>
+        <span className="text-slate-500">Last used </span>
+        {formatRelative(k.last_used_at)}
+      </p>
+      <p>
+        <span className="text-slate-500">Expires </span>
+        {k.expires_at ? formatDateTime(k.expires_at) : "never"}
+      </p>
+    </div>
+  );
+}
+
+const WIDE = "(min-width: 768px)";
+
+/** Tables on tablets and up, cards on phones (jsdom has no matchMedia: tables). */
+function useWide(): boolean {
+  return useSyncExternalStore(
+    (cb) => {
+      if (typeof window.matchMedia !== "function") return () => undefined;
+      const mq = window.matchMedia(WIDE);
+      mq.addEventListener("change", cb);
+      return () => mq.removeEventListener("change", cb);
+    },
+    () => (typeof window.matchMedia === "function" ? window.matchMedia(WIDE).matches : true),
+  );
+}
+
 export function KeysPage() {
+  const wide = useWide();
   const { role } = useSession();
   const writable = canWrite(role);
   const queryClient = useQueryClient();
@@ -80,10 +119,42 @@ export function KeysPage() {
   const [editing, setEditing] = useState<KeyDto | null>(null);
   const [rotating, setRotating] = useState<KeyDto | null>(null);
 
+  // The team column shows only when the organization has teams (or a key names one).
+  const hasTeams = (teams.data?.data.length ?? 0) > 0 || (keys.data?.data ?? []).some((k) => k.team_id);
   const teamName = new Map((teams.data?.data ?? []).map((t) => [t.id, t.name]));
   const all = keys.data?.data ?? [];
   const revokedCount = all.filter((k) => k.revoked_at).length;
   const rows = showRevoked ? all : all.filter((k) => !k.revoked_at);
+
+  const actions = (k: KeyDto) => (
+    <div className="flex justify-end gap-1">
+      <Button variant="ghost" size="icon" aria-label={`Edit ${k.name}`} title="Edit scopes and limits" onClick={() => setEditing(k)}>
+        <Pencil aria-hidden />
+      </Button>
+      <Button variant="ghost" size="icon" aria-label={`Rotate ${k.name}`} title="Rotate (new secret)" onClick={() => setRotating(k)}>
+        <RefreshCw aria-hidden />
+      </Button>
+      <ConfirmDialog
+        trigger={
+          <Button variant="ghost" size="icon" aria-label={`Revoke ${k.name}`} title="Revoke" className="text-red-700 hover:bg-red-50">
+            <Trash2 aria-hidden />
+          </Button>
+        }
+        title={`Revoke “${k.name}”?`}
+        description="Requests with this key (and with its previous secret, during a rotation) are refused at once. This cannot be undone."
+        confirmLabel="Revoke key"
+        onConfirm={async () => {
+          try {
+            await revoke.mutateAsync({ params: { path: { id: k.id } } });
+            toast.success(`Revoked “${k.name}”`);
+            await queryClient.invalidateQueries({ queryKey: ["get", "/api/v1/keys"] });
+          } catch (err) {
+            toast.error(errorMessage(err));
+          }
+        }}
+      />
+    </div>
+  );
 
   const createButton = writable ? (
     <Button onClick={() => setCreateOpen(true)}>
@@ -126,16 +197,42 @@ export function KeysPage() {
             description="Create a key, then send it as a bearer token to the gateway's /v1 endpoints."
             action={createButton}
           />
+        ) : !wide ? (
+          <ul aria-label="API keys" className="divide-y divide-slate-100">
+            {rows.map((k) => (
+              <li key={k.id} className="space-y-2 px-4 py-3">
+                <div className="flex items-start justify-between gap-2">
+                  <div className="min-w-0">
+                    <p className="truncate font-medium text-slate-900">{k.name}</p>
+                    <p className="font-mono text-xs text-slate-500">{k.prefix}</p>
+                  </div>
+                  <StatusBadge k={k} />
+                </div>
+                {k.team_id ? (
+                  <p className="text-xs">
+                    <span className="text-slate-500">Team: </span>
+                    {teamName.get(k.team_id) ?? "—"}
+                  </p>
+                ) : null}
+                <Scopes k={k} />
+                <p className="text-xs">
+                  <span className="text-slate-500">Limits: </span>
+                  <Limits k={k} />
+                </p>
+                <Activity k={k} />
+                {writable && !k.revoked_at ? <div className="-ml-2">{actions(k)}</div> : null}
+              </li>
+            ))}
+          </ul>
         ) : (
           <Table aria-label="API keys">
             <THead>
               <tr>
                 <TH>Name</TH>
-                <TH>Team</TH>
+                {hasTeams ? <TH>Team</TH> : null}
                 <TH>Scopes</TH>
                 <TH>Limits</TH>
                 <TH>Activity</TH>
-                <TH>Expires</TH>
                 <TH>Status</TH>
                 {writable ? <TH className="text-right">Actions</TH> : null}
               </tr>
@@ -149,60 +246,24 @@ export function KeysPage() {
                       <p className="font-medium text-slate-900">{k.name}</p>
                       <p className="font-mono text-xs text-slate-500">{k.prefix}</p>
                     </TD>
-                    <TD className="text-slate-700">{k.team_id ? (teamName.get(k.team_id) ?? "—") : <span className="text-slate-500">—</span>}</TD>
+                    {hasTeams ? (
+                      <TD className="text-slate-700">
+                        {k.team_id ? (teamName.get(k.team_id) ?? "—") : <span className="text-slate-500">—</span>}
+                      </TD>
+                    ) : null}
                     <TD>
                       <Scopes k={k} />
                     </TD>
                     <TD>
                       <Limits k={k} />
                     </TD>
-                    <TD className="text-xs">
-                      <p title={formatDateTime(k.created_at)}>
-                        <span className="text-slate-500">Created </span>
-                        {formatRelative(k.created_at)}
-                      </p>
-                      <p title={k.last_used_at ? formatDateTime(k.last_used_at) : undefined}>
-                        <span className="text-slate-500">Last used </span>
-                        {formatRelative(k.last_used_at)}
-                      </p>
+                    <TD>
+                      <Activity k={k} />
                     </TD>
-                    <TD className="text-xs">{k.expires_at ? formatDateTime(k.expires_at) : <span className="text-slate-500">Never</span>}</TD>
                     <TD>
                       <StatusBadge k={k} />
                     </TD>
-                    {writable ? (
-                      <TD className="text-right">
-                        {live ? (
-                          <div className="flex justify-end gap-1">
-                            <Button variant="ghost" size="icon" aria-label={`Edit ${k.name}`} title="Edit scopes and limits" onClick={() => setEditing(k)}>
-                              <Pencil aria-hidden />
-                            </Button>
-                            <Button variant="ghost" size="icon" aria-label={`Rotate ${k.name}`} title="Rotate (new secret)" onClick={() => setRotating(k)}>
-                              <RefreshCw aria-hidden />
-                            </Button>
-                            <ConfirmDialog
-                              trigger={
-                                <Button variant="ghost" size="icon" aria-label={`Revoke ${k.name}`} title="Revoke" className="text-red-700 hover:bg-red-50">
-                                  <Trash2 aria-hidden />
-                                </Button>
-                              }
-                              title={`Revoke “${k.name}”?`}
-                              description="Requests with this key (and with its previous secret, during a rotation) are refused at once. This cannot be undone."
-                              confirmLabel="Revoke key"
-                              onConfirm={async () => {
-                                try {
-                                  await revoke.mutateAsync({ params: { path: { id: k.id } } });
-                                  toast.success(`Revoked “${k.name}”`);
-                                  await queryClient.invalidateQueries({ queryKey: ["get", "/api/v1/keys"] });
-                                } catch (err) {
-                                  toast.error(errorMessage(err));
-                                }
-                              }}
-                            />
-                          </div>
-                        ) : null}
-                      </TD>
-                    ) : null}
+                    {writable ? <TD className="text-right">{live ? actions(k) : null}</TD> : null}
                   </TR>
                 );
               })}

@@ -1,1 +1,0 @@
-import{t as e}from"./page-header-BJsc1MVH.js";import{et as t}from"./index-BPIGZUF3.js";var n=t(),r=()=>(0,n.jsx)(e,{title:`Models`,description:`Coming soon.`});export{r as component};
