@@ -1,4 +1,4 @@
-import { useRef, useState } from "react";
+import { useEffect, useRef, useState } from "react";
 import { Link } from "@tanstack/react-router";
 import { useForm } from "react-hook-form";
 import { zodResolver } from "@hookform/resolvers/zod";
@@ -111,6 +111,8 @@ function Playground({ modelNames, routeNames, deployments }: { modelNames: strin
   const [formError, setFormError] = useState<string | null>(null);
   const [keyInfo, setKeyInfo] = useState(currentPlaygroundKey);
   const abort = useRef<AbortController | null>(null);
+  // Leaving the page stops a running stream (the gateway sees the client go away).
+  useEffect(() => () => abort.current?.abort(), []);
 
   const form = useForm<PlaygroundForm>({
     resolver: zodResolver(schema),

@@ -1,1 +1,0 @@
-import{t as e}from"./page-header-Yihru1Vb.js";import{et as t}from"./index-DWsa2Yk5.js";var n=t(),r=()=>(0,n.jsx)(e,{title:`Models`,description:`Coming soon.`});export{r as component};
