@@ -1,4 +1,3 @@
-import "./test-request";
 import { describe, expect, it } from "vitest";
 import { screen, within, waitFor } from "@testing-library/react";
 import userEvent from "@testing-library/user-event";
