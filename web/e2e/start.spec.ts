@@ -8,7 +8,7 @@ import { join } from "node:path";
 import type { Browser, Page } from "playwright-core";
 import { AxeBuilder } from "@axe-core/playwright";
 import {
-  ARTIFACTS, WIDTHS, captureBothWidths, consoleUrl, gatewayUrl, launch, openPage, screenshot, signUp, uniqueEmail,
+  ARTIFACTS, WIDTHS, consoleUrl, gatewayUrl, launch, openPage, screenshot, signUp, uniqueEmail,
   type TrackedPage,
 } from "./harness";
 
@@ -30,10 +30,15 @@ async function checkA11y(page: Page, name: string) {
   expect(summary, summary.join("\n")).toEqual([]);
 }
 
+/** The newest storage state not used yet (a refresh token works once: never reuse one). */
+let freshState: string | null = null;
+let states = 0;
+
 /**
- * Screenshot + axe at 1280 and 390 px. With cookie sessions (a reload keeps the session) this
- * is the harness's `captureBothWidths` in fresh contexts; without them (the access token lives
- * in this page's memory only), the same page is resized in place.
+ * Screenshot + axe at 1280 and 390 px. With cookie sessions (a reload keeps the session) each
+ * width is a fresh context loading `path` (like the harness's `captureBothWidths`), chaining
+ * storage states so every context refreshes with a refresh token nobody used yet; without them
+ * (the access token lives in this page's memory only) the same page is resized in place.
  */
 async function captureStartPage(path: string, name: string, pageReady: (page: Page) => Promise<void>) {
   // Screenshots without the toasts of the actions just taken (they time out after 4 s).
@@ -43,9 +48,21 @@ async function captureStartPage(path: string, name: string, pageReady: (page: Pa
   };
   const cookies = await t.context.cookies();
   if (cookies.some((c) => c.name === "switchyard_refresh")) {
-    const state = join(ARTIFACTS, `start-${name}-state.json`);
-    await t.context.storageState({ path: state });
-    await captureBothWidths(browser, state, path, name, ready);
+    for (const width of ["desktop", "phone"] as const) {
+      if (!freshState) {
+        freshState = join(ARTIFACTS, `start-state-${states++}.json`);
+        await t.context.storageState({ path: freshState });
+      }
+      const c = await openPage(browser, width, { storageState: freshState });
+      await c.page.goto(path);
+      await ready(c.page);
+      await screenshot(c.page, name);
+      await checkA11y(c.page, `${name}@${width}`);
+      c.assertClean();
+      freshState = join(ARTIFACTS, `start-state-${states++}.json`);
+      await c.context.storageState({ path: freshState });
+      await c.context.close();
+    }
     return;
   }
   for (const width of ["desktop", "phone"] as const) {
@@ -106,6 +123,7 @@ describe("getting started: overview, keys, playground", () => {
     await card.waitFor({ timeout: 20_000 });
     await expect.poll(() => card.textContent()).toContain("echo");
     expect(await card.getByRole("link", { name: "View request" }).getAttribute("href")).toBe(`/requests/${requestId}`);
+    await screenshot(page, "overview-first-request");
 
     await captureStartPage("/", "overview", async (p) => {
       await p.getByLabel("Latest request").waitFor();
