@@ -105,7 +105,10 @@ describe("getting started: overview, keys, playground", () => {
     await page.getByRole("button", { name: "Copied" }).waitFor();
     const copied = String(await page.evaluate("navigator.clipboard.readText()"));
     expect(copied).toContain(`Bearer ${secret}`);
-    expect(copied).toContain(`${consoleUrl()}/v1/chat/completions`);
+    // The base URL is the server's published gateway URL, else the console's own origin.
+    const meta = (await (await fetch(`${consoleUrl()}/api/v1/meta`)).json()) as { gateway_base_url?: string | null };
+    const base = (meta.gateway_base_url ?? consoleUrl()).replace(/\/+$/, "");
+    expect(copied).toContain(`curl ${base}/v1/chat/completions`);
     expect(copied).toContain('"model":"echo"');
 
     // Run the snippet's request from here, against the gateway.
