@@ -6,29 +6,13 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { join } from "node:path";
 import type { Browser, Page } from "playwright-core";
-import { AxeBuilder } from "@axe-core/playwright";
 import {
-  ARTIFACTS, WIDTHS, consoleUrl, gatewayUrl, launch, openPage, screenshot, signUp, uniqueEmail,
+  ARTIFACTS, WIDTHS, checkA11y, consoleUrl, expectNoSidewaysScroll, gatewayUrl, launch, openPage, screenshot, signUp, uniqueEmail,
   type TrackedPage,
 } from "./harness";
 
 let browser: Browser;
 let t: TrackedPage;
-
-/**
- * The harness's axe check (serious or critical WCAG 2.1 A/AA violations fail), minus one known
- * problem of the shared shell that is not this spec's: the navigation's group labels
- * ("Build", "Observe", … in text-slate-400) are below 4.5:1 contrast. Reported to the lead.
- */
-async function checkA11y(page: Page, name: string) {
-  const result = await new AxeBuilder({ page })
-    .withTags(["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"])
-    .exclude('nav[aria-label="Main"] p')
-    .analyze();
-  const bad = result.violations.filter((v) => v.impact === "serious" || v.impact === "critical");
-  const summary = bad.map((v) => `${name}: ${v.id} (${v.impact}) ${v.help} — ${v.nodes.map((n) => n.target.join(" ")).join(", ")}`);
-  expect(summary, summary.join("\n")).toEqual([]);
-}
 
 /** The newest storage state not used yet (a refresh token works once: never reuse one). */
 let freshState: string | null = null;
@@ -58,6 +42,7 @@ async function captureStartPage(path: string, name: string, pageReady: (page: Pa
       await ready(c.page);
       await screenshot(c.page, name);
       await checkA11y(c.page, `${name}@${width}`);
+      await expectNoSidewaysScroll(c.page, `${name}@${width}`);
       c.assertClean();
       freshState = join(ARTIFACTS, `start-state-${states++}.json`);
       await c.context.storageState({ path: freshState });
@@ -70,6 +55,7 @@ async function captureStartPage(path: string, name: string, pageReady: (page: Pa
     await ready(t.page);
     await screenshot(t.page, name);
     await checkA11y(t.page, `${name}@${width}`);
+    await expectNoSidewaysScroll(t.page, `${name}@${width}`);
   }
   await t.page.setViewportSize({ width: WIDTHS.desktop, height: 800 });
 }

@@ -1,1 +1,0 @@
-import{t as e}from"./page-header-ceIUPKPN.js";import{et as t}from"./index-B-oDLxGH.js";var n=t(),r=()=>(0,n.jsx)(e,{title:`Members`,description:`Coming soon.`});export{r as component};

@@ -1,1 +1,0 @@
-import{l as e,nt as t,p as n,rt as r}from"./index-B-oDLxGH.js";var i=r(t(),1);function a(){return(0,i.useSyncExternalStore)(n,e,e)}function o(e){return e===`owner`||e===`admin`}function s(e){return e===`owner`||e===`admin`||e===`member`}export{s as n,a as r,o as t};
