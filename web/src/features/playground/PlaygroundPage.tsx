@@ -187,7 +187,10 @@ function Playground({ modelNames, routeNames, deployments }: { modelNames: strin
         error: null,
       });
     } catch (err) {
-      if (err instanceof GatewayError && err.status === 401) forgetPlaygroundKey();
+      if (err instanceof GatewayError && err.status === 401) {
+        forgetPlaygroundKey();
+        setKeyInfo(null);
+      }
       if (controller.signal.aborted) {
         setRun((r) => ({ ...r, phase: "stopped" }));
       } else {

@@ -206,7 +206,9 @@ export function describeGatewayError(err: unknown): { title: string; detail: str
     }
     if (err.status === 429) return { title: "Rate limited", detail: `${detail} Wait a moment and send again.` };
     if (err.status === 404) return { title: "Model not found", detail };
-    if (err.status === 401) return { title: "The playground key was refused", detail };
+    if (err.status === 401) {
+      return { title: "The playground key was refused", detail: `${detail} (Revoked or expired?) Send again: a new temporary key is created.` };
+    }
     if (err.status === 403) return { title: "Not allowed", detail };
     if (err.status >= 500) return { title: "The provider failed", detail };
     return { title: `The gateway refused the request (${err.status})`, detail };

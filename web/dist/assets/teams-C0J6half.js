@@ -1,1 +1,0 @@
-import{N as e,P as t,V as n}from"./index-Ck9WCmx5.js";import{n as r}from"./TeamsPage-DSXoONjT.js";var i=n();function a(){return e().length>0?(0,i.jsx)(t,{}):(0,i.jsx)(r,{})}export{a as component};
