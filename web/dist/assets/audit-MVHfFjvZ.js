@@ -1,1 +1,0 @@
-import{t as e}from"./page-header-EO1JoNnt.js";import{V as t}from"./index-DiOF_Mvv.js";var n=t(),r=()=>(0,n.jsx)(e,{title:`Audit log`,description:`Coming soon.`});export{r as component};

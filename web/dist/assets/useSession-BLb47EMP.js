@@ -1,1 +1,0 @@
-import{U as e,W as t,_ as n,h as r}from"./index-DiOF_Mvv.js";var i=t(e(),1);function a(){return(0,i.useSyncExternalStore)(n,r,r)}function o(e){return e===`owner`||e===`admin`}export{a as n,o as t};
