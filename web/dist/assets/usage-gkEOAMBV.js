@@ -1,1 +1,0 @@
-import{t as e}from"./page-header-BDIkVxSg.js";import{V as t}from"./index-DWFuBB-n.js";var n=t(),r=()=>(0,n.jsx)(e,{title:`Usage`,description:`Coming soon.`});export{r as component};
