@@ -796,6 +796,11 @@ async fn cors_is_locked_to_the_configured_origins() {
         allowed.contains("authorization") && allowed.contains("content-type"),
         "{allowed}"
     );
+    // The console's cookie-session headers.
+    assert!(
+        allowed.contains("x-switchyard-session") && allowed.contains("x-switchyard-csrf"),
+        "{allowed}"
+    );
     assert_security_headers(h, "preflight");
 
     let other = preflight(&cp, "https://evil.example").await;

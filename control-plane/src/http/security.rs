@@ -121,7 +121,13 @@ impl Security {
                     Method::PATCH,
                     Method::DELETE,
                 ])
-                .allow_headers([AUTHORIZATION, CONTENT_TYPE])
+                // The cookie-session headers too, for a console served from a listed origin.
+                .allow_headers([
+                    AUTHORIZATION,
+                    CONTENT_TYPE,
+                    super::auth::SESSION_MODE_HEADER,
+                    super::auth::CSRF_HEADER,
+                ])
                 .expose_headers([super::REQUEST_ID_HEADER])
                 .max_age(PREFLIGHT_MAX_AGE),
         )
