@@ -23,7 +23,9 @@
 //! - [`password`]: the password policy (length, zxcvbn strength).
 //! - [`throttle`]: login throttling per account and client IP, sign-up rate per client IP, and
 //!   the [`ClientIp`](throttle::ClientIp) extractor.
-//! - [`http`]: one module per resource under `/api/v1`, plus health and the middleware stack.
+//! - [`http`]: one module per resource under `/api/v1`, plus health, `GET /api/v1/meta`, the
+//!   web console (`http::console`, the embedded `web/dist` served at `/`) and the middleware
+//!   stack.
 //! - [`openapi`]: the OpenAPI document and Swagger UI (`/docs`).
 //! - [`sync`]: the config outbox worker: committed changes → published records.
 //! - [`publish`]: [`Publisher`](publish::Publisher), writes records to Redis or the in-process bus.
@@ -503,12 +505,13 @@ fn display_addr(addr: SocketAddr) -> String {
 fn print_getting_started(addr: SocketAddr, format: LogFormat, database: &str) {
     let base = format!("http://{}", display_addr(addr));
     if format == LogFormat::Json {
-        tracing::info!(api = %format!("{base}/api/v1"), docs = %format!("{base}/docs"), gateway = %format!("{base}/v1"), "zero-setup mode");
+        tracing::info!(console = %format!("{base}/"), api = %format!("{base}/api/v1"), docs = %format!("{base}/docs"), gateway = %format!("{base}/v1"), "zero-setup mode");
         return;
     }
     eprintln!(
         r#"
 Switchyard is running in zero-setup mode: no Redis, the gateway runs in this process ({database}).
+  Console     : {base}/
   Control API : {base}/api/v1      (API docs: {base}/docs)
   Gateway     : {base}/v1          (OpenAI-compatible)
 

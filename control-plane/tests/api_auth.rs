@@ -244,7 +244,7 @@ async fn validation_errors_share_one_shape() {
     cp.get("/api/v1/nope", &s.token)
         .await
         .expect_error(404, "not_found");
-    cp.get("/nope", &s.token)
+    cp.get("/nope.txt", &s.token)
         .await
         .expect_error(404, "not_found");
     cp.stop().await;
@@ -345,7 +345,8 @@ async fn every_response_has_a_request_id_and_docs_are_served() {
         ("/healthz", 200),
         ("/readyz", 200),
         ("/api/v1/me", 401),
-        ("/nope", 404),
+        ("/api/nope", 404),
+        ("/", 200),
     ] {
         let resp = cp
             .client

@@ -646,7 +646,7 @@ async fn security_headers_on_answers_and_errors() {
     let s = cp.signup().await;
     let ok = cp.get("/api/v1/keys", &s.token).await;
     let unauthorized = cp.call(Method::GET, "/api/v1/keys", None, None).await;
-    let not_found = cp.call(Method::GET, "/nope", None, None).await;
+    let not_found = cp.call(Method::GET, "/api/nope", None, None).await;
     let health = cp.call(Method::GET, "/healthz", None, None).await;
     for (what, answer, status) in [
         ("json answer", &ok, 200),
@@ -794,6 +794,11 @@ async fn cors_is_locked_to_the_configured_origins() {
         .to_ascii_lowercase();
     assert!(
         allowed.contains("authorization") && allowed.contains("content-type"),
+        "{allowed}"
+    );
+    // The console's cookie-session headers.
+    assert!(
+        allowed.contains("x-switchyard-session") && allowed.contains("x-switchyard-csrf"),
         "{allowed}"
     );
     assert_security_headers(h, "preflight");

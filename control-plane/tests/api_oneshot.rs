@@ -97,6 +97,16 @@ async fn signup_and_create_a_key_without_a_socket() {
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(body["error"]["code"], "not_found");
 
+    // The console is served by the bare control-plane router too (distributed mode).
+    let resp = app
+        .clone()
+        .oneshot(Request::get("/keys").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()["content-type"], "text/html; charset=utf-8");
+    assert_eq!(resp.headers()["cache-control"], "no-cache");
+
     let _ = stop.send(true);
     worker.await.unwrap();
 }

@@ -131,6 +131,24 @@ pub struct Settings {
     /// address is the client's.
     #[arg(long, env = "SWITCHYARD_TRUSTED_PROXIES")]
     pub trusted_proxies: Option<String>,
+
+    /// Browser origins allowed to call the gateway's `/v1` API (CORS): comma-separated exact
+    /// origins (`https://console.example.com`), or `*` for any. Unset or empty: no CORS headers
+    /// (same-origin only; the zero-setup console is same-origin). Credentials are never allowed:
+    /// keys travel as bearer headers.
+    #[arg(long, env = "SWITCHYARD_GATEWAY_CORS_ORIGINS")]
+    pub gateway_cors_origins: Option<String>,
+}
+
+/// Which browser origins may call the gateway (`SWITCHYARD_GATEWAY_CORS_ORIGINS`, parsed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GatewayCors {
+    /// No CORS headers at all.
+    Off,
+    /// `*`: any origin (without credentials).
+    Any,
+    /// These exact origins.
+    Origins(Vec<axum::http::HeaderValue>),
 }
 
 impl Default for Settings {
@@ -151,6 +169,7 @@ impl Default for Settings {
             upstream_max_idle_per_host: 32,
             node_count: 1,
             trusted_proxies: None,
+            gateway_cors_origins: None,
         }
     }
 }
@@ -208,7 +227,40 @@ impl Settings {
             bail!("SWITCHYARD_NODE_COUNT must be greater than 0");
         }
         self.trusted_proxies()?;
+        self.gateway_cors()?;
         Ok(())
+    }
+
+    /// `SWITCHYARD_GATEWAY_CORS_ORIGINS`, parsed: `*`, or exact `scheme://host[:port]` origins.
+    pub fn gateway_cors(&self) -> anyhow::Result<GatewayCors> {
+        let Some(list) = self.gateway_cors_origins.as_deref().map(str::trim) else {
+            return Ok(GatewayCors::Off);
+        };
+        if list == "*" {
+            return Ok(GatewayCors::Any);
+        }
+        let mut origins = Vec::new();
+        for entry in list.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+            let shown: String = entry.chars().take(64).collect();
+            let bad = || {
+                anyhow::anyhow!(
+                    "SWITCHYARD_GATEWAY_CORS_ORIGINS: {shown:?} is not an origin; write \
+                     scheme://host[:port] without a path, e.g. https://console.example.com, \
+                     or \"*\" alone for any origin"
+                )
+            };
+            let url = url::Url::parse(entry).map_err(|_| bad())?;
+            let origin = url.origin().ascii_serialization();
+            if !matches!(url.scheme(), "http" | "https") || origin != entry.trim_end_matches('/') {
+                return Err(bad());
+            }
+            origins.push(axum::http::HeaderValue::from_str(&origin).map_err(|_| bad())?);
+        }
+        Ok(if origins.is_empty() {
+            GatewayCors::Off
+        } else {
+            GatewayCors::Origins(origins)
+        })
     }
 
     /// `SWITCHYARD_TRUSTED_PROXIES`, parsed: CIDRs, or single addresses (a /32 or /128).
@@ -429,6 +481,32 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
     use super::*;
+
+    #[test]
+    fn gateway_cors_origins_are_exact_origins_or_star() {
+        let mut s = Settings::default();
+        assert_eq!(s.gateway_cors().unwrap(), GatewayCors::Off);
+        s.gateway_cors_origins = Some(" * ".to_owned());
+        assert_eq!(s.gateway_cors().unwrap(), GatewayCors::Any);
+        s.gateway_cors_origins = Some("https://a.example, http://localhost:5173/".to_owned());
+        let origins = ["https://a.example", "http://localhost:5173"]
+            .map(axum::http::HeaderValue::from_static)
+            .to_vec();
+        assert_eq!(s.gateway_cors().unwrap(), GatewayCors::Origins(origins));
+        for bad in [
+            "a.example",
+            "https://a.example/x",
+            "ftp://a.example",
+            "*, https://a.example",
+        ] {
+            s.gateway_cors_origins = Some(bad.to_owned());
+            let err = s.validate().unwrap_err().to_string();
+            assert!(
+                err.contains("SWITCHYARD_GATEWAY_CORS_ORIGINS"),
+                "{bad}: {err}"
+            );
+        }
+    }
 
     const KEY_HEX: &str = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
 

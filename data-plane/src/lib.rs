@@ -99,10 +99,17 @@ fn v1_routes(state: &AppState) -> Router {
             state.clone(),
             pipeline::authenticate::middleware,
         ));
-    Router::new()
+    let v1 = Router::new()
         .merge(api)
         .route("/v1/{*rest}", any(http::not_found))
-        .with_state(state.clone())
+        .with_state(state.clone());
+    // CORS outside authentication (a preflight carries no key); `AppState::new` validated the
+    // setting, so an error cannot happen here.
+    let cors = state
+        .settings()
+        .gateway_cors()
+        .unwrap_or(config::GatewayCors::Off);
+    http::cors::wrap(v1, &cors)
 }
 
 /// Only the `/v1` API (chat completions, models), with authentication and the edge layers

@@ -33,7 +33,7 @@ pub struct MetaResponse {
     /// Where clients call the gateway, without `/v1` (`SWITCHYARD_PUBLIC_GATEWAY_URL`); null
     /// when not configured: then the gateway is reached at the console's own origin (zero-setup)
     /// or wherever the operator put it.
-    #[schema(example = "https://gateway.example.com")]
+    #[schema(example = "https://gateway.example.com", required = true)]
     pub gateway_base_url: Option<String>,
     /// Whether billing (Stripe) is configured.
     pub billing_enabled: bool,

@@ -15,6 +15,9 @@
 //!   over [`MAX_URI_BYTES`] with 414, both in our error shape;
 //! - [`permissions`]: the permission matrix (minimum role of every operation), enforced by a
 //!   route layer on every `/api/v1` route and rendered into README.md;
+//! - [`console`]: the web console (the embedded `web/dist` SPA), served as the fallback of
+//!   every path that is not an API's;
+//! - [`meta`]: `GET /api/v1/meta`, public deployment facts for the console;
 //! - [`router`]: the full control-plane router with its middleware stack.
 
 pub mod alerts;
@@ -24,6 +27,7 @@ pub mod auth;
 pub mod billing;
 pub mod budgets;
 pub mod catalog;
+pub mod console;
 mod extract;
 pub mod health;
 pub mod invitations;
@@ -126,10 +130,12 @@ pub fn routes(state: AppState) -> Router {
     )
 }
 
-/// Adds the control plane's JSON 404 for every path no route matched, with the same
-/// middleware (and so the same security headers) as every other control-plane response.
+/// Adds the fallback for every path no route matched: the web console ([`console::serve`]:
+/// `index.html` for the SPA's paths, its files), or the control plane's JSON 404 for API paths
+/// and missing files, with the same middleware (and so the same security headers, the
+/// console's for console paths) as every other control-plane response.
 pub fn with_fallback(router: Router, state: &AppState) -> Router {
-    router.fallback_service(layered(Router::new().fallback(not_found), state))
+    router.fallback_service(layered(Router::new().fallback(console::serve), state))
 }
 
 /// The middleware stack of every control-plane response. Each `ServiceBuilder` reads top to
@@ -175,10 +181,6 @@ async fn uri_limit(request: Request, next: Next) -> Response {
         .into_response();
     }
     next.run(request).await
-}
-
-async fn not_found() -> ApiError {
-    ApiError::NotFound("route")
 }
 
 async fn method_not_allowed() -> ApiError {

@@ -3,13 +3,17 @@
 //! checked against.
 //!
 //! Headers (every control-plane response, errors and 404s included):
-//! - `x-content-type-options: nosniff`, `x-frame-options: DENY`, `referrer-policy: no-referrer`;
+//! - `x-content-type-options: nosniff`, `x-frame-options: DENY`, and `referrer-policy:
+//!   no-referrer` (the console's paths: `same-origin`);
 //! - `content-security-policy`: for the API, `default-src 'none'; frame-ancestors 'none'; …`
 //!   (JSON never needs to load anything); for the Swagger UI under `/docs`, same-origin
 //!   scripts, styles (inline styles too: Swagger UI sets `style` attributes), images (and
-//!   `data:` icons) and `fetch` of the spec, nothing from other origins;
-//! - `cache-control: no-store` everywhere but `/docs` (answers carry tokens, keys and tenant
-//!   data, which must not sit in a shared or browser cache);
+//!   `data:` icons) and `fetch` of the spec, nothing from other origins; for the web console
+//!   (every path that is not an API's, see `http::console`) [`CONSOLE_CSP`], with the public
+//!   gateway's origin added to `connect-src` when `SWITCHYARD_PUBLIC_GATEWAY_URL` is set;
+//! - `cache-control: no-store` on API answers (they carry tokens, keys and tenant data, which
+//!   must not sit in a shared or browser cache); `/docs` sets none, and the console's files
+//!   keep their own (`no-cache` or `immutable`; `no-store` when they set none);
 //! - `strict-transport-security` only when `SWITCHYARD_HSTS_MAX_AGE_SECS` is set: the control
 //!   plane speaks plain HTTP and cannot tell whether a TLS proxy is in front of it, and HSTS
 //!   sent over a deployment reached by plain http would lock browsers out of it.
@@ -117,7 +121,13 @@ impl Security {
                     Method::PATCH,
                     Method::DELETE,
                 ])
-                .allow_headers([AUTHORIZATION, CONTENT_TYPE])
+                // The cookie-session headers too, for a console served from a listed origin.
+                .allow_headers([
+                    AUTHORIZATION,
+                    CONTENT_TYPE,
+                    super::auth::SESSION_MODE_HEADER,
+                    super::auth::CSRF_HEADER,
+                ])
                 .expose_headers([super::REQUEST_ID_HEADER])
                 .max_age(PREFLIGHT_MAX_AGE),
         )
@@ -130,22 +140,62 @@ pub async fn headers(
     request: Request,
     next: Next,
 ) -> Response {
-    let docs = is_docs(request.uri().path());
+    let surface = Surface::of(request.uri().path());
     let mut response = next.run(request).await;
     let h = response.headers_mut();
     h.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     h.insert(X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    h.insert(REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
-    if docs {
-        h.insert(CONTENT_SECURITY_POLICY, HeaderValue::from_static(DOCS_CSP));
-    } else {
-        h.insert(CONTENT_SECURITY_POLICY, HeaderValue::from_static(API_CSP));
-        h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    match surface {
+        Surface::Api => {
+            h.insert(REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+            h.insert(CONTENT_SECURITY_POLICY, HeaderValue::from_static(API_CSP));
+            h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        }
+        Surface::Docs => {
+            h.insert(REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+            h.insert(CONTENT_SECURITY_POLICY, HeaderValue::from_static(DOCS_CSP));
+        }
+        Surface::Console => {
+            h.insert(REFERRER_POLICY, HeaderValue::from_static("same-origin"));
+            let csp = security
+                .console_csp
+                .clone()
+                .unwrap_or(HeaderValue::from_static(CONSOLE_CSP));
+            h.insert(CONTENT_SECURITY_POLICY, csp);
+            // The console's files carry their own cache policy (`http::console`); anything
+            // else (its JSON 404s) is not cached.
+            if !h.contains_key(CACHE_CONTROL) {
+                h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            }
+        }
     }
     if let Some(hsts) = &security.hsts {
         h.insert(STRICT_TRANSPORT_SECURITY, hsts.clone());
     }
     response
+}
+
+/// Which part of the control plane a path belongs to, for its headers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Surface {
+    /// `/api/…`, `/v1/…`, the probes: JSON only.
+    Api,
+    /// The Swagger UI under `/docs`.
+    Docs,
+    /// Everything else: the web console (`http::console`).
+    Console,
+}
+
+impl Surface {
+    fn of(path: &str) -> Self {
+        if is_docs(path) {
+            Surface::Docs
+        } else if super::console::is_api_path(path) {
+            Surface::Api
+        } else {
+            Surface::Console
+        }
+    }
 }
 
 /// Outside the CORS layer: removes every `access-control-*` header from answers to a request
@@ -196,6 +246,11 @@ mod tests {
         assert!(is_docs("/docs/swagger-ui.css"));
         assert!(!is_docs("/docsx"));
         assert!(!is_docs("/api/v1/keys"));
+        assert_eq!(Surface::of("/docs/index.css"), Surface::Docs);
+        assert_eq!(Surface::of("/api/v1/keys"), Surface::Api);
+        assert_eq!(Surface::of("/healthz"), Surface::Api);
+        assert_eq!(Surface::of("/"), Surface::Console);
+        assert_eq!(Surface::of("/assets/index-abc.js"), Surface::Console);
     }
 
     #[test]

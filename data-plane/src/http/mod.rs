@@ -6,7 +6,9 @@
 //!   its own error format (see [`anthropic_api`](crate::anthropic_api));
 //! - [`models`]: `GET /v1/models` (and `GET /v1/models/{model}`);
 //! - [`health`]: `/healthz`, `/readyz`, `/metrics` (the only unauthenticated routes besides
-//!   the 404 answer for unknown paths).
+//!   the 404 answer for unknown paths);
+//! - [`cors`]: CORS on the `/v1` routes for listed browser origins
+//!   (`SWITCHYARD_GATEWAY_CORS_ORIGINS`; off by default).
 //!
 //! The edge layers ([`with_edge`]), outermost first: [`request_id`] (a fresh UUIDv7 per request,
 //! echoed as `x-switchyard-request-id` on every response and used as the usage event id),
@@ -23,6 +25,7 @@
 //! translated by the second layer, so the edge's own errors (413, panic 500) are translated too.
 
 pub mod chat;
+pub mod cors;
 pub mod embeddings;
 pub mod health;
 pub mod listener;
