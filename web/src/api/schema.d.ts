@@ -1892,7 +1892,7 @@ export interface components {
              *     or wherever the operator put it.
              * @example https://gateway.example.com
              */
-            gateway_base_url?: string | null;
+            gateway_base_url: string | null;
             /**
              * @description The control plane's version.
              * @example 0.1.0
