@@ -26,6 +26,7 @@ import { Route as AppRoutesRouteImport } from './routes/_app/routes'
 import { Route as AppSettingsRouteImport } from './routes/_app/settings'
 import { Route as AppTeamsRouteImport } from './routes/_app/teams'
 import { Route as AppUsageRouteImport } from './routes/_app/usage'
+import { Route as AppRequestsRequestIdRouteImport } from './routes/_app/requests.$requestId'
 
 const AppRoute = AppRouteImport.update({
   id: '/_app',
@@ -111,6 +112,11 @@ const AppUsageRoute = AppUsageRouteImport.update({
   path: '/usage',
   getParentRoute: () => AppRoute,
 } as any)
+const AppRequestsRequestIdRoute = AppRequestsRequestIdRouteImport.update({
+  id: '/$requestId',
+  path: '/$requestId',
+  getParentRoute: () => AppRequestsRoute,
+} as any)
 
 export interface FileRoutesByFullPath {
   '/': typeof AppIndexRoute
@@ -124,11 +130,12 @@ export interface FileRoutesByFullPath {
   '/models': typeof AppModelsRoute
   '/playground': typeof AppPlaygroundRoute
   '/providers': typeof AppProvidersRoute
-  '/requests': typeof AppRequestsRoute
+  '/requests': typeof AppRequestsRouteWithChildren
   '/routes': typeof AppRoutesRoute
   '/settings': typeof AppSettingsRoute
   '/teams': typeof AppTeamsRoute
   '/usage': typeof AppUsageRoute
+  '/requests/$requestId': typeof AppRequestsRequestIdRoute
 }
 export interface FileRoutesByTo {
   '/login': typeof LoginRoute
@@ -141,12 +148,13 @@ export interface FileRoutesByTo {
   '/models': typeof AppModelsRoute
   '/playground': typeof AppPlaygroundRoute
   '/providers': typeof AppProvidersRoute
-  '/requests': typeof AppRequestsRoute
+  '/requests': typeof AppRequestsRouteWithChildren
   '/routes': typeof AppRoutesRoute
   '/settings': typeof AppSettingsRoute
   '/teams': typeof AppTeamsRoute
   '/usage': typeof AppUsageRoute
   '/': typeof AppIndexRoute
+  '/requests/$requestId': typeof AppRequestsRequestIdRoute
 }
 export interface FileRoutesById {
   __root__: typeof rootRouteImport
@@ -161,12 +169,13 @@ export interface FileRoutesById {
   '/_app/models': typeof AppModelsRoute
   '/_app/playground': typeof AppPlaygroundRoute
   '/_app/providers': typeof AppProvidersRoute
-  '/_app/requests': typeof AppRequestsRoute
+  '/_app/requests': typeof AppRequestsRouteWithChildren
   '/_app/routes': typeof AppRoutesRoute
   '/_app/settings': typeof AppSettingsRoute
   '/_app/teams': typeof AppTeamsRoute
   '/_app/usage': typeof AppUsageRoute
   '/_app/': typeof AppIndexRoute
+  '/_app/requests/$requestId': typeof AppRequestsRequestIdRoute
 }
 export interface FileRouteTypes {
   fileRoutesByFullPath: FileRoutesByFullPath
@@ -187,6 +196,7 @@ export interface FileRouteTypes {
     | '/settings'
     | '/teams'
     | '/usage'
+    | '/requests/$requestId'
   fileRoutesByTo: FileRoutesByTo
   to:
     | '/login'
@@ -205,6 +215,7 @@ export interface FileRouteTypes {
     | '/teams'
     | '/usage'
     | '/'
+    | '/requests/$requestId'
   id:
     | '__root__'
     | '/_app'
@@ -224,6 +235,7 @@ export interface FileRouteTypes {
     | '/_app/teams'
     | '/_app/usage'
     | '/_app/'
+    | '/_app/requests/$requestId'
   fileRoutesById: FileRoutesById
 }
 export interface RootRouteChildren {
@@ -353,8 +365,27 @@ declare module '@tanstack/react-router' {
       preLoaderRoute: typeof AppUsageRouteImport
       parentRoute: typeof AppRoute
     }
+    '/_app/requests/$requestId': {
+      id: '/_app/requests/$requestId'
+      path: '/$requestId'
+      fullPath: '/requests/$requestId'
+      preLoaderRoute: typeof AppRequestsRequestIdRouteImport
+      parentRoute: typeof AppRequestsRoute
+    }
   }
 }
+
+interface AppRequestsRouteChildren {
+  AppRequestsRequestIdRoute: typeof AppRequestsRequestIdRoute
+}
+
+const AppRequestsRouteChildren: AppRequestsRouteChildren = {
+  AppRequestsRequestIdRoute: AppRequestsRequestIdRoute,
+}
+
+const AppRequestsRouteWithChildren = AppRequestsRoute._addFileChildren(
+  AppRequestsRouteChildren,
+)
 
 interface AppRouteChildren {
   AppAuditRoute: typeof AppAuditRoute
@@ -365,7 +396,7 @@ interface AppRouteChildren {
   AppModelsRoute: typeof AppModelsRoute
   AppPlaygroundRoute: typeof AppPlaygroundRoute
   AppProvidersRoute: typeof AppProvidersRoute
-  AppRequestsRoute: typeof AppRequestsRoute
+  AppRequestsRoute: typeof AppRequestsRouteWithChildren
   AppRoutesRoute: typeof AppRoutesRoute
   AppSettingsRoute: typeof AppSettingsRoute
   AppTeamsRoute: typeof AppTeamsRoute
@@ -382,7 +413,7 @@ const AppRouteChildren: AppRouteChildren = {
   AppModelsRoute: AppModelsRoute,
   AppPlaygroundRoute: AppPlaygroundRoute,
   AppProvidersRoute: AppProvidersRoute,
-  AppRequestsRoute: AppRequestsRoute,
+  AppRequestsRoute: AppRequestsRouteWithChildren,
   AppRoutesRoute: AppRoutesRoute,
   AppSettingsRoute: AppSettingsRoute,
   AppTeamsRoute: AppTeamsRoute,
