@@ -58,7 +58,7 @@ export function TimeChart({ title, description, rows, series, kind, interval, yF
       axisLine={{ stroke: "#cbd5e1" }}
       minTickGap={24}
     />,
-    <YAxis key="y" tickFormatter={(v: number) => yFormat(v)} tick={{ fontSize: 11, fill: "#475569" }} tickLine={false} axisLine={false} width={64} />,
+    <YAxis key="y" tickFormatter={(v: number) => yFormat(v)} tick={{ fontSize: 11, fill: "#475569" }} tickLine={false} axisLine={false} width={76} />,
     <Tooltip
       key="tt"
       labelFormatter={(t) => tooltipFormat.format(new Date(Number(t)))}
@@ -73,7 +73,7 @@ export function TimeChart({ title, description, rows, series, kind, interval, yF
       <LineChart {...common}>
         {axes}
         {series.map((s) => (
-          <Line key={s.key} type="monotone" dataKey={s.key} name={s.label} stroke={s.color} strokeWidth={2} dot={false} strokeDasharray={s.dashed ? "4 3" : undefined} isAnimationActive={false} />
+          <Line key={s.key} type="monotone" dataKey={s.key} name={s.label} stroke={s.color} strokeWidth={2} dot={rows.length <= 60 ? { r: 2.5 } : false} strokeDasharray={s.dashed ? "4 3" : undefined} isAnimationActive={false} />
         ))}
       </LineChart>
     );

@@ -22,6 +22,8 @@ import { BreakdownTable } from "./BreakdownTable";
 import { PALETTE, TimeChart } from "./Charts";
 
 const usd = (v: number) => formatUsd(v);
+/** Axis ticks in ms keep a decimal below 10 ms so neighbouring ticks never read the same. */
+const msTick = (v: number) => (v > 0 && v < 10 ? `${v.toFixed(1)} ms` : formatMs(v));
 
 interface Props {
   search: UsageSearch;
@@ -208,7 +210,7 @@ export function UsagePage({ search, onSearch }: Props) {
                   { key: "ttft50", label: "TTFT p50", color: PALETTE[1]!, dashed: true },
                   { key: "ttft95", label: "TTFT p95", color: PALETTE[2]!, dashed: true },
                 ]}
-                yFormat={(v) => formatMs(v)}
+                yFormat={msTick}
                 empty={chartEmpty}
               />,
             )}

@@ -2,7 +2,8 @@ import { useEffect, useId, useRef, useState } from "react";
 import { Link, useNavigate } from "@tanstack/react-router";
 import { useVirtualizer } from "@tanstack/react-virtual";
 import { Activity, MessageSquareText, RefreshCw, X } from "lucide-react";
-import { $api, type Schemas } from "@/api/client";
+import { useInfiniteQuery } from "@tanstack/react-query";
+import { $api, api, type Schemas } from "@/api/client";
 import { PageHeader } from "@/components/ui/page-header";
 import { Button, buttonVariants } from "@/components/ui/button";
 import { Card } from "@/components/ui/card";
@@ -44,16 +45,16 @@ export function RequestLog({ search, onSearch }: Props) {
   // For a preset the end stays open ("now"), so newer rows never shift the pages already read.
   const query = { ...filters, from: range.from, to: range.fixed ? range.to : undefined, limit: PAGE_SIZE };
 
-  const list = $api.useInfiniteQuery(
-    "get",
-    "/api/v1/requests",
-    { params: { query } },
-    {
-      initialPageParam: undefined,
-      getNextPageParam: (last: Schemas["RequestList"]) => last.next_cursor ?? undefined,
-      pageParamName: "cursor",
+  const list = useInfiniteQuery({
+    // The same key shape as `$api` ("get", path, init) plus a marker: pages, not one answer.
+    queryKey: ["get", "/api/v1/requests", { params: { query } }, "pages"],
+    queryFn: async ({ pageParam, signal }) => {
+      const { data } = await api.GET("/api/v1/requests", { params: { query: { ...query, cursor: pageParam } }, signal });
+      return data!;
     },
-  );
+    initialPageParam: undefined as string | undefined,
+    getNextPageParam: (last) => last.next_cursor ?? undefined,
+  });
   const rows: RequestSummary[] = list.data?.pages.flatMap((p) => p.data) ?? [];
 
   const scrollRef = useRef<HTMLDivElement>(null);
