@@ -6,6 +6,14 @@ import type { BreakdownRow } from "./prepare";
 
 export const BREAKDOWN_PAGE_SIZE = 20;
 
+const unitPrice = new Intl.NumberFormat("en-US", { style: "currency", currency: "USD", minimumFractionDigits: 2, maximumFractionDigits: 6 });
+/** A price per 1K tokens keeps its µ$ digits ("$0.0025"): rounding to cents would read $0.00. */
+export function formatUnitPrice(value: string | null): string {
+  if (value == null) return "—";
+  const n = Number(value);
+  return Number.isFinite(n) ? unitPrice.format(n) : value;
+}
+
 interface Props {
   rows: BreakdownRow[];
   groupLabel: string;
@@ -58,7 +66,7 @@ export function BreakdownTable({ rows, groupLabel, page, onPage, onFilter }: Pro
               <TD className="text-right tabular-nums">
                 {formatInt(r.promptTokens)} / {formatInt(r.completionTokens)}
               </TD>
-              <TD className="text-right tabular-nums">{formatUsd(r.costPer1k)}</TD>
+              <TD className="text-right tabular-nums">{formatUnitPrice(r.costPer1k)}</TD>
               <TD className="text-right tabular-nums">{formatMs(r.latencyP50)}</TD>
               <TD className="text-right tabular-nums">{formatMs(r.latencyP95)}</TD>
               <TD className={`text-right tabular-nums ${(r.errorRate ?? 0) >= 0.05 ? "text-red-700" : ""}`}>{formatPercent(r.errorRate)}</TD>

@@ -46,9 +46,14 @@ export function UsagePage({ search, onSearch }: Props) {
   const lifetime = $api.useQuery("get", "/api/v1/usage", { params: { query: { limit: 1 } } });
   const inRange = $api.useQuery("get", "/api/v1/usage", { params: { query: { limit: 1, since: range.from, until: range.to } } });
   const ts = $api.useQuery("get", "/api/v1/analytics/timeseries", { params: { query: { from: range.from, to: range.to, interval, ...filters } } });
-  const bd = $api.useQuery("get", "/api/v1/analytics/breakdown", {
-    params: { query: { from: range.from, to: range.to, group_by: apiGroupBy(search), limit: 100, ...filters } },
-  });
+  // Grouping by tag needs the tag's key first.
+  const tagKeyMissing = groupBy === "tag" && !search.group_tag;
+  const bd = $api.useQuery(
+    "get",
+    "/api/v1/analytics/breakdown",
+    { params: { query: { from: range.from, to: range.to, group_by: apiGroupBy(search), limit: 100, ...filters } } },
+    { enabled: !tagKeyMissing },
+  );
 
   const prepared = useMemo(() => {
     if (!ts.data) return null;
@@ -86,7 +91,7 @@ export function UsagePage({ search, onSearch }: Props) {
 
   const onFilter = (patch: FilterValues) => set(patch);
   const drillDown =
-    groupBy === "tag" && !search.group_tag
+    tagKeyMissing
       ? undefined
       : (r: BreakdownRow) => {
           if (!r.group) return;
@@ -107,7 +112,12 @@ export function UsagePage({ search, onSearch }: Props) {
             {ts.isFetching && !ts.isPending ? null : <RefreshCw aria-hidden />}
             <span className="hidden sm:inline">Refresh</span>
           </Button>
-          <Button variant="secondary" onClick={() => exportCsv.mutate()} loading={exportCsv.isPending}>
+          <Button
+            variant="secondary"
+            onClick={() => exportCsv.mutate()}
+            loading={exportCsv.isPending}
+            title="Every request of the range as CSV (the export does not take filters)"
+          >
             {exportCsv.isPending ? null : <Download aria-hidden />} Export CSV
           </Button>
         </>
@@ -238,13 +248,15 @@ export function UsagePage({ search, onSearch }: Props) {
           description={bd.data?.truncated ? "The 100 groups with the most requests; totals above cover every group." : "Per group over the range."}
           actions={<GroupByPicker search={search} onChange={(patch) => set(patch)} />}
         />
-        {bd.isPending ? (
+        {tagKeyMissing ? (
+          <Empty title="Enter a tag key to group by" description="For example feature, to see requests and spend per value of the feature tag." />
+        ) : bd.isPending ? (
           <Loading label="Loading breakdown" rows={5} />
         ) : bd.isError ? (
           <ErrorState error={bd.error} onRetry={() => void bd.refetch()} title="Could not load the breakdown" />
         ) : rows.length === 0 ? (
           <Empty
-            title={groupBy === "tag" && !search.group_tag ? "Enter a tag key to group by" : "No requests in this range"}
+            title={groupBy === "tag" ? `No requests tagged ${search.group_tag} in this range` : "No requests in this range"}
             description={hasFilters(search) ? "Try removing a filter or picking a longer range." : "Try a longer range, or send requests from the Playground."}
             action={
               hasFilters(search) ? (

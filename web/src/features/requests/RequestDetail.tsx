@@ -9,8 +9,9 @@ import { Badge } from "@/components/ui/badge";
 import { Button, buttonVariants } from "@/components/ui/button";
 import { CopyButton } from "@/components/ui/copy-button";
 import { Empty, ErrorState, Loading } from "@/components/states";
-import { formatDateTime, formatInt, formatMs, formatUsd } from "@/lib/format";
+import { formatDateTime, formatInt, formatUsd } from "@/lib/format";
 import { useLookups, type Lookups } from "@/features/analytics/lookups";
+import { wholeMs } from "./format";
 import { statusTone, tagEntries } from "./search";
 
 export type RequestDetailDto = Schemas["RequestDetail"];
@@ -158,8 +159,8 @@ function Summary({ r, lookups }: { r: RequestDetailDto; lookups: Lookups }) {
         ) : null}
       </Item>
       <Item label="Cost">{formatUsd(r.cost_usd)}</Item>
-      <Item label="Latency">{formatMs(r.latency_ms)}</Item>
-      <Item label="Time to first token">{formatMs(r.ttft_ms)}</Item>
+      <Item label="Latency">{wholeMs(r.latency_ms)}</Item>
+      <Item label="Time to first token">{wholeMs(r.ttft_ms)}</Item>
       <Item label="Cache hit">{r.cache_hit ? "Yes (gateway response cache)" : "No"}</Item>
       <div className="col-span-2 sm:col-span-3">
         <dt className="text-xs font-medium uppercase tracking-wide text-slate-500">Tags</dt>
@@ -192,7 +193,7 @@ function Attempts({ r, lookups }: { r: RequestDetailDto; lookups: Lookups }) {
               <Badge tone={ok ? "success" : a.outcome === "failed" || a.outcome === "error" ? "danger" : "warning"}>{a.outcome}</Badge>
               {a.status != null ? <span>HTTP {a.status}</span> : null}
               {a.region ? <span>· {a.region}</span> : null}
-              <span>· {a.latency_ms != null ? formatMs(a.latency_ms) : last ? `${formatMs(r.latency_ms)} total` : "—"}</span>
+              <span>· {a.latency_ms != null ? wholeMs(a.latency_ms) : last ? `${wholeMs(r.latency_ms)} total` : "—"}</span>
             </p>
             {a.error_class || a.error_code ? (
               <p className="mt-0.5 text-xs text-red-700">

@@ -11,7 +11,8 @@ import { Badge } from "@/components/ui/badge";
 import { NativeSelect } from "@/components/ui/input";
 import { Switch } from "@/components/ui/switch";
 import { Empty, ErrorState, Loading } from "@/components/states";
-import { formatInt, formatMs, formatUsd } from "@/lib/format";
+import { formatInt, formatUsd } from "@/lib/format";
+import { wholeMs } from "./format";
 import { resolveRange, viewerTimeZone, type RangeParams } from "@/features/analytics/range";
 import { RangePicker } from "@/features/analytics/RangePicker";
 import { TagFilter } from "@/features/analytics/UsageFilters";
@@ -96,7 +97,7 @@ export function RequestLog({ search, onSearch }: Props) {
     setAnchor(Date.now());
     onSearch(compact({ ...search, ...patch }));
   };
-  const open = (r: RequestSummary) => void navigate({ to: "/requests/$requestId", params: { requestId: r.id }, search: (prev: object) => prev } as never);
+  const open = (r: RequestSummary) => void navigate({ to: "/requests/$requestId", params: { requestId: r.id }, search: (prev) => prev });
 
   const filtered = hasRequestFilters(search);
   const paddingTop = items[0]?.start ?? 0;
@@ -164,7 +165,7 @@ export function RequestLog({ search, onSearch }: Props) {
           <div
             ref={scrollRef}
             onScroll={(e) => setAtTop(e.currentTarget.scrollTop < 8)}
-            className="h-[calc(100dvh-22rem)] min-h-[420px] overflow-auto"
+            className="max-h-[max(420px,calc(100dvh-22rem))] overflow-auto"
             tabIndex={0}
             role="region"
             aria-label="Requests"
@@ -224,7 +225,7 @@ function Row({ r, lookups, onOpen, index }: { r: RequestSummary; lookups: Lookup
         <Link
           to="/requests/$requestId"
           params={{ requestId: r.id }}
-          search={((prev: object) => prev) as never}
+          search={(prev) => prev}
           className="font-medium text-brand-700 hover:underline"
           onClick={(e) => e.stopPropagation()}
           aria-label={`Request ${r.id} at ${timeFormat.format(new Date(r.started_at))}`}
@@ -250,8 +251,8 @@ function Row({ r, lookups, onOpen, index }: { r: RequestSummary; lookups: Lookup
         {r.tokens_estimated ? <span className="text-slate-400" title="Estimated"> ~</span> : null}
       </td>
       <td className="whitespace-nowrap px-3 py-2 text-right tabular-nums">{formatUsd(r.cost_usd)}</td>
-      <td className="whitespace-nowrap px-3 py-2 text-right tabular-nums">{formatMs(r.latency_ms)}</td>
-      <td className="whitespace-nowrap px-3 py-2 text-right tabular-nums">{formatMs(r.ttft_ms)}</td>
+      <td className="whitespace-nowrap px-3 py-2 text-right tabular-nums">{wholeMs(r.latency_ms)}</td>
+      <td className="whitespace-nowrap px-3 py-2 text-right tabular-nums">{wholeMs(r.ttft_ms)}</td>
       <td className="max-w-56 truncate whitespace-nowrap px-3 py-2">
         {tags.slice(0, 3).map(([k, v]) => (
           <Badge key={k} className="mr-1">

@@ -1,1 +1,0 @@
-import{t as e}from"./page-header-CwkMxEHz.js";import{wt as t}from"./index-B3ygvta6.js";var n=t(),r=()=>(0,n.jsx)(e,{title:`Routes`,description:`Coming soon.`});export{r as component};
