@@ -11,14 +11,14 @@ import { requestsSearch } from "./search";
 import { lookupHandlers, summary, type RequestListBody, type Summary } from "./fixtures";
 
 /** The page as its route mounts it: search params from the URL, changes navigate. */
-function Page() {
+function Page({ liveIntervalMs }: { liveIntervalMs?: number }) {
   const raw = useSearch({ strict: false });
   const navigate = useNavigate();
   const href = useRouterState({ select: (s) => s.location.href });
   return (
     <>
       <output data-testid="href">{href}</output>
-      <RequestLog search={requestsSearch.parse(raw)} onSearch={(next) => void navigate({ to: ".", search: next as never })} />
+      <RequestLog search={requestsSearch.parse(raw)} onSearch={(next) => void navigate({ to: ".", search: next as never })} liveIntervalMs={liveIntervalMs} />
     </>
   );
 }
@@ -83,5 +83,28 @@ describe("RequestLog", () => {
     renderWithApp(<Page />, { path: "/" });
     expect(await screen.findByText("No requests in this range")).toBeInTheDocument();
     expect(screen.getByRole("link", { name: /Open the Playground/ })).toHaveAttribute("href", "/playground");
+  });
+
+  it("in live mode, shows newer requests as they arrive while the list is at the top", async () => {
+    let arrived = false;
+    const calls: URLSearchParams[] = [];
+    server.use(
+      ...lookupHandlers,
+      http.get(apiUrl("/api/v1/requests"), ({ request }) => {
+        const q = new URL(request.url).searchParams;
+        calls.push(q);
+        // A new request lands after the first probe.
+        if (q.get("limit") === "1" && calls.filter((c) => c.get("limit") === "1").length >= 2) arrived = true;
+        const older = summary(5, { model: "echo-old" });
+        const data = arrived ? [summary(1, { model: "echo-new" }), older] : [older];
+        return HttpResponse.json<RequestListBody>({ data: q.get("limit") === "1" ? data.slice(0, 1) : data, next_cursor: null });
+      }),
+    );
+    renderWithApp(<Page liveIntervalMs={50} />, { path: "/?live=true" });
+    await screen.findByText("echo-old");
+    expect(screen.getByRole("switch", { name: "Live updates" })).toBeChecked();
+    expect(await screen.findByText("echo-new", {}, { timeout: 3000 })).toBeInTheDocument();
+    // Probes ask for one row only; the list itself is read again from its first page.
+    expect(calls.filter((c) => c.get("limit") === "50").every((c) => c.get("cursor") === null)).toBe(true);
   });
 });

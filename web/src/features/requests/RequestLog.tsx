@@ -33,9 +33,11 @@ const timeFormat = new Intl.DateTimeFormat(undefined, { month: "short", day: "nu
 interface Props {
   search: RequestsSearch;
   onSearch: (next: RequestsSearch) => void;
+  /** How often live mode checks for newer rows. */
+  liveIntervalMs?: number;
 }
 
-export function RequestLog({ search, onSearch }: Props) {
+export function RequestLog({ search, onSearch, liveIntervalMs = LIVE_INTERVAL_MS }: Props) {
   const navigate = useNavigate();
   const lookups = useLookups();
   // A preset range is resolved once per anchor: the cursor pages of one anchor share the same
@@ -84,12 +86,12 @@ export function RequestLog({ search, onSearch }: Props) {
     "get",
     "/api/v1/requests",
     { params: { query: { ...filters, from: range.from, limit: 1 } } },
-    { enabled: live && atTop, refetchInterval: LIVE_INTERVAL_MS, refetchIntervalInBackground: false, placeholderData: undefined },
+    { enabled: live && atTop, refetchInterval: liveIntervalMs, refetchIntervalInBackground: false, placeholderData: undefined },
   );
   const newest = head.data?.data[0]?.id;
   const firstShown = rows[0]?.id;
   useEffect(() => {
-    if (live && atTop && newest && firstShown && newest !== firstShown && !list.isFetching) setAnchor(Date.now());
+    if (live && atTop && newest && newest !== firstShown && !list.isFetching) setAnchor(Date.now());
   }, [live, atTop, newest, firstShown, list.isFetching]);
 
   const set = (patch: Partial<RequestsSearch>) => {
@@ -135,7 +137,7 @@ export function RequestLog({ search, onSearch }: Props) {
         </div>
         <p className="border-t border-slate-100 px-4 py-2 text-xs text-slate-500 sm:px-5">
           Times in {viewerTimeZone()}.{" "}
-          {live ? (atTop ? `Live: checking for new requests every ${LIVE_INTERVAL_MS / 1000} s.` : "Live paused while you scroll; back at the top it resumes.") : null}
+          {live ? (atTop ? `Live: checking for new requests every ${Math.round(liveIntervalMs / 1000)} s.` : "Live paused while you scroll; back at the top it resumes.") : null}
         </p>
       </Card>
 
