@@ -74,6 +74,8 @@ describe("usage, request log and request detail", () => {
     const provider = await api<{ id: string }>(token, "POST", "/providers", { name: "local-mock", kind: "mock" });
     await api(token, "POST", "/models", { name: "echo", provider_id: provider.id, upstream_model: "mock-1", input_price_per_mtok: 1, output_price_per_mtok: 2 });
     const { key } = await api<{ key: string }>(token, "POST", "/keys", { name: "e2e-key" });
+    // Keep prompts and answers, so the detail shows a payload.
+    await api(token, "PATCH", "/organization", { store_payloads: true });
 
     expect(await chat(key, "echo", "Hello from the analytics test", {}, { "x-switchyard-tags": "feature=search" })).toBe(200);
     expect(await chat(key, "echo", "A second request")).toBe(200);
@@ -121,6 +123,8 @@ describe("usage, request log and request detail", () => {
     await page.getByRole("heading", { name: "Attempts" }).waitFor();
     await page.getByRole("list", { name: "Attempts" }).getByText("Attempt 1").waitFor();
     await page.getByText("mock-1").first().waitFor();
+    // The stored payload is text in a pre (the prompt the test sent is in it).
+    await page.getByRole("region", { name: "Request payload" }).getByText(/Hello from the analytics test/).waitFor();
     await screenshot(page, "request-detail");
     await checkA11y(page, "request-detail@desktop");
     t.assertClean();

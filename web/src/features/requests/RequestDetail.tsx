@@ -66,8 +66,9 @@ export function RequestDetail({ requestId, backSearch }: { requestId: string; ba
           </span>
         }
         description={
-          <span className="break-all font-mono text-xs">
-            {r.id} · {formatDateTime(r.started_at)}
+          <span className="flex flex-wrap gap-x-2">
+            <span className="break-all font-mono text-xs">{r.id}</span>
+            <span className="text-xs">{formatDateTime(r.started_at)}</span>
           </span>
         }
         actions={<CopyButton value={r.id} label="Copy id" />}

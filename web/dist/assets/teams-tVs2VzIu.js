@@ -1,1 +1,0 @@
-import{t as e}from"./page-header-D59VwBtt.js";import{wt as t}from"./index-RyF1LMIS.js";var n=t(),r=()=>(0,n.jsx)(e,{title:`Teams`,description:`Coming soon.`});export{r as component};
