@@ -13,7 +13,7 @@ import { Empty, ErrorState, Loading } from "@/components/states";
 import { formatCompact, formatDateTime, formatInt, formatMs, formatUsd } from "@/lib/format";
 import { chooseInterval, resolveRange, viewerTimeZone, type RangeParams } from "./range";
 import { analyticsFilters, apiGroupBy, compact, GROUP_BYS, GROUP_LABEL, hasFilters, type GroupBy, type UsageSearch } from "./search";
-import { breakdownRows, errorClassLabel, errorClassRows, fillBuckets, kpis, toChartRows, type BreakdownRow } from "./prepare";
+import { breakdownRows, errorClassLabel, errorClassRows, fillBuckets, groupedRows, kpis, toChartRows, type BreakdownRow } from "./prepare";
 import { useLookups } from "./lookups";
 import { RangePicker } from "./RangePicker";
 import { UsageFilters, type FilterValues } from "./UsageFilters";
@@ -22,6 +22,8 @@ import { BreakdownTable } from "./BreakdownTable";
 import { PALETTE, TimeChart } from "./Charts";
 
 const usd = (v: number) => formatUsd(v);
+/** Series in the "by group" charts (the API's `limit`; its `total` still covers every group). */
+const GROUP_SERIES = 8;
 /** Axis ticks in ms keep a decimal below 10 ms so neighbouring ticks never read the same. */
 const msTick = (v: number) => (v > 0 && v < 10 ? `${v.toFixed(1)} ms` : formatMs(v));
 
@@ -40,18 +42,26 @@ export function UsagePage({ search, onSearch }: Props) {
   const filters = analyticsFilters(search);
   const groupBy: GroupBy = search.group_by ?? "model";
   const lookups = useLookups();
+  // Grouping by tag needs the tag's key first.
+  const tagKeyMissing = groupBy === "tag" && !search.group_tag;
 
   const set = (patch: Partial<UsageSearch>) => onSearch(compact({ ...search, ...patch, page: patch.page }));
 
   const lifetime = $api.useQuery("get", "/api/v1/usage", { params: { query: { limit: 1 } } });
   const inRange = $api.useQuery("get", "/api/v1/usage", { params: { query: { limit: 1, since: range.from, until: range.to } } });
   const ts = $api.useQuery("get", "/api/v1/analytics/timeseries", { params: { query: { from: range.from, to: range.to, interval, ...filters } } });
-  // Grouping by tag needs the tag's key first.
-  const tagKeyMissing = groupBy === "tag" && !search.group_tag;
   const bd = $api.useQuery(
     "get",
     "/api/v1/analytics/breakdown",
     { params: { query: { from: range.from, to: range.to, group_by: apiGroupBy(search), limit: 100, ...filters } } },
+    { enabled: !tagKeyMissing },
+  );
+
+  // The same range per group (top 8), for the "by group" charts.
+  const grouped = $api.useQuery(
+    "get",
+    "/api/v1/analytics/timeseries",
+    { params: { query: { from: range.from, to: range.to, interval, group_by: apiGroupBy(search), limit: GROUP_SERIES, ...filters } } },
     { enabled: !tagKeyMissing },
   );
 
@@ -67,6 +77,13 @@ export function UsagePage({ search, onSearch }: Props) {
     if (groupBy === "key") return lookups.keyName(g);
     return g;
   };
+  const byGroup = {
+    requests: grouped.data ? groupedRows(grouped.data.series, grouped.data.from, grouped.data.to, interval, "requests", labelOf) : null,
+    cost: grouped.data ? groupedRows(grouped.data.series, grouped.data.from, grouped.data.to, interval, "cost", labelOf) : null,
+  };
+  const groupName = groupBy === "tag" ? `tag ${search.group_tag ?? ""}`.trim() : GROUP_LABEL[groupBy].toLowerCase();
+  const groupSeries = (g: typeof byGroup.requests) =>
+    (g?.keys ?? []).map((k, i) => ({ key: k, label: g?.labels[k] ?? k, color: PALETTE[i % PALETTE.length]!, stack: "g" }));
   const rows = bd.data ? breakdownRows(bd.data.data, bd.data.total, labelOf) : [];
 
   const exportCsv = useMutation({
@@ -147,8 +164,8 @@ export function UsagePage({ search, onSearch }: Props) {
 
   const chartEmpty = prepared && prepared.kpis.requests === 0 ? "No requests in this range" : undefined;
   const chartLoading = <Loading label="Loading chart" rows={4} />;
-  const chart = (node: React.ReactNode) =>
-    ts.isPending ? <div className="h-[258px] rounded-lg border border-slate-200 bg-white">{chartLoading}</div> : node;
+  const chart = (node: React.ReactNode, pending = ts.isPending) =>
+    pending ? <div className="h-[258px] rounded-lg border border-slate-200 bg-white">{chartLoading}</div> : node;
 
   return (
     <>
@@ -248,6 +265,38 @@ export function UsagePage({ search, onSearch }: Props) {
           description={bd.data?.truncated ? "The 100 groups with the most requests; totals above cover every group." : "Per group over the range."}
           actions={<GroupByPicker search={search} onChange={(patch) => set(patch)} />}
         />
+        {tagKeyMissing ? null : grouped.isError ? (
+          <ErrorState error={grouped.error} onRetry={() => void grouped.refetch()} title={`Could not load the series by ${groupName}`} />
+        ) : (
+          <div className="grid gap-4 border-b border-slate-100 p-4 sm:px-5 lg:grid-cols-2">
+            {chart(
+              <TimeChart
+                title={`Requests by ${groupName}`}
+                description={grouped.data?.truncated ? `The ${GROUP_SERIES} ${groupName} values with the most requests` : "Stacked per group"}
+                kind="bar"
+                interval={interval}
+                rows={byGroup.requests?.rows ?? []}
+                series={groupSeries(byGroup.requests)}
+                yFormat={(v) => formatCompact(v)}
+                empty={chartEmpty ?? (byGroup.requests && byGroup.requests.keys.length === 0 ? "No requests in these groups" : undefined)}
+              />,
+              grouped.isPending,
+            )}
+            {chart(
+              <TimeChart
+                title={`Cost by ${groupName}`}
+                description={grouped.data?.truncated ? `The ${GROUP_SERIES} ${groupName} values with the most requests` : "USD, stacked per group"}
+                kind="area"
+                interval={interval}
+                rows={byGroup.cost?.rows ?? []}
+                series={groupSeries(byGroup.cost)}
+                yFormat={usd}
+                empty={chartEmpty ?? (byGroup.cost && byGroup.cost.keys.length === 0 ? "No requests in these groups" : undefined)}
+              />,
+              grouped.isPending,
+            )}
+          </div>
+        )}
         {tagKeyMissing ? (
           <Empty title="Enter a tag key to group by" description="For example feature, to see requests and spend per value of the feature tag." />
         ) : bd.isPending ? (

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { breakdownRows, bucketStarts, errorClassRows, fillBuckets, kpis, toChartRows, zeroMetrics, type Point } from "./prepare";
+import { breakdownRows, bucketStarts, errorClassRows, fillBuckets, groupedRows, kpis, toChartRows, zeroMetrics, type Point } from "./prepare";
 import { chooseInterval, resolveRange } from "./range";
 
 const point = (timestamp: string, over: Partial<Point> = {}): Point => ({ ...zeroMetrics(), timestamp, ...over });
@@ -100,5 +100,27 @@ describe("ranges", () => {
     expect(chooseInterval(r("30d").from, r("30d").to, now)).toBe("day");
     // Minute rollups exist for 48 hours only.
     expect(chooseInterval("2026-11-01T00:00:00Z", "2026-11-01T02:00:00Z", now)).toBe("hour");
+  });
+});
+
+describe("groupedRows", () => {
+  it("stacks one column per group in every bucket, naming ids", () => {
+    const { keys, rows, labels } = groupedRows(
+      [
+        { group: "team-1", points: [point("2026-12-06T10:00:00Z", { requests: 5, cost_micros: 2_000_000 })] },
+        { group: null, points: [point("2026-12-06T11:00:00Z", { requests: 2, cost_micros: 500_000 })] },
+      ],
+      "2026-12-06T10:00:00Z",
+      "2026-12-06T12:00:00Z",
+      "hour",
+      "cost",
+      (g) => (g === "team-1" ? "Search" : "Not set"),
+    );
+    expect(keys).toEqual(["g0", "g1"]);
+    expect(labels).toEqual({ g0: "Search", g1: "Not set" });
+    expect(rows).toEqual([
+      { t: Date.parse("2026-12-06T10:00:00Z"), g0: 2, g1: 0 },
+      { t: Date.parse("2026-12-06T11:00:00Z"), g0: 0, g1: 0.5 },
+    ]);
   });
 });

@@ -169,6 +169,36 @@ export function breakdownRows(groups: Group[], total: Metrics, labelOf: (g: stri
   }));
 }
 
+export type Series = Schemas["Series"];
+export type GroupMetric = "requests" | "cost";
+
+/**
+ * One stacked row per bucket with a column per group (gaps filled with 0), for "requests / cost
+ * by model" over time. Keys are `g0`, `g1`, … in the API's order (most requests first); `labels`
+ * names them (`labelOf` turns ids into names, null is "Not set").
+ */
+export function groupedRows(
+  series: Series[],
+  from: string,
+  to: string,
+  interval: Interval,
+  metric: GroupMetric,
+  labelOf: (g: string | null) => string,
+): StackedRows & { labels: Record<string, string> } {
+  const keys = series.map((_, i) => `g${i}`);
+  const labels = Object.fromEntries(series.map((s, i) => [`g${i}`, labelOf(s.group ?? null)]));
+  const filled = series.map((s) => fillBuckets(s.points, from, to, interval));
+  const rows = bucketStarts(from, to, interval).map((t, b) => {
+    const row: { t: number } & Record<string, number> = { t };
+    filled.forEach((points, i) => {
+      const p = points[b];
+      row[`g${i}`] = p ? (metric === "cost" ? p.cost_micros / 1_000_000 : p.requests) : 0;
+    });
+    return row;
+  });
+  return { keys, rows, labels };
+}
+
 /** Readable name of an error class: `upstream_timeout` → "Upstream timeout". */
 export function errorClassLabel(k: string): string {
   const s = k.replace(/_/g, " ");

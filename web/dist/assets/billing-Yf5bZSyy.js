@@ -1,1 +1,0 @@
-import{t as e}from"./page-header-B5Rnuca0.js";import{wt as t}from"./index-Ds-ox7HC.js";var n=t(),r=()=>(0,n.jsx)(e,{title:`Billing`,description:`Coming soon.`});export{r as component};
