@@ -3,7 +3,7 @@
  * epoch ms (UTC buckets) rendered in the viewer's zone.
  */
 import { Area, AreaChart, Bar, BarChart, CartesianGrid, Legend, Line, LineChart, ResponsiveContainer, Tooltip, XAxis, YAxis } from "recharts";
-import type { ReactNode } from "react";
+import type { ReactElement, ReactNode } from "react";
 import type { Interval } from "./range";
 
 export interface SeriesDef {
@@ -57,6 +57,8 @@ export function TimeChart({ title, description, rows, series, kind, interval, yF
       tickLine={false}
       axisLine={{ stroke: "#cbd5e1" }}
       minTickGap={24}
+      // Bars are centred on their bucket: keep the first and last inside the plot.
+      padding={kind === "bar" ? { left: 12, right: 12 } : undefined}
     />,
     <YAxis key="y" tickFormatter={(v: number) => yFormat(v)} tick={{ fontSize: 11, fill: "#475569" }} tickLine={false} axisLine={false} width={76} />,
     <Tooltip
@@ -109,7 +111,7 @@ export function TimeChart({ title, description, rows, series, kind, interval, yF
       ) : (
         <div style={{ height }} role="img" aria-label={`${title} chart`}>
           <ResponsiveContainer width="100%" height="100%">
-            {chart as React.ReactElement}
+            {chart as ReactElement}
           </ResponsiveContainer>
         </div>
       )}

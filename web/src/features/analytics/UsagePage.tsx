@@ -25,7 +25,7 @@ const usd = (v: number) => formatUsd(v);
 /** Series in the "by group" charts (the API's `limit`; its `total` still covers every group). */
 const GROUP_SERIES = 8;
 /** Axis ticks in ms keep a decimal below 10 ms so neighbouring ticks never read the same. */
-const msTick = (v: number) => (v > 0 && v < 10 ? `${v.toFixed(1)} ms` : formatMs(v));
+const msTick = (v: number) => (v === 0 ? "0 ms" : v > 0 && v < 10 ? `${v.toFixed(1)} ms` : formatMs(v));
 
 interface Props {
   search: UsageSearch;

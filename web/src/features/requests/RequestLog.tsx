@@ -199,7 +199,7 @@ export function RequestLog({ search, onSearch, liveIntervalMs = LIVE_INTERVAL_MS
                 ) : null}
               </tbody>
             </table>
-            <div className="flex items-center justify-center gap-3 border-t border-slate-100 px-4 py-3 text-sm text-slate-500">
+            <div className="sticky left-0 flex items-center justify-center gap-3 border-t border-slate-100 px-4 py-3 text-sm text-slate-500">
               <span>
                 {formatInt(rows.length)} request{rows.length === 1 ? "" : "s"} loaded
               </span>

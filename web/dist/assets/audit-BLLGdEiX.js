@@ -1,0 +1,1 @@
+import{t as e}from"./page-header-BGPiuZSu.js";import{wt as t}from"./index-CG3r3dLn.js";var n=t(),r=()=>(0,n.jsx)(e,{title:`Audit log`,description:`Coming soon.`});export{r as component};

@@ -1,1 +1,0 @@
-import{t as e}from"./page-header-sV-v3835.js";import{wt as t}from"./index-BUmdr0bA.js";var n=t(),r=()=>(0,n.jsx)(e,{title:`API keys`,description:`Coming soon.`});export{r as component};
