@@ -45,7 +45,8 @@ async function checkA11y(page: Page, name: string) {
 
 /** Signs in through the form if the page landed on the login screen (no refresh cookie yet). */
 async function ensureSignedIn(page: Page, email: string) {
-  await page.waitForLoadState("networkidle");
+  // Either the page itself or the login form (a console page without a session redirects).
+  await page.getByRole("heading", { level: 1 }).first().waitFor();
   if (new URL(page.url()).pathname !== "/login") return;
   await page.getByLabel("Email").fill(email);
   await page.getByLabel("Password").fill(PASSWORD);
