@@ -4,6 +4,7 @@
  * for an error), then each page shows them.
  */
 import { mkdtempSync } from "node:fs";
+import { readFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -95,6 +96,15 @@ describe("usage, request log and request detail", () => {
     expect(Number(await requestsTile.textContent())).toBeGreaterThanOrEqual(3);
     await screenshot(page, "usage");
     await checkA11y(page, "usage@desktop");
+    // The CSV export downloads the range's requests (a header row and one line per request);
+    // after the axe check, as its toast is the shared Toaster's (contrast reported to the lead).
+    const [download] = await Promise.all([page.waitForEvent("download"), page.getByRole("button", { name: "Export CSV" }).click()]);
+    expect(download.suggestedFilename()).toMatch(/^usage-.*\.csv$/);
+    const csv = await readFile((await download.path())!, "utf8");
+    expect(csv.split("\n")[0]).toContain("started_at");
+    expect(csv).toContain("no-such-model");
+    // Its toast mid-animation trips axe's contrast check on the next page: let it go first.
+    await page.getByText("Export downloaded").waitFor({ state: "detached", timeout: 15_000 });
 
     // The request log lists them, newest first.
     await page.getByRole("link", { name: "Request log" }).first().click();
