@@ -27,6 +27,7 @@ import { Route as AppSettingsRouteImport } from './routes/_app/settings'
 import { Route as AppTeamsRouteImport } from './routes/_app/teams'
 import { Route as AppUsageRouteImport } from './routes/_app/usage'
 import { Route as InvitationsTokenRouteImport } from './routes/invitations.$token'
+import { Route as AppRequestsRequestIdRouteImport } from './routes/_app/requests.$requestId'
 import { Route as AppRoutesRouteIdRouteImport } from './routes/_app/routes.$routeId'
 import { Route as AppTeamsTeamIdRouteImport } from './routes/_app/teams.$teamId'
 
@@ -119,6 +120,11 @@ const InvitationsTokenRoute = InvitationsTokenRouteImport.update({
   path: '/invitations/$token',
   getParentRoute: () => rootRouteImport,
 } as any)
+const AppRequestsRequestIdRoute = AppRequestsRequestIdRouteImport.update({
+  id: '/$requestId',
+  path: '/$requestId',
+  getParentRoute: () => AppRequestsRoute,
+} as any)
 const AppRoutesRouteIdRoute = AppRoutesRouteIdRouteImport.update({
   id: '/$routeId',
   path: '/$routeId',
@@ -142,12 +148,13 @@ export interface FileRoutesByFullPath {
   '/models': typeof AppModelsRoute
   '/playground': typeof AppPlaygroundRoute
   '/providers': typeof AppProvidersRoute
-  '/requests': typeof AppRequestsRoute
+  '/requests': typeof AppRequestsRouteWithChildren
   '/routes': typeof AppRoutesRouteWithChildren
   '/settings': typeof AppSettingsRoute
   '/teams': typeof AppTeamsRouteWithChildren
   '/usage': typeof AppUsageRoute
   '/invitations/$token': typeof InvitationsTokenRoute
+  '/requests/$requestId': typeof AppRequestsRequestIdRoute
   '/routes/$routeId': typeof AppRoutesRouteIdRoute
   '/teams/$teamId': typeof AppTeamsTeamIdRoute
 }
@@ -162,13 +169,14 @@ export interface FileRoutesByTo {
   '/models': typeof AppModelsRoute
   '/playground': typeof AppPlaygroundRoute
   '/providers': typeof AppProvidersRoute
-  '/requests': typeof AppRequestsRoute
+  '/requests': typeof AppRequestsRouteWithChildren
   '/routes': typeof AppRoutesRouteWithChildren
   '/settings': typeof AppSettingsRoute
   '/teams': typeof AppTeamsRouteWithChildren
   '/usage': typeof AppUsageRoute
   '/invitations/$token': typeof InvitationsTokenRoute
   '/': typeof AppIndexRoute
+  '/requests/$requestId': typeof AppRequestsRequestIdRoute
   '/routes/$routeId': typeof AppRoutesRouteIdRoute
   '/teams/$teamId': typeof AppTeamsTeamIdRoute
 }
@@ -185,13 +193,14 @@ export interface FileRoutesById {
   '/_app/models': typeof AppModelsRoute
   '/_app/playground': typeof AppPlaygroundRoute
   '/_app/providers': typeof AppProvidersRoute
-  '/_app/requests': typeof AppRequestsRoute
+  '/_app/requests': typeof AppRequestsRouteWithChildren
   '/_app/routes': typeof AppRoutesRouteWithChildren
   '/_app/settings': typeof AppSettingsRoute
   '/_app/teams': typeof AppTeamsRouteWithChildren
   '/_app/usage': typeof AppUsageRoute
   '/invitations/$token': typeof InvitationsTokenRoute
   '/_app/': typeof AppIndexRoute
+  '/_app/requests/$requestId': typeof AppRequestsRequestIdRoute
   '/_app/routes/$routeId': typeof AppRoutesRouteIdRoute
   '/_app/teams/$teamId': typeof AppTeamsTeamIdRoute
 }
@@ -215,6 +224,7 @@ export interface FileRouteTypes {
     | '/teams'
     | '/usage'
     | '/invitations/$token'
+    | '/requests/$requestId'
     | '/routes/$routeId'
     | '/teams/$teamId'
   fileRoutesByTo: FileRoutesByTo
@@ -236,6 +246,7 @@ export interface FileRouteTypes {
     | '/usage'
     | '/invitations/$token'
     | '/'
+    | '/requests/$requestId'
     | '/routes/$routeId'
     | '/teams/$teamId'
   id:
@@ -258,6 +269,7 @@ export interface FileRouteTypes {
     | '/_app/usage'
     | '/invitations/$token'
     | '/_app/'
+    | '/_app/requests/$requestId'
     | '/_app/routes/$routeId'
     | '/_app/teams/$teamId'
   fileRoutesById: FileRoutesById
@@ -397,6 +409,13 @@ declare module '@tanstack/react-router' {
       preLoaderRoute: typeof InvitationsTokenRouteImport
       parentRoute: typeof rootRouteImport
     }
+    '/_app/requests/$requestId': {
+      id: '/_app/requests/$requestId'
+      path: '/$requestId'
+      fullPath: '/requests/$requestId'
+      preLoaderRoute: typeof AppRequestsRequestIdRouteImport
+      parentRoute: typeof AppRequestsRoute
+    }
     '/_app/routes/$routeId': {
       id: '/_app/routes/$routeId'
       path: '/$routeId'
@@ -413,6 +432,18 @@ declare module '@tanstack/react-router' {
     }
   }
 }
+
+interface AppRequestsRouteChildren {
+  AppRequestsRequestIdRoute: typeof AppRequestsRequestIdRoute
+}
+
+const AppRequestsRouteChildren: AppRequestsRouteChildren = {
+  AppRequestsRequestIdRoute: AppRequestsRequestIdRoute,
+}
+
+const AppRequestsRouteWithChildren = AppRequestsRoute._addFileChildren(
+  AppRequestsRouteChildren,
+)
 
 interface AppRoutesRouteChildren {
   AppRoutesRouteIdRoute: typeof AppRoutesRouteIdRoute
@@ -447,7 +478,7 @@ interface AppRouteChildren {
   AppModelsRoute: typeof AppModelsRoute
   AppPlaygroundRoute: typeof AppPlaygroundRoute
   AppProvidersRoute: typeof AppProvidersRoute
-  AppRequestsRoute: typeof AppRequestsRoute
+  AppRequestsRoute: typeof AppRequestsRouteWithChildren
   AppRoutesRoute: typeof AppRoutesRouteWithChildren
   AppSettingsRoute: typeof AppSettingsRoute
   AppTeamsRoute: typeof AppTeamsRouteWithChildren
@@ -464,7 +495,7 @@ const AppRouteChildren: AppRouteChildren = {
   AppModelsRoute: AppModelsRoute,
   AppPlaygroundRoute: AppPlaygroundRoute,
   AppProvidersRoute: AppProvidersRoute,
-  AppRequestsRoute: AppRequestsRoute,
+  AppRequestsRoute: AppRequestsRouteWithChildren,
   AppRoutesRoute: AppRoutesRouteWithChildren,
   AppSettingsRoute: AppSettingsRoute,
   AppTeamsRoute: AppTeamsRouteWithChildren,

@@ -1,6 +1,14 @@
 import { createFileRoute } from "@tanstack/react-router";
-import { PageHeader } from "@/components/ui/page-header";
+import { UsagePage } from "@/features/analytics/UsagePage";
+import { usageSearch } from "@/features/analytics/search";
 
 export const Route = createFileRoute("/_app/usage")({
-  component: () => <PageHeader title="Usage" description="Coming soon." />,
+  validateSearch: usageSearch,
+  component: Usage,
 });
+
+function Usage() {
+  const search = Route.useSearch();
+  const navigate = Route.useNavigate();
+  return <UsagePage search={search} onSearch={(next) => void navigate({ search: next })} />;
+}

@@ -1,1 +1,0 @@
-import{t as e}from"./page-header-DQ-N9vO_.js";import{V as t}from"./index-Dt8Ha2HV.js";var n=t(),r=()=>(0,n.jsx)(e,{title:`Audit log`,description:`Coming soon.`});export{r as component};

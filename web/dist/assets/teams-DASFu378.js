@@ -1,1 +1,0 @@
-import{N as e,P as t,V as n}from"./index-Dt8Ha2HV.js";import{n as r}from"./TeamsPage-DRJNjugD.js";var i=n();function a(){return e().length>0?(0,i.jsx)(t,{}):(0,i.jsx)(r,{})}export{a as component};

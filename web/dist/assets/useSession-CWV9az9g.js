@@ -1,1 +1,0 @@
-import{U as e,W as t,_ as n,h as r}from"./index-Dt8Ha2HV.js";var i=t(e(),1);function a(){return(0,i.useSyncExternalStore)(n,r,r)}function o(e){return e===`owner`||e===`admin`}function s(e){return e===`owner`||e===`admin`||e===`member`}export{s as n,a as r,o as t};
