@@ -1,4 +1,3 @@
-import "@/features/members/test-env";
 import { describe, expect, it } from "vitest";
 import { act, screen, waitFor } from "@testing-library/react";
 import userEvent from "@testing-library/user-event";

@@ -1,4 +1,3 @@
-import "@/features/models/test-env";
 import { describe, expect, it } from "vitest";
 import { screen, within } from "@testing-library/react";
 import { http, HttpResponse } from "msw";
