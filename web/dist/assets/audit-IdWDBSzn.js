@@ -1,1 +1,0 @@
-import{t as e}from"./page-header-D4ubt2YO.js";import{K as t}from"./index-BtAtLbNQ.js";var n=t(),r=()=>(0,n.jsx)(e,{title:`Audit log`,description:`Coming soon.`});export{r as component};
