@@ -35,6 +35,18 @@ pub enum LogFormat {
     Json,
 }
 
+/// Whether the console's session cookies carry `Secure` (`SWITCHYARD_COOKIE_SECURE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
+pub enum CookieSecure {
+    /// When the request came through HTTPS (`x-forwarded-proto: https`) or HSTS is configured.
+    #[default]
+    Auto,
+    /// Always (the console is only ever reached over HTTPS).
+    True,
+    /// Never (plain-http deployments, local development).
+    False,
+}
+
 /// A string that must never appear in logs, `Debug` output or `--help`.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
@@ -166,6 +178,19 @@ pub struct Config {
     #[arg(long, env = "SWITCHYARD_HSTS_MAX_AGE_SECS", default_value_t = 0)]
     pub hsts_max_age_secs: u64,
 
+    /// Whether the console's session cookies (`switchyard_refresh`, `switchyard_csrf`) carry
+    /// `Secure`: `auto` (when the request arrived as `x-forwarded-proto: https` or HSTS is
+    /// configured), `true` or `false`.
+    #[arg(long, env = "SWITCHYARD_COOKIE_SECURE", value_enum, default_value_t = CookieSecure::Auto)]
+    pub cookie_secure: CookieSecure,
+
+    /// The gateway's public base URL as clients should call it, without `/v1` and without a
+    /// trailing slash (e.g. `https://gateway.example.com`). Shown by `GET /api/v1/meta` (the
+    /// console builds its snippets and playground calls from it) and allowed in the console's
+    /// `connect-src`. Unset: the console uses its own origin.
+    #[arg(long, env = "SWITCHYARD_PUBLIC_GATEWAY_URL")]
+    pub public_gateway_url: Option<String>,
+
     /// How often the budget alert worker looks at every budget's spend and sends due webhook
     /// deliveries, in milliseconds.
     #[arg(long, env = "SWITCHYARD_ALERT_INTERVAL_MS", default_value_t = 1000)]
@@ -252,6 +277,8 @@ impl fmt::Debug for Config {
             .field("log_format", &self.log_format)
             .field("cors_origins", &self.cors_origins)
             .field("hsts_max_age_secs", &self.hsts_max_age_secs)
+            .field("cookie_secure", &self.cookie_secure)
+            .field("public_gateway_url", &self.public_gateway_url)
             .field("alert_interval_ms", &self.alert_interval_ms)
             .field("usage_claim_idle_ms", &self.usage_claim_idle_ms)
             .field("usage_retention_days", &self.usage_retention_days)
@@ -295,6 +322,8 @@ impl Config {
             log_format: LogFormat::Text,
             cors_origins: None,
             hsts_max_age_secs: 0,
+            cookie_secure: CookieSecure::Auto,
+            public_gateway_url: None,
             alert_interval_ms: 1000,
             usage_claim_idle_ms: 30_000,
             usage_retention_days: 30,
@@ -403,6 +432,7 @@ impl Config {
         }
         self.egress_policy()?;
         self.cors_origins()?;
+        self.public_gateway_url()?;
         if self.hsts_max_age_secs > 2 * 365 * 24 * 3600 {
             bail!("SWITCHYARD_HSTS_MAX_AGE_SECS must be at most 63072000 (two years)");
         }
@@ -467,6 +497,37 @@ impl Config {
             origins.push(axum::http::HeaderValue::from_str(&origin).map_err(|_| bad())?);
         }
         Ok(origins)
+    }
+
+    /// `SWITCHYARD_PUBLIC_GATEWAY_URL`, checked: an absolute `http(s)://` URL without user info,
+    /// query, fragment or trailing slash.
+    pub fn public_gateway_url(&self) -> anyhow::Result<Option<url::Url>> {
+        let Some(raw) = self.public_gateway_url.as_deref().map(str::trim) else {
+            return Ok(None);
+        };
+        if raw.is_empty() {
+            return Ok(None);
+        }
+        let shown: String = raw.chars().take(64).collect();
+        let bad = |why: &str| {
+            anyhow::anyhow!(
+                "SWITCHYARD_PUBLIC_GATEWAY_URL: {shown:?} {why}; write e.g. https://gateway.example.com"
+            )
+        };
+        let url = url::Url::parse(raw).map_err(|_| bad("is not a URL"))?;
+        if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+            return Err(bad("must be an http:// or https:// URL"));
+        }
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(bad("must not contain credentials"));
+        }
+        if url.query().is_some() || url.fragment().is_some() {
+            return Err(bad("must not have a query or fragment"));
+        }
+        if raw.ends_with('/') {
+            return Err(bad("must not end with a slash"));
+        }
+        Ok(Some(url))
     }
 
     /// The `strict-transport-security` header value, when `SWITCHYARD_HSTS_MAX_AGE_SECS` > 0.
@@ -645,6 +706,42 @@ mod tests {
             c.hsts_header().expect("set"),
             "max-age=31536000; includeSubDomains"
         );
+    }
+
+    #[test]
+    fn public_gateway_url_is_an_http_url_without_trailing_slash() {
+        let mut c = Config::embedded("/tmp/sy", None);
+        assert!(c.public_gateway_url().expect("unset").is_none());
+        for good in [
+            "https://gateway.example.com",
+            "http://localhost:8081",
+            "https://x.example/gw",
+        ] {
+            c.public_gateway_url = Some(good.to_owned());
+            c.validate().expect(good);
+            assert_eq!(
+                c.public_gateway_url()
+                    .expect(good)
+                    .expect(good)
+                    .as_str()
+                    .trim_end_matches('/'),
+                good
+            );
+        }
+        for bad in [
+            "gateway.example.com",
+            "https://gateway.example.com/",
+            "ftp://gateway.example.com",
+            "https://u:p@gateway.example.com",
+            "https://gateway.example.com?x=1",
+        ] {
+            c.public_gateway_url = Some(bad.to_owned());
+            let err = c.validate().expect_err(bad).to_string();
+            assert!(
+                err.contains("SWITCHYARD_PUBLIC_GATEWAY_URL"),
+                "{bad}: {err}"
+            );
+        }
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! | `validation_failed` | 400    | the request is malformed or a field is invalid (bad JSON, missing field, bad id in the path, bad query) |
 //! | `unauthorized`      | 401    | no, invalid or expired credentials |
 //! | `forbidden`         | 403    | authenticated, but the role does not allow this |
+//! | `csrf_failed`       | 403    | a cookie-session refresh without the matching `x-switchyard-csrf` header |
 //! | `not_found`         | 404    | no such object *in the caller's tenant* (another tenant's object looks missing) |
 //! | `conflict`          | 409    | a unique name is taken, or the object is still in use |
 //! | `method_not_allowed`| 405    | the path exists, the method does not |
@@ -49,6 +50,10 @@ pub enum ApiError {
     Unauthorized(&'static str),
     #[error("{0}")]
     Forbidden(&'static str),
+    /// A cookie-session refresh whose `x-switchyard-csrf` header is missing or does not match
+    /// the `switchyard_csrf` cookie.
+    #[error("missing or wrong x-switchyard-csrf header")]
+    CsrfFailed,
     /// The message names what was not found, e.g. "api key not found".
     #[error("{0} not found")]
     NotFound(&'static str),
@@ -82,6 +87,7 @@ impl ApiError {
             ApiError::Validation(_) => "validation_failed",
             ApiError::Unauthorized(_) => "unauthorized",
             ApiError::Forbidden(_) => "forbidden",
+            ApiError::CsrfFailed => "csrf_failed",
             ApiError::NotFound(_) => "not_found",
             ApiError::Conflict(_) => "conflict",
             ApiError::MethodNotAllowed => "method_not_allowed",
@@ -97,7 +103,7 @@ impl ApiError {
         match self {
             ApiError::Validation(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::Forbidden(_) | ApiError::CsrfFailed => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -139,7 +145,7 @@ pub struct ErrorBody {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorDetail {
-    /// One of `validation_failed`, `unauthorized`, `forbidden`, `not_found`, `conflict`,
+    /// One of `validation_failed`, `unauthorized`, `forbidden`, `csrf_failed`, `not_found`, `conflict`,
     /// `method_not_allowed`, `payload_too_large`, `uri_too_long`, `rate_limited`, `internal`, `unavailable`.
     #[schema(example = "validation_failed")]
     pub code: String,

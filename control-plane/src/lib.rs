@@ -363,6 +363,15 @@ pub async fn start_with_clock(
         security: Arc::new(security),
         ledger,
         billing: Arc::new(billing),
+        meta: Arc::new(http::meta::Meta {
+            gateway_base_url: config
+                .public_gateway_url
+                .as_deref()
+                .map(str::trim)
+                .filter(|u| !u.is_empty())
+                .map(str::to_owned),
+            embedded_gateway: embedded,
+        }),
     };
 
     // The budget ledger knows at least what the database recorded before any request is served

@@ -29,6 +29,7 @@ pub const DOCS_PATH: &str = "/docs";
     paths(
         http::health::healthz,
         http::health::readyz,
+        http::meta::meta,
         http::auth::signup,
         http::auth::login,
         http::auth::refresh,
@@ -113,6 +114,7 @@ pub const DOCS_PATH: &str = "/docs";
         (name = "budgets", description = "Spending caps of the organization, a team or a key per period, enforced by the gateway"),
         (name = "alerts", description = "Budget thresholds crossed, and their signed webhook deliveries"),
         (name = "health", description = "Liveness and readiness"),
+        (name = "meta", description = "Deployment facts for clients such as the web console (public)"),
         (name = "audit", description = "Who changed what, when (owners and admins)"),
         (name = "billing", description = "Plan, Stripe subscription, metered usage, invoices and the Stripe webhook"),
     )

@@ -34,6 +34,8 @@ pub struct AppState {
     pub ledger: data_plane::governance::ledger::Ledger,
     /// Billing: plans and the Stripe client (off without `STRIPE_SECRET_KEY`).
     pub billing: Arc<crate::billing::Billing>,
+    /// Deployment facts `GET /api/v1/meta` reports (public gateway URL, embedded gateway).
+    pub meta: Arc<crate::http::meta::Meta>,
 }
 
 impl std::fmt::Debug for AppState {

@@ -59,6 +59,7 @@ async fn signup_and_create_a_key_without_a_socket() {
         security: Arc::new(control_plane::http::security::Security::default()),
         ledger: data_plane::governance::ledger::Ledger::memory(),
         billing: Arc::new(control_plane::billing::Billing::disabled()),
+        meta: Arc::new(control_plane::http::meta::Meta::default()),
     };
     let app = control_plane::app(state);
 

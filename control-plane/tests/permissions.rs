@@ -250,8 +250,15 @@ async fn every_role_on_every_operation() {
             )
             .await;
         if permission.access == Access::Public {
+            // `{}` at /auth/refresh is a cookie-session refresh without the cookie: 401 is its
+            // answer about the (missing) refresh token, not a credential check of the route.
+            let refused: &[u16] = if template == "/api/v1/auth/refresh" {
+                &[403]
+            } else {
+                &[401, 403]
+            };
             assert!(
-                ![401, 403].contains(&answer.status.as_u16()),
+                !refused.contains(&answer.status.as_u16()),
                 "{method} {template} is public: {} {}",
                 answer.status,
                 answer.body

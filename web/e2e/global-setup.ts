@@ -62,11 +62,12 @@ export default async function setup(project: TestProject) {
     process.env.SWITCHYARD_E2E_BIN ?? join(process.env.CARGO_TARGET_DIR ?? "/var/tmp/switchyard-target", "debug", "control-plane");
   const cp = spawn(bin, [], {
     env: {
-      ...process.env,
+      // Zero-setup: none of the developer's Switchyard, database or Redis settings leak in.
+      ...Object.fromEntries(
+        Object.entries(process.env).filter(([k]) => !k.startsWith("SWITCHYARD_") && k !== "DATABASE_URL" && k !== "REDIS_URL"),
+      ),
       SWITCHYARD_LISTEN: `127.0.0.1:${port}`,
       SWITCHYARD_DATA_DIR: dataDir,
-      DATABASE_URL: "",
-      REDIS_URL: "",
       RUST_LOG: process.env.RUST_LOG ?? "warn",
       // Sign-ups from one address in quick succession are rate-limited; tests sign up often.
       SWITCHYARD_SIGNUPS_PER_IP_PER_HOUR: "1000",
@@ -79,7 +80,10 @@ export default async function setup(project: TestProject) {
   let consoleUrl = apiUrl;
   if (process.env.SWITCHYARD_E2E_PREVIEW === "1") {
     const previewPort = await freePort();
-    const preview = spawn("npx", ["vite", "preview", "--strictPort", "--host", "127.0.0.1", "--port", String(previewPort)], {
+    // vite's own entry point, not `npx` (whose grandchild would outlive a kill of npx).
+    const vite = join(import.meta.dirname, "..", "node_modules", "vite", "bin", "vite.js");
+    const preview = spawn(process.execPath, [vite, "preview", "--strictPort", "--host", "127.0.0.1", "--port", String(previewPort)], {
+      cwd: join(import.meta.dirname, ".."),
       env: { ...process.env, SWITCHYARD_DEV_API: apiUrl },
       stdio: ["ignore", "ignore", "inherit"],
     });

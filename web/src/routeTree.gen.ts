@@ -26,6 +26,9 @@ import { Route as AppRoutesRouteImport } from './routes/_app/routes'
 import { Route as AppSettingsRouteImport } from './routes/_app/settings'
 import { Route as AppTeamsRouteImport } from './routes/_app/teams'
 import { Route as AppUsageRouteImport } from './routes/_app/usage'
+import { Route as InvitationsTokenRouteImport } from './routes/invitations.$token'
+import { Route as AppRoutesRouteIdRouteImport } from './routes/_app/routes.$routeId'
+import { Route as AppTeamsTeamIdRouteImport } from './routes/_app/teams.$teamId'
 
 const AppRoute = AppRouteImport.update({
   id: '/_app',
@@ -111,6 +114,21 @@ const AppUsageRoute = AppUsageRouteImport.update({
   path: '/usage',
   getParentRoute: () => AppRoute,
 } as any)
+const InvitationsTokenRoute = InvitationsTokenRouteImport.update({
+  id: '/invitations/$token',
+  path: '/invitations/$token',
+  getParentRoute: () => rootRouteImport,
+} as any)
+const AppRoutesRouteIdRoute = AppRoutesRouteIdRouteImport.update({
+  id: '/$routeId',
+  path: '/$routeId',
+  getParentRoute: () => AppRoutesRoute,
+} as any)
+const AppTeamsTeamIdRoute = AppTeamsTeamIdRouteImport.update({
+  id: '/$teamId',
+  path: '/$teamId',
+  getParentRoute: () => AppTeamsRoute,
+} as any)
 
 export interface FileRoutesByFullPath {
   '/': typeof AppIndexRoute
@@ -125,10 +143,13 @@ export interface FileRoutesByFullPath {
   '/playground': typeof AppPlaygroundRoute
   '/providers': typeof AppProvidersRoute
   '/requests': typeof AppRequestsRoute
-  '/routes': typeof AppRoutesRoute
+  '/routes': typeof AppRoutesRouteWithChildren
   '/settings': typeof AppSettingsRoute
-  '/teams': typeof AppTeamsRoute
+  '/teams': typeof AppTeamsRouteWithChildren
   '/usage': typeof AppUsageRoute
+  '/invitations/$token': typeof InvitationsTokenRoute
+  '/routes/$routeId': typeof AppRoutesRouteIdRoute
+  '/teams/$teamId': typeof AppTeamsTeamIdRoute
 }
 export interface FileRoutesByTo {
   '/login': typeof LoginRoute
@@ -142,11 +163,14 @@ export interface FileRoutesByTo {
   '/playground': typeof AppPlaygroundRoute
   '/providers': typeof AppProvidersRoute
   '/requests': typeof AppRequestsRoute
-  '/routes': typeof AppRoutesRoute
+  '/routes': typeof AppRoutesRouteWithChildren
   '/settings': typeof AppSettingsRoute
-  '/teams': typeof AppTeamsRoute
+  '/teams': typeof AppTeamsRouteWithChildren
   '/usage': typeof AppUsageRoute
+  '/invitations/$token': typeof InvitationsTokenRoute
   '/': typeof AppIndexRoute
+  '/routes/$routeId': typeof AppRoutesRouteIdRoute
+  '/teams/$teamId': typeof AppTeamsTeamIdRoute
 }
 export interface FileRoutesById {
   __root__: typeof rootRouteImport
@@ -162,11 +186,14 @@ export interface FileRoutesById {
   '/_app/playground': typeof AppPlaygroundRoute
   '/_app/providers': typeof AppProvidersRoute
   '/_app/requests': typeof AppRequestsRoute
-  '/_app/routes': typeof AppRoutesRoute
+  '/_app/routes': typeof AppRoutesRouteWithChildren
   '/_app/settings': typeof AppSettingsRoute
-  '/_app/teams': typeof AppTeamsRoute
+  '/_app/teams': typeof AppTeamsRouteWithChildren
   '/_app/usage': typeof AppUsageRoute
+  '/invitations/$token': typeof InvitationsTokenRoute
   '/_app/': typeof AppIndexRoute
+  '/_app/routes/$routeId': typeof AppRoutesRouteIdRoute
+  '/_app/teams/$teamId': typeof AppTeamsTeamIdRoute
 }
 export interface FileRouteTypes {
   fileRoutesByFullPath: FileRoutesByFullPath
@@ -187,6 +214,9 @@ export interface FileRouteTypes {
     | '/settings'
     | '/teams'
     | '/usage'
+    | '/invitations/$token'
+    | '/routes/$routeId'
+    | '/teams/$teamId'
   fileRoutesByTo: FileRoutesByTo
   to:
     | '/login'
@@ -204,7 +234,10 @@ export interface FileRouteTypes {
     | '/settings'
     | '/teams'
     | '/usage'
+    | '/invitations/$token'
     | '/'
+    | '/routes/$routeId'
+    | '/teams/$teamId'
   id:
     | '__root__'
     | '/_app'
@@ -223,13 +256,17 @@ export interface FileRouteTypes {
     | '/_app/settings'
     | '/_app/teams'
     | '/_app/usage'
+    | '/invitations/$token'
     | '/_app/'
+    | '/_app/routes/$routeId'
+    | '/_app/teams/$teamId'
   fileRoutesById: FileRoutesById
 }
 export interface RootRouteChildren {
   AppRoute: typeof AppRouteWithChildren
   LoginRoute: typeof LoginRoute
   SignupRoute: typeof SignupRoute
+  InvitationsTokenRoute: typeof InvitationsTokenRoute
 }
 
 declare module '@tanstack/react-router' {
@@ -353,8 +390,53 @@ declare module '@tanstack/react-router' {
       preLoaderRoute: typeof AppUsageRouteImport
       parentRoute: typeof AppRoute
     }
+    '/invitations/$token': {
+      id: '/invitations/$token'
+      path: '/invitations/$token'
+      fullPath: '/invitations/$token'
+      preLoaderRoute: typeof InvitationsTokenRouteImport
+      parentRoute: typeof rootRouteImport
+    }
+    '/_app/routes/$routeId': {
+      id: '/_app/routes/$routeId'
+      path: '/$routeId'
+      fullPath: '/routes/$routeId'
+      preLoaderRoute: typeof AppRoutesRouteIdRouteImport
+      parentRoute: typeof AppRoutesRoute
+    }
+    '/_app/teams/$teamId': {
+      id: '/_app/teams/$teamId'
+      path: '/$teamId'
+      fullPath: '/teams/$teamId'
+      preLoaderRoute: typeof AppTeamsTeamIdRouteImport
+      parentRoute: typeof AppTeamsRoute
+    }
   }
 }
+
+interface AppRoutesRouteChildren {
+  AppRoutesRouteIdRoute: typeof AppRoutesRouteIdRoute
+}
+
+const AppRoutesRouteChildren: AppRoutesRouteChildren = {
+  AppRoutesRouteIdRoute: AppRoutesRouteIdRoute,
+}
+
+const AppRoutesRouteWithChildren = AppRoutesRoute._addFileChildren(
+  AppRoutesRouteChildren,
+)
+
+interface AppTeamsRouteChildren {
+  AppTeamsTeamIdRoute: typeof AppTeamsTeamIdRoute
+}
+
+const AppTeamsRouteChildren: AppTeamsRouteChildren = {
+  AppTeamsTeamIdRoute: AppTeamsTeamIdRoute,
+}
+
+const AppTeamsRouteWithChildren = AppTeamsRoute._addFileChildren(
+  AppTeamsRouteChildren,
+)
 
 interface AppRouteChildren {
   AppAuditRoute: typeof AppAuditRoute
@@ -366,9 +448,9 @@ interface AppRouteChildren {
   AppPlaygroundRoute: typeof AppPlaygroundRoute
   AppProvidersRoute: typeof AppProvidersRoute
   AppRequestsRoute: typeof AppRequestsRoute
-  AppRoutesRoute: typeof AppRoutesRoute
+  AppRoutesRoute: typeof AppRoutesRouteWithChildren
   AppSettingsRoute: typeof AppSettingsRoute
-  AppTeamsRoute: typeof AppTeamsRoute
+  AppTeamsRoute: typeof AppTeamsRouteWithChildren
   AppUsageRoute: typeof AppUsageRoute
   AppIndexRoute: typeof AppIndexRoute
 }
@@ -383,9 +465,9 @@ const AppRouteChildren: AppRouteChildren = {
   AppPlaygroundRoute: AppPlaygroundRoute,
   AppProvidersRoute: AppProvidersRoute,
   AppRequestsRoute: AppRequestsRoute,
-  AppRoutesRoute: AppRoutesRoute,
+  AppRoutesRoute: AppRoutesRouteWithChildren,
   AppSettingsRoute: AppSettingsRoute,
-  AppTeamsRoute: AppTeamsRoute,
+  AppTeamsRoute: AppTeamsRouteWithChildren,
   AppUsageRoute: AppUsageRoute,
   AppIndexRoute: AppIndexRoute,
 }
@@ -396,6 +478,7 @@ const rootRouteChildren: RootRouteChildren = {
   AppRoute: AppRouteWithChildren,
   LoginRoute: LoginRoute,
   SignupRoute: SignupRoute,
+  InvitationsTokenRoute: InvitationsTokenRoute,
 }
 export const routeTree = rootRouteImport
   ._addFileChildren(rootRouteChildren)

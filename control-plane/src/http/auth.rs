@@ -18,6 +18,30 @@
 //! growing time (429 + `Retry-After`, the right password included); sign-ups are rate-limited
 //! per client IP. New passwords must pass `crate::password`.
 //!
+//! # Cookie sessions (the web console)
+//!
+//! A browser must not keep a refresh token where scripts can read it. So signup, login,
+//! switch, refresh and invitation accept (`POST /invitations/{token}/accept`), sent with the
+//! request header `x-switchyard-session: cookie`, answer as usual but hand the refresh token
+//! over as a cookie instead of in the body ([`CookieSession`]):
+//! - `switchyard_refresh=<token>; HttpOnly; SameSite=Strict; Path=/api/v1/auth; Max-Age=<refresh
+//!   ttl>`: only ever sent back to `/api/v1/auth/*`, never readable by scripts;
+//! - `switchyard_csrf=<random 32 bytes, base64url>; SameSite=Strict; Path=/; Max-Age=<refresh
+//!   ttl>`: readable by the console, which echoes it in `x-switchyard-csrf` (double-submit);
+//! - `; Secure` on both per `SWITCHYARD_COOKIE_SECURE`: `auto` (default) when the request came
+//!   as `x-forwarded-proto: https` or HSTS is configured, or `true` / `false`;
+//! - the body's `refresh_token` is `""`.
+//!
+//! `POST /auth/refresh` without a body token (`{}`) uses the `switchyard_refresh` cookie and
+//! requires `x-switchyard-csrf` to equal the `switchyard_csrf` cookie (compared in constant
+//! time), else 403 `csrf_failed`; its answer is always in cookie mode, and a 401 clears both
+//! cookies (`Max-Age=0`). Rotation and reuse detection are the same as for body tokens.
+//! `POST /auth/logout` takes the body token or, without one, the cookie (no CSRF check: the
+//! cookies are `SameSite=Strict`, and the worst a forged logout does is sign the user out), and
+//! always clears both cookies. A body token always works exactly as before, whatever cookies
+//! came with it. The access token is never a cookie: the console keeps it in memory and sends
+//! it as `Authorization: Bearer`, so no other endpoint accepts a cookie.
+//!
 //! Enumeration: login answers a wrong email and a wrong password alike (same status, body and
 //! argon2 work; the throttle counts unregistered emails like registered ones). Signup must say
 //! that an email is taken (409), since there is no mail round trip to prove ownership; the
@@ -25,9 +49,14 @@
 
 use axum::Json;
 use axum::Router;
-use axum::extract::State;
-use axum::http::StatusCode;
+use axum::extract::{FromRequestParts, State};
+use axum::http::header::{COOKIE, SET_COOKIE};
+use axum::http::request::Parts;
+use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::response::{AppendHeaders, IntoResponse, Response};
 use axum::routing::{get, post};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
@@ -40,6 +69,7 @@ use uuid::Uuid;
 
 use super::{ApiJson, now, validate};
 use crate::auth::{self as authn, AuthUser, Role};
+use crate::config::CookieSecure;
 use crate::entities::{membership, refresh_token, session, tenant, user};
 use crate::error::{ApiError, ResultExt};
 use crate::password;
@@ -171,7 +201,20 @@ pub struct TokenResponse {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RefreshRequest {
-    pub refresh_token: String,
+    /// The refresh token. Omit it (send `{}`) to use the `switchyard_refresh` cookie of a
+    /// cookie session instead (then `x-switchyard-csrf` is required on refresh).
+    #[serde(default)]
+    pub refresh_token: Option<String>,
+}
+
+impl RefreshRequest {
+    /// The body's token, when it carries a non-empty one.
+    fn token(&self) -> Option<&str> {
+        self.refresh_token
+            .as_deref()
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+    }
 }
 
 /// One organization the user belongs to.
@@ -205,8 +248,9 @@ pub struct MeResponse {
     path = "/api/v1/auth/signup",
     tag = "auth",
     request_body = SignupRequest,
+    params(("x-switchyard-session" = Option<String>, Header, description = "`cookie`: a cookie session for the web console. The refresh token is set as the HttpOnly cookie `switchyard_refresh` (Path=/api/v1/auth) with a CSRF cookie `switchyard_csrf` (Path=/, readable by scripts), both SameSite=Strict with Max-Age = the refresh token lifetime (Secure per SWITCHYARD_COOKIE_SECURE), and the body's `refresh_token` is empty")),
     responses(
-        (status = 201, body = SignupResponse),
+        (status = 201, body = SignupResponse, headers(("set-cookie" = String, description = "With `x-switchyard-session: cookie`: `switchyard_refresh` and `switchyard_csrf`"))),
         (status = 400, description = "Invalid email or organization, or a password that is too short, too long or too easy to guess (the message says why)", body = crate::error::ErrorBody),
         (status = 409, description = "An account with this email already exists", body = crate::error::ErrorBody),
         (status = 429, description = "Too many sign-ups from this client address; see `Retry-After`", body = crate::error::ErrorBody),
@@ -215,8 +259,9 @@ pub struct MeResponse {
 pub async fn signup(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
+    cookies: CookieSession,
     ApiJson(req): ApiJson<SignupRequest>,
-) -> Result<(StatusCode, Json<SignupResponse>), ApiError> {
+) -> Result<(StatusCode, SetCookies, Json<SignupResponse>), ApiError> {
     let email = validate::email(&req.email)?;
     let organization = validate::name("organization", &req.organization)?;
     password::check_blocking(
@@ -294,15 +339,17 @@ pub async fn signup(
     .await?;
     // Publish the (empty) tenant config, so the data plane knows the tenant from the start.
     let outbox_id = sync::enqueue(&tx, Outboxed::Tenant(tenant.id)).await?;
-    let (session_id, refresh_token) = open_session(&tx, &state, user.id, tenant.id).await?;
+    let (session_id, mut refresh_token) = open_session(&tx, &state, user.id, tenant.id).await?;
     tx.commit().await?;
     state.sync.wait_published(&[outbox_id]).await;
+    let set_cookies = cookies.deliver(&mut refresh_token);
 
     let access = state
         .tokens
         .issue_access(user.id, tenant.id, session_id, Role::Owner)?;
     Ok((
         StatusCode::CREATED,
+        set_cookies,
         Json(SignupResponse {
             user: UserDto::from(&user),
             tenant: TenantDto::from(&tenant),
@@ -327,8 +374,9 @@ pub async fn signup(
     path = "/api/v1/auth/login",
     tag = "auth",
     request_body = LoginRequest,
+    params(("x-switchyard-session" = Option<String>, Header, description = "`cookie`: a cookie session for the web console. The refresh token is set as the HttpOnly cookie `switchyard_refresh` (Path=/api/v1/auth) with a CSRF cookie `switchyard_csrf` (Path=/, readable by scripts), both SameSite=Strict with Max-Age = the refresh token lifetime (Secure per SWITCHYARD_COOKIE_SECURE), and the body's `refresh_token` is empty")),
     responses(
-        (status = 200, body = TokenResponse),
+        (status = 200, body = TokenResponse, headers(("set-cookie" = String, description = "With `x-switchyard-session: cookie`: `switchyard_refresh` and `switchyard_csrf`"))),
         (status = 400, body = crate::error::ErrorBody),
         (status = 401, description = "Wrong email or password", body = crate::error::ErrorBody),
         (status = 403, description = "The user belongs to no organization", body = crate::error::ErrorBody),
@@ -339,8 +387,9 @@ pub async fn signup(
 pub async fn login(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
+    cookies: CookieSession,
     ApiJson(req): ApiJson<LoginRequest>,
-) -> Result<Json<TokenResponse>, ApiError> {
+) -> Result<(SetCookies, Json<TokenResponse>), ApiError> {
     // Counted before the password check, refused while locked (see `crate::throttle`).
     let attempt = state.throttle.begin_login(&req.email, ip)?;
     // An address that cannot exist is just a wrong email: same answer, same argon2 cost.
@@ -386,29 +435,71 @@ pub async fn login(
         .one(&state.db)
         .await?
         .ok_or(ApiError::NotFound("organization"))?;
-    new_session(&state, user.id, &tenant, role).await.map(Json)
+    let tokens = new_session(&state, user.id, &tenant, role).await?;
+    Ok(cookies.hand_over(tokens))
 }
 
 /// Exchange a refresh token for a new access token and refresh token.
 ///
 /// The presented refresh token is revoked; using it again is refused (401) and ends every
 /// session of that user in that organization.
+///
+/// Cookie sessions (the web console): send `{}` and the `switchyard_refresh` cookie comes
+/// along; `x-switchyard-csrf` must then equal the `switchyard_csrf` cookie (else 403
+/// `csrf_failed`). The answer sets both cookies again (the refresh token rotated, a new CSRF
+/// token) with an empty `refresh_token` in the body; a 401 clears both cookies. A token in the
+/// body is used as before, cookies or not.
 #[utoipa::path(
     post,
     path = "/api/v1/auth/refresh",
     tag = "auth",
     request_body = RefreshRequest,
+    params(
+        ("x-switchyard-session" = Option<String>, Header, description = "`cookie`: a cookie session for the web console. The refresh token is set as the HttpOnly cookie `switchyard_refresh` (Path=/api/v1/auth) with a CSRF cookie `switchyard_csrf` (Path=/, readable by scripts), both SameSite=Strict with Max-Age = the refresh token lifetime (Secure per SWITCHYARD_COOKIE_SECURE), and the body's `refresh_token` is empty"),
+        ("x-switchyard-csrf" = Option<String>, Header, description = "Required when the refresh token comes from the `switchyard_refresh` cookie (no `refresh_token` in the body): the value of the `switchyard_csrf` cookie"),
+    ),
     responses(
-        (status = 200, body = TokenResponse),
+        (status = 200, body = TokenResponse, headers(("set-cookie" = String, description = "In cookie mode (the token came from the cookie, or `x-switchyard-session: cookie`): `switchyard_refresh` and `switchyard_csrf`"))),
         (status = 400, body = crate::error::ErrorBody),
-        (status = 401, description = "Unknown, expired, revoked or reused refresh token, or a closed session", body = crate::error::ErrorBody),
+        (status = 401, description = "Unknown, expired, revoked or reused refresh token, or a closed session (in cookie mode, both cookies are cleared)", body = crate::error::ErrorBody),
+        (status = 403, description = "`csrf_failed`: the cookie's token was presented without a matching `x-switchyard-csrf` header", body = crate::error::ErrorBody),
     )
 )]
 pub async fn refresh(
     State(state): State<AppState>,
+    cookies: CookieSession,
     ApiJson(req): ApiJson<RefreshRequest>,
-) -> Result<Json<TokenResponse>, ApiError> {
-    let hash = authn::hash_refresh_token(req.refresh_token.trim());
+) -> Response {
+    let (presented, cookies) = match req.token() {
+        Some(token) => (token.to_owned(), cookies),
+        None => {
+            let cookies = CookieSession {
+                requested: true,
+                ..cookies
+            };
+            let Some(token) = cookies.refresh.clone() else {
+                return (cookies.clear(), ApiError::Unauthorized(BAD_REFRESH)).into_response();
+            };
+            // Before the token is touched: a forged request must not even rotate it.
+            if !cookies.csrf_ok() {
+                return ApiError::CsrfFailed.into_response();
+            }
+            (token, cookies)
+        }
+    };
+    match rotate(&state, &presented).await {
+        Ok(tokens) => cookies.hand_over(tokens).into_response(),
+        Err(e @ ApiError::Unauthorized(_)) if cookies.requested => {
+            (cookies.clear(), e).into_response()
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+/// Rotates the refresh token `presented` (see [`refresh`]): claims it, detects reuse, and
+/// answers a new pair in the same session.
+async fn rotate(state: &AppState, presented: &str) -> Result<TokenResponse, ApiError> {
+    let hash = authn::hash_refresh_token(presented);
     let at = now();
     let tx = state.db.begin().await?;
     // Claim the token atomically: of two concurrent refreshes with one token, one wins.
@@ -470,37 +561,56 @@ pub async fn refresh(
         None => insert_session(&tx, row.user_id, row.tenant_id).await?,
     };
     let refresh_token =
-        insert_refresh_token(&tx, &state, row.user_id, row.tenant_id, session_id).await?;
+        insert_refresh_token(&tx, state, row.user_id, row.tenant_id, session_id).await?;
     tx.commit().await?;
     let access = state
         .tokens
         .issue_access(row.user_id, row.tenant_id, session_id, role)?;
-    Ok(Json(TokenResponse {
+    Ok(TokenResponse {
         access_token: access.token,
         refresh_token,
         token_type: "Bearer",
         expires_in: access.expires_in,
         tenant: TenantDto::from(&tenant),
         role,
-    }))
+    })
 }
 
 /// End a session: closes the session the refresh token belongs to.
 ///
 /// Its refresh tokens are revoked and its access tokens are refused from now on (401), not
-/// only when they expire. Always 204, also for unknown or already revoked tokens.
+/// only when they expire. Always 204, also for unknown or already revoked tokens. Without a
+/// `refresh_token` in the body (`{}`), the `switchyard_refresh` cookie names the session. Every
+/// answer clears the cookie session's cookies.
 #[utoipa::path(
     post,
     path = "/api/v1/auth/logout",
     tag = "auth",
     request_body = RefreshRequest,
-    responses((status = 204, description = "Logged out"), (status = 400, body = crate::error::ErrorBody))
+    responses(
+        (status = 204, description = "Logged out", headers(("set-cookie" = String, description = "`switchyard_refresh` and `switchyard_csrf`, cleared (Max-Age=0)"))),
+        (status = 400, body = crate::error::ErrorBody),
+    )
 )]
 pub async fn logout(
     State(state): State<AppState>,
+    cookies: CookieSession,
     ApiJson(req): ApiJson<RefreshRequest>,
-) -> Result<StatusCode, ApiError> {
-    let hash = authn::hash_refresh_token(req.refresh_token.trim());
+) -> Response {
+    let presented = req.token().map(str::to_owned).or(cookies.refresh.clone());
+    let result = match presented {
+        Some(token) => end_session(&state, &token).await,
+        None => Ok(()),
+    };
+    match result {
+        Ok(()) => (cookies.clear(), StatusCode::NO_CONTENT).into_response(),
+        Err(e) => (cookies.clear(), e).into_response(),
+    }
+}
+
+/// Revokes the refresh token `presented` and closes its session (see [`logout`]).
+async fn end_session(state: &AppState, presented: &str) -> Result<(), ApiError> {
+    let hash = authn::hash_refresh_token(presented);
     let at = now();
     let tx = state.db.begin().await?;
     let row = refresh_token::Entity::find()
@@ -519,7 +629,7 @@ pub async fn logout(
         }
     }
     tx.commit().await?;
-    Ok(StatusCode::NO_CONTENT)
+    Ok(())
 }
 
 /// Switch organization: a new session in another organization the caller belongs to.
@@ -534,8 +644,9 @@ pub async fn logout(
     tag = "auth",
     security(("bearer" = [])),
     request_body = SwitchRequest,
+    params(("x-switchyard-session" = Option<String>, Header, description = "`cookie`: a cookie session for the web console. The refresh token is set as the HttpOnly cookie `switchyard_refresh` (Path=/api/v1/auth) with a CSRF cookie `switchyard_csrf` (Path=/, readable by scripts), both SameSite=Strict with Max-Age = the refresh token lifetime (Secure per SWITCHYARD_COOKIE_SECURE), and the body's `refresh_token` is empty")),
     responses(
-        (status = 200, body = TokenResponse),
+        (status = 200, body = TokenResponse, headers(("set-cookie" = String, description = "With `x-switchyard-session: cookie`: `switchyard_refresh` and `switchyard_csrf`"))),
         (status = 400, body = crate::error::ErrorBody),
         (status = 401, body = crate::error::ErrorBody),
         (status = 403, description = "Not a member of that organization", body = crate::error::ErrorBody),
@@ -544,8 +655,9 @@ pub async fn logout(
 pub async fn switch_organization(
     State(state): State<AppState>,
     auth: AuthUser,
+    cookies: CookieSession,
     ApiJson(req): ApiJson<SwitchRequest>,
-) -> Result<Json<TokenResponse>, ApiError> {
+) -> Result<(SetCookies, Json<TokenResponse>), ApiError> {
     const NOT_MEMBER: &str = "you are not a member of that organization";
     let membership = membership::Entity::find_by_id((req.tenant_id, auth.user_id))
         .one(&state.db)
@@ -556,9 +668,8 @@ pub async fn switch_organization(
         .one(&state.db)
         .await?
         .ok_or(ApiError::Forbidden(NOT_MEMBER))?;
-    new_session(&state, auth.user_id, &tenant, role)
-        .await
-        .map(Json)
+    let tokens = new_session(&state, auth.user_id, &tenant, role).await?;
+    Ok(cookies.hand_over(tokens))
 }
 
 /// The caller: user, organization, role, and every organization they belong to.
@@ -738,4 +849,219 @@ async fn insert_refresh_token<C: ConnectionTrait>(
 pub(crate) fn parse_role(s: &str) -> Result<Role, ApiError> {
     Role::parse(s)
         .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("unknown role {s:?} in memberships row")))
+}
+
+// === cookie sessions ===
+
+/// Request header asking for a cookie session (value `cookie`).
+pub const SESSION_MODE_HEADER: HeaderName = HeaderName::from_static("x-switchyard-session");
+/// Request header echoing the `switchyard_csrf` cookie on a cookie refresh.
+pub const CSRF_HEADER: HeaderName = HeaderName::from_static("x-switchyard-csrf");
+/// The cookie carrying the refresh token (HttpOnly, only sent to `/api/v1/auth`).
+pub const REFRESH_COOKIE: &str = "switchyard_refresh";
+/// The cookie carrying the CSRF token (readable by the console).
+pub const CSRF_COOKIE: &str = "switchyard_csrf";
+/// Where the refresh cookie is sent back: the auth endpoints only.
+const REFRESH_COOKIE_PATH: &str = "/api/v1/auth";
+
+/// The cookie-session facts of a request (see the module docs): whether the client asked for
+/// a cookie session, whether cookies get `Secure`, and the cookies and CSRF header it sent.
+#[derive(Debug, Clone)]
+pub struct CookieSession {
+    /// `x-switchyard-session: cookie` was sent.
+    requested: bool,
+    /// Whether the cookies set in the answer carry `Secure`.
+    secure: bool,
+    /// `Max-Age` of the cookies: the refresh token's lifetime, in seconds.
+    max_age: u64,
+    refresh: Option<String>,
+    csrf_cookie: Option<String>,
+    csrf_header: Option<String>,
+}
+
+impl FromRequestParts<AppState> for CookieSession {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let headers = &parts.headers;
+        let requested = headers
+            .get(SESSION_MODE_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("cookie"));
+        let secure = match state.security.cookie_secure {
+            CookieSecure::True => true,
+            CookieSecure::False => false,
+            CookieSecure::Auto => {
+                state.security.hsts.is_some()
+                    || headers
+                        .get("x-forwarded-proto")
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.split(',').next())
+                        .is_some_and(|p| p.trim().eq_ignore_ascii_case("https"))
+            }
+        };
+        Ok(CookieSession {
+            requested,
+            secure,
+            max_age: state.tokens.refresh_ttl().as_secs(),
+            refresh: cookie(headers, REFRESH_COOKIE),
+            csrf_cookie: cookie(headers, CSRF_COOKIE),
+            csrf_header: headers
+                .get(CSRF_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .map(|v| v.trim().to_owned()),
+        })
+    }
+}
+
+/// The `Set-Cookie` headers of an answer (none for body-token clients).
+pub type SetCookies = AppendHeaders<Vec<(HeaderName, HeaderValue)>>;
+
+impl CookieSession {
+    /// Hands `refresh_token` over: in cookie mode, moves it into the refresh cookie (with a
+    /// fresh CSRF cookie) and leaves `""` in its place; otherwise leaves it and sets nothing.
+    fn deliver(&self, refresh_token: &mut String) -> SetCookies {
+        if !self.requested {
+            return AppendHeaders(Vec::new());
+        }
+        let token = std::mem::take(refresh_token);
+        let mut csrf = [0u8; 32];
+        rand::fill(&mut csrf[..]);
+        self.set_cookies(&token, &URL_SAFE_NO_PAD.encode(csrf), self.max_age)
+    }
+
+    /// The answer of a new or rotated session: the tokens, with the refresh token moved into
+    /// the cookies in cookie mode.
+    pub(crate) fn hand_over(&self, mut tokens: TokenResponse) -> (SetCookies, Json<TokenResponse>) {
+        let set = self.deliver(&mut tokens.refresh_token);
+        (set, Json(tokens))
+    }
+
+    /// `Set-Cookie` headers that delete both cookies.
+    fn clear(&self) -> SetCookies {
+        self.set_cookies("", "", 0)
+    }
+
+    fn set_cookies(&self, refresh: &str, csrf: &str, max_age: u64) -> SetCookies {
+        let secure = if self.secure { "; Secure" } else { "" };
+        let cookies = [
+            format!(
+                "{REFRESH_COOKIE}={refresh}; HttpOnly; SameSite=Strict; Path={REFRESH_COOKIE_PATH}; Max-Age={max_age}{secure}"
+            ),
+            format!("{CSRF_COOKIE}={csrf}; SameSite=Strict; Path=/; Max-Age={max_age}{secure}"),
+        ];
+        // Both values are base64url (or empty): always a valid header value.
+        AppendHeaders(
+            cookies
+                .into_iter()
+                .filter_map(|c| HeaderValue::from_str(&c).ok())
+                .map(|v| (SET_COOKIE, v))
+                .collect(),
+        )
+    }
+
+    /// Whether the CSRF header matches the CSRF cookie (both present, compared in constant
+    /// time).
+    fn csrf_ok(&self) -> bool {
+        match (&self.csrf_cookie, &self.csrf_header) {
+            (Some(cookie), Some(header)) if !cookie.is_empty() => {
+                constant_time_eq(cookie.as_bytes(), header.as_bytes())
+            }
+            _ => false,
+        }
+    }
+}
+
+/// The value of cookie `name` in the request's `Cookie` headers. Browsers send the cookie with
+/// the most specific path first, so the first non-empty one wins.
+fn cookie(headers: &axum::http::HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .filter(|(k, _)| k.trim() == name)
+        .map(|(_, v)| v.trim().trim_matches('"').to_owned())
+        .find(|v| !v.is_empty())
+}
+
+/// Equality of two byte strings in time independent of where they differ.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    fn session(requested: bool, secure: bool) -> CookieSession {
+        CookieSession {
+            requested,
+            secure,
+            max_age: 3600,
+            refresh: None,
+            csrf_cookie: Some("abc".to_owned()),
+            csrf_header: Some("abc".to_owned()),
+        }
+    }
+
+    #[test]
+    fn cookie_mode_moves_the_refresh_token_into_an_http_only_cookie() {
+        let mut token = "tok".to_owned();
+        let AppendHeaders(headers) = session(true, true).deliver(&mut token);
+        assert_eq!(token, "");
+        assert_eq!(
+            headers[0].1,
+            "switchyard_refresh=tok; HttpOnly; SameSite=Strict; Path=/api/v1/auth; Max-Age=3600; Secure"
+        );
+        let csrf = headers[1].1.to_str().expect("ascii");
+        assert!(csrf.starts_with("switchyard_csrf="), "{csrf}");
+        assert!(
+            csrf.ends_with("; SameSite=Strict; Path=/; Max-Age=3600; Secure"),
+            "{csrf}"
+        );
+        assert!(!csrf.contains("HttpOnly"), "{csrf}");
+
+        let mut token = "tok".to_owned();
+        let AppendHeaders(headers) = session(false, true).deliver(&mut token);
+        assert!(headers.is_empty());
+        assert_eq!(token, "tok");
+
+        let AppendHeaders(cleared) = session(false, false).clear();
+        assert_eq!(
+            cleared[0].1,
+            "switchyard_refresh=; HttpOnly; SameSite=Strict; Path=/api/v1/auth; Max-Age=0"
+        );
+        assert_eq!(
+            cleared[1].1,
+            "switchyard_csrf=; SameSite=Strict; Path=/; Max-Age=0"
+        );
+    }
+
+    #[test]
+    fn cookies_are_read_by_name_and_csrf_compared_exactly() {
+        let mut headers = axum::http::HeaderMap::new();
+        headers.insert(
+            COOKIE,
+            HeaderValue::from_static("a=1; switchyard_refresh=r1; switchyard_csrf=c1"),
+        );
+        assert_eq!(cookie(&headers, REFRESH_COOKIE).as_deref(), Some("r1"));
+        assert_eq!(cookie(&headers, CSRF_COOKIE).as_deref(), Some("c1"));
+        assert_eq!(cookie(&headers, "missing"), None);
+        let mut s = session(true, false);
+        assert!(s.csrf_ok());
+        s.csrf_header = Some("abd".to_owned());
+        assert!(!s.csrf_ok());
+        s.csrf_header = None;
+        assert!(!s.csrf_ok());
+        assert!(constant_time_eq(b"", b"") && !constant_time_eq(b"a", b"ab"));
+    }
 }

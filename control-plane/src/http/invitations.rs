@@ -33,7 +33,7 @@ use time::OffsetDateTime;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::auth::{TokenResponse, new_session, parse_role};
+use super::auth::{CookieSession, SetCookies, TokenResponse, new_session, parse_role};
 use super::resource::{self, Change, TenantScoped};
 use super::{ApiJson, ApiPath, now, validate};
 use crate::audit::{self, Actor, AuditAction, AuditEvent};
@@ -251,15 +251,19 @@ pub async fn revoke_invitation(
 ///
 /// The caller must be signed in (in any organization) with the email the invitation was sent
 /// to. Answers a session in the joined organization. New users sign up first, then accept. An
-/// unknown, expired, revoked or already used token is 404.
+/// unknown, expired, revoked or already used token is 404. With `x-switchyard-session:
+/// cookie`, the new session is a cookie session (see `POST /auth/login`).
 #[utoipa::path(
     post,
     path = "/api/v1/invitations/{token}/accept",
     tag = "members",
     security(("bearer" = [])),
-    params(("token" = String, Path, description = "The invitation's one-time token")),
+    params(
+        ("token" = String, Path, description = "The invitation's one-time token"),
+        ("x-switchyard-session" = Option<String>, Header, description = "`cookie`: a cookie session for the web console. The refresh token is set as the HttpOnly cookie `switchyard_refresh` (Path=/api/v1/auth) with a CSRF cookie `switchyard_csrf` (Path=/, readable by scripts), both SameSite=Strict with Max-Age = the refresh token lifetime (Secure per SWITCHYARD_COOKIE_SECURE), and the body's `refresh_token` is empty"),
+    ),
     responses(
-        (status = 200, description = "Joined; a session in the organization", body = TokenResponse),
+        (status = 200, description = "Joined; a session in the organization", body = TokenResponse, headers(("set-cookie" = String, description = "With `x-switchyard-session: cookie`: `switchyard_refresh` and `switchyard_csrf`"))),
         (status = 401, body = crate::error::ErrorBody),
         (status = 403, description = "The invitation was sent to another email address", body = crate::error::ErrorBody),
         (status = 404, description = "Unknown, expired, revoked or used invitation", body = crate::error::ErrorBody),
@@ -269,8 +273,9 @@ pub async fn revoke_invitation(
 pub async fn accept_invitation(
     State(state): State<AppState>,
     auth: AuthUser,
+    cookies: CookieSession,
     ApiPath(token): ApiPath<String>,
-) -> Result<Json<TokenResponse>, ApiError> {
+) -> Result<(SetCookies, Json<TokenResponse>), ApiError> {
     let hash = authn::hash_refresh_token(token.trim());
     let at = now();
     let tx = state.db.begin().await?;
@@ -349,7 +354,8 @@ pub async fn accept_invitation(
     .await?;
     tx.commit().await?;
     tracing::info!(tenant_id = %tenant.id, user_id = %user.id, role = role.as_str(), "invitation accepted");
-    new_session(&state, user.id, &tenant, role).await.map(Json)
+    let tokens = new_session(&state, user.id, &tenant, role).await?;
+    Ok(cookies.hand_over(tokens))
 }
 
 // === shared with `POST /members` ===

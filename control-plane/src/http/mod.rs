@@ -29,6 +29,7 @@ pub mod health;
 pub mod invitations;
 pub mod keys;
 pub mod members;
+pub mod meta;
 pub mod models;
 pub mod organization;
 pub mod permissions;
@@ -94,6 +95,7 @@ pub fn api_router() -> Router<AppState> {
         .merge(analytics::router())
         .merge(requests::router())
         .merge(billing::router())
+        .merge(meta::router())
         .method_not_allowed_fallback(method_not_allowed)
 }
 

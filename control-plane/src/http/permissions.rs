@@ -109,6 +109,12 @@ pub const PERMISSIONS: &[Permission] = &[
     op("GET", "/healthz", Public, ""),
     op("GET", "/readyz", Public, ""),
     op(
+        "GET",
+        "/api/v1/meta",
+        Public,
+        "version, gateway URL, optional features",
+    ),
+    op(
         "POST",
         "/api/v1/auth/signup",
         Public,
@@ -124,13 +130,13 @@ pub const PERMISSIONS: &[Permission] = &[
         "POST",
         "/api/v1/auth/refresh",
         Public,
-        "needs a refresh token",
+        "needs a refresh token (body, or cookie + `x-switchyard-csrf`)",
     ),
     op(
         "POST",
         "/api/v1/auth/logout",
         Public,
-        "needs a refresh token",
+        "needs a refresh token (body or cookie); clears the session cookies",
     ),
     op(
         "POST",

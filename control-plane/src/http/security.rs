@@ -34,7 +34,7 @@ use axum::response::Response;
 use shared::egress::EgressPolicy;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
-use crate::config::Config;
+use crate::config::{Config, CookieSecure};
 
 /// The CSP of API responses: nothing may be loaded, framed, or submitted.
 pub const API_CSP: &str =
@@ -43,6 +43,26 @@ pub const API_CSP: &str =
 pub const DOCS_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; \
      img-src 'self' data:; connect-src 'self'; font-src 'self'; frame-ancestors 'none'; \
      base-uri 'none'; form-action 'self'";
+
+/// The CSP of the console (the SPA served at `/`) when no public gateway URL is configured:
+/// its own scripts and styles (inline styles too: UI libraries set `style` attributes), images
+/// and fonts from this origin or `data:`, API calls to this origin only, never framed.
+pub const CONSOLE_CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; \
+     img-src 'self' data:; connect-src 'self'; font-src 'self' data:; object-src 'none'; \
+     frame-ancestors 'none'; base-uri 'self'; form-action 'self'";
+
+/// The console's CSP, with `gateway_origin` (`SWITCHYARD_PUBLIC_GATEWAY_URL`'s origin) added
+/// to `connect-src`, so the playground can call a gateway served from another origin.
+pub fn console_csp(gateway_origin: Option<&str>) -> String {
+    match gateway_origin {
+        Some(origin) => CONSOLE_CSP.replacen(
+            "connect-src 'self';",
+            &format!("connect-src 'self' {origin};"),
+            1,
+        ),
+        None => CONSOLE_CSP.to_owned(),
+    }
+}
 
 /// How long browsers may cache a CORS preflight answer.
 const PREFLIGHT_MAX_AGE: Duration = Duration::from_secs(600);
@@ -57,6 +77,11 @@ pub struct Security {
     pub cors_origins: Vec<HeaderValue>,
     /// The `strict-transport-security` value, when configured.
     pub hsts: Option<HeaderValue>,
+    /// Whether the console's session cookies carry `Secure` (see `http::auth`).
+    pub cookie_secure: CookieSecure,
+    /// The console's CSP when it differs from [`CONSOLE_CSP`] (the gateway's origin added to
+    /// `connect-src` when `SWITCHYARD_PUBLIC_GATEWAY_URL` is set).
+    pub console_csp: Option<HeaderValue>,
 }
 
 impl Security {
@@ -66,6 +91,13 @@ impl Security {
             egress: config.egress_policy()?,
             cors_origins: config.cors_origins()?,
             hsts: config.hsts_header(),
+            cookie_secure: config.cookie_secure,
+            console_csp: match config.public_gateway_url()? {
+                Some(url) => Some(HeaderValue::from_str(&console_csp(Some(
+                    &url.origin().ascii_serialization(),
+                )))?),
+                None => None,
+            },
         })
     }
 
@@ -164,5 +196,16 @@ mod tests {
         assert!(is_docs("/docs/swagger-ui.css"));
         assert!(!is_docs("/docsx"));
         assert!(!is_docs("/api/v1/keys"));
+    }
+
+    #[test]
+    fn console_csp_adds_the_gateway_origin_to_connect_src() {
+        assert_eq!(console_csp(None), CONSOLE_CSP);
+        let csp = console_csp(Some("https://gw.example.com"));
+        assert!(
+            csp.contains("connect-src 'self' https://gw.example.com; font-src"),
+            "{csp}"
+        );
+        assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
     }
 }

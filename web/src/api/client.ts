@@ -45,7 +45,8 @@ const throwOnError: Middleware = {
   },
 };
 
-export const api = createFetchClient<paths>({ baseUrl: "", fetch: authFetch });
+// Same origin as the console (absolute, because `Request` outside a browser needs a base).
+export const api = createFetchClient<paths>({ baseUrl: globalThis.location?.origin ?? "", fetch: authFetch });
 api.use(throwOnError);
 
 export const $api = createClient(api);

@@ -123,7 +123,9 @@ export interface paths {
         /**
          * End a session: closes the session the refresh token belongs to.
          * @description Its refresh tokens are revoked and its access tokens are refused from now on (401), not
-         *     only when they expire. Always 204, also for unknown or already revoked tokens.
+         *     only when they expire. Always 204, also for unknown or already revoked tokens. Without a
+         *     `refresh_token` in the body (`{}`), the `switchyard_refresh` cookie names the session. Every
+         *     answer clears the cookie session's cookies.
          */
         post: operations["logout"];
         delete?: never;
@@ -145,6 +147,12 @@ export interface paths {
          * Exchange a refresh token for a new access token and refresh token.
          * @description The presented refresh token is revoked; using it again is refused (401) and ends every
          *     session of that user in that organization.
+         *
+         *     Cookie sessions (the web console): send `{}` and the `switchyard_refresh` cookie comes
+         *     along; `x-switchyard-csrf` must then equal the `switchyard_csrf` cookie (else 403
+         *     `csrf_failed`). The answer sets both cookies again (the refresh token rotated, a new CSRF
+         *     token) with an empty `refresh_token` in the body; a 401 clears both cookies. A token in the
+         *     body is used as before, cookies or not.
          */
         post: operations["refresh"];
         delete?: never;
@@ -408,7 +416,8 @@ export interface paths {
          * Accept an invitation: join its organization.
          * @description The caller must be signed in (in any organization) with the email the invitation was sent
          *     to. Answers a session in the joined organization. New users sign up first, then accept. An
-         *     unknown, expired, revoked or already used token is 404.
+         *     unknown, expired, revoked or already used token is 404. With `x-switchyard-session:
+         *     cookie`, the new session is a cookie session (see `POST /auth/login`).
          */
         post: operations["accept_invitation"];
         delete?: never;
@@ -549,6 +558,27 @@ export interface paths {
          *     demoted. Takes effect on the member's next request.
          */
         patch: operations["update_member"];
+        trace?: never;
+    };
+    "/api/v1/meta": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Deployment facts for the console: version, gateway URL, optional features.
+         * @description Public (no credentials): the console reads it before sign-in. It builds gateway snippets
+         *     and playground calls from `gateway_base_url ?? <its own origin>` + `/v1`.
+         */
+        get: operations["meta"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
         trace?: never;
     };
     "/api/v1/models": {
@@ -1680,7 +1710,7 @@ export interface components {
         };
         ErrorDetail: {
             /**
-             * @description One of `validation_failed`, `unauthorized`, `forbidden`, `not_found`, `conflict`,
+             * @description One of `validation_failed`, `unauthorized`, `forbidden`, `csrf_failed`, `not_found`, `conflict`,
              *     `method_not_allowed`, `payload_too_large`, `uri_too_long`, `rate_limited`, `internal`, `unavailable`.
              * @example validation_failed
              */
@@ -1849,6 +1879,25 @@ export interface components {
         };
         MemberList: {
             data: components["schemas"]["MemberDto"][];
+        };
+        /** @description The deployment as the console sees it. */
+        MetaResponse: {
+            /** @description Whether billing (Stripe) is configured. */
+            billing_enabled: boolean;
+            /** @description Whether this process serves the gateway (`/v1`) too: the zero-setup default. */
+            embedded_gateway: boolean;
+            /**
+             * @description Where clients call the gateway, without `/v1` (`SWITCHYARD_PUBLIC_GATEWAY_URL`); null
+             *     when not configured: then the gateway is reached at the console's own origin (zero-setup)
+             *     or wherever the operator put it.
+             * @example https://gateway.example.com
+             */
+            gateway_base_url?: string | null;
+            /**
+             * @description The control plane's version.
+             * @example 0.1.0
+             */
+            version: string;
         };
         /** @description The metrics of one bucket or group. */
         Metrics: {
@@ -2178,7 +2227,11 @@ export interface components {
             to: number;
         };
         RefreshRequest: {
-            refresh_token: string;
+            /**
+             * @description The refresh token. Omit it (send `{}`) to use the `switchyard_refresh` cookie of a
+             *     cookie session instead (then `x-switchyard-csrf` is required on refresh).
+             */
+            refresh_token?: string | null;
         };
         /** @description One request with every attempt. */
         RequestDetail: components["schemas"]["RequestSummary"] & {
@@ -3014,7 +3067,10 @@ export interface operations {
     login: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description `cookie`: a cookie session for the web console. The refresh token is set as the HttpOnly cookie `switchyard_refresh` (Path=/api/v1/auth) with a CSRF cookie `switchyard_csrf` (Path=/, readable by scripts), both SameSite=Strict with Max-Age = the refresh token lifetime (Secure per SWITCHYARD_COOKIE_SECURE), and the body's `refresh_token` is empty */
+                "x-switchyard-session"?: string | null;
+            };
             path?: never;
             cookie?: never;
         };
@@ -3026,6 +3082,8 @@ export interface operations {
         responses: {
             200: {
                 headers: {
+                    /** @description With `x-switchyard-session: cookie`: `switchyard_refresh` and `switchyard_csrf` */
+                    "set-cookie"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3094,6 +3152,8 @@ export interface operations {
             /** @description Logged out */
             204: {
                 headers: {
+                    /** @description `switchyard_refresh` and `switchyard_csrf`, cleared (Max-Age=0) */
+                    "set-cookie"?: string;
                     [name: string]: unknown;
                 };
                 content?: never;
@@ -3111,7 +3171,12 @@ export interface operations {
     refresh: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description `cookie`: a cookie session for the web console. The refresh token is set as the HttpOnly cookie `switchyard_refresh` (Path=/api/v1/auth) with a CSRF cookie `switchyard_csrf` (Path=/, readable by scripts), both SameSite=Strict with Max-Age = the refresh token lifetime (Secure per SWITCHYARD_COOKIE_SECURE), and the body's `refresh_token` is empty */
+                "x-switchyard-session"?: string | null;
+                /** @description Required when the refresh token comes from the `switchyard_refresh` cookie (no `refresh_token` in the body): the value of the `switchyard_csrf` cookie */
+                "x-switchyard-csrf"?: string | null;
+            };
             path?: never;
             cookie?: never;
         };
@@ -3123,6 +3188,8 @@ export interface operations {
         responses: {
             200: {
                 headers: {
+                    /** @description In cookie mode (the token came from the cookie, or `x-switchyard-session: cookie`): `switchyard_refresh` and `switchyard_csrf` */
+                    "set-cookie"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3137,8 +3204,17 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description Unknown, expired, revoked or reused refresh token, or a closed session */
+            /** @description Unknown, expired, revoked or reused refresh token, or a closed session (in cookie mode, both cookies are cleared) */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `csrf_failed`: the cookie's token was presented without a matching `x-switchyard-csrf` header */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3151,7 +3227,10 @@ export interface operations {
     signup: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description `cookie`: a cookie session for the web console. The refresh token is set as the HttpOnly cookie `switchyard_refresh` (Path=/api/v1/auth) with a CSRF cookie `switchyard_csrf` (Path=/, readable by scripts), both SameSite=Strict with Max-Age = the refresh token lifetime (Secure per SWITCHYARD_COOKIE_SECURE), and the body's `refresh_token` is empty */
+                "x-switchyard-session"?: string | null;
+            };
             path?: never;
             cookie?: never;
         };
@@ -3163,6 +3242,8 @@ export interface operations {
         responses: {
             201: {
                 headers: {
+                    /** @description With `x-switchyard-session: cookie`: `switchyard_refresh` and `switchyard_csrf` */
+                    "set-cookie"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3201,7 +3282,10 @@ export interface operations {
     switch_organization: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description `cookie`: a cookie session for the web console. The refresh token is set as the HttpOnly cookie `switchyard_refresh` (Path=/api/v1/auth) with a CSRF cookie `switchyard_csrf` (Path=/, readable by scripts), both SameSite=Strict with Max-Age = the refresh token lifetime (Secure per SWITCHYARD_COOKIE_SECURE), and the body's `refresh_token` is empty */
+                "x-switchyard-session"?: string | null;
+            };
             path?: never;
             cookie?: never;
         };
@@ -3213,6 +3297,8 @@ export interface operations {
         responses: {
             200: {
                 headers: {
+                    /** @description With `x-switchyard-session: cookie`: `switchyard_refresh` and `switchyard_csrf` */
+                    "set-cookie"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3952,7 +4038,10 @@ export interface operations {
     accept_invitation: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description `cookie`: a cookie session for the web console. The refresh token is set as the HttpOnly cookie `switchyard_refresh` (Path=/api/v1/auth) with a CSRF cookie `switchyard_csrf` (Path=/, readable by scripts), both SameSite=Strict with Max-Age = the refresh token lifetime (Secure per SWITCHYARD_COOKIE_SECURE), and the body's `refresh_token` is empty */
+                "x-switchyard-session"?: string | null;
+            };
             path: {
                 /** @description The invitation's one-time token */
                 token: string;
@@ -3964,6 +4053,8 @@ export interface operations {
             /** @description Joined; a session in the organization */
             200: {
                 headers: {
+                    /** @description With `x-switchyard-session: cookie`: `switchyard_refresh` and `switchyard_csrf` */
+                    "set-cookie"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4470,6 +4561,25 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    meta: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MetaResponse"];
                 };
             };
         };

@@ -27,7 +27,7 @@ function NavLinks({ onNavigate }: { onNavigate?: () => void }) {
         if (items.length === 0) return null;
         return (
           <div key={group.label}>
-            <p className="px-3 text-xs font-semibold uppercase tracking-wide text-slate-400">{group.label}</p>
+            <p className="px-3 text-xs font-semibold uppercase tracking-wide text-slate-500">{group.label}</p>
             <ul className="mt-1 space-y-0.5">
               {items.map((item) => {
                 const active = item.to === "/" ? path === "/" : path === item.to || path.startsWith(`${item.to}/`);
@@ -89,7 +89,7 @@ function OrgSwitcher() {
           >
             <Check className={cn("size-4", o.id === session.tenant?.id ? "opacity-100" : "opacity-0")} aria-hidden />
             <span className="truncate">{o.name}</span>
-            <span className="ml-auto text-xs text-slate-400">{o.role}</span>
+            <span className="ml-auto text-xs text-slate-500">{o.role}</span>
           </DropdownMenuItem>
         ))}
       </DropdownMenuContent>

@@ -28,7 +28,7 @@ export async function switchOrganization(tenantId: string, queryClient: QueryCli
 export async function logout(queryClient: QueryClient) {
   try {
     // In cookie mode the server reads the refresh cookie (the body names no token).
-    await api.POST("/api/v1/auth/logout", { body: { refresh_token: "" } });
+    await api.POST("/api/v1/auth/logout", { body: {} });
   } catch {
     // Already expired or the server is unreachable: the local session still ends.
   }

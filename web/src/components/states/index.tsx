@@ -35,7 +35,7 @@ export function ErrorState({ error, onRetry, title = "Could not load this" }: { 
       <AlertTriangle className="size-8 text-red-500" aria-hidden />
       <p className="text-sm font-medium text-slate-800">{title}</p>
       <p className="max-w-md text-sm text-slate-600">{errorMessage(error)}</p>
-      {requestId ? <p className="font-mono text-xs text-slate-400">request {requestId}</p> : null}
+      {requestId ? <p className="font-mono text-xs text-slate-500">request {requestId}</p> : null}
       {onRetry ? (
         <Button variant="secondary" size="sm" onClick={onRetry} className="mt-2">
           Try again

@@ -4,7 +4,7 @@ import { cn } from "@/lib/cn";
 /** A styled table that scrolls sideways on narrow screens instead of breaking the layout. */
 export function Table({ className, ...props }: ComponentProps<"table">) {
   return (
-    <div className="w-full overflow-x-auto">
+    <div className="relative w-full overflow-x-auto">
       <table className={cn("w-full border-collapse text-left text-sm", className)} {...props} />
     </div>
   );

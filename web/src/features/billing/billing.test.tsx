@@ -1,4 +1,3 @@
-import "../budgets/test-env";
 import { describe, expect, it } from "vitest";
 import { screen, waitFor, within } from "@testing-library/react";
 import type { Schemas } from "@/api/client";

@@ -1,6 +1,6 @@
 import { createFileRoute } from "@tanstack/react-router";
-import { PageHeader } from "@/components/ui/page-header";
+import { OverviewPage } from "@/features/onboarding/OverviewPage";
 
 export const Route = createFileRoute("/_app/")({
-  component: () => <PageHeader title="Overview" description="Coming soon." />,
+  component: OverviewPage,
 });

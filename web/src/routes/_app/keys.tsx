@@ -1,6 +1,6 @@
 import { createFileRoute } from "@tanstack/react-router";
-import { PageHeader } from "@/components/ui/page-header";
+import { KeysPage } from "@/features/keys/KeysPage";
 
 export const Route = createFileRoute("/_app/keys")({
-  component: () => <PageHeader title="API keys" description="Coming soon." />,
+  component: KeysPage,
 });

@@ -1,6 +1,6 @@
 import { createFileRoute } from "@tanstack/react-router";
-import { PageHeader } from "@/components/ui/page-header";
+import { MembersPage } from "@/features/members/MembersPage";
 
 export const Route = createFileRoute("/_app/members")({
-  component: () => <PageHeader title="Members" description="Coming soon." />,
+  component: MembersPage,
 });

@@ -1,6 +1,6 @@
 import { createFileRoute } from "@tanstack/react-router";
-import { PageHeader } from "@/components/ui/page-header";
+import { PlaygroundPage } from "@/features/playground/PlaygroundPage";
 
 export const Route = createFileRoute("/_app/playground")({
-  component: () => <PageHeader title="Playground" description="Coming soon." />,
+  component: PlaygroundPage,
 });

@@ -1,6 +1,13 @@
 import { createFileRoute } from "@tanstack/react-router";
-import { PageHeader } from "@/components/ui/page-header";
+import { $api } from "@/api/client";
+import { ProvidersPage } from "@/features/providers/ProvidersPage";
 
 export const Route = createFileRoute("/_app/providers")({
-  component: () => <PageHeader title="Providers" description="Coming soon." />,
+  // Prefetch (on hover too); the page shows its own loading and error states, so this never throws.
+  loader: ({ context }) =>
+    Promise.all([
+      context.queryClient.prefetchQuery($api.queryOptions("get", "/api/v1/providers")),
+      context.queryClient.prefetchQuery($api.queryOptions("get", "/api/v1/models")),
+    ]),
+  component: ProvidersPage,
 });

@@ -1,6 +1,6 @@
 import { createFileRoute } from "@tanstack/react-router";
-import { PageHeader } from "@/components/ui/page-header";
+import { SettingsPage } from "@/features/settings/SettingsPage";
 
 export const Route = createFileRoute("/_app/settings")({
-  component: () => <PageHeader title="Settings" description="Coming soon." />,
+  component: SettingsPage,
 });

@@ -1,1 +1,0 @@
-import{t as e}from"./page-header-Fc-SkKbK.js";import{W as t}from"./index-B2u2k5tY.js";var n=t(),r=()=>(0,n.jsx)(e,{title:`Members`,description:`Coming soon.`});export{r as component};
