@@ -47,7 +47,7 @@ function Json({ label, value }: { label: string; value: unknown }) {
     <div className="min-w-0">
       <p className="mb-1 text-xs font-medium uppercase tracking-wide text-slate-500">{label}</p>
       {value == null ? (
-        <p className="text-sm text-slate-400">—</p>
+        <p className="text-sm text-slate-500">—</p>
       ) : (
         <pre className="max-h-80 overflow-auto rounded-md bg-slate-950 p-3 text-xs leading-relaxed text-slate-100">{JSON.stringify(value, null, 2)}</pre>
       )}
@@ -132,7 +132,7 @@ function EventRow({ e, actor }: { e: AuditEvent; actor: string }) {
           <span className="font-medium text-slate-900">{kindLabel(e.object_kind)}</span>
           {name ? <span className="text-slate-700"> · {name}</span> : null}
           <span className="block truncate text-xs text-slate-500">
-            by {actor} <span className="text-slate-400">({e.actor_role})</span>
+            by {actor} <span className="text-slate-500">({e.actor_role})</span>
           </span>
         </span>
         <time dateTime={e.created_at} title={formatDateTime(e.created_at)} className="ml-7 shrink-0 text-xs text-slate-500 sm:ml-0">

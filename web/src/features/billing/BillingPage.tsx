@@ -11,6 +11,8 @@ import { Badge } from "@/components/ui/badge";
 import { Button } from "@/components/ui/button";
 import { Table, TBody, TD, TH, THead, TR } from "@/components/ui/table";
 import { Empty, ErrorState, Loading } from "@/components/states";
+import { ResourceCard, ResourceCardList } from "@/components/ui/resource-card";
+import { useNarrow } from "@/features/budgets/useNarrow";
 import { formatDate, formatDateTime, formatMicros, formatUsd } from "@/lib/format";
 
 type Billing = Schemas["BillingDto"];
@@ -48,9 +50,38 @@ function invoiceTone(status: string | null | undefined) {
   return "neutral" as const;
 }
 
+function InvoiceLink({ invoice: i }: { invoice: Invoice }) {
+  return i.hosted_invoice_url ? (
+    <a href={i.hosted_invoice_url} target="_blank" rel="noreferrer noopener" className="inline-flex items-center gap-1 px-2 py-1 text-sm font-medium text-brand-700 hover:underline">
+      View <ExternalLink className="size-3.5" aria-hidden />
+      <span className="sr-only"> invoice {i.id} (opens Stripe in a new tab)</span>
+    </a>
+  ) : null;
+}
+
 function Invoices({ invoices }: { invoices: Invoice[] }) {
+  const narrow = useNarrow();
   if (invoices.length === 0) {
     return <Empty icon={<Receipt className="size-8" />} title="No invoices yet" description="Invoices appear here once Stripe issues the first one, at the end of a billing period." />;
+  }
+  if (narrow) {
+    return (
+      <ResourceCardList label="Invoices">
+        {invoices.map((i) => (
+          <ResourceCard
+            key={i.id}
+            title={<span className="font-mono text-xs">{i.id}</span>}
+            badge={<Badge tone={invoiceTone(i.status)}>{i.status ?? "unknown"}</Badge>}
+            actions={<InvoiceLink invoice={i} />}
+            fields={[
+              { label: "Date", value: formatDate(fromUnix(i.created)) },
+              { label: "Amount", value: money(i.amount_due, i.currency) },
+              { label: "Period", value: `${formatDate(fromUnix(i.period_start))} – ${formatDate(fromUnix(i.period_end))}` },
+            ]}
+          />
+        ))}
+      </ResourceCardList>
+    );
   }
   return (
     <Table>
@@ -79,12 +110,7 @@ function Invoices({ invoices }: { invoices: Invoice[] }) {
               <Badge tone={invoiceTone(i.status)}>{i.status ?? "unknown"}</Badge>
             </TD>
             <TD>
-              {i.hosted_invoice_url ? (
-                <a href={i.hosted_invoice_url} target="_blank" rel="noreferrer noopener" className="inline-flex items-center gap-1 font-medium text-brand-700 hover:underline">
-                  View <ExternalLink className="size-3.5" aria-hidden />
-                  <span className="sr-only"> invoice {i.id} (opens Stripe in a new tab)</span>
-                </a>
-              ) : null}
+              <InvoiceLink invoice={i} />
             </TD>
           </TR>
         ))}

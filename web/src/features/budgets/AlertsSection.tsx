@@ -6,6 +6,8 @@ import { Badge } from "@/components/ui/badge";
 import { Button } from "@/components/ui/button";
 import { Table, TBody, TD, TH, THead, TR } from "@/components/ui/table";
 import { Empty, ErrorState, Loading } from "@/components/states";
+import { ResourceCard, ResourceCardList } from "@/components/ui/resource-card";
+import { useNarrow } from "./useNarrow";
 import { formatDateTime, formatRelative, formatUsd } from "@/lib/format";
 import { scopeKind, scopeName, type ApiKey, type Team } from "./model";
 
@@ -35,6 +37,17 @@ function DeliveryBadge({ alert, webhookSet }: { alert: Alert; webhookSet: boolea
   );
 }
 
+function BudgetName({ alert: a, teams, keys }: { alert: Alert; teams: readonly Team[]; keys: readonly ApiKey[] }) {
+  return a.scope && a.scope_id ? (
+    <>
+      <span className="text-slate-500">{scopeKind(a.scope)} · </span>
+      {scopeName({ scope: a.scope, scope_id: a.scope_id }, teams, keys)}
+    </>
+  ) : (
+    <span className="text-slate-500">Deleted budget</span>
+  );
+}
+
 /** Threshold crossings, newest first, with their webhook delivery (owners and admins). */
 export function AlertsSection({ teams, keys, webhookSet }: { teams: readonly Team[]; keys: readonly ApiKey[]; webhookSet: boolean }) {
   const q = useInfiniteQuery({
@@ -47,6 +60,7 @@ export function AlertsSection({ teams, keys, webhookSet }: { teams: readonly Tea
     getNextPageParam: (last) => last.next_before ?? undefined,
   });
   const rows = q.data?.pages.flatMap((p) => p.data) ?? [];
+  const narrow = useNarrow();
   return (
     <Card aria-labelledby="alerts-title">
       <CardHeader title={<span id="alerts-title">Alerts</span>} description="Each time a budget's spend crosses one of its thresholds in a period." />
@@ -62,6 +76,22 @@ export function AlertsSection({ teams, keys, webhookSet }: { teams: readonly Tea
         />
       ) : (
         <>
+          {narrow ? (
+            <ResourceCardList label="Alerts">
+              {rows.map((a) => (
+                <ResourceCard
+                  key={a.id}
+                  title={<BudgetName alert={a} teams={teams} keys={keys} />}
+                  badge={<Badge tone="warning">{a.threshold}%</Badge>}
+                  fields={[
+                    { label: "When", value: <span title={formatDateTime(a.created_at)}>{formatRelative(a.created_at)}</span> },
+                    { label: "Spent / cap", value: `${formatUsd(a.spent_usd)} / ${formatUsd(a.limit_usd)}` },
+                    { label: "Webhook", value: <DeliveryBadge alert={a} webhookSet={webhookSet} /> },
+                  ]}
+                />
+              ))}
+            </ResourceCardList>
+          ) : (
           <Table>
             <THead>
               <tr>
@@ -77,14 +107,7 @@ export function AlertsSection({ teams, keys, webhookSet }: { teams: readonly Tea
                 <TR key={a.id}>
                   <TD title={formatDateTime(a.created_at)}>{formatRelative(a.created_at)}</TD>
                   <TD>
-                    {a.scope && a.scope_id ? (
-                      <>
-                        <span className="text-slate-500">{scopeKind(a.scope)} · </span>
-                        {scopeName({ scope: a.scope, scope_id: a.scope_id }, teams, keys)}
-                      </>
-                    ) : (
-                      <span className="text-slate-500">Deleted budget</span>
-                    )}
+                    <BudgetName alert={a} teams={teams} keys={keys} />
                   </TD>
                   <TD className="text-right tabular-nums">{a.threshold}%</TD>
                   <TD className="text-right tabular-nums">
@@ -97,6 +120,7 @@ export function AlertsSection({ teams, keys, webhookSet }: { teams: readonly Tea
               ))}
             </TBody>
           </Table>
+          )}
           {q.hasNextPage ? (
             <div className="flex justify-center border-t border-slate-100 p-3">
               <Button variant="secondary" size="sm" loading={q.isFetchingNextPage} onClick={() => void q.fetchNextPage()}>

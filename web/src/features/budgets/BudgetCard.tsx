@@ -34,18 +34,16 @@ export function BudgetCard({ budget: b, teams, keys, canManage, onEdit }: Budget
 
   return (
     <li className="flex flex-col rounded-lg border border-slate-200 bg-white p-4 shadow-sm">
-      <div className="flex items-start justify-between gap-2">
-        <div className="min-w-0">
-          <p className="text-xs font-medium uppercase tracking-wide text-slate-500">{scopeKind(b.scope)}</p>
-          <h3 className="truncate text-base font-semibold text-slate-900" title={name}>
-            {name}
-          </h3>
-        </div>
-        <div className="flex shrink-0 flex-wrap justify-end gap-1">
+      <div className="flex flex-wrap items-center justify-between gap-2">
+        <p className="text-xs font-medium uppercase tracking-wide text-slate-500">{scopeKind(b.scope)}</p>
+        <div className="flex flex-wrap justify-end gap-1">
           <Badge tone="neutral">{periodLabel(b.period)}</Badge>
           {b.hard ? <Badge tone="brand">Hard cap</Badge> : <Badge tone="warning">Soft · alerts only</Badge>}
         </div>
       </div>
+      <h3 className="mt-1 truncate text-base font-semibold text-slate-900" title={name}>
+        {name}
+      </h3>
 
       <div className="mt-4 flex items-baseline justify-between gap-2">
         <p className="text-2xl font-semibold tabular-nums text-slate-900">{formatUsd(b.spent_usd)}</p>
@@ -86,7 +84,7 @@ export function BudgetCard({ budget: b, teams, keys, canManage, onEdit }: Budget
       ) : overForecast ? (
         <p className="mt-3 rounded-md bg-amber-50 px-2 py-1.5 text-xs font-medium text-amber-800">On track to exceed the cap this period.</p>
       ) : null}
-      <p className="mt-3 text-xs text-slate-400">
+      <p className="mt-3 text-xs text-slate-500">
         {b.timezone} · period since {formatDateTime(b.period_start)}
       </p>
       {canManage ? (

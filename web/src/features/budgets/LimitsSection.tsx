@@ -11,7 +11,9 @@ import { Badge } from "@/components/ui/badge";
 import { Button } from "@/components/ui/button";
 import { Input } from "@/components/ui/input";
 import { Table, TBody, TD, TH, THead, TR } from "@/components/ui/table";
+import { ResourceCard, ResourceCardList } from "@/components/ui/resource-card";
 import { formatInt } from "@/lib/format";
+import { useNarrow } from "./useNarrow";
 import { limitsSchema, toLimit, type ApiKey, type LimitsForm, type Team } from "./model";
 
 type Level = "organization" | "team" | "key";
@@ -55,10 +57,10 @@ export function limitRows(
 }
 
 function show(v: number | null | undefined) {
-  return v == null ? <span className="text-slate-400">No limit</span> : <span className="tabular-nums">{formatInt(v)}</span>;
+  return v == null ? <span className="text-slate-500">No limit</span> : <span className="tabular-nums">{formatInt(v)}</span>;
 }
 
-function EditRow({ row, onDone }: { row: LimitRow; onDone: () => void }) {
+function useLimitsEditor(row: LimitRow, onDone: () => void) {
   const queryClient = useQueryClient();
   const [formError, setFormError] = useState<string | null>(null);
   const form = useForm<LimitsForm>({
@@ -88,79 +90,138 @@ function EditRow({ row, onDone }: { row: LimitRow; onDone: () => void }) {
       setFormError(applyServerErrors(form, err));
     }
   });
-  const e = form.formState.errors;
   const formId = `limits-form-${row.id}`;
   const onKeyDown = (ev: KeyboardEvent) => {
     if (ev.key === "Escape") onDone();
   };
-  const rpmErr = `limit-rpm-err-${row.id}`;
-  const tpmErr = `limit-tpm-err-${row.id}`;
+  return { form, onSubmit, formError, formId, onKeyDown };
+}
+
+function LimitInput({ row, field, editor, autoFocus, className }: { row: LimitRow; field: "rpm_limit" | "tpm_limit"; editor: ReturnType<typeof useLimitsEditor>; autoFocus?: boolean; className?: string }) {
+  const err = editor.form.formState.errors[field];
+  const errId = `${editor.formId}-${field}-err`;
+  return (
+    <>
+      <Input
+        aria-label={`${field === "rpm_limit" ? "Requests" : "Tokens"} per minute for ${row.name}`}
+        inputMode="numeric"
+        placeholder="No limit"
+        className={className}
+        aria-invalid={err ? true : undefined}
+        aria-describedby={err ? errId : undefined}
+        autoFocus={autoFocus}
+        form={editor.formId}
+        onKeyDown={editor.onKeyDown}
+        {...editor.form.register(field)}
+      />
+      {err ? (
+        <p id={errId} role="alert" className="mt-1 max-w-48 whitespace-normal text-xs font-medium text-red-600">
+          {err.message}
+        </p>
+      ) : null}
+    </>
+  );
+}
+
+function EditorButtons({ row, editor, onDone }: { row: LimitRow; editor: ReturnType<typeof useLimitsEditor>; onDone: () => void }) {
+  return (
+    <form id={editor.formId} onSubmit={editor.onSubmit} className="inline-flex gap-2" aria-label={`Limits of ${row.name}`}>
+      <Button variant="secondary" size="sm" onClick={onDone}>
+        Cancel
+      </Button>
+      <Button type="submit" size="sm" loading={editor.form.formState.isSubmitting}>
+        Save
+      </Button>
+    </form>
+  );
+}
+
+function FormProblem({ message }: { message: string | null }) {
+  return message ? (
+    <p role="alert" className="mt-1 max-w-56 whitespace-normal text-xs font-medium text-red-600">
+      {message}
+    </p>
+  ) : null;
+}
+
+function EditRow({ row, onDone }: { row: LimitRow; onDone: () => void }) {
+  const editor = useLimitsEditor(row, onDone);
   return (
     <>
       <TD className="align-top">
-        <Input
-          aria-label={`Requests per minute for ${row.name}`}
-          inputMode="numeric"
-          placeholder="No limit"
-          className="w-32"
-          aria-invalid={e.rpm_limit ? true : undefined}
-          aria-describedby={e.rpm_limit ? rpmErr : undefined}
-          autoFocus
-          form={formId}
-          onKeyDown={onKeyDown}
-          {...form.register("rpm_limit")}
-        />
-        {e.rpm_limit ? (
-          <p id={rpmErr} role="alert" className="mt-1 max-w-48 whitespace-normal text-xs font-medium text-red-600">
-            {e.rpm_limit.message}
-          </p>
-        ) : null}
+        <LimitInput row={row} field="rpm_limit" editor={editor} autoFocus className="w-32" />
       </TD>
       <TD className="align-top">
-        <Input
-          aria-label={`Tokens per minute for ${row.name}`}
-          inputMode="numeric"
-          placeholder="No limit"
-          className="w-36"
-          aria-invalid={e.tpm_limit ? true : undefined}
-          aria-describedby={e.tpm_limit ? tpmErr : undefined}
-          form={formId}
-          onKeyDown={onKeyDown}
-          {...form.register("tpm_limit")}
-        />
-        {e.tpm_limit ? (
-          <p id={tpmErr} role="alert" className="mt-1 max-w-48 whitespace-normal text-xs font-medium text-red-600">
-            {e.tpm_limit.message}
-          </p>
-        ) : null}
-        {formError ? (
-          <p role="alert" className="mt-1 max-w-56 whitespace-normal text-xs font-medium text-red-600">
-            {formError}
-          </p>
-        ) : null}
+        <LimitInput row={row} field="tpm_limit" editor={editor} className="w-36" />
+        <FormProblem message={editor.formError} />
       </TD>
       <TD className="align-top text-right">
-        <form id={formId} onSubmit={onSubmit} className="inline-flex gap-2" aria-label={`Limits of ${row.name}`}>
-          <Button variant="secondary" size="sm" onClick={onDone}>
-            Cancel
-          </Button>
-          <Button type="submit" size="sm" loading={form.formState.isSubmitting}>
-            Save
-          </Button>
-        </form>
+        <EditorButtons row={row} editor={editor} onDone={onDone} />
       </TD>
     </>
   );
 }
 
+function EditCard({ row, onDone }: { row: LimitRow; onDone: () => void }) {
+  const editor = useLimitsEditor(row, onDone);
+  return (
+    <div className="mt-2 space-y-2">
+      <div>
+        <p className="mb-1 text-xs text-slate-500">Requests / min</p>
+        <LimitInput row={row} field="rpm_limit" editor={editor} autoFocus />
+      </div>
+      <div>
+        <p className="mb-1 text-xs text-slate-500">Tokens / min</p>
+        <LimitInput row={row} field="tpm_limit" editor={editor} />
+      </div>
+      <FormProblem message={editor.formError} />
+      <div className="flex justify-end">
+        <EditorButtons row={row} editor={editor} onDone={onDone} />
+      </div>
+    </div>
+  );
+}
+
 export function LimitsSection({ rows }: { rows: LimitRow[] }) {
   const [editing, setEditing] = useState<string | null>(null);
+  const narrow = useNarrow();
   return (
     <Card aria-labelledby="limits-title">
       <CardHeader
         title={<span id="limits-title">Rate limits</span>}
         description="Requests and tokens per minute at each level. A request must fit every limit that applies: its key's, its team's and the organization's."
       />
+      {narrow ? (
+        <ResourceCardList label="Rate limits">
+          {rows.map((r) => {
+            const rowKey = `${r.level}:${r.id}`;
+            const editButton = r.editable && editing !== rowKey ? (
+              <Button variant="ghost" size="sm" onClick={() => setEditing(rowKey)} aria-label={`Edit limits of ${r.name}`}>
+                <Pencil aria-hidden /> Edit
+              </Button>
+            ) : null;
+            return editing === rowKey ? (
+              <li key={rowKey} className="px-4 py-3">
+                <span className="font-medium text-slate-900">{r.name}</span>{" "}
+                <Badge tone={r.level === "organization" ? "brand" : "neutral"}>{LEVEL_LABEL[r.level]}</Badge>
+                <EditCard row={r} onDone={() => setEditing(null)} />
+              </li>
+            ) : (
+              <ResourceCard
+                key={rowKey}
+                title={r.name}
+                badge={<Badge tone={r.level === "organization" ? "brand" : "neutral"}>{LEVEL_LABEL[r.level]}</Badge>}
+                actions={editButton}
+                fields={[
+                  ...(r.detail ? [{ label: "Key", value: <span className="font-mono text-xs">{r.detail}</span> }] : []),
+                  { label: "Requests / min", value: show(r.rpm_limit) },
+                  { label: "Tokens / min", value: show(r.tpm_limit) },
+                ]}
+              />
+            );
+          })}
+        </ResourceCardList>
+      ) : (
       <Table>
         <THead>
           <tr>
@@ -205,6 +266,7 @@ export function LimitsSection({ rows }: { rows: LimitRow[] }) {
           })}
         </TBody>
       </Table>
+      )}
     </Card>
   );
 }

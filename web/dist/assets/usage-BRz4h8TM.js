@@ -1,1 +1,0 @@
-import{t as e}from"./page-header-BkCNRWBb.js";import{Q as t}from"./index-BAmuuF4A.js";var n=t(),r=()=>(0,n.jsx)(e,{title:`Usage`,description:`Coming soon.`});export{r as component};
