@@ -16,9 +16,10 @@ const PAGE = 25;
 
 export const ALERTS_KEY = ["get", "/api/v1/alerts"] as const;
 
-function DeliveryBadge({ alert, webhookSet }: { alert: Alert; webhookSet: boolean }) {
+function DeliveryBadge({ alert }: { alert: Alert }) {
   const d = alert.delivery;
-  if (!d) return <span className="text-slate-500">{webhookSet ? "Not sent" : "No webhook"}</span>;
+  // No delivery: no webhook was configured when the threshold was crossed.
+  if (!d) return <span className="text-slate-500">No webhook</span>;
   const tone = d.status === "delivered" ? "success" : d.status === "failed" ? "danger" : "warning";
   return (
     <span className="inline-flex flex-col gap-0.5">
@@ -49,7 +50,7 @@ function BudgetName({ alert: a, teams, keys }: { alert: Alert; teams: readonly T
 }
 
 /** Threshold crossings, newest first, with their webhook delivery (owners and admins). */
-export function AlertsSection({ teams, keys, webhookSet }: { teams: readonly Team[]; keys: readonly ApiKey[]; webhookSet: boolean }) {
+export function AlertsSection({ teams, keys }: { teams: readonly Team[]; keys: readonly ApiKey[] }) {
   const q = useInfiniteQuery({
     queryKey: [...ALERTS_KEY, { limit: PAGE }],
     initialPageParam: undefined as string | undefined,
@@ -86,7 +87,7 @@ export function AlertsSection({ teams, keys, webhookSet }: { teams: readonly Tea
                   fields={[
                     { label: "When", value: <span title={formatDateTime(a.created_at)}>{formatRelative(a.created_at)}</span> },
                     { label: "Spent / cap", value: `${formatUsd(a.spent_usd)} / ${formatUsd(a.limit_usd)}` },
-                    { label: "Webhook", value: <DeliveryBadge alert={a} webhookSet={webhookSet} /> },
+                    { label: "Webhook", value: <DeliveryBadge alert={a} /> },
                   ]}
                 />
               ))}
@@ -114,7 +115,7 @@ export function AlertsSection({ teams, keys, webhookSet }: { teams: readonly Tea
                     {formatUsd(a.spent_usd)} / {formatUsd(a.limit_usd)}
                   </TD>
                   <TD>
-                    <DeliveryBadge alert={a} webhookSet={webhookSet} />
+                    <DeliveryBadge alert={a} />
                   </TD>
                 </TR>
               ))}

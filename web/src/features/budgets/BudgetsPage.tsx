@@ -91,7 +91,7 @@ export function BudgetsPage() {
           <WebhookStatus org={org.data} />
         </section>
 
-        {manage ? <AlertsSection teams={teamList} keys={keyList} webhookSet={!!org.data?.alert_webhook_url} /> : null}
+        {manage ? <AlertsSection teams={teamList} keys={keyList} /> : null}
 
         <section aria-label="Rate limits">
           {org.isPending || teams.isPending || keys.isPending ? (

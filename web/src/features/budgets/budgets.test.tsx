@@ -133,6 +133,52 @@ describe("BudgetsPage", () => {
     await waitFor(() => expect(patched).toEqual({ rpm_limit: 1000, tpm_limit: null }));
   });
 
+  it("lists alerts with their webhook delivery, and edits a budget with PATCH", async () => {
+    const user = userEvent.setup();
+    let patched: unknown = null;
+    // The first matching handler answers: these come before the base ones.
+    server.use(
+      on("get", "/api/v1/alerts", () => ({
+        data: [
+          {
+            id: "00000000-0000-7000-8000-0000000000a9",
+            budget_id: budget().id,
+            scope: "team",
+            scope_id: TEAM_ID,
+            threshold: 80,
+            spent_usd: "8.01",
+            limit_usd: "10",
+            period_start: "2026-12-06T00:00:00Z",
+            created_at: "2026-12-06T09:00:00Z",
+            delivery: { id: "00000000-0000-7000-8000-0000000000aa", status: "failed", attempts: 10, last_error: "HTTP 500 from the receiver" },
+          },
+        ],
+        next_before: null,
+      })),
+      on("patch", "/api/v1/budgets/{id}", async ({ request }) => {
+        patched = await request.json();
+        return budget({ limit_usd: "40", limit_micros: 40_000_000 });
+      }),
+      ...baseHandlers([budget()]),
+    );
+    renderWithApp(<BudgetsPage />);
+    const alertRow = (await screen.findByText("80%")).closest("tr")!;
+    expect(within(alertRow).getByText("search")).toBeInTheDocument();
+    expect(within(alertRow).getByText("$8.01 / $10.00")).toBeInTheDocument();
+    expect(within(alertRow).getByText("failed")).toBeInTheDocument();
+    expect(within(alertRow).getByText("HTTP 500 from the receiver")).toBeInTheDocument();
+
+    await user.click(screen.getByRole("button", { name: "Edit budget for Whole organization" }));
+    const dialog = await screen.findByRole("dialog", { name: "Edit budget" });
+    expect(within(dialog).getByLabelText("Applies to")).toHaveValue("Organization · Whole organization");
+    const amount = within(dialog).getByLabelText("Amount (USD)");
+    expect(amount).toHaveValue("20");
+    await user.clear(amount);
+    await user.type(amount, "40");
+    await user.click(within(dialog).getByRole("button", { name: "Save changes" }));
+    await waitFor(() => expect(patched).toEqual({ limit_usd: "40", period: "monthly", hard: true, alert_thresholds: [50, 80, 100], timezone: "UTC" }));
+  });
+
   it("is read-only for viewers", async () => {
     server.use(...baseHandlers());
     renderWithApp(<BudgetsPage />, { role: "viewer" });
