@@ -1,6 +1,6 @@
 import { CreditCard, ExternalLink, Receipt, TriangleAlert } from "lucide-react";
 import { useState } from "react";
-import { useSearch } from "@tanstack/react-router";
+import { Link, useSearch } from "@tanstack/react-router";
 import { toast } from "sonner";
 import { $api, type Schemas } from "@/api/client";
 import { errorMessage } from "@/api/errors";
@@ -221,7 +221,11 @@ export function BillingView({ billing, owner }: { billing: Billing; owner: boole
           description={billing.message ?? "Usage is not billed and no organization is suspended by billing."}
           action={
             <p className="text-xs text-slate-500">
-              Plan: <span className="font-medium text-slate-700">{billing.plan.name}</span>. Spend caps still apply: see Budgets &amp; limits.
+              Plan: <span className="font-medium text-slate-700">{billing.plan.name}</span>. Spend caps still apply:{" "}
+              <Link to="/budgets" className="font-medium text-brand-700 hover:underline">
+                Budgets &amp; limits
+              </Link>
+              .
             </p>
           }
         />

@@ -1,1 +1,0 @@
-import{t as e}from"./page-header-BOI97qQU.js";import{Q as t}from"./index-BDvHXPAA.js";var n=t(),r=()=>(0,n.jsx)(e,{title:`Request log`,description:`Coming soon.`});export{r as component};

@@ -1,0 +1,1 @@
+import{H as e,Q as t,U as n}from"./index-2GPeAhXj.js";import{n as r}from"./TeamsPage-DOQ0P_O7.js";var i=t();function a(){return e().length>0?(0,i.jsx)(n,{}):(0,i.jsx)(r,{})}export{a as component};

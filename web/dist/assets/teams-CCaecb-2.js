@@ -1,1 +1,0 @@
-import{H as e,Q as t,U as n}from"./index-BDvHXPAA.js";import{n as r}from"./TeamsPage-JTCdb4B6.js";var i=t();function a(){return e().length>0?(0,i.jsx)(n,{}):(0,i.jsx)(r,{})}export{a as component};

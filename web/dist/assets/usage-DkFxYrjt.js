@@ -1,0 +1,1 @@
+import{t as e}from"./page-header-BIDtyUNL.js";import{Q as t}from"./index-2GPeAhXj.js";var n=t(),r=()=>(0,n.jsx)(e,{title:`Usage`,description:`Coming soon.`});export{r as component};
