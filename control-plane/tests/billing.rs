@@ -458,11 +458,19 @@ async fn unsigned_forged_and_stale_webhooks_are_refused() {
 }
 
 /// The free plan's included credit: spent → `credit_exhausted` (402); subscribing lifts it.
+/// Every member (not only those who may read `GET /billing`) sees the suspension in
+/// `GET /organization`.
 #[tokio::test]
 async fn spent_free_credit_suspends_until_subscribed() {
     let fake = FakeStripe::start(SK).await.expect("fake stripe");
     let cp = start(&fake, 3600).await;
     let s = cp.signup().await;
+    let viewer = cp.join(&s, &cp.signup().await, "viewer").await;
+    let org = cp
+        .get("/api/v1/organization", &viewer.token)
+        .await
+        .expect(200);
+    assert!(org["suspension"].is_null(), "{org}");
     let key = new_key(&cp, &s).await;
     assert_eq!(chat(&cp, &key).await.0, 200);
     // $5 of credit at a 20 % margin: $4.17 of provider cost spends it.
@@ -482,6 +490,21 @@ async fn spent_free_credit_suspends_until_subscribed() {
     let b = billing(&cp, &s).await;
     assert_eq!(b["suspension"]["reason"], "credit_exhausted", "{b}");
     assert_eq!(b["current_period"]["credit_remaining_usd"], "0", "{b}");
+    cp.get("/api/v1/billing", &viewer.token)
+        .await
+        .expect_error(403, "forbidden");
+    let org = cp
+        .get("/api/v1/organization", &viewer.token)
+        .await
+        .expect(200);
+    assert_eq!(org["suspension"], b["suspension"], "{org}");
+    assert!(
+        org["suspension"]["message"]
+            .as_str()
+            .expect("message")
+            .contains("/api/v1/billing/checkout"),
+        "{org}"
+    );
 
     cp.post("/api/v1/billing/checkout", Some(&s.token), json!({}))
         .await
@@ -495,6 +518,11 @@ async fn spent_free_credit_suspends_until_subscribed() {
         || async { chat(&cp, &key).await.0 == StatusCode::OK },
     )
     .await;
+    let org = cp
+        .get("/api/v1/organization", &viewer.token)
+        .await
+        .expect(200);
+    assert!(org["suspension"].is_null(), "{org}");
     cp.stop().await;
 }
 
@@ -523,6 +551,8 @@ async fn billing_is_off_in_the_zero_setup_default() {
     let s = cp.signup().await;
     let b = billing(&cp, &s).await;
     assert_eq!(b["enabled"], false, "{b}");
+    let org = cp.get("/api/v1/organization", &s.token).await.expect(200);
+    assert!(org["suspension"].is_null(), "not suspended: {org}");
     assert!(
         b["message"]
             .as_str()

@@ -76,6 +76,18 @@ pub struct SuspensionDto {
     pub since: Option<OffsetDateTime>,
 }
 
+impl SuspensionDto {
+    /// The organization's suspension as its row has it (`None`: not suspended). Shown by
+    /// `GET /billing` and, to every member, by `GET /organization`.
+    pub fn of(t: &tenant::Model) -> Option<Self> {
+        billing::suspension::of_row(t).map(|s| Self {
+            reason: billing::suspension::reason_name(s.reason).to_owned(),
+            message: s.message,
+            since: t.suspended_at,
+        })
+    }
+}
+
 /// Usage of the current period (the calendar month, UTC).
 #[derive(Debug, Serialize, ToSchema)]
 pub struct PeriodUsage {
@@ -199,11 +211,7 @@ pub async fn get_billing(
         credit_remaining_usd: free
             .then(|| format_usd((plan.included_credit_micros - billed).max(0))),
     };
-    let suspension = billing::suspension::of_row(&t).map(|s| SuspensionDto {
-        reason: billing::suspension::reason_name(s.reason).to_owned(),
-        message: s.message,
-        since: t.suspended_at,
-    });
+    let suspension = SuspensionDto::of(&t);
     let status = if suspension.is_some() {
         "suspended"
     } else if t.payment_failed_at.is_some() {

@@ -19,6 +19,9 @@
 //! `SWITCHYARD_USAGE_RETENTION_DAYS`) is how long the organization's raw usage rows and payloads
 //! are kept (`crate::retention`); `store_payloads` opts in to storing prompts and answers,
 //! published in `TenantConfig.store_payloads` (the data plane only captures them when it is on).
+//! Suspension: `suspension` says, to every member, whether and why the organization is
+//! suspended (the same object `GET /billing` shows owners and admins), so the console can warn
+//! everyone.
 
 use axum::Json;
 use axum::Router;
@@ -30,6 +33,7 @@ use time::OffsetDateTime;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use super::billing::SuspensionDto;
 use super::resource::Change;
 use super::{ApiJson, validate};
 use crate::audit::AuditAction;
@@ -78,6 +82,10 @@ pub struct OrganizationDetails {
     pub usage_retention_days: Option<u32>,
     /// Whether prompts and answers are stored with the usage (off by default).
     pub store_payloads: bool,
+    /// Set while the organization is suspended (the gateway answers its requests with 402
+    /// `organization_suspended`): why, and what to do. Every member reads it; `GET /billing`
+    /// (owners and admins) shows the same.
+    pub suspension: Option<SuspensionDto>,
 }
 
 impl From<&tenant::Model> for OrganizationDetails {
@@ -94,6 +102,7 @@ impl From<&tenant::Model> for OrganizationDetails {
             tpm_limit: t.tpm_limit.and_then(|n| u64::try_from(n).ok()),
             usage_retention_days: t.usage_retention_days.and_then(|n| u32::try_from(n).ok()),
             store_payloads: t.store_payloads,
+            suspension: SuspensionDto::of(t),
         }
     }
 }

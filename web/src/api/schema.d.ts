@@ -2079,6 +2079,7 @@ export interface components {
             rpm_limit?: number | null;
             /** @description Whether prompts and answers are stored with the usage (off by default). */
             store_payloads: boolean;
+            suspension?: components["schemas"]["SuspensionDto"] | null;
             /**
              * Format: int64
              * @description Tokens per minute over every key of the organization; null: none.

@@ -1,6 +1,15 @@
 import { createFileRoute } from "@tanstack/react-router";
-import { PageHeader } from "@/components/ui/page-header";
+import { z } from "zod";
+import { $api } from "@/api/client";
+import { getSession } from "@/auth/session";
+import { canManage } from "@/auth/useSession";
+import { BillingPage } from "@/features/billing/BillingPage";
 
 export const Route = createFileRoute("/_app/billing")({
-  component: () => <PageHeader title="Billing" description="Coming soon." />,
+  // Stripe Checkout comes back with `?checkout=success`.
+  validateSearch: z.object({ checkout: z.string().optional() }),
+  loader: ({ context }) => {
+    if (canManage(getSession().role)) void context.queryClient.prefetchQuery($api.queryOptions("get", "/api/v1/billing"));
+  },
+  component: BillingPage,
 });

@@ -1,1 +1,0 @@
-import{t as e}from"./page-header-m8t0Z47L.js";import{mt as t}from"./index-Ctw_f7-Z.js";var n=t(),r=()=>(0,n.jsx)(e,{title:`Billing`,description:`Coming soon.`});export{r as component};

@@ -1,0 +1,1 @@
+import{o as e}from"./format-DPUHu5rB.js";function t(t){return t!=null&&t<1e3?`${Math.round(t)} ms`:e(t)}export{t};

@@ -1,1 +1,0 @@
-import{o as e}from"./format-Ceote9IR.js";function t(t){return t!=null&&t<1e3?`${Math.round(t)} ms`:e(t)}export{t};

@@ -1,1 +1,0 @@
-import{it as e,mt as t,rt as n}from"./index-Ctw_f7-Z.js";import{n as r}from"./TeamsPage-CYpjdBAD.js";var i=t();function a(){return n().length>0?(0,i.jsx)(e,{}):(0,i.jsx)(r,{})}export{a as component};

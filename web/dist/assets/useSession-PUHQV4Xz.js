@@ -1,1 +1,0 @@
-import{B as e,R as t,gt as n,yt as r}from"./index-Ctw_f7-Z.js";var i=r(n(),1);function a(){return(0,i.useSyncExternalStore)(e,t,t)}function o(e){return e===`owner`||e===`admin`}function s(e){return e===`owner`||e===`admin`||e===`member`}export{s as n,a as r,o as t};
