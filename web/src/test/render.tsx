@@ -12,7 +12,7 @@ export function renderWithApp(ui: ReactElement, { role = "owner" as const, path 
   setTokens({ access_token: "test-token", expires_in: 900, tenant: { id: "00000000-0000-7000-8000-000000000001", name: "Acme" }, role });
   const queryClient = new QueryClient({ defaultOptions: { queries: { retry: false }, mutations: { retry: false } } });
   const rootRoute = createRootRoute({ component: Outlet });
-  const pageRoute = createRoute({ getParentRoute: () => rootRoute, path: "*", component: () => ui });
+  const pageRoute = createRoute({ getParentRoute: () => rootRoute, path: "$", component: () => ui });
   const indexRoute = createRoute({ getParentRoute: () => rootRoute, path: "/", component: () => ui });
   const router = createRouter({
     routeTree: rootRoute.addChildren([indexRoute, pageRoute]),
