@@ -202,6 +202,8 @@ describe("people: members, invitations, teams and settings", () => {
         }
       }
       t.assertClean();
+      // A refresh token works once: hand the rotated cookie on to the next context.
+      if (state) await t.context.storageState({ path: state });
       await t.context.close();
     }
     await owner.context.close();
