@@ -71,14 +71,15 @@ async fn the_console_works_in_a_real_browser() {
     let dp = deployment
         .start_data_plane_with(
             "dp-console",
-            "warn",
+            // The `listening on` line the launcher waits for is logged at info.
+            "info",
             &[("SWITCHYARD_GATEWAY_CORS_ORIGINS", "*")],
         )
         .await
         .expect("data plane starts");
     let mut cmd = command(&control_plane_binary());
     cmd.envs(deployment.control_plane_env())
-        .env("RUST_LOG", "warn")
+        .env("RUST_LOG", "info")
         .env("SWITCHYARD_PUBLIC_GATEWAY_URL", dp.base_url())
         // Every spec signs up fresh users from 127.0.0.1.
         .env("SWITCHYARD_SIGNUPS_PER_IP_PER_HOUR", "1000");

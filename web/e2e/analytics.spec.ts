@@ -10,10 +10,10 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Browser, Page } from "playwright-core";
 import { AxeBuilder } from "@axe-core/playwright";
-import { gatewayUrl, launch, openPage, PASSWORD, screenshot, signUp, uniqueEmail, WIDTHS, type Width } from "./harness";
+import { consoleUrl, gatewayUrl, launch, openPage, PASSWORD, screenshot, signUp, uniqueEmail, WIDTHS, type Width } from "./harness";
 
 async function api<T>(token: string, method: string, path: string, body?: unknown): Promise<T> {
-  const res = await fetch(`${gatewayUrl()}/api/v1${path}`, {
+  const res = await fetch(`${consoleUrl()}/api/v1${path}`, {
     method,
     headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
     body: body === undefined ? undefined : JSON.stringify(body),
@@ -75,9 +75,15 @@ describe("usage, request log and request detail", () => {
     const { access_token: token } = await api<{ access_token: string }>("", "POST", "/auth/login", { email, password: PASSWORD });
     const provider = await api<{ id: string }>(token, "POST", "/providers", { name: "local-mock", kind: "mock" });
     await api(token, "POST", "/models", { name: "echo", provider_id: provider.id, upstream_model: "mock-1", input_price_per_mtok: 1, output_price_per_mtok: 2 });
-    const { key } = await api<{ key: string }>(token, "POST", "/keys", { name: "e2e-key" });
     // Keep prompts and answers, so the detail shows a payload.
     await api(token, "PATCH", "/organization", { store_payloads: true });
+    const { key } = await api<{ key: string }>(token, "POST", "/keys", { name: "e2e-key" });
+    // With a separate data plane the key arrives through Redis (after the organization's
+    // setting, which was published first): wait until the gateway knows it. Listing models is
+    // not metered.
+    await expect
+      .poll(async () => (await fetch(`${gatewayUrl()}/v1/models`, { headers: { authorization: `Bearer ${key}` } })).status, { timeout: 10_000, interval: 100 })
+      .toBe(200);
 
     expect(await chat(key, "echo", "Hello from the analytics test", {}, { "x-switchyard-tags": "feature=search" })).toBe(200);
     expect(await chat(key, "echo", "A second request")).toBe(200);

@@ -61,8 +61,8 @@ describe("the customer journey", () => {
     expect(snippet).toContain("/v1/chat/completions");
 
     // The app runs the snippet's request; the checklist shows it arriving, without a reload.
-    const first = await chat(key, "Hello, Switchyard!");
-    expect(first.status).toBe(200);
+    // With a separate data plane the new key arrives through Redis within moments (401 before).
+    await expect.poll(async () => (await chat(key, "Hello, Switchyard!")).status, { timeout: 10_000, interval: 100 }).toBe(200);
     const latest = page.getByLabel("Latest request");
     await latest.waitFor({ timeout: 20_000 });
     await expect.poll(() => latest.textContent(), { timeout: 20_000 }).toContain("echo");

@@ -97,7 +97,11 @@ describe("getting started: overview, keys, playground", () => {
     expect(copied).toContain(`curl ${base}/v1/chat/completions`);
     expect(copied).toContain('"model":"echo"');
 
-    // Run the snippet's request from here, against the gateway.
+    // Run the snippet's request from here, against the gateway. With a separate data plane the
+    // new key arrives through Redis within moments (401 before); listing models is not metered.
+    await expect
+      .poll(async () => (await fetch(`${gatewayUrl()}/v1/models`, { headers: { authorization: `Bearer ${secret}` } })).status, { timeout: 10_000, interval: 100 })
+      .toBe(200);
     const res = await fetch(`${gatewayUrl()}/v1/chat/completions`, {
       method: "POST",
       headers: { authorization: `Bearer ${secret}`, "content-type": "application/json" },
