@@ -5,17 +5,27 @@ import { join } from "node:path";
 
 const from = join(import.meta.dirname, "..", "e2e", "artifacts");
 const to = join(import.meta.dirname, "..", "..", "docs", "console");
-const pages = ["overview", "playground", "keys", "usage", "requests", "request-detail", "routes", "budgets", "members", "billing"];
+// [artifact name, file in docs/console]: what README.md shows.
+const shots = [
+  ["overview-desktop", "overview"],
+  ["journey-playground-desktop", "playground"],
+  ["keys-desktop", "keys"],
+  ["usage-desktop", "usage"],
+  ["requests-desktop", "requests"],
+  ["request-detail-desktop", "request-detail"],
+  ["routes-desktop", "routes"],
+  ["journey-budget-spent-desktop", "budgets"],
+  ["members-desktop", "members"],
+  ["usage-phone", "usage-phone"],
+];
 mkdirSync(to, { recursive: true });
 let missing = 0;
-for (const page of pages) {
-  for (const width of ["desktop", "phone"]) {
-    const file = `${page}-${width}.png`;
-    if (existsSync(join(from, file))) copyFileSync(join(from, file), join(to, file));
-    else {
-      console.error(`missing ${file}`);
-      missing += 1;
-    }
+for (const [artifact, name] of shots) {
+  const file = join(from, `${artifact}.png`);
+  if (existsSync(file)) copyFileSync(file, join(to, `${name}.png`));
+  else {
+    console.error(`missing ${artifact}.png`);
+    missing += 1;
   }
 }
 process.exit(missing ? 1 : 0);
