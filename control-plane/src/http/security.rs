@@ -213,15 +213,7 @@ pub async fn cors_only_for_listed_origins(
         .is_some_and(|origin| security.cors_origins.contains(origin));
     let mut response = next.run(request).await;
     if !listed {
-        let names: Vec<_> = response
-            .headers()
-            .keys()
-            .filter(|k| k.as_str().starts_with("access-control-"))
-            .cloned()
-            .collect();
-        for name in names {
-            response.headers_mut().remove(name);
-        }
+        data_plane::http::cors::strip_cors_headers(&mut response);
     }
     response
 }

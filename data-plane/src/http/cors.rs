@@ -96,17 +96,23 @@ pub async fn only_for_allowed_origins(
     };
     let mut response = next.run(request).await;
     if !allowed {
-        let names: Vec<_> = response
-            .headers()
-            .keys()
-            .filter(|k| k.as_str().starts_with("access-control-"))
-            .cloned()
-            .collect();
-        for name in names {
-            response.headers_mut().remove(name);
-        }
+        strip_cors_headers(&mut response);
     }
     response
+}
+
+/// Removes every `access-control-*` header from `response` (an answer to an origin that is not
+/// allowed learns nothing about the API). Shared with the control plane's CORS.
+pub fn strip_cors_headers(response: &mut Response) {
+    let names: Vec<_> = response
+        .headers()
+        .keys()
+        .filter(|k| k.as_str().starts_with("access-control-"))
+        .cloned()
+        .collect();
+    for name in names {
+        response.headers_mut().remove(name);
+    }
 }
 
 /// Wraps `router` (the `/v1` routes) in the CORS layers when `cors` is on.
