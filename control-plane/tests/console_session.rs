@@ -385,6 +385,10 @@ async fn switch_and_invitation_accept_answer_cookie_sessions() {
     assert_eq!(switched.body["refresh_token"], "");
     assert_eq!(switched.body["tenant"]["id"], owner.tenant_id.as_str());
     switched.set_cookie("switchyard_csrf");
+    // In cookie mode the session switched away from is closed (its cookie was replaced).
+    cp.get("/api/v1/me", &member.token).await.expect(401);
+    let new_token = switched.body["access_token"].as_str().unwrap();
+    cp.get("/api/v1/me", new_token).await.expect(200);
     cp.stop().await;
 }
 

@@ -635,8 +635,9 @@ async fn end_session(state: &AppState, presented: &str) -> Result<(), ApiError> 
 /// Switch organization: a new session in another organization the caller belongs to.
 ///
 /// Answers a new access and refresh token pair acting in `tenant_id`, with the caller's role
-/// there. The session the call was made with stays open (log it out separately if it is no
-/// longer wanted). 403 when the caller is not a member of `tenant_id` (the same for an
+/// there. The session the call was made with stays open for bearer clients (log it out
+/// separately if it is no longer wanted); with `x-switchyard-session: cookie` it is closed, since
+/// the new session's refresh cookie replaces its own. 403 when the caller is not a member of `tenant_id` (the same for an
 /// organization that does not exist).
 #[utoipa::path(
     post,
@@ -669,6 +670,11 @@ pub async fn switch_organization(
         .await?
         .ok_or(ApiError::Forbidden(NOT_MEMBER))?;
     let tokens = new_session(&state, auth.user_id, &tenant, role).await?;
+    if cookies.requested {
+        // The browser's one refresh cookie now belongs to the new session: the old one could
+        // never be refreshed again, so it is closed instead of left open until it expires.
+        close_session(&state.db, auth.session_id).await?;
+    }
     Ok(cookies.hand_over(tokens))
 }
 
