@@ -444,3 +444,51 @@ async fn team_and_organization_limits_are_published() {
     assert_eq!(newest["after"]["rpm_limit"], Value::Null);
     cp.stop().await;
 }
+
+#[tokio::test]
+async fn keys_can_be_listed_per_team() {
+    let cp = Cp::start().await;
+    let s = cp.signup().await;
+    let team = |name: &'static str| {
+        let (cp, s) = (&cp, &s);
+        async move {
+            cp.post("/api/v1/teams", Some(&s.token), json!({"name": name}))
+                .await
+                .expect(201)["id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        }
+    };
+    let (search, billing) = (team("search").await, team("billing").await);
+    for (name, team_id) in [("a", Some(&search)), ("b", Some(&billing)), ("c", None)] {
+        let mut body = json!({"name": name});
+        if let Some(t) = team_id {
+            body["team_id"] = json!(t);
+        }
+        cp.post("/api/v1/keys", Some(&s.token), body)
+            .await
+            .expect(201);
+    }
+    let names = |v: Value| -> Vec<String> {
+        v["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k["name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let all = cp.get("/api/v1/keys", &s.token).await.expect(200);
+    assert_eq!(names(all).len(), 3);
+    let only = cp
+        .get(&format!("/api/v1/keys?team_id={search}"), &s.token)
+        .await
+        .expect(200);
+    assert_eq!(names(only), vec!["a".to_owned()]);
+    let msg = cp
+        .get("/api/v1/keys?team_id=nope", &s.token)
+        .await
+        .expect_error(400, "validation_failed");
+    assert!(msg.contains("team_id"), "{msg}");
+    cp.stop().await;
+}

@@ -762,7 +762,8 @@ async fn organization_and_team_region_policies_are_published() {
             "allowed_regions[0]: must be a region",
         ),
         (json!({"allowed_regions": "eu"}), "allowed_regions: must be"),
-        (json!({"name": "renamed"}), "name: unknown field"),
+        (json!({"name": "  "}), "name: must not be empty"),
+        (json!({"nickname": "x"}), "nickname: unknown field"),
     ] {
         let msg = cp
             .patch("/api/v1/organization", &s.token, body.clone())
@@ -770,6 +771,20 @@ async fn organization_and_team_region_policies_are_published() {
             .expect_error(400, "validation_failed");
         assert!(msg.starts_with(want), "{body}: {msg}");
     }
+    // Owners and admins rename it (trimmed); the answer and later reads show the new name.
+    let renamed = cp
+        .patch(
+            "/api/v1/organization",
+            &s.token,
+            json!({"name": "  Renamed Inc  "}),
+        )
+        .await
+        .expect(200);
+    assert_eq!(renamed["name"], "Renamed Inc");
+    assert_eq!(
+        cp.get("/api/v1/organization", &s.token).await.expect(200)["name"],
+        "Renamed Inc"
+    );
     // Members read it but cannot change it.
     let member_user = cp.signup().await;
     let member = cp.join(&s, &member_user, "member").await;

@@ -370,12 +370,15 @@ async fn switch_and_invitation_accept_answer_cookie_sessions() {
     assert_eq!(accept.status, 200, "{}", accept.body);
     assert_eq!(accept.body["refresh_token"], "");
     accept.set_cookie("switchyard_refresh");
+    // The session whose cookie the accepted one replaced is closed.
+    cp.get("/api/v1/me", &member.token).await.expect(401);
+    let joined = accept.body["access_token"].as_str().unwrap().to_owned();
 
     let switched = post(
         &cp,
         "/api/v1/auth/switch",
         &[
-            ("authorization", &format!("Bearer {}", member.token)),
+            ("authorization", &format!("Bearer {joined}")),
             ("x-switchyard-session", "cookie"),
         ],
         json!({"tenant_id": owner.tenant_id}),
@@ -386,7 +389,7 @@ async fn switch_and_invitation_accept_answer_cookie_sessions() {
     assert_eq!(switched.body["tenant"]["id"], owner.tenant_id.as_str());
     switched.set_cookie("switchyard_csrf");
     // In cookie mode the session switched away from is closed (its cookie was replaced).
-    cp.get("/api/v1/me", &member.token).await.expect(401);
+    cp.get("/api/v1/me", &joined).await.expect(401);
     let new_token = switched.body["access_token"].as_str().unwrap();
     cp.get("/api/v1/me", new_token).await.expect(200);
     cp.stop().await;

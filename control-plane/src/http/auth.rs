@@ -783,7 +783,10 @@ async fn insert_session<C: ConnectionTrait>(
 }
 
 /// Closes one session and revokes its refresh tokens.
-async fn close_session<C: ConnectionTrait>(conn: &C, session_id: Uuid) -> Result<(), ApiError> {
+pub(crate) async fn close_session<C: ConnectionTrait>(
+    conn: &C,
+    session_id: Uuid,
+) -> Result<(), ApiError> {
     let at = now();
     session::Entity::update_many()
         .col_expr(session::Column::RevokedAt, Expr::value(at))
@@ -941,6 +944,11 @@ impl CookieSession {
 
     /// The answer of a new or rotated session: the tokens, with the refresh token moved into
     /// the cookies in cookie mode.
+    /// Whether the caller asked for cookie mode (`x-switchyard-session: cookie`).
+    pub(crate) fn requested(&self) -> bool {
+        self.requested
+    }
+
     pub(crate) fn hand_over(&self, mut tokens: TokenResponse) -> (SetCookies, Json<TokenResponse>) {
         let set = self.deliver(&mut tokens.refresh_token);
         (set, Json(tokens))

@@ -355,6 +355,11 @@ pub async fn accept_invitation(
     tx.commit().await?;
     tracing::info!(tenant_id = %tenant.id, user_id = %user.id, role = role.as_str(), "invitation accepted");
     let tokens = new_session(&state, user.id, &tenant, role).await?;
+    if cookies.requested() {
+        // The new session's refresh cookie replaces the caller's: close the session it belonged
+        // to rather than leave it open, unreachable, until it expires.
+        super::auth::close_session(&state.db, auth.session_id).await?;
+    }
     Ok(cookies.hand_over(tokens))
 }
 

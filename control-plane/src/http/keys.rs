@@ -53,12 +53,12 @@ use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder
 use serde::{Deserialize, Serialize};
 use shared::governance::KeyEndpoint;
 use time::OffsetDateTime;
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::resource::{self, Change, TenantScoped};
 use super::team_members::teams_of;
-use super::{ApiJson, ApiPath, now, validate};
+use super::{ApiJson, ApiPath, ApiQuery, now, validate};
 use crate::audit::AuditAction;
 use crate::auth::{AuthUser, Role};
 use crate::entities::{api_key, team};
@@ -538,22 +538,39 @@ pub async fn create_key(
     Ok((StatusCode::CREATED, Json(CreatedKeyDto { key, details })))
 }
 
+/// `GET /keys` filters.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct KeyListQuery {
+    /// Only the keys of this team.
+    pub team_id: Option<Uuid>,
+}
+
 /// List API keys, newest first, revoked ones included (members: their teams' keys and their
-/// own).
+/// own); `team_id` narrows to one team's keys.
 #[utoipa::path(
     get,
     path = "/api/v1/keys",
     tag = "keys",
     security(("bearer" = [])),
-    responses((status = 200, body = KeyList), (status = 401, body = crate::error::ErrorBody))
+    params(KeyListQuery),
+    responses(
+        (status = 200, body = KeyList),
+        (status = 400, description = "Invalid filter", body = crate::error::ErrorBody),
+        (status = 401, body = crate::error::ErrorBody),
+    )
 )]
 pub async fn list_keys(
     State(state): State<AppState>,
     auth: AuthUser,
+    ApiQuery(q): ApiQuery<KeyListQuery>,
 ) -> Result<Json<KeyList>, ApiError> {
-    let rows = api_key::Entity::ordered(visible(&state.db, &auth).await?)
-        .all(&state.db)
-        .await?;
+    let mut select = visible(&state.db, &auth).await?;
+    if let Some(team_id) = q.team_id {
+        select = select.filter(api_key::Column::TeamId.eq(team_id));
+    }
+    let rows = api_key::Entity::ordered(select).all(&state.db).await?;
     Ok(Json(KeyList {
         data: rows.iter().map(KeyDto::from).collect(),
     }))

@@ -111,6 +111,10 @@ impl From<&tenant::Model> for OrganizationDetails {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateOrganizationRequest {
+    /// The organization's display name (1–100 characters, as at sign-up).
+    #[serde(default)]
+    #[schema(required = false, example = "Acme")]
+    pub name: Option<String>,
     /// Regions (or region prefixes such as `eu`) the organization's requests may be served
     /// in; null removes the policy.
     #[serde(default, deserialize_with = "validate::nullable")]
@@ -161,7 +165,7 @@ pub async fn get_organization(
     Ok(Json(OrganizationDetails::from(&row)))
 }
 
-/// Change the organization's settings (regions, webhook, rate limits, usage storage).
+/// Change the organization's name and settings (regions, webhook, rate limits, usage storage).
 ///
 /// A changed policy is published to the data plane before the call returns.
 #[utoipa::path(
@@ -182,6 +186,11 @@ pub async fn update_organization(
     ApiJson(req): ApiJson<UpdateOrganizationRequest>,
 ) -> Result<Json<OrganizationDetails>, ApiError> {
     auth.require_manage()?;
+    let name = req
+        .name
+        .as_deref()
+        .map(|n| validate::name("name", n))
+        .transpose()?;
     let regions = req
         .allowed_regions
         .map(|r| {
@@ -224,6 +233,19 @@ pub async fn update_organization(
         .ok_or(ApiError::NotFound("organization"))?;
     let before = OrganizationDetails::from(&row);
     let mut changed = false;
+    if let Some(name) = name
+        && name != row.name
+    {
+        tenant::Entity::update(tenant::ActiveModel {
+            id: Set(auth.tenant_id),
+            name: Set(name.clone()),
+            ..Default::default()
+        })
+        .exec(change.tx())
+        .await?;
+        row.name = name;
+        changed = true;
+    }
     if let Some(regions) = regions
         && regions != row.allowed_regions
     {

@@ -436,7 +436,7 @@ export interface paths {
         };
         /**
          * List API keys, newest first, revoked ones included (members: their teams' keys and their
-         *     own).
+         *     own); `team_id` narrows to one team's keys.
          */
         get: operations["list_keys"];
         put?: never;
@@ -633,7 +633,7 @@ export interface paths {
         options?: never;
         head?: never;
         /**
-         * Change the organization's settings (regions, webhook, rate limits, usage storage).
+         * Change the organization's name and settings (regions, webhook, rate limits, usage storage).
          * @description A changed policy is published to the data plane before the call returns.
          */
         patch: operations["update_organization"];
@@ -2621,6 +2621,11 @@ export interface components {
              */
             allowed_regions?: string[] | null;
             /**
+             * @description The organization's display name (1–100 characters, as at sign-up).
+             * @example Acme
+             */
+            name?: string | null;
+            /**
              * Format: int64
              * @description Requests per minute over every key of the organization; null removes the limit.
              */
@@ -4101,7 +4106,10 @@ export interface operations {
     };
     list_keys: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description Only the keys of this team. */
+                team_id?: string;
+            };
             header?: never;
             path?: never;
             cookie?: never;
@@ -4114,6 +4122,15 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["KeyList"];
+                };
+            };
+            /** @description Invalid filter */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
                 };
             };
             401: {

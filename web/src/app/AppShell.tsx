@@ -63,11 +63,13 @@ function OrgSwitcher() {
   const navigate = useNavigate();
   const me = $api.useQuery("get", "/api/v1/me");
   const orgs = me.data?.organizations ?? [];
+  // The current organization's name as the server has it now (it can be renamed in Settings).
+  const current = me.data?.tenant.id === session.tenant?.id ? me.data?.tenant.name : session.tenant?.name;
   return (
     <DropdownMenu>
       <DropdownMenuTrigger asChild>
-        <Button variant="secondary" className="w-full justify-between" aria-label={`Organization: ${session.tenant?.name ?? ""}. Switch organization`}>
-          <span className="truncate">{session.tenant?.name ?? "Organization"}</span>
+        <Button variant="secondary" className="w-full justify-between" aria-label={`Organization: ${current ?? ""}. Switch organization`}>
+          <span className="truncate">{current ?? "Organization"}</span>
           <ChevronsUpDown aria-hidden />
         </Button>
       </DropdownMenuTrigger>

@@ -77,6 +77,8 @@ function SettingsFormView({ org, manage }: { org: Org; manage: boolean }) {
       const { alert_webhook_secret: _omit, ...stored } = next;
       void _omit;
       queryClient.setQueryData(ORGANIZATION_KEY, stored);
+      // The organization switcher shows the name from `GET /me`.
+      if (body.name) void queryClient.invalidateQueries({ queryKey: ["get", "/api/v1/me"] });
       form.reset(settingsToForm(stored));
       toast.success("Settings saved");
     } catch (err) {
@@ -100,6 +102,14 @@ function SettingsFormView({ org, manage }: { org: Org; manage: boolean }) {
     <form onSubmit={onSubmit} noValidate className="space-y-6" aria-label="Organization settings">
       <FormError message={formError} />
       <fieldset disabled={disabled} className="contents">
+        <Card>
+          <CardHeader title="General" description="How the organization is named in the console and in invitations." />
+          <CardBody>
+            <Field label="Organization name" error={errors.name?.message}>
+              <Input autoComplete="organization" {...form.register("name")} />
+            </Field>
+          </CardBody>
+        </Card>
         <Card>
           <CardHeader
             title="Region policy"

@@ -5,6 +5,7 @@ import { limitToApi, limitToForm, optionalLimit } from "@/features/teams/schemas
 type Org = Schemas["OrganizationDetails"];
 
 export const settingsSchema = z.object({
+  name: z.string().trim().min(1, "Name your organization").max(100, "At most 100 characters"),
   allowed_regions: z.array(z.string()),
   rpm_limit: optionalLimit,
   tpm_limit: optionalLimit,
@@ -32,6 +33,7 @@ export type SettingsForm = z.infer<typeof settingsSchema>;
 
 export function settingsToForm(o: Org): SettingsForm {
   return {
+    name: o.name,
     allowed_regions: o.allowed_regions ?? [],
     rpm_limit: limitToForm(o.rpm_limit),
     tpm_limit: limitToForm(o.tpm_limit),
@@ -44,6 +46,7 @@ export function settingsToForm(o: Org): SettingsForm {
 /** Only the changed fields (left-out fields stay as they are; null clears one). */
 export function settingsPatch(o: Org, v: SettingsForm): Schemas["UpdateOrganizationRequest"] {
   const patch: Schemas["UpdateOrganizationRequest"] = {};
+  if (v.name.trim() !== o.name) patch.name = v.name.trim();
   const regions = o.allowed_regions ?? [];
   if (regions.length !== v.allowed_regions.length || regions.some((r, i) => r !== v.allowed_regions[i])) {
     patch.allowed_regions = v.allowed_regions.length > 0 ? v.allowed_regions : null;

@@ -23,6 +23,27 @@ const org: Schemas["OrganizationDetails"] = {
 const models = on("get", "/api/v1/models", () => ({ data: [] }));
 
 describe("SettingsPage", () => {
+  it("renames the organization (trimmed) and refreshes the switcher's name", async () => {
+    const user = userEvent.setup();
+    let body: unknown = null;
+    server.use(
+      models,
+      on("get", "/api/v1/organization", () => org),
+      on("patch", "/api/v1/organization", async ({ request }) => {
+        body = await request.json();
+        return { ...org, name: "Acme Labs" };
+      }),
+    );
+    renderWithApp(<SettingsPage />);
+    const name = await screen.findByLabelText("Organization name");
+    await user.clear(name);
+    await user.click(screen.getByRole("button", { name: "Save changes" }));
+    expect(await screen.findByText("Name your organization")).toBeInTheDocument();
+    await user.type(name, "  Acme Labs ");
+    await user.click(screen.getByRole("button", { name: "Save changes" }));
+    await waitFor(() => expect(body).toEqual({ name: "Acme Labs" }));
+  });
+
   it("saves only what changed, and shows the webhook secret once", async () => {
     const user = userEvent.setup();
     let body: unknown = null;

@@ -21,6 +21,7 @@ import { formatDate } from "@/lib/format";
 import { TeamFields } from "./TeamFields";
 import { limitToApi, limitToForm, teamSchema, type TeamForm } from "./schemas";
 import { TEAMS_KEY } from "./TeamsPage";
+import { TeamKeys } from "./TeamKeys";
 
 type Team = Schemas["TeamDto"];
 
@@ -319,6 +320,7 @@ export function TeamDetail({ teamId }: { teamId: string }) {
       <div className="grid gap-6 xl:grid-cols-2">
         <TeamSettings team={t} manage={manage} />
         <TeamMembers team={t} manage={manage} />
+        <TeamKeys team={t} />
       </div>
     </>
   );

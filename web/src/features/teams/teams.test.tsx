@@ -17,6 +17,7 @@ function detailHandlers() {
       data: [{ team_id: TEAM_ID, user_id: BOB_ID, email: "bob@example.com", role: "member" as const, created_at: "2026-11-21T10:00:00Z" }],
     })),
     on("get", "/api/v1/members", () => members),
+    on("get", "/api/v1/keys", () => ({ data: [] })),
   ];
 }
 
@@ -167,6 +168,7 @@ describe("TeamDetail", () => {
       models,
       on("get", "/api/v1/teams/{id}", () => team),
       on("get", "/api/v1/teams/{id}/members", () => ({ data: [] })),
+      on("get", "/api/v1/keys", () => ({ data: [] })),
     );
     renderWithApp(<TeamDetail teamId={TEAM_ID} />, { role: "viewer" as const });
     expect(await screen.findByLabelText("Name")).toBeDisabled();
@@ -180,5 +182,35 @@ describe("TeamDetail", () => {
     server.use(models, on("get", "/api/v1/teams/{id}", () => apiError(404, "not_found", "team not found")));
     renderWithApp(<TeamDetail teamId={TEAM_ID} />);
     expect(await screen.findByText("This team does not exist")).toBeInTheDocument();
+  });
+
+  it("lists the team's keys from GET /keys?team_id=", async () => {
+    let asked: string | null = null;
+    // MSW answers with the first matching handler: this one before detailHandlers' empty list.
+    server.use(
+      on("get", "/api/v1/keys", ({ request }) => {
+        asked = new URL(request.url).searchParams.get("team_id");
+        return {
+          data: [
+            {
+              id: "00000000-0000-7000-8000-0000000000d4",
+              name: "search backend",
+              prefix: "sk-sy-ab12",
+              created_at: "2026-11-20T10:00:00Z",
+              created_by: BOB_ID,
+              metadata: {},
+              team_id: TEAM_ID,
+              revoked_at: "2026-11-25T10:00:00Z",
+            },
+          ],
+        };
+      }),
+      ...detailHandlers(),
+    );
+    renderWithApp(<TeamDetail teamId={TEAM_ID} />);
+    const table = await screen.findByRole("table", { name: "Keys of search" });
+    expect(asked).toBe(TEAM_ID);
+    expect(within(table).getByText("search backend")).toBeInTheDocument();
+    expect(within(table).getByText("Revoked")).toBeInTheDocument();
   });
 });
