@@ -9,8 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Browser, Page } from "playwright-core";
-import { AxeBuilder } from "@axe-core/playwright";
-import { consoleUrl, gatewayUrl, launch, openPage, PASSWORD, screenshot, signUp, uniqueEmail, WIDTHS, type Width } from "./harness";
+import { consoleUrl, gatewayUrl, launch, openPage, PASSWORD, screenshot, signUp, uniqueEmail, WIDTHS, type Width, checkA11y } from "./harness";
 
 async function api<T>(token: string, method: string, path: string, body?: unknown): Promise<T> {
   const res = await fetch(`${consoleUrl()}/api/v1${path}`, {
@@ -32,17 +31,6 @@ async function chat(key: string, model: string, content: string, extra: Record<s
   return res.status;
 }
 
-/**
- * axe on the page, failing on serious or critical violations — except inside the shared
- * navigation (AppShell's group labels are text-slate-400 on white, 2.6:1: reported to the lead,
- * not this page's to fix).
- */
-async function checkA11y(page: Page, name: string) {
-  const result = await new AxeBuilder({ page }).withTags(["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]).exclude('nav[aria-label="Main"]').analyze();
-  const bad = result.violations.filter((v) => v.impact === "serious" || v.impact === "critical");
-  const summary = bad.map((v) => `${name}: ${v.id} (${v.impact}) ${v.help} — ${v.nodes.map((n) => n.target.join(" ")).slice(0, 3).join(", ")}`);
-  expect(summary, summary.join("\n")).toEqual([]);
-}
 
 /** Signs in through the form if the page landed on the login screen (no refresh cookie yet). */
 async function ensureSignedIn(page: Page, email: string) {
