@@ -28,6 +28,21 @@ describe("sign-up and sessions", () => {
     await t.page.reload();
     await t.page.getByRole("heading", { level: 1 }).waitFor();
     expect(new URL(t.page.url()).pathname).toBe("/");
+    // Two tabs share the single-use refresh cookie: reloaded at the same moment, they take turns
+    // refreshing (a lock across tabs) instead of presenting the same cookie twice, which the
+    // server would take for theft and end every session.
+    const second = await t.context.newPage();
+    await second.goto("/keys");
+    await second.getByRole("heading", { name: "API keys", level: 1 }).waitFor();
+    await Promise.all([t.page.reload(), second.reload()]);
+    await Promise.all([
+      t.page.getByRole("heading", { name: "Overview", level: 1 }).waitFor(),
+      second.getByRole("heading", { name: "API keys", level: 1 }).waitFor(),
+    ]);
+    expect(new URL(second.url()).pathname).toBe("/keys");
+    await second.close();
+    await t.page.reload();
+    await t.page.getByRole("heading", { name: "Overview", level: 1 }).waitFor();
     await t.page.getByRole("button", { name: /Account menu/ }).click();
     await t.page.getByRole("menuitem", { name: "Sign out" }).click();
     await t.page.waitForURL((u) => u.pathname === "/login");

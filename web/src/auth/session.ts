@@ -59,13 +59,15 @@ export function csrfToken(): string | null {
 let inflight: Promise<boolean> | null = null;
 
 /**
- * Trades the refresh cookie for a new access token. Concurrent callers share one request (a
- * refresh token works once: two parallel refreshes would look like token theft to the server).
+ * Trades the refresh cookie for a new access token. Concurrent callers in this tab share one
+ * request, and tabs take turns (a refresh token works once: two parallel refreshes would look
+ * like token theft to the server).
  * Resolves false when there is no session to restore.
  */
 export function refreshSession(): Promise<boolean> {
-  inflight ??= (async () => {
+  inflight ??= withRefreshLock(async () => {
     try {
+      // Read inside the lock: another tab may just have rotated the cookies.
       const csrf = csrfToken();
       if (!csrf) return false;
       const res = await fetch("/api/v1/auth/refresh", {
@@ -85,8 +87,19 @@ export function refreshSession(): Promise<boolean> {
     } finally {
       inflight = null;
     }
-  })();
+  });
   return inflight;
+}
+
+/**
+ * Runs `refresh` while holding a lock shared by every tab of this origin (Web Locks). Tabs share
+ * the refresh cookie, and it works once: two tabs refreshing at the same moment would present
+ * the same cookie twice, which the server takes for theft (it ends every session). With the
+ * lock the second tab refreshes after the first, with the cookie the first one received.
+ */
+async function withRefreshLock(refresh: () => Promise<boolean>): Promise<boolean> {
+  const locks = globalThis.navigator?.locks;
+  return locks ? await locks.request("switchyard-session-refresh", refresh) : refresh();
 }
 
 let restored: Promise<boolean> | null = null;
