@@ -1,1 +1,0 @@
-import{ft as e,pt as t,wt as n}from"./index-DWy1_4ua.js";import{n as r}from"./TeamsPage-C11nCrCy.js";var i=n();function a(){return e().length>0?(0,i.jsx)(t,{}):(0,i.jsx)(r,{})}export{a as component};
