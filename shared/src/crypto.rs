@@ -126,10 +126,22 @@ impl MasterKey {
     }
 }
 
+/// Equality of two byte strings in time independent of where they differ (for secrets such as
+/// CSRF tokens and webhook signatures; the length is not hidden).
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 #[cfg(test)]
 #[allow(clippy::expect_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn constant_time_eq_compares_bytes_and_lengths() {
+        assert!(constant_time_eq(b"", b"") && constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"a", b"ab") && !constant_time_eq(b"abc", b"abd"));
+    }
 
     #[test]
     fn seal_open_round_trip_and_context_binding() {

@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Browser, Page } from "playwright-core";
 import { AxeBuilder } from "@axe-core/playwright";
-import { launch, openPage, screenshot, signIn, signUp, uniqueEmail, WIDTHS, type Width } from "./harness";
+import { launch, navTo, openPage, screenshot, signIn, signUp, uniqueEmail, type Width } from "./harness";
 
 /**
  * The harness's axe check (WCAG 2.1 A/AA, no serious or critical violation), minus one known
@@ -24,11 +24,9 @@ async function checkA11y(page: Page, name: string) {
   expect(summary, summary.join("\n")).toEqual([]);
 }
 
-/** Clicks through the main navigation (the session lives in memory until the cookie change lands). */
-async function navTo(page: Page, label: string, heading: string) {
-  const narrow = (page.viewportSize()?.width ?? WIDTHS.desktop) < 1024;
-  if (narrow) await page.getByRole("button", { name: "Open navigation" }).click();
-  await page.getByRole("navigation", { name: "Main" }).getByRole("link", { name: label }).click();
+/** Goes to `label`'s page through the main navigation and waits for its heading. */
+async function goTo(page: Page, label: string, heading: string) {
+  await navTo(page, label);
   await page.getByRole("heading", { level: 1, name: heading }).waitFor();
 }
 
@@ -36,7 +34,7 @@ async function navTo(page: Page, label: string, heading: string) {
 async function signedInPage(browser: Browser, width: Width, email: string, label: string, heading: string) {
   const t = await openPage(browser, width);
   await signIn(t.page, email);
-  await navTo(t.page, label, heading);
+  await goTo(t.page, label, heading);
   return t;
 }
 
@@ -55,7 +53,7 @@ describe("providers, models and routes", () => {
     const { email } = await signUp(page, { email: uniqueEmail("catalog") });
 
     // Providers: an address the egress policy refuses is shown next to the base URL field.
-    await navTo(page, "Providers", "Providers");
+    await goTo(page, "Providers", "Providers");
     await page.getByText("No providers yet").waitFor();
     await page.getByRole("button", { name: "Add provider" }).first().click();
     let dialog = page.getByRole("dialog", { name: "Add a provider" });
@@ -72,7 +70,7 @@ describe("providers, models and routes", () => {
     await page.getByRole("table", { name: "Providers" }).getByRole("cell", { name: "local-mock", exact: true }).waitFor();
 
     // Models: the catalog is there; the mock provider has no entries, so two custom deployments.
-    await navTo(page, "Models", "Models");
+    await goTo(page, "Models", "Models");
     for (const [name, region] of [
       ["echo-primary", "eu-west-1"],
       ["echo-backup", "eu-central-1"],
@@ -102,7 +100,7 @@ describe("providers, models and routes", () => {
 
     // Routes: weighted over both; a region policy the candidates are outside of is refused by the
     // API next to the first candidate; fixed, it saves.
-    await navTo(page, "Routes", "Routes");
+    await goTo(page, "Routes", "Routes");
     await page.getByText("No routes yet").waitFor();
     await page.getByRole("button", { name: "Create route" }).first().click();
     dialog = page.getByRole("dialog", { name: "Create a route" });

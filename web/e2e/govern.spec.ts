@@ -7,14 +7,8 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Browser, Page } from "playwright-core";
-import { captureBothWidths, checkA11y, launch, openPage, PASSWORD, screenshot, signIn, signUp, uniqueEmail, type Width } from "./harness";
+import { captureBothWidths, checkA11y, launch, navTo, openPage, PASSWORD, screenshot, signIn, signUp, uniqueEmail, type Width } from "./harness";
 
-/** Opens a console page through the navigation (the phone layout keeps it in a drawer). */
-async function nav(page: Page, label: string) {
-  const drawer = page.getByRole("button", { name: "Open navigation" });
-  if (await drawer.isVisible()) await drawer.click();
-  await page.getByRole("link", { name: label, exact: true }).click();
-}
 
 /** Ready checks per page: the content that says the page has loaded. */
 const READY: Record<string, (page: Page) => Promise<void>> = {
@@ -60,7 +54,7 @@ describe("governance: budgets, limits, billing and the audit log", () => {
     const team = await page.request.post("/api/v1/teams", { data: { name: teamName }, headers: { authorization: `Bearer ${token}` } });
     expect(team.status()).toBe(201);
 
-    await nav(page, "Budgets & limits");
+    await navTo(page, "Budgets & limits");
     await page.getByRole("heading", { name: "Budgets & limits", level: 1 }).waitFor();
     await page.getByText("No budgets yet").waitFor();
 
@@ -104,12 +98,12 @@ describe("governance: budgets, limits, billing and the audit log", () => {
     await screenshot(page, "budgets-flow");
 
     // Billing is off in the zero-setup default: said plainly, not as an error.
-    await nav(page, "Billing");
+    await navTo(page, "Billing");
     await page.getByText("Billing is not enabled on this server").waitFor();
     await page.getByText(/STRIPE_SECRET_KEY/).waitFor();
 
     // The audit log has both creations; filtering by resource goes to the URL and the API.
-    await nav(page, "Audit log");
+    await navTo(page, "Audit log");
     const events = page.getByRole("list", { name: "Audit events" });
     await events.waitFor();
     await page.getByRole("combobox", { name: "Resource" }).selectOption("budget");
@@ -136,7 +130,7 @@ describe("governance: budgets, limits, billing and the audit log", () => {
         const w = await openPage(browser, width);
         await signIn(w.page, email);
         for (const name of Object.keys(READY)) {
-          await nav(w.page, NAV_LABEL[name]!);
+          await navTo(w.page, NAV_LABEL[name]!);
           await READY[name]!(w.page);
           await screenshot(w.page, name);
           await checkA11y(w.page, `${name}@${width}`);

@@ -8,22 +8,10 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Browser, Page } from "playwright-core";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { launch, openPage, PASSWORD, screenshot, signIn, signUp, uniqueEmail, type TrackedPage, type Width, checkA11y } from "./harness";
+import { launch, openPage, PASSWORD, screenshot, signIn, signUp, uniqueEmail, type TrackedPage, type Width, checkA11y, expectNoSidewaysScroll, navTo } from "./harness";
 
 
-/** The page itself never scrolls sideways (wide tables scroll inside their own box). */
-async function expectNoSidewaysScroll(page: Page, name: string) {
-  const { scroll, viewport } = await page.evaluate("({ scroll: document.documentElement.scrollWidth, viewport: window.innerWidth })") as { scroll: number; viewport: number };
-  const expected = page.viewportSize()?.width ?? viewport;
-  expect(scroll, `${name}: the page is ${scroll}px wide`).toBeLessThanOrEqual(expected);
-}
 
-/** Opens a console page through the navigation (the phone layout keeps it in a drawer). */
-async function nav(page: Page, label: string) {
-  // Below Tailwind's lg breakpoint (1024 px) the navigation lives in a drawer.
-  if ((page.viewportSize()?.width ?? 1280) < 1024) await page.getByRole("button", { name: "Open navigation" }).click();
-  await page.getByRole("link", { name: label, exact: true }).click();
-}
 
 describe("people: members, invitations, teams and settings", () => {
   let browser: Browser;
@@ -45,7 +33,7 @@ describe("people: members, invitations, teams and settings", () => {
     const owner = await openPage(browser);
     await signUp(owner.page, { email: ownerEmail, organization: ownerOrg });
     const cookieSessions = (await owner.context.cookies()).some((c) => c.name === "switchyard_refresh");
-    await nav(owner.page, "Members");
+    await navTo(owner.page, "Members");
     await owner.page.getByRole("heading", { name: "Members", level: 1 }).waitFor();
     await owner.page.getByRole("cell", { name: `${ownerEmail} (you)` }).waitFor();
     await owner.page.getByRole("button", { name: "Invite", exact: true }).click();
@@ -92,14 +80,14 @@ describe("people: members, invitations, teams and settings", () => {
     await invitee.context.close();
 
     // The owner sees the new member (the members page refetches whenever it opens).
-    await nav(owner.page, "Teams");
+    await navTo(owner.page, "Teams");
     await owner.page.getByRole("heading", { name: "Teams", level: 1 }).waitFor();
-    await nav(owner.page, "Members");
+    await navTo(owner.page, "Members");
     await owner.page.getByRole("combobox", { name: `Role of ${inviteeEmail}` }).waitFor();
     expect(await owner.page.getByRole("combobox", { name: `Role of ${inviteeEmail}` }).inputValue()).toBe("member");
 
     // A team with a region policy; add the new member, then remove them (with confirmation).
-    await nav(owner.page, "Teams");
+    await navTo(owner.page, "Teams");
     await owner.page.getByRole("button", { name: "Create team" }).first().click();
     const create = owner.page.getByRole("dialog", { name: "Create a team" });
     await create.getByLabel("Name").fill(teamName);
@@ -164,10 +152,10 @@ describe("people: members, invitations, teams and settings", () => {
         if (state) {
           await t.page.goto(name === "team-detail" ? teamUrl : `/${name}`);
         } else if (name === "team-detail") {
-          await nav(t.page, "Teams");
+          await navTo(t.page, "Teams");
           await t.page.getByRole("link", { name: teamName }).click();
         } else {
-          await nav(t.page, pageLinks[name]!);
+          await navTo(t.page, pageLinks[name]!);
         }
         await ready(t.page);
         await screenshot(t.page, name);

@@ -313,7 +313,7 @@ pub fn verify_webhook(
         .ok_or(WebhookRejection::Forged)?;
     if !candidates
         .iter()
-        .any(|c| constant_time_eq(c.as_bytes(), expected.as_bytes()))
+        .any(|c| shared::crypto::constant_time_eq(c.as_bytes(), expected.as_bytes()))
     {
         return Err(WebhookRejection::Forged);
     }
@@ -335,10 +335,6 @@ pub fn verify_webhook(
         }),
         _ => Err(WebhookRejection::NotAnEvent),
     }
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// A `Stripe-Signature` header for `payload` signed at `timestamp` (what Stripe sends; for the

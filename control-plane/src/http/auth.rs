@@ -636,9 +636,9 @@ async fn end_session(state: &AppState, presented: &str) -> Result<(), ApiError> 
 ///
 /// Answers a new access and refresh token pair acting in `tenant_id`, with the caller's role
 /// there. The session the call was made with stays open for bearer clients (log it out
-/// separately if it is no longer wanted); with `x-switchyard-session: cookie` it is closed, since
-/// the new session's refresh cookie replaces its own. 403 when the caller is not a member of `tenant_id` (the same for an
-/// organization that does not exist).
+/// separately if it is no longer wanted); with `x-switchyard-session: cookie` it is closed,
+/// since the new session's refresh cookie replaces its own. 403 when the caller is not a
+/// member of `tenant_id` (the same for an organization that does not exist).
 #[utoipa::path(
     post,
     path = "/api/v1/auth/switch",
@@ -670,7 +670,7 @@ pub async fn switch_organization(
         .await?
         .ok_or(ApiError::Forbidden(NOT_MEMBER))?;
     let tokens = new_session(&state, auth.user_id, &tenant, role).await?;
-    if cookies.requested {
+    if cookies.requested() {
         // The browser's one refresh cookie now belongs to the new session: the old one could
         // never be refreshed again, so it is closed instead of left open until it expires.
         close_session(&state.db, auth.session_id).await?;
@@ -942,13 +942,13 @@ impl CookieSession {
         self.set_cookies(&token, &URL_SAFE_NO_PAD.encode(csrf), self.max_age)
     }
 
-    /// The answer of a new or rotated session: the tokens, with the refresh token moved into
-    /// the cookies in cookie mode.
     /// Whether the caller asked for cookie mode (`x-switchyard-session: cookie`).
     pub(crate) fn requested(&self) -> bool {
         self.requested
     }
 
+    /// The answer of a new or rotated session: the tokens, with the refresh token moved into
+    /// the cookies in cookie mode.
     pub(crate) fn hand_over(&self, mut tokens: TokenResponse) -> (SetCookies, Json<TokenResponse>) {
         let set = self.deliver(&mut tokens.refresh_token);
         (set, Json(tokens))
@@ -982,7 +982,7 @@ impl CookieSession {
     fn csrf_ok(&self) -> bool {
         match (&self.csrf_cookie, &self.csrf_header) {
             (Some(cookie), Some(header)) if !cookie.is_empty() => {
-                constant_time_eq(cookie.as_bytes(), header.as_bytes())
+                shared::crypto::constant_time_eq(cookie.as_bytes(), header.as_bytes())
             }
             _ => false,
         }
@@ -1001,14 +1001,6 @@ fn cookie(headers: &axum::http::HeaderMap, name: &str) -> Option<String> {
         .filter(|(k, _)| k.trim() == name)
         .map(|(_, v)| v.trim().trim_matches('"').to_owned())
         .find(|v| !v.is_empty())
-}
-
-/// Equality of two byte strings in time independent of where they differ.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 #[cfg(test)]
@@ -1076,6 +1068,5 @@ mod tests {
         assert!(!s.csrf_ok());
         s.csrf_header = None;
         assert!(!s.csrf_ok());
-        assert!(constant_time_eq(b"", b"") && !constant_time_eq(b"a", b"ab"));
     }
 }

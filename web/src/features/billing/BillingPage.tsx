@@ -12,7 +12,7 @@ import { Button } from "@/components/ui/button";
 import { Table, TBody, TD, TH, THead, TR } from "@/components/ui/table";
 import { Empty, ErrorState, Loading } from "@/components/states";
 import { ResourceCard, ResourceCardList } from "@/components/ui/resource-card";
-import { useNarrow } from "@/features/budgets/useNarrow";
+import { useNarrow } from "@/lib/useNarrow";
 import { formatDate, formatDateTime, formatMicros, formatUsd } from "@/lib/format";
 
 type Billing = Schemas["BillingDto"];

@@ -7,7 +7,7 @@ import { Button } from "@/components/ui/button";
 import { Table, TBody, TD, TH, THead, TR } from "@/components/ui/table";
 import { Empty, ErrorState, Loading } from "@/components/states";
 import { ResourceCard, ResourceCardList } from "@/components/ui/resource-card";
-import { useNarrow } from "./useNarrow";
+import { useNarrow } from "@/lib/useNarrow";
 import { formatDateTime, formatRelative, formatUsd } from "@/lib/format";
 import { scopeKind, scopeName, type ApiKey, type Team } from "./model";
 

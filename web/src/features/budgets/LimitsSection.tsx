@@ -13,7 +13,7 @@ import { Input } from "@/components/ui/input";
 import { Table, TBody, TD, TH, THead, TR } from "@/components/ui/table";
 import { ResourceCard, ResourceCardList } from "@/components/ui/resource-card";
 import { formatInt } from "@/lib/format";
-import { useNarrow } from "./useNarrow";
+import { useNarrow } from "@/lib/useNarrow";
 import { limitsSchema, toLimit, type ApiKey, type LimitsForm, type Team } from "./model";
 
 type Level = "organization" | "team" | "key";

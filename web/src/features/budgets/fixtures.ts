@@ -1,39 +1,8 @@
 /** Test data and MSW helpers for the governance pages, typed from the generated API types. */
-import { http, HttpResponse, type DefaultBodyType } from "msw";
-import type { paths, Schemas } from "@/api/client";
-import { apiUrl } from "@/test/msw";
+import type { Schemas } from "@/api/client";
+import { apiError, on, type Ok } from "@/test/msw";
 
-type Method = "get" | "post" | "patch" | "delete";
-export type Ok<P extends keyof paths, M extends Method> = paths[P][M] extends { responses: infer R }
-  ? R extends { 200: { content: { "application/json": infer T } } }
-    ? T
-    : R extends { 201: { content: { "application/json": infer T } } }
-      ? T
-      : never
-  : never;
-
-/** An MSW handler whose answer must match the API's success type for that path and method. */
-export function on<P extends keyof paths, M extends Method>(
-  method: M,
-  path: P,
-  answer: (info: { request: Request; params: Record<string, string | readonly string[] | undefined> }) =>
-    | Ok<P, M>
-    | Response
-    | Promise<Ok<P, M> | Response>,
-  status = 200,
-) {
-  const url = apiUrl((path as string).replace(/\{(\w+)\}/g, ":$1"));
-  return http[method](url, async (info) => {
-    const out = await answer(info);
-    if (out instanceof Response) return out;
-    return HttpResponse.json(out as DefaultBodyType, { status });
-  });
-}
-
-/** An API error answer (`{"error": {...}}`). */
-export function apiError(status: number, code: string, message: string) {
-  return HttpResponse.json({ error: { code, message } }, { status });
-}
+export { apiError, on, type Ok };
 
 export const TENANT_ID = "00000000-0000-7000-8000-000000000001";
 export const TEAM_ID = "00000000-0000-7000-8000-0000000000c3";

@@ -14,6 +14,7 @@ import { SecretReveal } from "./SecretReveal";
 import {
   ENDPOINTS, emptyKeyForm, keyFormSchemaFor, keyToForm, toCreateBody, toUpdateBody, type KeyForm,
 } from "./schema";
+import { TeamOptions } from "@/features/teams/TeamOptions";
 
 type KeyDto = Schemas["KeyDto"];
 
@@ -114,11 +115,7 @@ function KeyFormBody({ editing, onDone, onCancel }: { editing: KeyDto | null; on
         >
           <NativeSelect {...form.register("team_id")} disabled={teams.isLoading}>
             <option value="">{isMember ? "Choose a team…" : "No team"}</option>
-            {(teams.data?.data ?? []).map((t) => (
-              <option key={t.id} value={t.id}>
-                {t.name}
-              </option>
-            ))}
+            <TeamOptions teams={teams.data?.data} />
           </NativeSelect>
         </Field>
       )}

@@ -14,6 +14,7 @@ import { Field, FormError } from "@/components/ui/field";
 import { Input, NativeSelect } from "@/components/ui/input";
 import { formatDateTime } from "@/lib/format";
 import { acceptLink, assignableRoles, inviteSchema, ROLES, type InviteForm } from "./schemas";
+import { TeamOptions } from "@/features/teams/TeamOptions";
 
 export const INVITATIONS_KEY = ["get", "/api/v1/invitations"] as const;
 
@@ -126,11 +127,7 @@ export function InviteDialog({ open, onOpenChange }: { open: boolean; onOpenChan
           >
             <NativeSelect {...form.register("team_id")} disabled={teams.isPending}>
               <option value="">No team</option>
-              {(teams.data?.data ?? []).map((t) => (
-                <option key={t.id} value={t.id}>
-                  {t.name}
-                </option>
-              ))}
+              <TeamOptions teams={teams.data?.data} />
             </NativeSelect>
           </Field>
         </form>

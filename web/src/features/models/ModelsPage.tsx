@@ -16,7 +16,7 @@ import { ResourceCard, ResourceCardList } from "@/components/ui/resource-card";
 import { Empty, ErrorState, Loading } from "@/components/states";
 import { formatCompact } from "@/lib/format";
 import { kindLabel } from "@/features/providers/kinds";
-import { useNarrow } from "@/features/providers/useNarrow";
+import { useNarrow } from "@/lib/useNarrow";
 import { AddDeploymentDialog, MODELS_KEY } from "./AddDeploymentDialog";
 import { formatPerMtok } from "./price";
 

@@ -1,9 +1,6 @@
 /** Test data for the providers, models and routes pages, typed by the API's response shapes. */
 import { http, HttpResponse } from "msw";
-import type { paths } from "@/api/client";
-import { apiUrl } from "@/test/msw";
-
-type Ok<P extends keyof paths, M extends keyof paths[P]> = paths[P][M] extends { responses: { 200: { content: { "application/json": infer B } } } } ? B : never;
+import { apiError, apiUrl, type Ok } from "@/test/msw";
 
 export const PROVIDER_ID = "0190a000-0000-7000-8000-000000000001";
 export const MODEL_A = "0190a000-0000-7000-8000-0000000000a1";
@@ -128,5 +125,5 @@ export const listHandlers = [
 
 /** A `400 validation_failed` as the control API sends it. */
 export function validationError(message: string) {
-  return HttpResponse.json({ error: { code: "validation_failed", message } }, { status: 400 });
+  return apiError(400, "validation_failed", message);
 }

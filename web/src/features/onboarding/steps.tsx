@@ -20,6 +20,7 @@ import { SecretReveal } from "@/features/keys/SecretReveal";
 import { rememberCreatedKey, useCreatedKey } from "./createdKey";
 import { KEY_PLACEHOLDER, snippet, type SnippetLang } from "./snippets";
 import { RequestLink } from "./RequestLink";
+import { TeamOptions } from "@/features/teams/TeamOptions";
 
 /** (a) The built-in mock provider and its "echo" model, in one click (README "Your first request"). */
 export function ProviderStep({ canManage, providers }: { canManage: boolean; providers: Schemas["ProviderDto"][] }) {
@@ -131,11 +132,7 @@ export function KeyStep({ canWrite, isMember, done }: { canWrite: boolean; isMem
           <Field label="Team" error={form.formState.errors.team_id?.message} className="sm:w-56">
             <NativeSelect {...form.register("team_id")}>
               <option value="">Choose a team…</option>
-              {(teams.data?.data ?? []).map((t) => (
-                <option key={t.id} value={t.id}>
-                  {t.name}
-                </option>
-              ))}
+              <TeamOptions teams={teams.data?.data} />
             </NativeSelect>
           </Field>
         ) : null}

@@ -19,6 +19,7 @@ import { Empty, ErrorState, Loading } from "@/components/states";
 import { RequestLink } from "@/features/onboarding/RequestLink";
 import { describeGatewayError, GatewayError, streamChat, type ServedBy, type Usage } from "./gateway";
 import { currentPlaygroundKey, forgetPlaygroundKey, playgroundKey, PLAYGROUND_KEY_NAME } from "./playgroundKey";
+import { TeamOptions } from "@/features/teams/TeamOptions";
 
 const optionalNumber = (max: number, label: string, integer: boolean) =>
   z
@@ -270,11 +271,7 @@ function Playground({ modelNames, routeNames, deployments }: { modelNames: strin
               <Field label="Team for the playground key" error={form.formState.errors.team_id?.message}>
                 <NativeSelect {...form.register("team_id")}>
                   <option value="">Choose a team…</option>
-                  {(teams.data?.data ?? []).map((t) => (
-                    <option key={t.id} value={t.id}>
-                      {t.name}
-                    </option>
-                  ))}
+                  <TeamOptions teams={teams.data?.data} />
                 </NativeSelect>
               </Field>
             ) : null}

@@ -16,7 +16,7 @@ import { Empty, ErrorState, Loading } from "@/components/states";
 import { formatDate } from "@/lib/format";
 import { CreateProviderDialog, PROVIDERS_KEY } from "./CreateProviderDialog";
 import { kindLabel } from "./kinds";
-import { useNarrow } from "./useNarrow";
+import { useNarrow } from "@/lib/useNarrow";
 
 type Provider = Schemas["ProviderDto"];
 type Model = Schemas["ModelDto"];

@@ -1,9 +1,6 @@
 /** Test data and MSW handlers typed from the generated `paths` (component tests only). */
 import { http, HttpResponse } from "msw";
-import type { paths } from "@/api/client";
-import { apiUrl } from "@/test/msw";
-
-type Json<P extends keyof paths, M extends keyof paths[P]> = paths[P][M] extends { responses: { 200: { content: { "application/json": infer B } } } } ? B : never;
+import { apiUrl, type Ok as Json } from "@/test/msw";
 
 export type RequestListBody = Json<"/api/v1/requests", "get">;
 export type RequestBody = Json<"/api/v1/requests/{id}", "get">;

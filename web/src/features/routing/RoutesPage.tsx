@@ -14,7 +14,7 @@ import { ConfirmDialog } from "@/components/ui/confirm-dialog";
 import { Table, TBody, TD, TH, THead, TR } from "@/components/ui/table";
 import { ResourceCard, ResourceCardList } from "@/components/ui/resource-card";
 import { Empty, ErrorState, Loading } from "@/components/states";
-import { useNarrow } from "@/features/providers/useNarrow";
+import { useNarrow } from "@/lib/useNarrow";
 import { formatRelative } from "@/lib/format";
 import { RouteFormDialog, ROUTES_KEY } from "./RouteFormDialog";
 import { STRATEGIES, strategyLabel } from "./strategies";

@@ -1,1 +1,0 @@
-import{ft as e,pt as t,wt as n}from"./index-DMT0pWL0.js";import{n as r}from"./TeamsPage-Di_T2fq1.js";var i=n();function a(){return e().length>0?(0,i.jsx)(t,{}):(0,i.jsx)(r,{})}export{a as component};
