@@ -196,9 +196,9 @@ export interface paths {
          * Switch organization: a new session in another organization the caller belongs to.
          * @description Answers a new access and refresh token pair acting in `tenant_id`, with the caller's role
          *     there. The session the call was made with stays open for bearer clients (log it out
-         *     separately if it is no longer wanted); with `x-switchyard-session: cookie` it is closed, since
-         *     the new session's refresh cookie replaces its own. 403 when the caller is not a member of `tenant_id` (the same for an
-         *     organization that does not exist).
+         *     separately if it is no longer wanted); with `x-switchyard-session: cookie` it is closed,
+         *     since the new session's refresh cookie replaces its own. 403 when the caller is not a
+         *     member of `tenant_id` (the same for an organization that does not exist).
          */
         post: operations["switch_organization"];
         delete?: never;
