@@ -57,6 +57,34 @@ pub fn is_sqlite(url: &str) -> bool {
 }
 
 /// For /readyz: one round trip, bounded.
+/// The pool's connections now, idle ones among them, and its limit (for `/metrics`).
+pub fn pool_status(db: &DatabaseConnection) -> (u32, u32, u32) {
+    // The getters panic for another backend, so the backend is checked first.
+    match db.get_database_backend() {
+        sea_orm::DbBackend::Postgres => {
+            let pool = db.get_postgres_connection_pool();
+            (
+                pool.size(),
+                idle(pool.num_idle()),
+                pool.options().get_max_connections(),
+            )
+        }
+        sea_orm::DbBackend::Sqlite => {
+            let pool = db.get_sqlite_connection_pool();
+            (
+                pool.size(),
+                idle(pool.num_idle()),
+                pool.options().get_max_connections(),
+            )
+        }
+        _ => (0, 0, 0),
+    }
+}
+
+fn idle(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
 pub async fn ping(db: &DatabaseConnection) -> bool {
     tokio::time::timeout(Duration::from_secs(2), db.execute_unprepared("SELECT 1"))
         .await

@@ -185,6 +185,7 @@ pub fn spawn_memory_ingest(
                     Ok(()) => {
                         metrics::counter!("switchyard_usage_ingested_total")
                             .increment(batch.len() as u64);
+                        data_plane::metrics_registry::record_lag("ingest", &batch);
                         if failing {
                             tracing::info!("usage events are being stored again");
                         }
@@ -465,6 +466,7 @@ impl RedisIngest {
                     Ok(()) => {
                         metrics::counter!("switchyard_usage_ingested_total")
                             .increment(events.len() as u64);
+                        data_plane::metrics_registry::record_lag("ingest", &events);
                         if failing {
                             tracing::info!("usage events are being stored again");
                         }

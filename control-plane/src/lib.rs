@@ -251,6 +251,8 @@ pub async fn start_with_clock(
     clock: Arc<dyn Clock>,
 ) -> anyhow::Result<RunningControlPlane> {
     config.validate()?;
+    // Before anything records a metric (once per process; tests start many planes).
+    let _ = data_plane::metrics_registry::recorder();
     let billing = billing::Billing::from_settings(&config.billing)?;
     let security = http::security::Security::from_config(&config)?;
     // Before touching the database: a bad catalog file is a configuration error.
@@ -285,6 +287,10 @@ pub async fn start_with_clock(
     let writer = Arc::new(DbUsageWriter::new(db.clone()));
     let mut workers = Vec::new();
 
+    let mut observed = http::metrics::Observed {
+        token: config.settings.metrics_token.clone(),
+        ..Default::default()
+    };
     let (publisher, embedded_dp, ledger) = if embedded {
         let bus = MemoryBus::new();
         let publisher = Publisher::in_memory(bus.clone());
@@ -302,6 +308,7 @@ pub async fn start_with_clock(
             .context("cannot start the embedded data plane")?;
         // One ledger for both planes: the control plane reads what the gateway reserves.
         let ledger = dp_state.ledger().clone();
+        observed.gateway = Some(dp_state.clone());
         (
             publisher,
             Some(EmbeddedDataPlane {
@@ -318,6 +325,7 @@ pub async fn start_with_clock(
             .unwrap_or_default();
         let pool = data_plane::store::redis_pool(redis_url).context("REDIS_URL")?;
         let keys = RedisKeys::new(config.redis_prefix.clone());
+        observed.redis = Some(pool.clone());
         workers.push(ingest::spawn_redis_ingest_with_options(
             pool.clone(),
             keys.clone(),
@@ -374,7 +382,12 @@ pub async fn start_with_clock(
                 .map(str::to_owned),
             embedded_gateway: embedded,
         }),
+        observed,
     };
+    data_plane::metrics_registry::build_info("control");
+    if embedded {
+        data_plane::metrics_registry::build_info("data");
+    }
 
     // The budget ledger knows at least what the database recorded before any request is served
     // (an in-memory ledger starts empty; see `alerts::reconcile`). Best effort: with Redis down

@@ -9,7 +9,7 @@ use clap::Parser;
 #[tokio::main]
 async fn main() -> ExitCode {
     // Guard against a dependency enabling rustls' `ring` provider next to aws-lc-rs, which would
-    // make the first TLS connection panic (DEPENDENCIES.md, pitfall P1).
+    // make the first TLS connection panic (ARCHITECTURE.md, Dependency notes, D1).
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let config = control_plane::config::Config::parse();
     match control_plane::run(config).await {

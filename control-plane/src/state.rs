@@ -36,6 +36,8 @@ pub struct AppState {
     pub billing: Arc<crate::billing::Billing>,
     /// Deployment facts `GET /api/v1/meta` reports (public gateway URL, embedded gateway).
     pub meta: Arc<crate::http::meta::Meta>,
+    /// What `/metrics` reads besides the database (see `http::metrics`).
+    pub observed: crate::http::metrics::Observed,
 }
 
 impl std::fmt::Debug for AppState {

@@ -60,6 +60,7 @@ async fn signup_and_create_a_key_without_a_socket() {
         ledger: data_plane::governance::ledger::Ledger::memory(),
         billing: Arc::new(control_plane::billing::Billing::disabled()),
         meta: Arc::new(control_plane::http::meta::Meta::default()),
+        observed: Default::default(),
     };
     let app = control_plane::app(state);
 

@@ -158,13 +158,16 @@ impl Limits {
     ) -> Result<Admission, GatewayError> {
         // The organization's share first: a flooding organization is told it is the one over
         // its share (429) rather than that the node is full (503).
-        let org = self
-            .orgs
-            .try_acquire(tenant)
-            .ok_or(GatewayError::TooManyConcurrent {
+        let org = self.orgs.try_acquire(tenant).ok_or_else(|| {
+            refused("organization");
+            GatewayError::TooManyConcurrent {
                 limit: self.orgs.cap(),
-            })?;
-        let node = self.node.try_acquire().ok_or(GatewayError::Overloaded)?;
+            }
+        })?;
+        let node = self.node.try_acquire().ok_or_else(|| {
+            refused("node");
+            GatewayError::Overloaded
+        })?;
         Ok(Admission {
             _in_flight: in_flight,
             _node: node,
@@ -177,12 +180,18 @@ impl Limits {
 impl Limits {
     /// A slot on `provider` (a credential id), or the fast refusal when it is at its cap.
     pub(crate) fn provider_slot(&self, provider: Uuid) -> Result<Slot<Uuid>, GatewayError> {
-        self.providers
-            .try_acquire(provider)
-            .ok_or(GatewayError::ProviderBusy {
+        self.providers.try_acquire(provider).ok_or_else(|| {
+            refused("provider");
+            GatewayError::ProviderBusy {
                 limit: self.providers.cap(),
-            })
+            }
+        })
     }
+}
+
+/// Counts a refusal by a concurrency cap of `scope`.
+fn refused(scope: &'static str) {
+    metrics::counter!("switchyard_concurrency_refusals_total", "scope" => scope).increment(1);
 }
 
 impl Admission {

@@ -138,6 +138,11 @@ pub struct Settings {
     /// keys travel as bearer headers.
     #[arg(long, env = "SWITCHYARD_GATEWAY_CORS_ORIGINS")]
     pub gateway_cors_origins: Option<String>,
+
+    /// When set, `/metrics` answers only `Authorization: Bearer <this token>` (Prometheus'
+    /// `authorization` scrape setting); unset: open, for a port the internet cannot reach.
+    #[arg(long, env = "SWITCHYARD_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<Secret>,
 }
 
 /// Which browser origins may call the gateway (`SWITCHYARD_GATEWAY_CORS_ORIGINS`, parsed).
@@ -170,6 +175,7 @@ impl Default for Settings {
             node_count: 1,
             trusted_proxies: None,
             gateway_cors_origins: None,
+            metrics_token: None,
         }
     }
 }
@@ -320,7 +326,7 @@ pub enum LogFormat {
 }
 
 /// A string that must never appear in logs or `--help` output.
-#[derive(Clone)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
 
 impl Secret {

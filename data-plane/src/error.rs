@@ -162,6 +162,9 @@ pub enum GatewayError {
 
     #[error("no API key presented")]
     MissingApiKey,
+    /// `/metrics` without the configured `SWITCHYARD_METRICS_TOKEN`.
+    #[error("metrics token missing or wrong")]
+    MetricsUnauthorized,
     #[error("unknown API key")]
     InvalidApiKey,
     #[error("revoked API key")]
@@ -323,7 +326,9 @@ impl GatewayError {
         match self {
             InvalidJson(_) | InvalidRequest { .. } | BodyRead(_) => StatusCode::BAD_REQUEST,
             RequestTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            MissingApiKey | InvalidApiKey | KeyRevoked | KeyExpired => StatusCode::UNAUTHORIZED,
+            MissingApiKey | InvalidApiKey | KeyRevoked | KeyExpired | MetricsUnauthorized => {
+                StatusCode::UNAUTHORIZED
+            }
             ModelNotAllowed { .. } | RegionNotAllowed { .. } => StatusCode::FORBIDDEN,
             ModelNotFound { .. } | RouteNotFound => StatusCode::NOT_FOUND,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -362,6 +367,7 @@ impl GatewayError {
             BodyRead(_) => "invalid_body",
             RequestTooLarge { .. } => "request_too_large",
             MissingApiKey => "missing_api_key",
+            MetricsUnauthorized => "metrics_unauthorized",
             InvalidApiKey => "invalid_api_key",
             KeyRevoked => "key_revoked",
             KeyExpired => "key_expired",
@@ -430,6 +436,13 @@ impl GatewayError {
                 "You didn't provide an API key. You need to provide your API key in an \
                  Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY), \
                  or in an x-api-key header."
+                    .to_owned(),
+                INVALID_REQUEST,
+                None,
+            ),
+            MetricsUnauthorized => own(
+                "This endpoint requires the metrics token (SWITCHYARD_METRICS_TOKEN) as \
+                 Authorization: Bearer <token>."
                     .to_owned(),
                 INVALID_REQUEST,
                 None,
@@ -750,6 +763,7 @@ mod tests {
         let all = [
             GatewayError::InvalidJson("x".into()),
             GatewayError::MissingApiKey,
+            GatewayError::MetricsUnauthorized,
             GatewayError::KeyRevoked,
             GatewayError::ModelNotAllowed { model: "m".into() },
             GatewayError::UpstreamAuthFailed { status: 401 },

@@ -35,6 +35,8 @@
 //! - [`tokens`]: local token counting for the mock provider and for estimates.
 //! - [`store`]: `ConfigStore`, the node's cache of published keys and tenant configs.
 //! - [`usage_sink`]: `UsageSink`, which ships usage events to Redis or the in-process channel.
+//! - [`metrics_registry`]: every Prometheus metric (name, help, buckets), the recorder and
+//!   `/metrics`.
 //! - [`usage_spool`]: `Spool`, the local append-only file store the Redis sink writes to while
 //!   Redis is unreachable, replayed when it returns (or on the next start).
 //!
@@ -50,6 +52,7 @@ pub mod egress;
 pub mod error;
 pub mod governance;
 pub mod http;
+pub mod metrics_registry;
 pub mod pipeline;
 pub mod providers;
 pub mod routing;
@@ -123,7 +126,7 @@ pub fn v1_router(state: AppState) -> Router {
 /// 404 in OpenAI's format for every other path. Installs the Prometheus recorder (once per
 /// process).
 pub fn app(state: AppState) -> Router {
-    let _ = http::health::recorder();
+    metrics_registry::build_info("data");
     let [healthz, readyz, metrics] = PUBLIC_ROUTES;
     let public = Router::new()
         .route(healthz, get(http::health::healthz))

@@ -34,7 +34,7 @@ async fn main() -> ExitCode {
 
 async fn run() -> anyhow::Result<()> {
     // Guard against a dependency enabling rustls' `ring` provider next to aws-lc-rs, which would
-    // make the first TLS client panic (see DEPENDENCIES.md, P1).
+    // make the first TLS client panic (ARCHITECTURE.md, Dependency notes, D1).
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
 
     let mut config = Config::parse();
@@ -48,6 +48,8 @@ async fn run() -> anyhow::Result<()> {
     let validated = config.validate()?;
     tracing::info!(node_id = %validated.node_id, settings = ?config.settings, "starting data plane");
 
+    // Before anything records a metric (the spool's gauges count what a previous run left).
+    let _ = data_plane::metrics_registry::recorder();
     let redis_url = config.redis_url.expose();
     let pool = redis_pool(redis_url).context("REDIS_URL")?;
     let keys = RedisKeys::new(config.redis_prefix.clone());
@@ -57,8 +59,6 @@ async fn run() -> anyhow::Result<()> {
     let usage = if config.usage_spool_max_bytes == 0 {
         UsageSink::redis(pool, keys)
     } else {
-        // The recorder first, so the spool's gauges count what a previous run left.
-        let _ = data_plane::http::health::recorder();
         let dir = config.usage_spool_dir();
         let spool = Spool::open(&dir, config.usage_spool_max_bytes).with_context(|| {
             format!(

@@ -170,6 +170,11 @@ impl AppState {
         }
     }
 
+    /// Request tasks running now (streams included).
+    pub fn in_flight(&self) -> usize {
+        self.inner.in_flight.count.load(Ordering::Acquire)
+    }
+
     /// On shutdown, after the server stopped accepting requests: waits until every request
     /// task has emitted its usage event, or `timeout` passes. Returns how many are still running.
     pub async fn drain(&self, timeout: Duration) -> usize {

@@ -167,6 +167,7 @@ impl UsageSink {
             state: Arc::clone(&state),
             spool: spool.map(|s| Arc::new(Mutex::new(s))),
             held: Vec::with_capacity(BATCH_SIZE),
+            held_oldest: None,
             held_events: 0,
             down: None,
             probe_backoff: Backoff::new(PROBE_MIN, PROBE_MAX),
@@ -185,6 +186,15 @@ impl UsageSink {
     pub fn in_memory(tx: mpsc::Sender<UsageEvent>) -> Self {
         Self {
             inner: Inner::Memory(tx),
+        }
+    }
+
+    /// Events handed to `emit` and not yet written to Redis or the spool (0 for the in-process
+    /// sink, whose channel is the ingest queue itself).
+    pub fn unwritten(&self) -> usize {
+        match &self.inner {
+            Inner::Redis { state, .. } => state.unwritten.load(Ordering::Acquire),
+            Inner::Memory(tx) => tx.max_capacity() - tx.capacity(),
         }
     }
 
@@ -316,6 +326,8 @@ struct Writer {
     spool: Option<Arc<Mutex<Spool>>>,
     /// Serialized events taken from the queue and not yet written anywhere.
     held: Vec<String>,
+    /// When the oldest request of `held` ended (for the pipeline lag gauge).
+    held_oldest: Option<time::OffsetDateTime>,
     /// How many queued events `held` stands for (unserializable ones included).
     held_events: usize,
     /// `Some(next probe)` while Redis is considered unreachable (spool mode).
@@ -412,6 +424,7 @@ impl Writer {
             return;
         }
         self.held_events = n;
+        self.held_oldest = events.iter().map(crate::metrics_registry::event_end).min();
         for event in events {
             match serde_json::to_string(&event) {
                 Ok(json) => self.held.push(json),
@@ -428,6 +441,11 @@ impl Writer {
 
     /// The held batch is durable (in Redis or the spool).
     fn written(&mut self) {
+        if let Some(end) = self.held_oldest.take() {
+            let lag = (time::OffsetDateTime::now_utc() - end).as_seconds_f64();
+            metrics::gauge!("switchyard_usage_pipeline_lag_seconds", "stage" => "sink")
+                .set(lag.max(0.0));
+        }
         self.held.clear();
         self.state
             .unwritten

@@ -9,8 +9,8 @@
 //!   the root file of that name with `cache-control: no-cache` (and an `ETag`), else a JSON 404.
 //! - Every other `GET`/`HEAD` path: `index.html` (the SPA's router takes it from there),
 //!   `content-type: text/html; charset=utf-8`, `cache-control: no-cache`, `ETag`.
-//! - Never the console: `/api` and `/v1` (and below them), `/docs…`, `/healthz`, `/readyz`
-//!   keep the JSON 404 of their API, so a mistyped API URL is never answered with HTML.
+//! - Never the console: `/api` and `/v1` (and below them), `/docs…`, `/healthz`, `/readyz`,
+//!   `/metrics` keep the JSON 404 of their API, so a mistyped API URL is never answered with HTML.
 //!   (In zero-setup mode the gateway's router answers unknown `/v1/…` paths itself, in
 //!   OpenAI's shape; this fallback never sees them.)
 //!
@@ -53,6 +53,7 @@ pub fn is_api_path(path: &str) -> bool {
         || path.starts_with(crate::openapi::DOCS_PATH)
         || path == "/healthz"
         || path == "/readyz"
+        || path == "/metrics"
 }
 
 /// The fallback handler: the console, or a JSON 404 (see the module docs).
@@ -151,6 +152,7 @@ mod tests {
             "/docs/x",
             "/healthz",
             "/readyz",
+            "/metrics",
         ] {
             assert!(is_api_path(api), "{api}");
         }

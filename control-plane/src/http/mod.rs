@@ -34,6 +34,7 @@ pub mod invitations;
 pub mod keys;
 pub mod members;
 pub mod meta;
+pub mod metrics;
 pub mod models;
 pub mod organization;
 pub mod permissions;
@@ -124,6 +125,7 @@ pub fn routes(state: AppState) -> Router {
                 )),
             )
             .merge(health::router().method_not_allowed_fallback(method_not_allowed))
+            .merge(metrics::router().method_not_allowed_fallback(method_not_allowed))
             .with_state(state.clone())
             .merge(crate::openapi::swagger_ui()),
         &state,
@@ -145,6 +147,7 @@ pub fn with_fallback(router: Router, state: &AppState) -> Router {
 fn layered(router: Router, state: &AppState) -> Router {
     let inner = router.layer(
         ServiceBuilder::new()
+            .layer(middleware::from_fn(metrics::track))
             .layer(middleware::from_fn(error::log_errors))
             .layer(middleware::from_fn(uri_limit))
             .layer(CatchPanicLayer::custom(panic_response))

@@ -62,6 +62,7 @@ pub fn layer(cors: &GatewayCors) -> Option<CorsLayer> {
             .allow_headers(ALLOWED_HEADERS)
             .expose_headers([
                 super::REQUEST_ID_HEADER,
+                super::OVERHEAD_HEADER,
                 PROVIDER_HEADER,
                 DEPLOYMENT_HEADER,
                 ROUTE_HEADER,

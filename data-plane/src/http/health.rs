@@ -1,23 +1,16 @@
 //! Health and metrics endpoints, outside authentication (they are the explicit allowlist in
 //! [`crate::PUBLIC_ROUTES`]).
 
-use std::sync::OnceLock;
-use std::time::Duration;
-
 use axum::Json;
 use axum::extract::State;
-use axum::http::StatusCode;
-use axum::http::header::CONTENT_TYPE;
+use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use serde_json::json;
 
-use crate::routing::BreakerState;
+use crate::error::GatewayError;
+use crate::metrics_registry;
 use crate::state::AppState;
-
-/// How often histogram samples are folded into their summaries when nobody scrapes
-/// `/metrics`; without it the pending samples would grow without bound.
-const UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Liveness: the process answers. Always 200.
 pub async fn healthz() -> Response {
@@ -37,60 +30,45 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
     }
 }
 
-/// Prometheus text exposition of every metric this process records.
-pub async fn metrics(State(state): State<AppState>) -> Response {
-    match recorder() {
-        Some(handle) => {
-            // Breaker states are read at scrape time: one gauge per deployment this node has
-            // seen recently, 1 for its current state and 0 for the others.
-            for (deployment, current) in state.health().states() {
-                let deployment = deployment.to_string();
-                for s in [
-                    BreakerState::Closed,
-                    BreakerState::Open,
-                    BreakerState::HalfOpen,
-                ] {
-                    metrics::gauge!(
-                        "switchyard_breaker_state",
-                        "deployment" => deployment.clone(),
-                        "state" => s.as_str(),
-                    )
-                    .set(if s == current { 1.0 } else { 0.0 });
-                }
-            }
-            handle.run_upkeep();
-            (
-                [(CONTENT_TYPE, "text/plain; version=0.0.4")],
-                handle.render(),
-            )
-                .into_response()
-        }
+/// Prometheus text exposition of every metric this process records (see
+/// [`crate::metrics_registry`]). With `SWITCHYARD_METRICS_TOKEN` set, only for
+/// `Authorization: Bearer <token>`.
+pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if !metrics_allowed(state.settings().metrics_token.as_ref(), &headers) {
+        return GatewayError::MetricsUnauthorized.into_response();
+    }
+    metrics_registry::observe_node(&state);
+    exposition()
+}
+
+/// Whether `headers` may read `/metrics` when the metrics token is `token` (always, without
+/// one).
+pub fn metrics_allowed(token: Option<&crate::config::Secret>, headers: &HeaderMap) -> bool {
+    let Some(token) = token.filter(|t| !t.expose().is_empty()) else {
+        return true;
+    };
+    headers
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .is_some_and(|given| {
+            shared::crypto::constant_time_eq(given.trim().as_bytes(), token.expose().as_bytes())
+        })
+}
+
+/// The rendered exposition (call the `observe_*` functions first), in the Prometheus text
+/// format.
+pub fn exposition() -> Response {
+    match metrics_registry::render() {
+        Some(text) => (
+            [(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+            text,
+        )
+            .into_response(),
         None => (
             StatusCode::NOT_FOUND,
             "metrics are recorded by another exporter in this process",
         )
             .into_response(),
     }
-}
-
-/// Installs the Prometheus recorder once per process (tests build many apps). `None` when
-/// another recorder was installed first, e.g. by an embedding process.
-pub fn recorder() -> Option<&'static PrometheusHandle> {
-    static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
-    HANDLE
-        .get_or_init(|| {
-            let handle = PrometheusBuilder::new().install_recorder().ok()?;
-            if let Ok(rt) = tokio::runtime::Handle::try_current() {
-                let upkeep = handle.clone();
-                rt.spawn(async move {
-                    let mut tick = tokio::time::interval(UPKEEP_INTERVAL);
-                    loop {
-                        tick.tick().await;
-                        upkeep.run_upkeep();
-                    }
-                });
-            }
-            Some(handle)
-        })
-        .as_ref()
 }

@@ -33,6 +33,7 @@ pub mod messages;
 pub mod models;
 
 use std::any::Any;
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
@@ -140,11 +141,39 @@ fn check_head(request: &Request) -> Result<(), GatewayError> {
     Ok(())
 }
 
+/// The response header with the gateway's own time for the request, in milliseconds with
+/// microsecond precision (`0.215`): everything but waiting on providers, up to the response
+/// head (for a stream, its first bytes' translation is not included).
+pub const OVERHEAD_HEADER: HeaderName = HeaderName::from_static("x-switchyard-overhead-ms");
+
+/// Sets [`OVERHEAD_HEADER`] to `own`.
+pub(crate) fn put_overhead(headers: &mut axum::http::HeaderMap, own: Duration) {
+    let micros = u64::try_from(own.as_micros()).unwrap_or(u64::MAX);
+    let text = format!("{}.{:03}", micros / 1000, micros % 1000);
+    if let Ok(value) = HeaderValue::from_str(&text) {
+        headers.insert(OVERHEAD_HEADER, value);
+    }
+}
+
+/// A request path as the overhead histogram's `endpoint` label (a fixed set).
+fn endpoint_label(path: &str) -> &'static str {
+    match path {
+        "/v1/chat/completions" => "chat.completions",
+        "/v1/messages" => "messages",
+        "/v1/messages/count_tokens" => "count_tokens",
+        "/v1/embeddings" => "embeddings",
+        "/healthz" | "/readyz" | "/metrics" => "internal",
+        p if p.starts_with("/v1/models") => "models",
+        _ => "other",
+    }
+}
+
 /// Gives the request a fresh id. A client's own `x-request-id` (or a forged
 /// `x-switchyard-request-id`) is never trusted: the id is the usage event's deduplication key,
 /// so reusing one would make a second request free.
 pub async fn request_id(mut request: Request, next: Next) -> Response {
     let rid = RequestId::new();
+    let endpoint = endpoint_label(request.uri().path());
     request.headers_mut().remove(&REQUEST_ID_HEADER);
     request.extensions_mut().insert(rid);
     let span = tracing::info_span!(
@@ -155,6 +184,22 @@ pub async fn request_id(mut request: Request, next: Next) -> Response {
         path = %crate::error::prefix(request.uri().path(), MAX_LOGGED_PATH),
     );
     let mut response = next.run(request).instrument(span).await;
+    // The pipeline put its own figure (upstream time excluded) on its answers; any other
+    // answer (a refusal at the edge, /v1/models) never waited on a provider.
+    let overhead = match response.headers().get(&OVERHEAD_HEADER) {
+        Some(value) => value
+            .to_str()
+            .ok()
+            .and_then(|v| v.parse::<f64>().ok())
+            .map_or(Duration::ZERO, |ms| Duration::from_secs_f64(ms / 1000.0)),
+        None => {
+            let own = rid.started.elapsed();
+            put_overhead(response.headers_mut(), own);
+            own
+        }
+    };
+    metrics::histogram!("switchyard_gateway_overhead_seconds", "endpoint" => endpoint)
+        .record(overhead.as_secs_f64());
     let mut buf = uuid::Uuid::encode_buffer();
     if let Ok(value) = HeaderValue::from_str(rid.id.hyphenated().encode_lower(&mut buf)) {
         response.headers_mut().insert(REQUEST_ID_HEADER, value);

@@ -285,6 +285,7 @@ where
     while let Some((backend, guard)) = next_available(state, &mut driver, &prompt_tokens).await {
         meter.set_backend(backend);
         let first = call(backend);
+        let waiting = Instant::now();
         let outcome = match plan.hedge_after {
             None => Outcome::of(backend, guard, first.await),
             Some(after) => {
@@ -301,10 +302,14 @@ where
         };
         for (failed, guard, error) in outcome.failed {
             // Returns the error when it is final or the attempts are spent.
-            if let Some(wait) = driver.failed(meter, failed, guard, error)? {
+            let wait = driver
+                .failed(meter, failed, guard, error)
+                .inspect_err(|_| meter.add_upstream(waiting.elapsed()))?;
+            if let Some(wait) = wait {
                 tokio::time::sleep(wait).await;
             }
         }
+        meter.add_upstream(waiting.elapsed());
         if let Some((backend, guard, (answer, slot))) = outcome.served {
             admission.hold_provider(slot);
             meter.set_backend(backend);

@@ -212,6 +212,18 @@ fn refusal(checks: &[Limit], decision: &Decision, headers: RateHeaders) -> Gatew
         .zip(&decision.standings)
         .filter(|(_, s)| s.retry_ms > 0)
         .max_by_key(|(_, s)| s.retry_ms);
+    if let Some((l, _)) = worst {
+        metrics::counter!(
+            "switchyard_rate_limit_refusals_total",
+            "scope" => match l.level {
+                Level::Key => "key",
+                Level::Team => "team",
+                Level::Tenant => "organization",
+            },
+            "kind" => l.metric.as_str(),
+        )
+        .increment(1);
+    }
     match worst {
         Some((l, s)) => GatewayError::RateLimitExceeded {
             level: l.level,

@@ -79,6 +79,9 @@ pub struct Meter {
     body: Option<bytes::Bytes>,
     /// The request text to store, when the organization opted in (see [`UsagePayload`]).
     payload_request: Option<(String, bool)>,
+    /// Time spent in provider calls and the waits between attempts: what the gateway's
+    /// overhead (`x-switchyard-overhead-ms`) excludes.
+    upstream: std::time::Duration,
 }
 
 struct BackendFacts {
@@ -132,6 +135,7 @@ impl Meter {
             tags: request_tags(auth),
             body: None,
             payload_request: None,
+            upstream: std::time::Duration::ZERO,
         }
     }
 
@@ -184,6 +188,22 @@ impl Meter {
         });
     }
 
+    /// Time the attempt stage spent waiting on providers (calls, and pauses between attempts).
+    pub fn add_upstream(&mut self, spent: std::time::Duration) {
+        self.upstream += spent;
+    }
+
+    /// Puts the gateway's own time so far (everything but [`Meter::add_upstream`]'s) on an
+    /// answer's headers, for the edge to report (see `http::request_id`).
+    fn put_overhead(&self, headers: &mut HeaderMap) {
+        let own = self
+            .request_id
+            .started
+            .elapsed()
+            .saturating_sub(self.upstream);
+        crate::http::put_overhead(headers, own);
+    }
+
     /// The usage event's `endpoint` (`chat.completions` unless set).
     pub fn set_endpoint(&mut self, endpoint: &'static str) {
         self.endpoint = endpoint;
@@ -231,6 +251,7 @@ impl Meter {
         // If the client is gone the response is simply dropped; the event is the same.
         let mut response = error.into_response();
         self.rate.headers.apply(response.headers_mut());
+        self.put_overhead(response.headers_mut());
         let _ = respond.send(response);
         self.finish(
             status,
@@ -256,6 +277,7 @@ impl Meter {
             mut headers,
         } = attempt;
         self.rate.headers.apply(&mut headers);
+        self.put_overhead(&mut headers);
         match reply {
             Reply::Complete(completion) => self.complete(request, completion, headers, respond),
             Reply::Stream(events) => {
@@ -418,60 +440,114 @@ impl Meter {
     }
 }
 
-/// Hands the event to the usage sink (which may wait while its queue is full) and counts it.
+/// Hands the event to the usage sink (which may wait while its queue is full) and counts it
+/// in the request metrics (see [`crate::metrics_registry`] for names and labels).
 pub async fn emit(state: &AppState, event: UsageEvent) {
+    record_metrics(&event);
+    state.usage().emit(event).await;
+}
+
+/// The request metrics of one usage event. Labels stay bounded: the model only once it
+/// resolved to a route or deployment (a client can send any string), the provider kind, the
+/// deployment id, classes; never a key, a tenant or a prompt.
+fn record_metrics(event: &UsageEvent) {
+    let resolved = event.deployment_id.is_some() || event.route.is_some();
+    let model = if resolved && !event.model.is_empty() {
+        event.model.clone()
+    } else {
+        UNKNOWN.to_owned()
+    };
+    let provider = event.provider.clone().unwrap_or_else(|| UNKNOWN.to_owned());
+    let deployment = event
+        .deployment_id
+        .map_or_else(|| UNKNOWN.to_owned(), |d| d.to_string());
+    let route = event.route.clone().unwrap_or_else(|| UNKNOWN.to_owned());
+    let endpoint = endpoint_label(&event.endpoint);
+    let error_class = event
+        .error_class
+        .clone()
+        .unwrap_or_else(|| "none".to_owned());
     metrics::counter!("switchyard_usage_events_total", "outcome" => event.outcome.as_str())
         .increment(1);
+    metrics::counter!(
+        "switchyard_requests_total",
+        "endpoint" => endpoint,
+        "model" => model.clone(),
+        "route" => route,
+        "provider" => provider.clone(),
+        "deployment" => deployment,
+        "status_class" => crate::metrics_registry::status_class(event.status),
+        "error_class" => error_class,
+    )
+    .increment(1);
     metrics::histogram!(
         "switchyard_request_duration_seconds",
+        "endpoint" => endpoint,
+        "model" => model.clone(),
+        "provider" => provider.clone(),
         "stream" => if event.stream { "true" } else { "false" },
-        "outcome" => event.outcome.as_str(),
     )
     .record(event.latency_ms as f64 / 1000.0);
     if let Some(ttft) = event.ttft_ms {
-        metrics::histogram!("switchyard_time_to_first_token_seconds").record(ttft as f64 / 1000.0);
-    }
-    if let Some(deployment) = event.deployment_id {
-        // Labels stay bounded: a deployment id, the provider kind, an outcome; never a key or
-        // a prompt.
-        let deployment = deployment.to_string();
-        let provider = event.provider.clone().unwrap_or_default();
-        metrics::counter!(
-            "switchyard_deployment_requests_total",
-            "deployment" => deployment.clone(),
-            "provider" => provider,
-            "outcome" => event.outcome.as_str(),
-        )
-        .increment(1);
         metrics::histogram!(
-            "switchyard_deployment_latency_seconds",
-            "deployment" => deployment.clone(),
+            "switchyard_time_to_first_token_seconds",
+            "endpoint" => endpoint,
+            "model" => model.clone(),
+            "provider" => provider.clone(),
         )
-        .record(event.latency_ms as f64 / 1000.0);
-        if let Some(ttft) = event.ttft_ms {
-            metrics::histogram!(
-                "switchyard_deployment_ttft_seconds",
-                "deployment" => deployment,
-            )
-            .record(ttft as f64 / 1000.0);
-        }
+        .record(ttft as f64 / 1000.0);
     }
-    if !event.failed_attempts.is_empty() {
-        metrics::counter!("switchyard_fallbacks_total").increment(1);
+    if !event.failed_attempts.is_empty() && event.outcome == UsageOutcome::Success {
+        metrics::counter!("switchyard_fallbacks_total", "model" => model.clone()).increment(1);
     }
     for failed in &event.failed_attempts {
         metrics::counter!(
-            "switchyard_attempt_failures_total",
+            "switchyard_retries_total",
             "deployment" => failed.deployment_id.to_string(),
             "class" => failed.error_class.map_or("other", retry_class_label),
         )
         .increment(1);
     }
-    metrics::counter!("switchyard_tokens_total", "kind" => "prompt").increment(event.prompt_tokens);
-    metrics::counter!("switchyard_tokens_total", "kind" => "completion")
-        .increment(event.completion_tokens);
-    state.usage().emit(event).await;
+    for (kind, n) in [
+        ("input", event.prompt_tokens),
+        ("output", event.completion_tokens),
+        ("cache_read", event.cache_read_tokens),
+        ("cache_write", event.cache_write_tokens),
+    ] {
+        if n > 0 {
+            metrics::counter!(
+                "switchyard_tokens_total",
+                "model" => model.clone(),
+                "provider" => provider.clone(),
+                "kind" => kind,
+            )
+            .increment(n);
+        }
+    }
+    if let Ok(cost) = u64::try_from(event.cost_micros)
+        && cost > 0
+    {
+        metrics::counter!(
+            "switchyard_cost_microdollars_total",
+            "model" => model,
+            "provider" => provider,
+        )
+        .increment(cost);
+    }
 }
+
+/// A usage event's endpoint as a label (a fixed set).
+fn endpoint_label(endpoint: &str) -> &'static str {
+    match endpoint {
+        CHAT_COMPLETIONS => CHAT_COMPLETIONS,
+        Meter::EMBEDDINGS => Meter::EMBEDDINGS,
+        "messages" => "messages",
+        _ => "other",
+    }
+}
+
+/// The label for requests that never resolved to a model, route, provider or deployment.
+const UNKNOWN: &str = "unknown";
 
 /// A retry class as a metric label.
 fn retry_class_label(class: RetryClass) -> &'static str {
@@ -523,6 +599,7 @@ impl Meter {
         respond: oneshot::Sender<Response>,
     ) -> UsageEvent {
         self.rate.headers.apply(&mut headers);
+        self.put_overhead(&mut headers);
         let (outcome, code) = outcome_of(deliver::json(answer.body, headers, respond));
         let tokens = match answer.usage.filter(|u| u.prompt_tokens > 0) {
             Some(usage) => Tokens {

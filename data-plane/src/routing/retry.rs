@@ -75,6 +75,7 @@ pub fn classify(err: &GatewayError) -> Option<RetryClass> {
         | BodyRead(_)
         | RequestTooLarge { .. }
         | MissingApiKey
+        | MetricsUnauthorized
         | InvalidApiKey
         | KeyRevoked
         | KeyExpired
@@ -245,7 +246,7 @@ mod tests {
         use GatewayError::*;
         match err {
             InvalidJson(_) | InvalidRequest { .. } | BodyRead(_) | RequestTooLarge { .. } => {}
-            MissingApiKey | InvalidApiKey | KeyRevoked | KeyExpired => {}
+            MissingApiKey | InvalidApiKey | KeyRevoked | KeyExpired | MetricsUnauthorized => {}
             ModelNotAllowed { .. } | ModelNotFound { .. } | RouteNotFound | MethodNotAllowed => {}
             RegionNotAllowed { .. } | QuotaExhausted { .. } => {}
             UpstreamRateLimited { .. } | UpstreamBadRequest { .. } | UpstreamAuthFailed { .. } => {}

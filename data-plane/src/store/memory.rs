@@ -28,7 +28,12 @@ pub(super) fn tenant(shared: &Shared, bus: &MemoryBus, tenant_id: Uuid) -> Optio
 /// Frees views of tenants that changed; on lag, frees everything (views are rebuilt on demand).
 pub(super) async fn run(shared: Arc<Shared>, mut changes: broadcast::Receiver<ConfigChange>) {
     loop {
-        match changes.recv().await {
+        let change = changes.recv().await;
+        if change.is_ok() {
+            let now = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
+            shared.mark_synced(u64::try_from(now).unwrap_or(0));
+        }
+        match change {
             Ok(ConfigChange {
                 kind: ChangeKind::Tenant,
                 id,

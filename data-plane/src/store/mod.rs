@@ -111,6 +111,15 @@ pub enum StoreError {
     InvalidRedisUrl,
 }
 
+/// How current a node's config is; see [`ConfigStore::sync_status`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SyncStatus {
+    /// The newest change log entry applied, as its Unix ms (0 before the first).
+    pub position_ms: u64,
+    /// Time since the config was last confirmed current (since start when it never was).
+    pub age: Duration,
+}
+
 /// Tuning knobs; [`Default`] is what production uses.
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
@@ -199,6 +208,10 @@ pub(crate) struct Shared {
     started: Instant,
     /// Misses fail at once until this many ms after `started` (0: not failing).
     fail_fast_until_ms: AtomicU64,
+    /// The change log position applied last (its entry's Unix ms; 0 before the first sync).
+    position_ms: AtomicU64,
+    /// When the config was last confirmed current, in ms after `started` (`u64::MAX`: never).
+    synced_at_ms: AtomicU64,
 }
 
 impl Versioned for KeyRecord {
@@ -378,6 +391,30 @@ impl ConfigStore {
 
     /// Whether the subscription is live right now (false during a Redis outage). Always true
     /// in-process.
+    /// How current this node's config is (the `switchyard_config_*` gauges). In-process, the
+    /// bus is the config itself: always current, at the time of its last change.
+    pub fn sync_status(&self) -> SyncStatus {
+        let s = &self.handle.shared;
+        match &s.backend {
+            Backend::Memory(_) => SyncStatus {
+                position_ms: s.position_ms.load(Ordering::Relaxed),
+                age: Duration::ZERO,
+            },
+            Backend::Redis { .. } => {
+                let at = s.synced_at_ms.load(Ordering::Relaxed);
+                let age = if at == u64::MAX {
+                    s.started.elapsed()
+                } else {
+                    Duration::from_millis(s.now_ms().saturating_sub(at))
+                };
+                SyncStatus {
+                    position_ms: s.position_ms.load(Ordering::Relaxed),
+                    age,
+                }
+            }
+        }
+    }
+
     pub fn is_connected(&self) -> bool {
         self.handle.shared.connected.load(Ordering::Relaxed)
     }
@@ -396,7 +433,15 @@ impl Shared {
             connected: AtomicBool::new(false),
             started: Instant::now(),
             fail_fast_until_ms: AtomicU64::new(0),
+            position_ms: AtomicU64::new(0),
+            synced_at_ms: AtomicU64::new(u64::MAX),
         }
+    }
+
+    /// The config is current up to the change log entry of `position_ms` (Unix ms), as of now.
+    pub(crate) fn mark_synced(&self, position_ms: u64) {
+        self.position_ms.fetch_max(position_ms, Ordering::Relaxed);
+        self.synced_at_ms.store(self.now_ms(), Ordering::Relaxed);
     }
 
     pub(crate) fn is_ready(&self) -> bool {

@@ -188,6 +188,8 @@ async fn poll(shared: &Shared, state: &mut SyncState) -> Result<(), String> {
     };
     if behind || !state.retry.is_empty() {
         catch_up(shared, state).await?;
+    } else if let Some(last) = state.last_seq {
+        shared.mark_synced(last.ms);
     }
     Ok(())
 }
@@ -309,6 +311,7 @@ async fn catch_up(shared: &Shared, state: &mut SyncState) -> Result<(), String> 
     }
     state.last_seq = Some(cursor);
     apply(shared, state, pending).await;
+    shared.mark_synced(cursor.ms);
     Ok(())
 }
 
