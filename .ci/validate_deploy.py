@@ -337,8 +337,45 @@ def check_rendered(objects: list[dict[str, Any]], values: dict[str, Any]) -> str
     return f"{len(objects)} objects fit together"
 
 
+# Keys below these are plain Kubernetes fields (requests, limits, ...) documented by their parent.
+PASSTHROUGH_VALUES = {"resources", "strategy", "startup", "liveness", "readiness"}
+
+
+def values_documented() -> str:
+    """Every key of values.yaml has a comment right above it (or sits under a documented
+    Kubernetes object), and values.schema.json describes every key."""
+    lines = (CHART / "values.yaml").read_text().splitlines()
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    stack: list[tuple[int, str, bool]] = []
+    undocumented, unschemed = [], []
+    prev = ""
+    keys = 0
+    for number, line in enumerate(lines, 1):
+        m = re.match(r"^(\s*)([A-Za-z][\w.-]*):", line)
+        if m:
+            indent, key = len(m.group(1)), m.group(2)
+            while stack and stack[-1][0] >= indent:
+                stack.pop()
+            documented = prev.strip().startswith("#")
+            if not documented and not any(k in PASSTHROUGH_VALUES and d for _, k, d in stack):
+                undocumented.append(f"line {number} {key}")
+            node = schema
+            for _, k, _ in stack:
+                node = node.get("properties", {}).get(k, {})
+            if node.get("properties") is not None and key not in node["properties"]:
+                unschemed.append(".".join([k for _, k, _ in stack] + [key]))
+            stack.append((indent, key, documented))
+            keys += 1
+        if line.strip():
+            prev = line
+    expect(not undocumented, f"values without a comment: {undocumented}")
+    expect(not unschemed, f"values missing from values.schema.json: {unschemed}")
+    return f"{keys} keys"
+
+
 def chart_checks() -> None:
     chart = helm.Chart.load(str(CHART))
+    check("helm: every value in values.yaml is commented and in values.schema.json", values_documented)
     check("helm: chart loads (apiVersion v2)", lambda: expect(
         chart.metadata.get("apiVersion") == "v2", "Chart.yaml apiVersion is not v2") or
         f"Helm SDK {helm.helm_sdk_version()}, chart {chart.name} {chart.version}")
