@@ -4,7 +4,7 @@ What is checked, and with what:
 - the Helm chart (deploy/helm/switchyard): `helm lint --strict` and rendering with Helm v4's own
   engine (PyPI helm-python-sdk, Helm's Go SDK behind a C ABI: no `helm` binary) for the default
   values and every deploy/helm/switchyard/ci/*-values.yaml; every rendered object against the
-  Kubernetes 1.31 OpenAPI schemas in strict mode (PyPI kubernetes-validate: unknown fields fail);
+  Kubernetes 1.25 (the chart's minimum) and 1.31 OpenAPI schemas in strict mode (PyPI kubernetes-validate: unknown fields fail);
   the ServiceMonitor against .ci/schemas/servicemonitor-monitoring.coreos.com-v1.json (a subset of
   the Prometheus Operator CRD's schema); then how the objects fit together (selectors, ports,
   Secret and ConfigMap references, probes, security contexts, SWITCHYARD_NODE_COUNT);
@@ -48,7 +48,10 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
 CHART = DEPLOY / "helm" / "switchyard"
-KUBE_VERSION = "1.31.0"
+# The newest Kubernetes the schemas are pinned to, and the oldest the chart claims (Chart.yaml
+# kubeVersion >=1.25): every manifest must validate against both.
+KUBE_VERSIONS = ["1.25.0", "1.31.0"]
+KUBE_VERSION = KUBE_VERSIONS[-1]
 RELEASE = "switchyard"
 NAMESPACE = "switchyard"
 SERVICE_MONITOR_SCHEMA = ROOT / ".ci" / "schemas" / "servicemonitor-monitoring.coreos.com-v1.json"
@@ -162,7 +165,7 @@ def strip(obj: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in obj.items() if k != "__template__"}
 
 
-def validate_kube(objects: list[dict[str, Any]]) -> str:
+def validate_kube(objects: list[dict[str, Any]], version: str = KUBE_VERSION) -> str:
     sm_schema = json.loads(SERVICE_MONITOR_SCHEMA.read_text())
     counts: dict[str, int] = {}
     for obj in objects:
@@ -175,7 +178,7 @@ def validate_kube(objects: list[dict[str, Any]]) -> str:
                 f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in errors))
         else:
             try:
-                kubernetes_validate.validate(strip(obj), KUBE_VERSION, strict=True)
+                kubernetes_validate.validate(strip(obj), version, strict=True)
             except kubernetes_validate.ValidationError as e:
                 raise CheckError(f"{where}: {'/'.join(map(str, e.absolute_path))}: {e.message}") from e
             except kubernetes_validate.SchemaNotFoundError as e:
@@ -391,8 +394,9 @@ def chart_checks() -> None:
         check(f"helm template, {label}", do_render)
         if "objects" not in state:
             continue
-        check(f"kubernetes {KUBE_VERSION} schemas (strict), {label}",
-              lambda state=state: validate_kube(state["objects"]))
+        for version in KUBE_VERSIONS:
+            check(f"kubernetes {version} schemas (strict), {label}",
+                  lambda state=state, version=version: validate_kube(state["objects"], version))
         check(f"chart wiring, {label}", lambda state=state: check_rendered(state["objects"], state["values"]))
 
     full = next(v for label, v in values_cases() if label.endswith("full-values.yaml"))
