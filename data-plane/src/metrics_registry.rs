@@ -379,15 +379,35 @@ fn describe() {
     }
 }
 
-/// Sets `switchyard_build_info` for `plane` (`data` or `control`).
+/// Sets `switchyard_build_info` for `plane` (`data` or `control`), and exports the counters an
+/// alert watches at 0 from the start (a series that appears only on the first event makes
+/// `rate()` and "> 0" alerts miss it).
 pub fn build_info(plane: &'static str) {
-    if recorder().is_some() {
-        metrics::gauge!(
-            "switchyard_build_info",
-            "plane" => plane,
-            "version" => env!("CARGO_PKG_VERSION"),
-        )
-        .set(1.0);
+    if recorder().is_none() {
+        return;
+    }
+    metrics::gauge!(
+        "switchyard_build_info",
+        "plane" => plane,
+        "version" => env!("CARGO_PKG_VERSION"),
+    )
+    .set(1.0);
+    metrics::counter!("switchyard_usage_events_lost_total").increment(0);
+    if plane == "data" {
+        for scope in ["node", "organization", "provider"] {
+            metrics::counter!("switchyard_concurrency_refusals_total", "scope" => scope)
+                .increment(0);
+        }
+        for scope in ["key", "team", "organization"] {
+            for kind in ["requests", "tokens"] {
+                metrics::counter!(
+                    "switchyard_rate_limit_refusals_total",
+                    "scope" => scope,
+                    "kind" => kind,
+                )
+                .increment(0);
+            }
+        }
     }
 }
 
