@@ -56,31 +56,17 @@ RELEASE = "switchyard"
 NAMESPACE = "switchyard"
 SERVICE_MONITOR_SCHEMA = ROOT / ".ci" / "schemas" / "servicemonitor-monitoring.coreos.com-v1.json"
 
-# The metric catalog (issue 13): every name a dashboard may use. Histograms are listed by their
-# base name and used as <name>_bucket / _sum / _count.
-METRICS = {
-    # data plane
-    "switchyard_build_info", "switchyard_requests_total", "switchyard_request_duration_seconds",
-    "switchyard_time_to_first_token_seconds", "switchyard_gateway_overhead_seconds",
-    "switchyard_tokens_total", "switchyard_cost_microdollars_total", "switchyard_cache_lookups_total",
-    "switchyard_rate_limit_refusals_total", "switchyard_budget_refusals_total",
-    "switchyard_concurrency_refusals_total", "switchyard_breaker_state", "switchyard_retries_total",
-    "switchyard_fallbacks_total", "switchyard_in_flight_requests", "switchyard_max_concurrent_requests",
-    "switchyard_config_version", "switchyard_config_age_seconds", "switchyard_usage_pipeline_lag_seconds",
-    "switchyard_usage_queue_events", "switchyard_usage_spool_events", "switchyard_usage_spool_bytes",
-    "switchyard_usage_events_total", "switchyard_usage_events_lost_total",
-    "switchyard_redis_pool_connections", "switchyard_redis_pool_max_connections",
-    "switchyard_http_responses_total",
-    # control plane
-    "switchyard_api_requests_total", "switchyard_api_request_duration_seconds",
-    "switchyard_config_published_total", "switchyard_config_outbox_pending",
-    "switchyard_usage_ingested_total", "switchyard_db_pool_connections",
-    "switchyard_db_pool_max_connections",
-}
-HISTOGRAMS = {
-    "switchyard_request_duration_seconds", "switchyard_time_to_first_token_seconds",
-    "switchyard_gateway_overhead_seconds", "switchyard_api_request_duration_seconds",
-}
+# The metric catalog: every name a dashboard may use, read from the one table both planes
+# record with (`CATALOG` in data-plane/src/metrics_registry.rs; `counter(…)`, `gauge(…)` and
+# `seconds(…)` entries, the last being histograms, used as <name>_bucket / _sum / _count).
+def _catalog() -> tuple[set[str], set[str]]:
+    source = (ROOT / "data-plane" / "src" / "metrics_registry.rs").read_text()
+    table = source[source.index("pub static CATALOG"):source.index("pub fn find(")]
+    entries = re.findall(r'\b(counter|gauge|seconds)\(\s*"(switchyard_[a-z0-9_]+)"', table)
+    return {n for _, n in entries}, {n for k, n in entries if k == "seconds"}
+
+
+METRICS, HISTOGRAMS = _catalog()
 # Panels the dashboard must have (issue 13's list), by title.
 REQUIRED_PANELS = [
     "Requests by endpoint", "Errors by class", "Request duration p50 / p95 / p99",
