@@ -557,6 +557,40 @@ mod tests {
         }
     }
 
+    /// The README's metric list is this catalog (`UPDATE_README=1` rewrites it).
+    #[test]
+    fn readme_lists_the_catalog() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md");
+        let readme = std::fs::read_to_string(&path).unwrap();
+        let (start, end) = ("<!-- metrics:start -->\n", "<!-- metrics:end -->");
+        let from = readme.find(start).expect("README has the metrics markers") + start.len();
+        let to = readme.find(end).unwrap();
+        let mut table = String::from("| metric | type | what it measures |\n| --- | --- | --- |\n");
+        for m in CATALOG {
+            let kind = match (m.kind, m.buckets) {
+                (Kind::Counter, _) => "counter".to_owned(),
+                (Kind::Gauge, _) => "gauge".to_owned(),
+                (Kind::Histogram, Some(b)) => format!(
+                    "histogram ({} … {} s)",
+                    b.first().unwrap(),
+                    b.last().unwrap()
+                ),
+                (Kind::Histogram, None) => "histogram".to_owned(),
+            };
+            table.push_str(&format!("| `{}` | {kind} | {} |\n", m.name, m.help));
+        }
+        if readme[from..to] != table {
+            if std::env::var_os("UPDATE_README").is_some() {
+                let updated = format!("{}{table}{}", &readme[..from], &readme[to..]);
+                std::fs::write(&path, updated).unwrap();
+            } else {
+                panic!(
+                    "README's metric list is stale: run UPDATE_README=1 cargo test -p data-plane --lib metrics_registry"
+                );
+            }
+        }
+    }
+
     #[test]
     fn histograms_have_increasing_buckets_and_others_none() {
         for m in CATALOG {
