@@ -451,22 +451,22 @@ pub async fn emit(state: &AppState, event: UsageEvent) {
 /// resolved to a route or deployment (a client can send any string), the provider kind, the
 /// deployment id, classes; never a key, a tenant or a prompt.
 fn record_metrics(event: &UsageEvent) {
+    // Each label value is built once and shared (an `Arc`) by every series below.
+    let shared = |value: &str| metrics::SharedString::from(std::sync::Arc::<str>::from(value));
     let resolved = event.deployment_id.is_some() || event.route.is_some();
-    let model = if resolved && !event.model.is_empty() {
-        event.model.clone()
+    let model = shared(if resolved && !event.model.is_empty() {
+        &event.model
     } else {
-        UNKNOWN.to_owned()
+        UNKNOWN
+    });
+    let provider = shared(event.provider.as_deref().unwrap_or(UNKNOWN));
+    let deployment = match event.deployment_id {
+        Some(d) => shared(d.hyphenated().encode_lower(&mut uuid::Uuid::encode_buffer())),
+        None => metrics::SharedString::const_str(UNKNOWN),
     };
-    let provider = event.provider.clone().unwrap_or_else(|| UNKNOWN.to_owned());
-    let deployment = event
-        .deployment_id
-        .map_or_else(|| UNKNOWN.to_owned(), |d| d.to_string());
-    let route = event.route.clone().unwrap_or_else(|| UNKNOWN.to_owned());
+    let route = shared(event.route.as_deref().unwrap_or(UNKNOWN));
     let endpoint = endpoint_label(&event.endpoint);
-    let error_class = event
-        .error_class
-        .clone()
-        .unwrap_or_else(|| "none".to_owned());
+    let error_class = shared(event.error_class.as_deref().unwrap_or("none"));
     metrics::counter!("switchyard_usage_events_total", "outcome" => event.outcome.as_str())
         .increment(1);
     metrics::counter!(
