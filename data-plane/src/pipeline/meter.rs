@@ -79,6 +79,9 @@ pub struct Meter {
     body: Option<bytes::Bytes>,
     /// The request text to store, when the organization opted in (see [`UsagePayload`]).
     payload_request: Option<(String, bool)>,
+    /// The client span of the attempt that served (see [`crate::telemetry`]): it ends when the
+    /// event is built, with the usage on it.
+    attempt_span: tracing::Span,
 }
 
 struct BackendFacts {
@@ -132,7 +135,13 @@ impl Meter {
             tags: request_tags(auth),
             body: None,
             payload_request: None,
+            attempt_span: tracing::Span::none(),
         }
+    }
+
+    /// The client span of the attempt that served.
+    pub fn set_attempt_span(&mut self, span: tracing::Span) {
+        self.attempt_span = span;
     }
 
     /// The raw request body, kept (without copying) until [`Meter::set_route`] knows whether
@@ -337,6 +346,7 @@ impl Meter {
                 (UsageOutcome::Truncated, Some("upstream_timeout"))
             }
         };
+        crate::telemetry::record_stream_response(&self.attempt_span, &tally);
         let ttft = tally.ttft_ms;
         self.finish(200, outcome, code, tokens, ttft, Some(&tally.text))
     }
@@ -382,7 +392,7 @@ impl Meter {
         if let Some(take) = self.rate.tokens.take() {
             take.settle(tokens.prompt.saturating_add(tokens.completion));
         }
-        UsageEvent {
+        let event = UsageEvent {
             id: self.request_id.id,
             tenant_id: self.tenant_id,
             key_id: Some(self.key_id),
@@ -414,7 +424,9 @@ impl Meter {
                 .then(|| shared::usage::error_class(status, error_code).to_owned()),
             cache_hit: false,
             payload,
-        }
+        };
+        crate::telemetry::record_usage(&self.attempt_span, &event);
+        event
     }
 }
 
@@ -470,6 +482,8 @@ pub async fn emit(state: &AppState, event: UsageEvent) {
     metrics::counter!("switchyard_tokens_total", "kind" => "prompt").increment(event.prompt_tokens);
     metrics::counter!("switchyard_tokens_total", "kind" => "completion")
         .increment(event.completion_tokens);
+    // In the request's task: the current span is the request's server span.
+    crate::telemetry::record_request_event(&tracing::Span::current(), &event);
     state.usage().emit(event).await;
 }
 
@@ -590,7 +604,7 @@ fn capped(text: &str) -> (String, bool) {
 }
 
 /// The provider's HTTP status in an upstream failure, if it answered.
-fn upstream_status(error: &GatewayError) -> Option<u16> {
+pub(crate) fn upstream_status(error: &GatewayError) -> Option<u16> {
     match error {
         GatewayError::UpstreamRateLimited { .. } => Some(429),
         GatewayError::UpstreamBadRequest { status, .. } => Some(status.as_u16()),
