@@ -26,14 +26,9 @@ use crate::throttle::ThrottleSettings;
 /// Shortest accepted JWT secret, in bytes (HS256 wants at least the hash size).
 pub const MIN_JWT_SECRET_BYTES: usize = 32;
 
-/// How log lines are written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    /// Human-readable lines.
-    Text,
-    /// One JSON object per line, for log shippers.
-    Json,
-}
+/// How log lines are written: the data plane's type, since both binaries share one
+/// telemetry setup (`data_plane::telemetry`).
+pub use data_plane::config::LogFormat;
 
 /// Whether the console's session cookies carry `Secure` (`SWITCHYARD_COOKIE_SECURE`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]

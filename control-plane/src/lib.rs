@@ -108,7 +108,11 @@ pub fn app(state: AppState) -> Router {
 
 /// The binary: starts, serves until SIGTERM or Ctrl-C, then shuts down gracefully.
 pub async fn run(config: Config) -> anyhow::Result<()> {
-    init_tracing(config.log_format);
+    let telemetry = data_plane::telemetry::init(
+        "switchyard-control-plane",
+        config.log_format,
+        data_plane::telemetry::LogOutput::Stderr,
+    )?;
     let running = start(config).await?;
     tokio::select! {
         () = shutdown_signal() => tracing::info!("shutting down: finishing open requests"),
@@ -117,7 +121,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             anyhow::bail!("the HTTP server stopped unexpectedly");
         }
     }
-    running.shutdown().await
+    let result = running.shutdown().await;
+    // Last: the embedded gateway's requests have ended; send their spans (bounded).
+    telemetry.shutdown().await;
+    result
 }
 
 /// A started control plane. Dropping it does not stop it; call [`RunningControlPlane::shutdown`].
@@ -542,21 +549,6 @@ Get started (the README's "Your first request" does all of it, offline, with the
   4. call {base}/v1/chat/completions with that key, from curl or any OpenAI SDK.
 "#
     );
-}
-
-fn init_tracing(format: LogFormat) {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(ansi)
-        .with_writer(std::io::stderr);
-    // try_init: a test harness may have installed a subscriber already.
-    let _ = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().try_init(),
-    };
 }
 
 /// Resolves on SIGTERM (how orchestrators stop containers) or Ctrl-C.

@@ -302,8 +302,9 @@ impl UpstreamClient {
         self.client.post(url)
     }
 
-    /// Sends `builder` with the hop header, after checking an IP-literal host against the
-    /// egress policy; connects within `connect_ms` and waits for the response headers until
+    /// Sends `builder` with the hop header and the W3C trace context
+    /// ([`crate::telemetry`]), after checking an IP-literal host against the egress policy;
+    /// connects within `connect_ms` and waits for the response headers until
     /// `headers_deadline`.
     pub(crate) async fn send(
         &self,
@@ -314,12 +315,14 @@ impl UpstreamClient {
     ) -> Result<reqwest::Response, GatewayError> {
         let (_, request) = builder.header(HOP_HEADER, hops.clone()).build_split();
         let client = self.client_for(connect_ms);
-        let request = request.map_err(|e| {
+        let mut request = request.map_err(|e| {
             GatewayError::ProviderUnavailable(format!(
                 "cannot build the upstream request: {}",
                 e.without_url()
             ))
         })?;
+        // W3C trace context (our attempt's span, or the caller's context passed through).
+        crate::telemetry::outgoing(&mut request);
         let url = request.url();
         let host = url.host_str().unwrap_or_default().to_owned();
         let literal = match url.host() {

@@ -34,6 +34,8 @@
 //! - [`error`]: [`GatewayError`](error::GatewayError), rendered once in OpenAI's error shape.
 //! - [`tokens`]: local token counting for the mock provider and for estimates.
 //! - [`store`]: `ConfigStore`, the node's cache of published keys and tenant configs.
+//! - [`telemetry`]: logs (text or JSON) and OpenTelemetry traces for both binaries: one
+//!   `init`, the server and GenAI client spans, W3C trace context in and out.
 //! - [`usage_sink`]: `UsageSink`, which ships usage events to Redis or the in-process channel.
 //! - [`metrics_registry`]: every Prometheus metric (name, help, buckets), the recorder and
 //!   `/metrics`.
@@ -58,6 +60,7 @@ pub mod providers;
 pub mod routing;
 pub mod state;
 pub mod store;
+pub mod telemetry;
 pub mod tokens;
 pub mod usage_sink;
 pub mod usage_spool;

@@ -6,13 +6,13 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use data_plane::config::{Config, LogFormat};
+use data_plane::config::Config;
 use data_plane::store::{ConfigStore, redis_pool};
+use data_plane::telemetry::{self, LogOutput};
 use data_plane::usage_sink::UsageSink;
 use data_plane::usage_spool::Spool;
 use data_plane::{AppState, app};
 use shared::config::RedisKeys;
-use tracing_subscriber::EnvFilter;
 
 /// After SIGTERM, how long open connections (long streams included) may take to finish.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
@@ -44,7 +44,11 @@ async fn run() -> anyhow::Result<()> {
         .settings
         .upstream_allow_cidrs
         .get_or_insert_with(String::new);
-    init_tracing(config.log_format);
+    let telemetry = telemetry::init(
+        "switchyard-data-plane",
+        config.log_format,
+        LogOutput::Stdout,
+    )?;
     let validated = config.validate()?;
     tracing::info!(node_id = %validated.node_id, settings = ?config.settings, "starting data plane");
 
@@ -132,20 +136,9 @@ async fn run() -> anyhow::Result<()> {
         );
     }
     tracing::info!("stopped");
+    // Last: every request's spans have ended; send them (bounded).
+    telemetry.shutdown().await;
     Ok(())
-}
-
-fn init_tracing(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    // Colour codes only for a person at a terminal, not in collected logs.
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(ansi);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
 }
 
 /// Resolves on SIGTERM (how orchestrators stop containers) or Ctrl-C.

@@ -448,3 +448,68 @@ async fn a_rejected_provider_key_is_502_without_leaking_it() {
     }
     assert_eq!(fake.chat_requests()[0].bearer(), Some(wrong));
 }
+
+/// With tracing off (no OTLP endpoint in this test binary), the caller's W3C trace context is
+/// forwarded to the provider unchanged, and a malformed one is not forwarded at all.
+#[tokio::test]
+async fn the_callers_trace_context_passes_through_unchanged_when_tracing_is_off() {
+    let (mut gw, fake) = setup(Settings::default()).await;
+    let key = gw.key();
+    let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    for (sent, forwarded) in [
+        (traceparent, Some(traceparent)),
+        ("00-4bf92f3577b34da6a3ce929d0e0e4736-zzzz-01", None),
+    ] {
+        fake.clear_requests();
+        let response = gw
+            .http
+            .post(gw.url("/v1/chat/completions"))
+            .bearer_auth(&key)
+            .header("traceparent", sent)
+            .header("tracestate", "caller=1")
+            .json(&user_message("gpt", "Say hello"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        gw.next_usage().await;
+        let upstream = &fake.chat_requests()[0];
+        assert_eq!(upstream.header("traceparent"), forwarded);
+        assert_eq!(upstream.header("tracestate"), forwarded.map(|_| "caller=1"));
+    }
+    // Anthropic's Messages API too (its own task).
+    fake.clear_requests();
+    let response = gw
+        .http
+        .post(gw.url("/v1/messages"))
+        .header("x-api-key", &key)
+        .header("anthropic-version", "2023-06-01")
+        .header("traceparent", traceparent)
+        .json(&json!({"model": "gpt", "max_tokens": 50, "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    gw.next_usage().await;
+    assert_eq!(
+        fake.chat_requests()[0].header("traceparent"),
+        Some(traceparent)
+    );
+    // Streams too (the pipeline's task keeps the caller's context).
+    fake.clear_requests();
+    let response = gw
+        .http
+        .post(gw.url("/v1/chat/completions"))
+        .bearer_auth(&key)
+        .header("traceparent", traceparent)
+        .json(&streaming("gpt"))
+        .send()
+        .await
+        .unwrap();
+    response.text().await.unwrap();
+    gw.next_usage().await;
+    assert_eq!(
+        fake.chat_requests()[0].header("traceparent"),
+        Some(traceparent)
+    );
+}

@@ -154,7 +154,7 @@ async fn messages(
         admission,
         anthropic_api::ENDPOINT,
     );
-    tokio::spawn(task.instrument(tracing::Span::current()));
+    tokio::spawn(crate::telemetry::carry(task).instrument(tracing::Span::current()));
     // A stream's `message_start` carries an input estimate. Tokenizing a long prompt takes a
     // while, so it runs off the async workers while the upstream is being called. A whole
     // completion needs an estimate only when the provider reported no usage.

@@ -60,8 +60,9 @@ pub(crate) async fn answer_from_task(
     task: impl Future<Output = ()> + Send + 'static,
     response: tokio::sync::oneshot::Receiver<Response>,
 ) -> Response {
-    // The task keeps the request's span, so its log lines carry the request id.
-    tokio::spawn(task.instrument(tracing::Span::current()));
+    // The task keeps the request's span, so its log lines carry the request id (and its
+    // spans belong to the request's trace), and the caller's trace context.
+    tokio::spawn(crate::telemetry::carry(task).instrument(tracing::Span::current()));
     match response.await {
         Ok(response) => response,
         // The task ended without answering: it panicked (the panic is in the log).
@@ -90,9 +91,6 @@ pub fn with_edge(router: Router, state: &AppState) -> Router {
             )),
     )
 }
-
-/// How much of a request's path its log lines carry, in characters.
-const MAX_LOGGED_PATH: usize = 256;
 
 /// Longest accepted request URL (path and query), in bytes. Every route is short; a longer URL
 /// is a mistake or an attack, and would otherwise be quoted in logs.
@@ -171,19 +169,20 @@ fn endpoint_label(path: &str) -> &'static str {
 /// Gives the request a fresh id. A client's own `x-request-id` (or a forged
 /// `x-switchyard-request-id`) is never trusted: the id is the usage event's deduplication key,
 /// so reusing one would make a second request free.
+///
+/// Also opens the request's span (logs: `request{id method path}`; traces: the server span,
+/// child of the caller's `traceparent`, see [`crate::telemetry`]).
 pub async fn request_id(mut request: Request, next: Next) -> Response {
     let rid = RequestId::new();
     let endpoint = endpoint_label(request.uri().path());
     request.headers_mut().remove(&REQUEST_ID_HEADER);
     request.extensions_mut().insert(rid);
-    let span = tracing::info_span!(
-        "request",
-        id = %rid.id,
-        method = %request.method(),
-        // Bounded: the client chooses the path, and it is on every log line of the request.
-        path = %crate::error::prefix(request.uri().path(), MAX_LOGGED_PATH),
-    );
-    let mut response = next.run(request).instrument(span).await;
+    let (span, caller) = crate::telemetry::server_span(&request, rid.id);
+    let mut response = caller
+        .scope(next.run(request))
+        .instrument(span.clone())
+        .await;
+    crate::telemetry::record_response(&span, &response);
     // The pipeline put its own figure (upstream time excluded) on its answers; any other
     // answer (a refusal at the edge, /v1/models) never waited on a provider.
     let overhead = match response.headers().get(&OVERHEAD_HEADER) {

@@ -21,9 +21,15 @@
 //! - The served answer carries `x-switchyard-route`, `x-switchyard-deployment`,
 //!   `x-switchyard-provider`, `x-switchyard-region` (when the deployment has one) and
 //!   `x-switchyard-attempts`.
+//! - Each attempt (hedged ones included) runs in its own GenAI client span
+//!   ([`crate::telemetry`]): a failure ends it with `error.type`; the one that served goes to
+//!   the meter, which records usage and cost on it and ends it with the answer.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use tokio::time::Instant;
+use tracing::Instrument as _;
 
 use uuid::Uuid;
 
@@ -38,6 +44,7 @@ use shared::config::RetryClass;
 use crate::config::Settings;
 use crate::routing::{AttemptGuard, Backoff, Health};
 use crate::state::AppState;
+use crate::telemetry::{self, Operation};
 use crate::wire::ChatRequest;
 
 pub const ROUTE_HEADER: HeaderName = HeaderName::from_static("x-switchyard-route");
@@ -256,8 +263,16 @@ pub async fn chat(
 ) -> Result<Attempt, GatewayError> {
     let prompt_tokens = || crate::tokens::estimate_prompt_tokens(request);
     let call = |backend| call_chat(state, auth, plan, backend, request, request_id);
-    let ((reply, deadline), headers) =
-        run(state, admission, meter, plan, prompt_tokens, call).await?;
+    let ((reply, deadline), headers) = run(
+        state,
+        admission,
+        meter,
+        plan,
+        Operation::Chat,
+        prompt_tokens,
+        call,
+    )
+    .await?;
     Ok(Attempt {
         reply,
         deadline,
@@ -268,12 +283,13 @@ pub async fn chat(
 /// Runs `plan` with `call` (one endpoint's provider call, holding a concurrency slot on the
 /// provider): candidate after candidate until one answers or a failure is final, hedging when
 /// the route asks for it. Returns the answer and the routing headers. Every endpoint's attempt
-/// stage is this loop.
+/// stage is this loop. Each call runs in its attempt's client span for `operation`.
 pub(crate) async fn run<'p, T, C, F>(
     state: &'p AppState,
     admission: &mut Admission,
     meter: &mut Meter,
     plan: &'p Plan,
+    operation: Operation,
     prompt_tokens: impl Fn() -> u64,
     call: C,
 ) -> Result<(T, HeaderMap), GatewayError>
@@ -281,10 +297,26 @@ where
     C: Fn(&'p Backend) -> F,
     F: Future<Output = Result<(T, Slot<Uuid>), GatewayError>>,
 {
+    // Every call, hedges included, in its own span, numbered in the order they start.
+    let started = AtomicUsize::new(0);
+    let traced = |backend: &'p Backend| {
+        let attempt = started.fetch_add(1, Ordering::Relaxed) + 1;
+        let span = telemetry::attempt_span(operation, backend, &plan.route, attempt);
+        let call = call(backend).instrument(span.clone());
+        async move {
+            match call.await {
+                Ok(answer) => Ok((answer, span)),
+                Err(error) => {
+                    telemetry::attempt_failed(&span, &error);
+                    Err(error)
+                }
+            }
+        }
+    };
     let mut driver = Driver::new(plan, state.health(), state.settings());
     while let Some((backend, guard)) = next_available(state, &mut driver, &prompt_tokens).await {
         meter.set_backend(backend);
-        let first = call(backend);
+        let first = traced(backend);
         let waiting = Instant::now();
         let outcome = match plan.hedge_after {
             None => Outcome::of(backend, guard, first.await),
@@ -293,7 +325,7 @@ where
                     state,
                     &mut driver,
                     (backend, guard, first),
-                    &call,
+                    &traced,
                     &prompt_tokens,
                     after,
                 )
@@ -310,9 +342,10 @@ where
             }
         }
         meter.add_upstream(waiting.elapsed());
-        if let Some((backend, guard, (answer, slot))) = outcome.served {
+        if let Some((backend, guard, ((answer, slot), span))) = outcome.served {
             admission.hold_provider(slot);
             meter.set_backend(backend);
+            meter.set_attempt_span(span);
             driver.succeeded(guard);
             return Ok((answer, driver.headers(backend)));
         }
@@ -442,6 +475,12 @@ async fn call_chat(
         deadline,
         max_output_tokens: deployment.max_output_tokens,
     };
+    // The attempt's span (this call is instrumented with it).
+    let span = tracing::Span::current();
+    telemetry::record_chat_request(&span, request, request_id.id);
     let reply = providers::call(&call).await?;
+    if let Reply::Complete(completion) = &reply {
+        telemetry::record_completion(&span, &completion.body);
+    }
     Ok(((reply, deadline), slot))
 }

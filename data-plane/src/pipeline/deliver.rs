@@ -35,6 +35,8 @@ const STREAM_BUFFER: usize = 16;
 const FINAL_EVENT_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 /// Allocation unit of the buffer events are framed into.
 const ENCODE_BLOCK: usize = 8 * 1024;
+/// At most this many `finish_reason`s are kept from a stream (one per choice).
+const MAX_FINISH_REASONS: usize = 16;
 /// The last event of a stream that ended before `[DONE]`.
 pub(crate) const TRUNCATED_EVENT: &[u8] = b"data: {\"error\":{\"message\":\"The upstream provider ended the stream before it completed\",\"type\":\"api_error\",\"param\":null,\"code\":\"stream_truncated\"}}\n\n";
 
@@ -167,11 +169,20 @@ pub struct Tally {
     /// Generated text received (content and tool-call arguments), for estimates.
     pub text: String,
     pub ttft_ms: Option<u64>,
+    /// The chunks' `id` and `model` (the first seen) and every choice's `finish_reason`, for
+    /// the attempt's span (kept only when tracing is on).
+    pub response_id: Option<String>,
+    pub response_model: Option<String>,
+    pub finish_reasons: Vec<String>,
 }
 
 /// The parts of a `chat.completion.chunk` we read, borrowed from the event's data.
 #[derive(Deserialize)]
 struct ChunkView<'a> {
+    #[serde(default, borrow)]
+    id: Option<std::borrow::Cow<'a, str>>,
+    #[serde(default, borrow)]
+    model: Option<std::borrow::Cow<'a, str>>,
     #[serde(default, borrow)]
     choices: Option<Vec<ChoiceView<'a>>>,
     #[serde(default)]
@@ -184,6 +195,8 @@ struct ChunkView<'a> {
 struct ChoiceView<'a> {
     #[serde(default, borrow)]
     delta: Option<DeltaView<'a>>,
+    #[serde(default, borrow)]
+    finish_reason: Option<std::borrow::Cow<'a, str>>,
 }
 
 #[derive(Deserialize)]
@@ -221,8 +234,23 @@ impl Tally {
             self.upstream_error = true;
             return true;
         }
+        // Only traces read these: with tracing off, nothing is copied.
+        let traced = crate::telemetry::enabled();
+        if traced && self.response_id.is_none() {
+            self.response_id = chunk.id.as_deref().map(str::to_owned);
+        }
+        if traced && self.response_model.is_none() {
+            self.response_model = chunk.model.as_deref().map(str::to_owned);
+        }
         let before = self.text.len();
         for choice in chunk.choices.iter().flatten() {
+            // One per choice; bounded whatever the upstream repeats.
+            if let Some(reason) = &choice.finish_reason
+                && traced
+                && self.finish_reasons.len() < MAX_FINISH_REASONS
+            {
+                self.finish_reasons.push(reason.as_ref().to_owned());
+            }
             let Some(delta) = &choice.delta else { continue };
             if let Some(content) = &delta.content {
                 self.text.push_str(content);
@@ -301,6 +329,16 @@ mod tests {
         assert_eq!(t.text, "Hel\"lo{}");
         assert!(t.observe(&ev("[DONE]"), false, &rid));
         assert!(t.saw_done);
+    }
+
+    #[test]
+    fn tally_copies_response_facts_only_for_traces() {
+        // This test binary never installs tracing (tests/otel.rs covers the traced case).
+        assert!(!crate::telemetry::enabled());
+        let mut t = Tally::default();
+        t.observe(&ev(r#"{"id":"chatcmpl-1","model":"gpt-4o-mini-2024","choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}"#), false, &RequestId::new());
+        assert_eq!((t.response_id, t.response_model), (None, None));
+        assert!(t.finish_reasons.is_empty());
     }
 
     #[test]

@@ -83,8 +83,16 @@ async fn prepare(
     };
     let input_tokens = || crate::tokens::embedding_input_tokens(&request.input);
     let call = |backend| attempt(state, auth, &plan, backend, &request, request_id);
-    let (answer, headers) =
-        super::attempt::run(state, admission, meter, &plan, input_tokens, call).await?;
+    let (answer, headers) = super::attempt::run(
+        state,
+        admission,
+        meter,
+        &plan,
+        crate::telemetry::Operation::Embeddings,
+        input_tokens,
+        call,
+    )
+    .await?;
     Ok((request, answer, headers))
 }
 
@@ -114,5 +122,7 @@ async fn attempt(
     // Boxed here, where every lifetime is concrete: proving `Send` for the spawned task
     // otherwise trips over higher-ranked lifetimes inside adapters' futures (rust-lang/rust#102211).
     let answer = providers::embed(&call).boxed().await?;
+    // The attempt's span (this call is instrumented with it).
+    crate::telemetry::record_embeddings_response(&tracing::Span::current(), &answer.body);
     Ok((answer, slot))
 }

@@ -82,6 +82,9 @@ pub struct Meter {
     /// Time spent in provider calls and the waits between attempts: what the gateway's
     /// overhead (`x-switchyard-overhead-ms`) excludes.
     upstream: std::time::Duration,
+    /// The client span of the attempt that served (see [`crate::telemetry`]): it ends when the
+    /// event is built, with the usage on it.
+    attempt_span: tracing::Span,
 }
 
 struct BackendFacts {
@@ -136,7 +139,13 @@ impl Meter {
             body: None,
             payload_request: None,
             upstream: std::time::Duration::ZERO,
+            attempt_span: tracing::Span::none(),
         }
+    }
+
+    /// The client span of the attempt that served.
+    pub fn set_attempt_span(&mut self, span: tracing::Span) {
+        self.attempt_span = span;
     }
 
     /// The raw request body, kept (without copying) until [`Meter::set_route`] knows whether
@@ -359,6 +368,7 @@ impl Meter {
                 (UsageOutcome::Truncated, Some("upstream_timeout"))
             }
         };
+        crate::telemetry::record_stream_response(&self.attempt_span, &tally);
         let ttft = tally.ttft_ms;
         self.finish(200, outcome, code, tokens, ttft, Some(&tally.text))
     }
@@ -404,7 +414,7 @@ impl Meter {
         if let Some(take) = self.rate.tokens.take() {
             take.settle(tokens.prompt.saturating_add(tokens.completion));
         }
-        UsageEvent {
+        let event = UsageEvent {
             id: self.request_id.id,
             tenant_id: self.tenant_id,
             key_id: Some(self.key_id),
@@ -436,7 +446,9 @@ impl Meter {
                 .then(|| shared::usage::error_class(status, error_code).to_owned()),
             cache_hit: false,
             payload,
-        }
+        };
+        crate::telemetry::record_usage(&self.attempt_span, &event);
+        event
     }
 }
 
@@ -444,6 +456,8 @@ impl Meter {
 /// in the request metrics (see [`crate::metrics_registry`] for names and labels).
 pub async fn emit(state: &AppState, event: UsageEvent) {
     record_metrics(&event);
+    // In the request's task: the current span is the request's server span.
+    crate::telemetry::record_request_event(&tracing::Span::current(), &event);
     state.usage().emit(event).await;
 }
 
@@ -461,7 +475,10 @@ fn record_metrics(event: &UsageEvent) {
     });
     let provider = shared(event.provider.as_deref().unwrap_or(UNKNOWN));
     let deployment = match event.deployment_id {
-        Some(d) => shared(d.hyphenated().encode_lower(&mut uuid::Uuid::encode_buffer())),
+        Some(d) => shared(
+            d.hyphenated()
+                .encode_lower(&mut uuid::Uuid::encode_buffer()),
+        ),
         None => metrics::SharedString::const_str(UNKNOWN),
     };
     let route = shared(event.route.as_deref().unwrap_or(UNKNOWN));
@@ -667,7 +684,7 @@ fn capped(text: &str) -> (String, bool) {
 }
 
 /// The provider's HTTP status in an upstream failure, if it answered.
-fn upstream_status(error: &GatewayError) -> Option<u16> {
+pub(crate) fn upstream_status(error: &GatewayError) -> Option<u16> {
     match error {
         GatewayError::UpstreamRateLimited { .. } => Some(429),
         GatewayError::UpstreamBadRequest { status, .. } => Some(status.as_u16()),
