@@ -93,13 +93,8 @@ use crate::state::AppState;
 use crate::sync::ConfigSync;
 use crate::throttle::{Clock, SystemClock, Throttle};
 use crate::usage_store::DbUsageWriter;
-
-/// After a stop is requested, how long open connections (long gateway streams included) may
-/// take to finish.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
-/// Then, how long usage events of finished requests get to reach the database, and the
-/// background tasks to finish their batch.
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+use data_plane::config::ShutdownSettings;
+use data_plane::lifecycle::{remaining, shutdown_signal};
 
 /// The control-plane router on its own (no `/v1`), for `tower::ServiceExt::oneshot` tests.
 pub fn app(state: AppState) -> Router {
@@ -110,14 +105,16 @@ pub fn app(state: AppState) -> Router {
 pub async fn run(config: Config) -> anyhow::Result<()> {
     init_tracing(config.log_format);
     let running = start(config).await?;
-    tokio::select! {
-        () = shutdown_signal() => tracing::info!("shutting down: finishing open requests"),
-        result = running.server_stopped() => {
-            result?;
-            anyhow::bail!("the HTTP server stopped unexpectedly");
-        }
-    }
-    running.shutdown().await
+    let failure = tokio::select! {
+        () = shutdown_signal() => None,
+        // Not expected (axum's accept loop does not end on its own); still settle and flush
+        // what was served before reporting it.
+        result = running.server_stopped() => Some(
+            result.err().unwrap_or_else(|| anyhow::anyhow!("the HTTP server stopped unexpectedly")),
+        ),
+    };
+    running.shutdown().await?;
+    failure.map_or(Ok(()), Err)
 }
 
 /// A started control plane. Dropping it does not stop it; call [`RunningControlPlane::shutdown`].
@@ -130,6 +127,8 @@ pub struct RunningControlPlane {
     stop_workers: watch::Sender<bool>,
     server: tokio::sync::Mutex<Option<JoinHandle<std::io::Result<()>>>>,
     workers: Vec<JoinHandle<()>>,
+    /// `SWITCHYARD_SHUTDOWN_*`: the timing of [`RunningControlPlane::shutdown`].
+    shutdown: ShutdownSettings,
 }
 
 /// The in-process pieces of the zero-setup mode.
@@ -185,36 +184,38 @@ impl RunningControlPlane {
         }
     }
 
-    /// Graceful stop: stop accepting and let open requests finish (bounded), let usage events
-    /// of finished requests reach the database, then stop ingest (it finishes its batch) and the
-    /// sync worker, and close the database.
+    /// Graceful stop (see `data_plane::lifecycle`): `/readyz` answers 503 at once; after
+    /// `SWITCHYARD_SHUTDOWN_DELAY_SECONDS` stop accepting and let open requests finish (the
+    /// embedded gateway's request tasks included) for up to `SWITCHYARD_SHUTDOWN_GRACE_SECONDS`,
+    /// cut what is left; then, within `SWITCHYARD_SHUTDOWN_DRAIN_SECONDS`, let usage events
+    /// reach the ingest, stop ingest (it stores what is queued) and the other workers, and close
+    /// the database.
     pub async fn shutdown(self) -> anyhow::Result<()> {
-        let _ = self.stop_server.send(true);
-        if let Some(mut server) = self.server.lock().await.take() {
-            match tokio::time::timeout(SHUTDOWN_GRACE, &mut server).await {
-                Ok(result) => {
-                    if let Err(e) = result.context("server task")?.context("server") {
-                        tracing::warn!(error = %format!("{e:#}"), "server ended with an error");
-                    }
-                }
-                Err(_) => {
-                    tracing::warn!(
-                        "open connections did not finish within {SHUTDOWN_GRACE:?}; closing them"
-                    );
-                    server.abort();
-                }
+        let gateway = self.embedded.as_ref().map(|e| &e.state);
+        let server = self.server.lock().await.take();
+        let drain_end = match server {
+            Some(server) => {
+                data_plane::lifecycle::stop_serving(
+                    &self.state.lifecycle,
+                    &self.stop_server,
+                    server,
+                    gateway,
+                    &self.shutdown,
+                )
+                .await
             }
-        }
-        if let Some(embedded) = &self.embedded {
-            let running = embedded.state.drain(DRAIN_TIMEOUT).await;
-            if running > 0 {
-                tracing::warn!(
-                    running,
-                    "gateway request tasks still running at shutdown; their usage is lost"
-                );
+            // The server already ended on its own (see `run`): settle what its requests left.
+            None => {
+                self.state.lifecycle.cut_requests();
+                if let Some(gateway) = gateway {
+                    gateway.drain(self.shutdown.drain() / 2).await;
+                }
+                tokio::time::Instant::now() + self.shutdown.drain() / 2
             }
-            embedded.state.ledger().shutdown().await;
-            let unwritten = embedded.state.usage().flush(DRAIN_TIMEOUT).await;
+        };
+        if let Some(gateway) = gateway {
+            gateway.ledger().shutdown().await;
+            let unwritten = gateway.usage().flush(remaining(drain_end)).await;
             if unwritten > 0 {
                 tracing::error!(
                     unwritten,
@@ -225,8 +226,11 @@ impl RunningControlPlane {
         let _ = self.stop_workers.send(true);
         for worker in self.workers {
             let abort = worker.abort_handle();
-            if tokio::time::timeout(DRAIN_TIMEOUT, worker).await.is_err() {
-                tracing::warn!("a background task did not stop within {DRAIN_TIMEOUT:?}");
+            if tokio::time::timeout_at(drain_end, worker).await.is_err() {
+                tracing::warn!(
+                    drain_seconds = self.shutdown.shutdown_drain_seconds,
+                    "a background task did not stop within the drain period"
+                );
                 abort.abort();
             }
         }
@@ -374,6 +378,11 @@ pub async fn start_with_clock(
                 .map(str::to_owned),
             embedded_gateway: embedded,
         }),
+        // Zero-setup: the embedded gateway's, so `/readyz` and the gateway's cut are one.
+        lifecycle: embedded_dp
+            .as_ref()
+            .map(|dp| dp.state.lifecycle().clone())
+            .unwrap_or_default(),
     };
 
     // The budget ledger knows at least what the database recorded before any request is served
@@ -462,6 +471,7 @@ pub async fn start_with_clock(
         stop_workers,
         server: tokio::sync::Mutex::new(Some(server)),
         workers,
+        shutdown: config.shutdown,
     })
 }
 
@@ -544,26 +554,4 @@ fn init_tracing(format: LogFormat) {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),
     };
-}
-
-/// Resolves on SIGTERM (how orchestrators stop containers) or Ctrl-C.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = terminate => {}
-    }
 }

@@ -36,6 +36,9 @@ pub struct AppState {
     pub billing: Arc<crate::billing::Billing>,
     /// Deployment facts `GET /api/v1/meta` reports (public gateway URL, embedded gateway).
     pub meta: Arc<crate::http::meta::Meta>,
+    /// Serving or stopping (`/readyz` answers 503 while stopping); in zero-setup mode the
+    /// embedded gateway's, so one stop covers both (see `data_plane::lifecycle`).
+    pub lifecycle: data_plane::lifecycle::Lifecycle,
 }
 
 impl std::fmt::Debug for AppState {
