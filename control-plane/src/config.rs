@@ -16,7 +16,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use clap::{Parser, ValueEnum};
-use data_plane::config::Settings;
+use data_plane::config::{Settings, ShutdownSettings};
 use shared::config::RedisKeys;
 use shared::crypto::MasterKey;
 use shared::egress::EgressPolicy;
@@ -240,6 +240,12 @@ pub struct Config {
     /// Request handling of the embedded data plane (zero-setup mode only).
     #[command(flatten)]
     pub settings: Settings,
+
+    /// How the process stops on SIGTERM: the same variables and sequence as the data plane's
+    /// (see `data_plane::lifecycle`), covering the control API and, in zero-setup mode, the
+    /// embedded gateway.
+    #[command(flatten)]
+    pub shutdown: ShutdownSettings,
 }
 
 impl fmt::Debug for Config {
@@ -289,6 +295,7 @@ impl fmt::Debug for Config {
             .field("rollup_day_retention_days", &self.rollup_day_retention_days)
             .field("billing", &self.billing)
             .field("settings", &self.settings)
+            .field("shutdown", &self.shutdown)
             .finish()
     }
 }
@@ -328,6 +335,7 @@ impl Config {
             rollup_day_retention_days: 400,
             billing: Default::default(),
             settings: Settings::default(),
+            shutdown: ShutdownSettings::default(),
         }
     }
 
@@ -341,6 +349,7 @@ impl Config {
         if self.listen.trim().is_empty() {
             bail!("SWITCHYARD_LISTEN must be host:port, e.g. 0.0.0.0:8080");
         }
+        self.shutdown.validate()?;
         if self.alert_interval_ms == 0 {
             bail!("SWITCHYARD_ALERT_INTERVAL_MS must be at least 1");
         }

@@ -93,13 +93,8 @@ use crate::state::AppState;
 use crate::sync::ConfigSync;
 use crate::throttle::{Clock, SystemClock, Throttle};
 use crate::usage_store::DbUsageWriter;
-
-/// After a stop is requested, how long open connections (long gateway streams included) may
-/// take to finish.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
-/// Then, how long usage events of finished requests get to reach the database, and the
-/// background tasks to finish their batch.
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+use data_plane::config::ShutdownSettings;
+use data_plane::lifecycle::{remaining, shutdown_signal};
 
 /// The control-plane router on its own (no `/v1`), for `tower::ServiceExt::oneshot` tests.
 pub fn app(state: AppState) -> Router {
@@ -114,17 +109,19 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         data_plane::telemetry::LogOutput::Stderr,
     )?;
     let running = start(config).await?;
-    tokio::select! {
-        () = shutdown_signal() => tracing::info!("shutting down: finishing open requests"),
-        result = running.server_stopped() => {
-            result?;
-            anyhow::bail!("the HTTP server stopped unexpectedly");
-        }
-    }
+    let failure = tokio::select! {
+        () = shutdown_signal() => None,
+        // Not expected (axum's accept loop does not end on its own); still settle and flush
+        // what was served before reporting it.
+        result = running.server_stopped() => Some(
+            result.err().unwrap_or_else(|| anyhow::anyhow!("the HTTP server stopped unexpectedly")),
+        ),
+    };
     let result = running.shutdown().await;
     // Last: the embedded gateway's requests have ended; send their spans (bounded).
     telemetry.shutdown().await;
-    result
+    result?;
+    failure.map_or(Ok(()), Err)
 }
 
 /// A started control plane. Dropping it does not stop it; call [`RunningControlPlane::shutdown`].
@@ -137,6 +134,8 @@ pub struct RunningControlPlane {
     stop_workers: watch::Sender<bool>,
     server: tokio::sync::Mutex<Option<JoinHandle<std::io::Result<()>>>>,
     workers: Vec<JoinHandle<()>>,
+    /// `SWITCHYARD_SHUTDOWN_*`: the timing of [`RunningControlPlane::shutdown`].
+    shutdown: ShutdownSettings,
 }
 
 /// The in-process pieces of the zero-setup mode.
@@ -192,36 +191,38 @@ impl RunningControlPlane {
         }
     }
 
-    /// Graceful stop: stop accepting and let open requests finish (bounded), let usage events
-    /// of finished requests reach the database, then stop ingest (it finishes its batch) and the
-    /// sync worker, and close the database.
+    /// Graceful stop (see `data_plane::lifecycle`): `/readyz` answers 503 at once; after
+    /// `SWITCHYARD_SHUTDOWN_DELAY_SECONDS` stop accepting and let open requests finish (the
+    /// embedded gateway's request tasks included) for up to `SWITCHYARD_SHUTDOWN_GRACE_SECONDS`,
+    /// cut what is left; then, within `SWITCHYARD_SHUTDOWN_DRAIN_SECONDS`, let usage events
+    /// reach the ingest, stop ingest (it stores what is queued) and the other workers, and close
+    /// the database.
     pub async fn shutdown(self) -> anyhow::Result<()> {
-        let _ = self.stop_server.send(true);
-        if let Some(mut server) = self.server.lock().await.take() {
-            match tokio::time::timeout(SHUTDOWN_GRACE, &mut server).await {
-                Ok(result) => {
-                    if let Err(e) = result.context("server task")?.context("server") {
-                        tracing::warn!(error = %format!("{e:#}"), "server ended with an error");
-                    }
-                }
-                Err(_) => {
-                    tracing::warn!(
-                        "open connections did not finish within {SHUTDOWN_GRACE:?}; closing them"
-                    );
-                    server.abort();
-                }
+        let gateway = self.embedded.as_ref().map(|e| &e.state);
+        let server = self.server.lock().await.take();
+        let drain_end = match server {
+            Some(server) => {
+                data_plane::lifecycle::stop_serving(
+                    &self.state.lifecycle,
+                    &self.stop_server,
+                    server,
+                    gateway,
+                    &self.shutdown,
+                )
+                .await
             }
-        }
-        if let Some(embedded) = &self.embedded {
-            let running = embedded.state.drain(DRAIN_TIMEOUT).await;
-            if running > 0 {
-                tracing::warn!(
-                    running,
-                    "gateway request tasks still running at shutdown; their usage is lost"
-                );
+            // The server already ended on its own (see `run`): settle what its requests left.
+            None => {
+                self.state.lifecycle.cut_requests();
+                if let Some(gateway) = gateway {
+                    gateway.drain(self.shutdown.drain() / 2).await;
+                }
+                tokio::time::Instant::now() + self.shutdown.drain() / 2
             }
-            embedded.state.ledger().shutdown().await;
-            let unwritten = embedded.state.usage().flush(DRAIN_TIMEOUT).await;
+        };
+        if let Some(gateway) = gateway {
+            gateway.ledger().shutdown().await;
+            let unwritten = gateway.usage().flush(remaining(drain_end)).await;
             if unwritten > 0 {
                 tracing::error!(
                     unwritten,
@@ -232,8 +233,11 @@ impl RunningControlPlane {
         let _ = self.stop_workers.send(true);
         for worker in self.workers {
             let abort = worker.abort_handle();
-            if tokio::time::timeout(DRAIN_TIMEOUT, worker).await.is_err() {
-                tracing::warn!("a background task did not stop within {DRAIN_TIMEOUT:?}");
+            if tokio::time::timeout_at(drain_end, worker).await.is_err() {
+                tracing::warn!(
+                    drain_seconds = self.shutdown.shutdown_drain_seconds,
+                    "a background task did not stop within the drain period"
+                );
                 abort.abort();
             }
         }
@@ -390,6 +394,11 @@ pub async fn start_with_clock(
             embedded_gateway: embedded,
         }),
         observed,
+        // Zero-setup: the embedded gateway's, so `/readyz` and the gateway's cut are one.
+        lifecycle: embedded_dp
+            .as_ref()
+            .map(|dp| dp.state.lifecycle().clone())
+            .unwrap_or_default(),
     };
     data_plane::metrics_registry::build_info("control");
     if embedded {
@@ -482,6 +491,7 @@ pub async fn start_with_clock(
         stop_workers,
         server: tokio::sync::Mutex::new(Some(server)),
         workers,
+        shutdown: config.shutdown,
     })
 }
 
@@ -549,26 +559,4 @@ Get started (the README's "Your first request" does all of it, offline, with the
   4. call {base}/v1/chat/completions with that key, from curl or any OpenAI SDK.
 "#
     );
-}
-
-/// Resolves on SIGTERM (how orchestrators stop containers) or Ctrl-C.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = terminate => {}
-    }
 }

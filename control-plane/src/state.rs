@@ -38,6 +38,9 @@ pub struct AppState {
     pub meta: Arc<crate::http::meta::Meta>,
     /// What `/metrics` reads besides the database (see `http::metrics`).
     pub observed: crate::http::metrics::Observed,
+    /// Serving or stopping (`/readyz` answers 503 while stopping); in zero-setup mode the
+    /// embedded gateway's, so one stop covers both (see `data_plane::lifecycle`).
+    pub lifecycle: data_plane::lifecycle::Lifecycle,
 }
 
 impl std::fmt::Debug for AppState {

@@ -61,11 +61,15 @@ async fn signup_and_create_a_key_without_a_socket() {
         billing: Arc::new(control_plane::billing::Billing::disabled()),
         meta: Arc::new(control_plane::http::meta::Meta::default()),
         observed: Default::default(),
+        lifecycle: data_plane::lifecycle::Lifecycle::default(),
     };
+    let lifecycle = state.lifecycle.clone();
     let app = control_plane::app(state);
 
     let (status, body) = send(&app, Request::get("/healthz").body(Body::empty()).unwrap()).await;
     assert_eq!((status, body), (StatusCode::OK, json!({"status": "ok"})));
+    let (status, body) = send(&app, Request::get("/readyz").body(Body::empty()).unwrap()).await;
+    assert_eq!((status, body), (StatusCode::OK, json!({"status": "ready"})));
 
     let signup = json!({"email": "oneshot@example.com", "password": "long enough passphrase, surely", "organization": "One"});
     let req = Request::post("/api/v1/auth/signup")
@@ -107,6 +111,20 @@ async fn signup_and_create_a_key_without_a_socket() {
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(resp.headers()["content-type"], "text/html; charset=utf-8");
     assert_eq!(resp.headers()["cache-control"], "no-cache");
+
+    // A stop begins: readiness turns 503 at once (the load balancer takes the process out),
+    // liveness stays 200.
+    lifecycle.begin_shutdown();
+    let (status, body) = send(&app, Request::get("/readyz").body(Body::empty()).unwrap()).await;
+    assert_eq!(
+        (status, body),
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({"status": "shutting_down"})
+        )
+    );
+    let (status, _) = send(&app, Request::get("/healthz").body(Body::empty()).unwrap()).await;
+    assert_eq!(status, StatusCode::OK);
 
     let _ = stop.send(true);
     worker.await.unwrap();

@@ -145,6 +145,93 @@ pub struct Settings {
     pub metrics_token: Option<Secret>,
 }
 
+/// Longest accepted value of each `SWITCHYARD_SHUTDOWN_*` variable: an hour. A stop that takes
+/// longer is a typo (milliseconds written as seconds), and orchestrators kill long before.
+const MAX_SHUTDOWN_SECONDS: u64 = 3600;
+
+/// How a process stops on SIGTERM (see [`crate::lifecycle`]): shared by the standalone data
+/// plane and the control plane (which embeds the gateway in zero-setup mode), so both read the
+/// same variables. The whole stop takes at most delay + grace + drain seconds; an orchestrator's
+/// kill timeout (Kubernetes' `terminationGracePeriodSeconds`) must be longer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Args)]
+#[command(next_help_heading = "Shutdown")]
+pub struct ShutdownSettings {
+    /// After SIGTERM, how long the node keeps serving (and accepting) with `/readyz` answering
+    /// 503 `shutting_down`, in seconds, before it stops accepting connections. Gives a load
+    /// balancer (or Kubernetes' endpoint controller) time to take the node out of rotation, so
+    /// no client is sent to a closed port. 0: stop accepting at once.
+    #[arg(long, env = "SWITCHYARD_SHUTDOWN_DELAY_SECONDS", default_value_t = 0)]
+    pub shutdown_delay_seconds: u64,
+
+    /// Then, how long open requests (long streams included) may take to finish, in seconds.
+    /// What is still running afterwards is cut: a stream gets an error event (code
+    /// `shutting_down`, no `[DONE]`), a request still waiting for its provider a 503
+    /// `shutting_down`; both are metered.
+    #[arg(long, env = "SWITCHYARD_SHUTDOWN_GRACE_SECONDS", default_value_t = 30)]
+    pub shutdown_grace_seconds: u64,
+
+    /// Then, how long the usage events of the requests get to be written (to Redis or the
+    /// spool; in zero-setup mode, to the database) and the background workers to stop, in
+    /// seconds.
+    #[arg(long, env = "SWITCHYARD_SHUTDOWN_DRAIN_SECONDS", default_value_t = 10)]
+    pub shutdown_drain_seconds: u64,
+}
+
+impl Default for ShutdownSettings {
+    /// The same values as the environment variables' defaults.
+    fn default() -> Self {
+        Self {
+            shutdown_delay_seconds: 0,
+            shutdown_grace_seconds: 30,
+            shutdown_drain_seconds: 10,
+        }
+    }
+}
+
+impl ShutdownSettings {
+    /// Refuses values over an hour, and a drain of 0 (usage events would have no time to be
+    /// written).
+    pub fn validate(&self) -> anyhow::Result<()> {
+        for (name, value) in [
+            (
+                "SWITCHYARD_SHUTDOWN_DELAY_SECONDS",
+                self.shutdown_delay_seconds,
+            ),
+            (
+                "SWITCHYARD_SHUTDOWN_GRACE_SECONDS",
+                self.shutdown_grace_seconds,
+            ),
+            (
+                "SWITCHYARD_SHUTDOWN_DRAIN_SECONDS",
+                self.shutdown_drain_seconds,
+            ),
+        ] {
+            if value > MAX_SHUTDOWN_SECONDS {
+                bail!("{name} must be at most {MAX_SHUTDOWN_SECONDS} (seconds)");
+            }
+        }
+        if self.shutdown_drain_seconds == 0 {
+            bail!("SWITCHYARD_SHUTDOWN_DRAIN_SECONDS must be greater than 0");
+        }
+        Ok(())
+    }
+
+    /// `SWITCHYARD_SHUTDOWN_DELAY_SECONDS`.
+    pub fn delay(&self) -> Duration {
+        Duration::from_secs(self.shutdown_delay_seconds)
+    }
+
+    /// `SWITCHYARD_SHUTDOWN_GRACE_SECONDS`.
+    pub fn grace(&self) -> Duration {
+        Duration::from_secs(self.shutdown_grace_seconds)
+    }
+
+    /// `SWITCHYARD_SHUTDOWN_DRAIN_SECONDS`.
+    pub fn drain(&self) -> Duration {
+        Duration::from_secs(self.shutdown_drain_seconds)
+    }
+}
+
 /// Which browser origins may call the gateway (`SWITCHYARD_GATEWAY_CORS_ORIGINS`, parsed).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum GatewayCors {
@@ -405,6 +492,9 @@ pub struct Config {
 
     #[command(flatten)]
     pub settings: Settings,
+
+    #[command(flatten)]
+    pub shutdown: ShutdownSettings,
 }
 
 impl fmt::Debug for Config {
@@ -420,6 +510,7 @@ impl fmt::Debug for Config {
             .field("usage_spool_dir", &self.usage_spool_dir)
             .field("usage_spool_max_bytes", &self.usage_spool_max_bytes)
             .field("settings", &self.settings)
+            .field("shutdown", &self.shutdown)
             .finish()
     }
 }
@@ -443,6 +534,7 @@ impl Config {
     /// contain the offending secret.
     pub fn validate(&self) -> anyhow::Result<Validated> {
         self.settings.validate()?;
+        self.shutdown.validate()?;
         if self.listen.trim().is_empty() {
             bail!("SWITCHYARD_LISTEN must be host:port, e.g. 0.0.0.0:8081");
         }
@@ -532,6 +624,7 @@ mod tests {
         ])
         .expect("parses");
         assert_eq!(c.settings, Settings::default());
+        assert_eq!(c.shutdown, ShutdownSettings::default());
         assert_eq!(c.listen, "0.0.0.0:8081");
         assert_eq!(c.redis_prefix, "switchyard:");
         assert_eq!(c.log_format, LogFormat::Text);
@@ -585,5 +678,31 @@ mod tests {
             ..Settings::default()
         };
         assert!(s.validate().is_err());
+    }
+
+    #[test]
+    fn shutdown_timings_are_bounded_and_the_drain_is_never_zero() {
+        assert!(ShutdownSettings::default().validate().is_ok());
+        let s = ShutdownSettings {
+            shutdown_delay_seconds: 5,
+            shutdown_grace_seconds: 0,
+            shutdown_drain_seconds: 1,
+        };
+        assert!(
+            s.validate().is_ok(),
+            "a grace of 0 cuts open requests at once"
+        );
+        let s = ShutdownSettings {
+            shutdown_drain_seconds: 0,
+            ..ShutdownSettings::default()
+        };
+        let err = s.validate().expect_err("refused").to_string();
+        assert!(err.contains("SWITCHYARD_SHUTDOWN_DRAIN_SECONDS"), "{err}");
+        let s = ShutdownSettings {
+            shutdown_grace_seconds: 30_000,
+            ..ShutdownSettings::default()
+        };
+        let err = s.validate().expect_err("refused").to_string();
+        assert!(err.contains("SWITCHYARD_SHUTDOWN_GRACE_SECONDS"), "{err}");
     }
 }

@@ -220,6 +220,10 @@ pub enum GatewayError {
     /// The node is at its concurrent request cap (`SWITCHYARD_MAX_CONCURRENT_REQUESTS`).
     #[error("node at its concurrent request cap")]
     Overloaded,
+    /// The node is stopping and the request was still waiting for its provider when the
+    /// shutdown grace period ended (see [`crate::lifecycle`]).
+    #[error("the gateway is shutting down")]
+    ShuttingDown,
     /// The organization is at its per-node concurrent request cap
     /// (`SWITCHYARD_MAX_CONCURRENT_PER_ORG`).
     #[error("organization at its concurrent request cap of {limit}")]
@@ -341,7 +345,7 @@ impl GatewayError {
             | UpstreamProtocol(_)
             | ProviderUnavailable(_) => StatusCode::BAD_GATEWAY,
             LoopDetected { .. } => StatusCode::LOOP_DETECTED,
-            Overloaded | ProviderBusy { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Overloaded | ProviderBusy { .. } | ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
             TooManyConcurrent { .. } | QuotaExhausted { .. } | RateLimitExceeded { .. } => {
                 StatusCode::TOO_MANY_REQUESTS
             }
@@ -384,6 +388,7 @@ impl GatewayError {
             EgressRefused { .. } => "egress_refused",
             LoopDetected { .. } => "loop_detected",
             Overloaded => "overloaded",
+            ShuttingDown => "shutting_down",
             TooManyConcurrent { .. } => "concurrency_limit_exceeded",
             QuotaExhausted { .. } => "provider_quota_exhausted",
             ProviderBusy { .. } => "provider_overloaded",
@@ -546,6 +551,13 @@ impl GatewayError {
                 API_ERROR,
                 None,
             ),
+            ShuttingDown => own(
+                "This gateway node is shutting down and stopped waiting for the provider; \
+                 retry the request."
+                    .to_owned(),
+                API_ERROR,
+                None,
+            ),
             TooManyConcurrent { limit } => own(
                 format!(
                     "Your organization has too many requests in flight on this gateway node \
@@ -704,6 +716,7 @@ impl IntoResponse for GatewayError {
             GatewayError::Overloaded
                 | GatewayError::TooManyConcurrent { .. }
                 | GatewayError::ProviderBusy { .. }
+                | GatewayError::ShuttingDown
         ) {
             response
                 .headers_mut()

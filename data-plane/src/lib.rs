@@ -13,6 +13,8 @@
 //!   paths, error logging, catch-panic, URL/header/body limits, loop guard).
 //! - [`egress`]: the upstream HTTP client with the egress (SSRF) policy enforced at connection
 //!   time, and the hop header with the loop guard that refuses requests that came back to us.
+//! - [`lifecycle`]: the probes' rules and the graceful stop (delay, grace, cut, drain), shared
+//!   with the control plane.
 //! - [`admission`]: per-node concurrency caps (node, organization, provider): over a cap a
 //!   request is refused at once, never queued.
 //! - [`anthropic_api`]: the Anthropic Messages API at the edge: `/v1/messages` requests are
@@ -54,6 +56,7 @@ pub mod egress;
 pub mod error;
 pub mod governance;
 pub mod http;
+pub mod lifecycle;
 pub mod metrics_registry;
 pub mod pipeline;
 pub mod providers;

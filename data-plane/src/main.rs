@@ -2,22 +2,18 @@
 //! gracefully. Everything else lives in the library so tests and the control plane can use it.
 
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
 use data_plane::config::Config;
+use data_plane::lifecycle::{self, remaining, shutdown_signal};
 use data_plane::store::{ConfigStore, redis_pool};
 use data_plane::telemetry::{self, LogOutput};
 use data_plane::usage_sink::UsageSink;
 use data_plane::usage_spool::Spool;
 use data_plane::{AppState, app};
 use shared::config::RedisKeys;
-
-/// After SIGTERM, how long open connections (long streams included) may take to finish.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
-/// Then, how long request tasks get to emit their usage events, and the sink to write them.
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+use tokio::time::Instant;
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -95,27 +91,36 @@ async fn run() -> anyhow::Result<()> {
     .into_future();
     let mut server = tokio::spawn(server);
 
-    tokio::select! {
-        result = &mut server => {
-            result.context("server task")?.context("server")?;
+    let ended_early = tokio::select! {
+        result = &mut server => Some(result),
+        () = shutdown_signal() => None,
+    };
+    // Delay, grace, cut (see `lifecycle`); then everything below shares the drain period.
+    let (drain_end, failure) = match ended_early {
+        None => {
+            let drain_end = lifecycle::stop_serving(
+                state.lifecycle(),
+                &stop_tx,
+                server,
+                Some(&state),
+                &config.shutdown,
+            )
+            .await;
+            (drain_end, None)
         }
-        () = shutdown_signal() => {
-            tracing::info!("shutting down: finishing open requests");
-            let _ = stop_tx.send(true);
-            if tokio::time::timeout(SHUTDOWN_GRACE, &mut server).await.is_err() {
-                tracing::warn!("open connections did not finish within {SHUTDOWN_GRACE:?}; closing them");
-                server.abort();
-            }
+        // Not expected (axum's accept loop does not end on its own); still settle and flush
+        // what was served before reporting it.
+        Some(result) => {
+            let error = match result {
+                Ok(Ok(())) => anyhow::anyhow!("the HTTP server stopped unexpectedly"),
+                Ok(Err(e)) => anyhow::Error::new(e).context("server"),
+                Err(e) => anyhow::Error::new(e).context("server task"),
+            };
+            state.lifecycle().cut_requests();
+            state.drain(config.shutdown.drain() / 2).await;
+            (Instant::now() + config.shutdown.drain() / 2, Some(error))
         }
-    }
-
-    let running = state.drain(DRAIN_TIMEOUT).await;
-    if running > 0 {
-        tracing::warn!(
-            running,
-            "request tasks still running at shutdown; their usage is lost"
-        );
-    }
+    };
     // Every request has settled: report its consumption and give the leases back, so the
     // budget is whole for the other nodes at once (not after the lease expiry).
     if !state.ledger().shutdown().await {
@@ -123,7 +128,7 @@ async fn run() -> anyhow::Result<()> {
     }
     // To Redis, or (with a spool, once Redis had its share of the time) fsync'd to the spool,
     // which the next start replays.
-    let unwritten = usage.flush(DRAIN_TIMEOUT).await;
+    let unwritten = usage.flush(remaining(drain_end)).await;
     if unwritten > 0 {
         tracing::error!(
             unwritten,
@@ -138,27 +143,5 @@ async fn run() -> anyhow::Result<()> {
     tracing::info!("stopped");
     // Last: every request's spans have ended; send them (bounded).
     telemetry.shutdown().await;
-    Ok(())
-}
-
-/// Resolves on SIGTERM (how orchestrators stop containers) or Ctrl-C.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = terminate => {}
-    }
+    failure.map_or(Ok(()), Err)
 }

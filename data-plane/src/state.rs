@@ -13,6 +13,7 @@ use crate::egress::{HopTag, UpstreamClient};
 use crate::error::GatewayError;
 use crate::governance::ledger::{Ledger, LedgerOptions};
 use crate::governance::limits::RateLimiter;
+use crate::lifecycle::Lifecycle;
 use crate::routing::{Health, HealthSettings, Quotas};
 use crate::store::ConfigStore;
 use crate::usage_sink::UsageSink;
@@ -44,6 +45,8 @@ struct Inner {
     /// The budget ledger: Redis (with this node's leases) when there is one, else in memory.
     ledger: Ledger,
     in_flight: InFlight,
+    /// Serving, stopping or cutting (see [`crate::lifecycle`]).
+    lifecycle: Lifecycle,
 }
 
 impl AppState {
@@ -91,6 +94,7 @@ impl AppState {
                 trusted_proxies,
                 ledger,
                 in_flight: InFlight::default(),
+                lifecycle: Lifecycle::default(),
             }),
         })
     }
@@ -170,7 +174,13 @@ impl AppState {
         }
     }
 
-    /// Request tasks running now (streams included).
+    /// Where the process is in its life (see [`crate::lifecycle`]): `/readyz` reads it, request
+    /// tasks wait on its cut.
+    pub fn lifecycle(&self) -> &Lifecycle {
+        &self.inner.lifecycle
+    }
+
+    /// Request tasks running right now (each until its usage event is emitted).
     pub fn in_flight(&self) -> usize {
         self.inner.in_flight.count.load(Ordering::Acquire)
     }

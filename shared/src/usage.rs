@@ -143,6 +143,8 @@ pub fn error_class(status: u16, error_code: Option<&str>) -> &'static str {
         "upstream_rate_limited" => "upstream_rate_limited",
         "stream_truncated" => "truncated",
         "client_disconnected" => "client_disconnected",
+        // A request the node cut when its shutdown grace period ended (stream or not).
+        "shutting_down" => "shutdown",
         "context_length_exceeded" => "context_length",
         "content_filter" => "content_filter",
         "upstream_error" | "upstream_unavailable" | "upstream_connection" => "upstream_error",

@@ -55,6 +55,7 @@ use axum::body::Bytes;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use futures::FutureExt;
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
@@ -85,6 +86,12 @@ pub const MODEL_STALL_STREAM: &str = "fake-stall-stream";
 pub const MODEL_SLOW: &str = "fake-slow";
 /// How long [`MODEL_SLOW`] takes to answer.
 pub const SLOW_DELAY: std::time::Duration = std::time::Duration::from_millis(250);
+/// Held at the fake's gate until [`FakeOpenAi::open_gate`]: a non-streaming request is answered
+/// (normally) once the gate opens; a stream sends the role chunk and the first delta at once and
+/// the rest (finish, usage when asked, `[DONE]`) once the gate opens. Each arrival is counted
+/// ([`FakeOpenAi::wait_gated`]), so a test knows its requests are in flight without sleeping.
+/// Dropping the fake cuts requests still held.
+pub const MODEL_GATED: &str = "fake-gated";
 /// 429 with `retry-after: 7`.
 pub const MODEL_429: &str = "fake-429";
 /// 500 server error.
@@ -210,6 +217,8 @@ impl FakeOpenAiBuilder {
                 count: AtomicU64::new(0),
                 next_id: AtomicU64::new(1),
                 shutdown,
+                gate: watch::Sender::new(false),
+                gated: watch::Sender::new(0),
             },
             handle,
         )
@@ -314,6 +323,37 @@ impl FakeOpenAi {
     pub fn clear_requests(&self) {
         lock(&self.server.state().requests).clear();
     }
+
+    /// How many [`MODEL_GATED`] requests arrived so far (held or released).
+    pub fn gated_arrivals(&self) -> usize {
+        *self.server.state().gated.borrow()
+    }
+
+    /// Waits until at least `n` [`MODEL_GATED`] requests arrived, or fails after `timeout`.
+    pub async fn wait_gated(&self, n: usize, timeout: std::time::Duration) -> anyhow::Result<()> {
+        let mut rx = self.server.state().gated.subscribe();
+        match tokio::time::timeout(timeout, rx.wait_for(|arrived| *arrived >= n)).await {
+            Ok(Ok(_)) => Ok(()),
+            _ => anyhow::bail!(
+                "{} of {n} gated requests arrived within {timeout:?}",
+                self.gated_arrivals()
+            ),
+        }
+    }
+
+    /// Opens [`MODEL_GATED`]'s gate: held requests finish, later ones pass at once.
+    pub fn open_gate(&self) {
+        self.server.state().gate.send_replace(true);
+    }
+}
+
+/// Waits until `gate` opens; false when the fake is dropped first (the request is then cut).
+async fn pass_gate(gate: watch::Receiver<bool>, shutdown: watch::Receiver<bool>) -> bool {
+    let mut gate = gate;
+    tokio::select! {
+        opened = gate.wait_for(|open| *open) => opened.is_ok(),
+        () = wait_for_shutdown(shutdown) => false,
+    }
 }
 
 struct Shared {
@@ -324,6 +364,10 @@ struct Shared {
     next_id: AtomicU64,
     /// Flips to true when the [`FakeOpenAi`] is dropped; held-open requests wait on it.
     shutdown: watch::Receiver<bool>,
+    /// [`MODEL_GATED`]'s gate: true once open.
+    gate: watch::Sender<bool>,
+    /// How many [`MODEL_GATED`] requests arrived so far.
+    gated: watch::Sender<usize>,
 }
 
 /// A recorded request and its query string (kept apart so [`RecordedRequest`] stays as other
@@ -548,6 +592,12 @@ async fn chat(state: &Shared, model: &str, json: &Value, flavor: Flavor) -> Resp
     }
     if model == MODEL_SLOW {
         tokio::time::sleep(SLOW_DELAY).await;
+    }
+    if model == MODEL_GATED {
+        state.gated.send_modify(|arrived| *arrived += 1);
+        if !stream && !pass_gate(state.gate.subscribe(), state.shutdown.clone()).await {
+            return cut_response();
+        }
     }
     match model {
         MODEL_CUT_STREAM if !stream => cut_response(),
@@ -874,7 +924,7 @@ fn stream_response(state: &Shared, model: &str, include_usage: bool, flavor: Fla
         ));
         let deltas: &[&str] = match model {
             MODEL_CUT_STREAM => &STREAM_DELTAS[..2],
-            MODEL_STALL_STREAM => &STREAM_DELTAS[..1],
+            MODEL_STALL_STREAM | MODEL_GATED => &STREAM_DELTAS[..1],
             _ => &STREAM_DELTAS,
         };
         for d in deltas {
@@ -887,7 +937,13 @@ fn stream_response(state: &Shared, model: &str, include_usage: bool, flavor: Fla
         MODEL_CUT_STREAM => StreamEnd::Cut,
         MODEL_STALL_STREAM => StreamEnd::Stall(state.shutdown.clone()),
         _ => {
-            let mut tail = vec![chunk(json!({}), Some(finish))];
+            let mut tail = Vec::new();
+            if model == MODEL_GATED {
+                for d in &STREAM_DELTAS[1..] {
+                    tail.push(chunk(json!({"content": d}), None));
+                }
+            }
+            tail.push(chunk(json!({}), Some(finish)));
             if report_usage {
                 tail.push(sse_event(&json!({
                     "id": id,
@@ -901,7 +957,14 @@ fn stream_response(state: &Shared, model: &str, include_usage: bool, flavor: Fla
                 })));
             }
             tail.push(Bytes::from_static(b"data: [DONE]\n\n"));
-            StreamEnd::Then(tail)
+            if model == MODEL_GATED {
+                StreamEnd::Gated {
+                    gate: pass_gate(state.gate.subscribe(), state.shutdown.clone()).boxed(),
+                    tail,
+                }
+            } else {
+                StreamEnd::Then(tail)
+            }
         }
     };
     let mut resp = Response::new(stream_body(events, end));

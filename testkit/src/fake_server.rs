@@ -166,6 +166,11 @@ pub(crate) enum StreamEnd {
     /// Nothing more is sent while the connection stays open, until the fake is dropped (this is
     /// its shutdown signal); then the connection drops.
     Stall(watch::Receiver<bool>),
+    /// Nothing more until `gate` resolves: `true` sends `tail`, `false` drops the connection.
+    Gated {
+        gate: futures::future::BoxFuture<'static, bool>,
+        tail: Vec<Bytes>,
+    },
 }
 
 /// A streamed body: `events`, each as its own write, then `end`. Yielding before each event
@@ -190,6 +195,19 @@ pub(crate) fn stream_body(events: Vec<Bytes>, end: StreamEnd) -> Body {
                 wait_for_shutdown(shutdown).await;
                 Err(ConnectionCut)
             })))
+        }
+        StreamEnd::Gated { gate, tail } => {
+            let rest = futures::stream::once(gate)
+                .map(move |open| {
+                    let tail: Vec<Result<Bytes, ConnectionCut>> = if open {
+                        tail.clone().into_iter().map(Ok).collect()
+                    } else {
+                        vec![Err(ConnectionCut)]
+                    };
+                    futures::stream::iter(tail)
+                })
+                .flatten();
+            Body::from_stream(head.chain(rest))
         }
     }
 }

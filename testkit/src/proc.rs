@@ -290,6 +290,20 @@ impl ChildGuard {
     /// Sends SIGTERM (graceful shutdown) and waits up to `timeout` for the exit; kills it after.
     #[cfg(unix)]
     pub async fn terminate(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        self.send_sigterm().await;
+        match self.wait_exit(timeout).await {
+            Some(status) => Some(status),
+            None => {
+                self.kill().await;
+                None
+            }
+        }
+    }
+
+    /// Sends SIGTERM and returns at once, for tests that watch the shutdown as it happens
+    /// (then [`Self::wait_exit`]).
+    #[cfg(unix)]
+    pub async fn send_sigterm(&self) {
         if let Some(pid) = self.child.id() {
             // `kill -TERM` avoids an unsafe libc call; the pid is our own child's.
             let _ = tokio::process::Command::new("kill")
@@ -298,12 +312,14 @@ impl ChildGuard {
                 .status()
                 .await;
         }
+    }
+
+    /// Waits up to `timeout` for the process to exit; `None` if it is still running (it is left
+    /// running; dropping the guard kills it).
+    pub async fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
         match tokio::time::timeout(timeout, self.child.wait()).await {
             Ok(status) => status.ok(),
-            Err(_) => {
-                self.kill().await;
-                None
-            }
+            Err(_) => None,
         }
     }
 }

@@ -12,21 +12,29 @@ use crate::error::GatewayError;
 use crate::metrics_registry;
 use crate::state::AppState;
 
-/// Liveness: the process answers. Always 200.
+/// Liveness: the process answers. Always 200; never depends on Redis (see
+/// [`crate::lifecycle`]).
 pub async fn healthz() -> Response {
     Json(json!({"status": "ok"})).into_response()
 }
 
-/// Readiness: 200 once the config store is connected and subscribed, 503 before.
+/// Readiness: 503 `shutting_down` once a stop has begun; otherwise 200 once the config store
+/// has subscribed to Redis and caught up (and through later Redis outages), 503 `not_ready`
+/// before.
 pub async fn readyz(State(state): State<AppState>) -> Response {
-    if state.store().is_ready() {
-        Json(json!({"status": "ready"})).into_response()
-    } else {
+    let unavailable = |status: &str| {
         (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"status": "not_ready"})),
+            Json(json!({ "status": status })),
         )
             .into_response()
+    };
+    if state.lifecycle().is_shutting_down() {
+        unavailable(crate::lifecycle::SHUTTING_DOWN)
+    } else if state.store().is_ready() {
+        Json(json!({"status": "ready"})).into_response()
+    } else {
+        unavailable("not_ready")
     }
 }
 

@@ -40,6 +40,9 @@ const MAX_FINISH_REASONS: usize = 16;
 /// The last event of a stream that ended before `[DONE]`.
 pub(crate) const TRUNCATED_EVENT: &[u8] = b"data: {\"error\":{\"message\":\"The upstream provider ended the stream before it completed\",\"type\":\"api_error\",\"param\":null,\"code\":\"stream_truncated\"}}\n\n";
 
+/// The last event of a stream cut by a shutdown (see [`crate::lifecycle`]).
+pub(crate) const SHUTDOWN_EVENT: &[u8] = b"data: {\"error\":{\"message\":\"The gateway node is shutting down; the stream was cut before it completed\",\"type\":\"api_error\",\"param\":null,\"code\":\"shutting_down\"}}\n\n";
+
 /// Whether a whole answer reached the client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Delivered {
@@ -108,11 +111,14 @@ pub async fn stream(
     let mut buf = BytesMut::new();
     let stall = tokio::time::sleep_until((Instant::now() + idle).min(deadline));
     tokio::pin!(stall);
+    let cut = state.lifecycle().cut();
+    tokio::pin!(cut);
 
     let end = loop {
         tokio::select! {
             biased;
             () = tx.closed() => break End::ClientGone,
+            () = &mut cut => break End::Shutdown,
             next = events.next() => match next {
                 None if tally.saw_done => break End::Done,
                 None => break End::Cut("the upstream closed the stream without [DONE]".to_owned()),
@@ -122,8 +128,12 @@ pub async fn stream(
                     if tally.observe(&event, wants_usage, request_id) {
                         encode(&mut buf, &event);
                         // A client that stops reading but keeps the connection open
-                        // blocks this send (backpressure); the total deadline still holds.
-                        let sent = tokio::time::timeout_at(deadline, tx.send(buf.split().freeze())).await;
+                        // blocks this send (backpressure); the total deadline and a
+                        // shutdown's cut still hold.
+                        let sent = tokio::select! {
+                            sent = tokio::time::timeout_at(deadline, tx.send(buf.split().freeze())) => sent,
+                            () = &mut cut => break End::Shutdown,
+                        };
                         if !matches!(sent, Ok(Ok(()))) {
                             break End::ClientGone;
                         }
@@ -139,7 +149,11 @@ pub async fn stream(
     // Closes the upstream connection now, so the provider stops generating.
     drop(events);
 
-    if matches!(end, End::Cut(_) | End::Stalled) && !tally.upstream_error {
+    if matches!(end, End::Shutdown) {
+        // No waiting: the process is about to exit. A client that is not reading (its buffer
+        // full) misses the event but still sees the stream end without `[DONE]`.
+        let _ = tx.try_send(Bytes::from_static(SHUTDOWN_EVENT));
+    } else if matches!(end, End::Cut(_) | End::Stalled) && !tally.upstream_error {
         let _ = tokio::time::timeout(
             FINAL_EVENT_WAIT,
             tx.send(Bytes::from_static(TRUNCATED_EVENT)),
@@ -157,6 +171,8 @@ pub enum End {
     Cut(String),
     Stalled,
     ClientGone,
+    /// Cut by a shutdown whose grace period ended (see [`crate::lifecycle`]).
+    Shutdown,
 }
 
 /// What the driver learned from the events so far.
@@ -370,11 +386,16 @@ mod tests {
 
     #[test]
     fn truncated_event_is_the_documented_json() {
-        let text = std::str::from_utf8(TRUNCATED_EVENT).unwrap();
-        let json: serde_json::Value =
-            serde_json::from_str(text.strip_prefix("data: ").unwrap().trim_end()).unwrap();
-        assert_eq!(json["error"]["code"], "stream_truncated");
-        assert_eq!(json["error"]["type"], "api_error");
-        assert_eq!(json["error"]["param"], serde_json::Value::Null);
+        for (event, code) in [
+            (TRUNCATED_EVENT, "stream_truncated"),
+            (SHUTDOWN_EVENT, "shutting_down"),
+        ] {
+            let text = std::str::from_utf8(event).unwrap();
+            let json: serde_json::Value =
+                serde_json::from_str(text.strip_prefix("data: ").unwrap().trim_end()).unwrap();
+            assert_eq!(json["error"]["code"], code);
+            assert_eq!(json["error"]["type"], "api_error");
+            assert_eq!(json["error"]["param"], serde_json::Value::Null);
+        }
     }
 }

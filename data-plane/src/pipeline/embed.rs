@@ -64,8 +64,11 @@ async fn prepare(
     admission: &mut Admission,
     body: Body,
 ) -> Result<(EmbeddingsRequest, Embeddings, HeaderMap), GatewayError> {
-    let (request, body_bytes) =
-        super::read_request(state, meter, body, EmbeddingsRequest::parse).await?;
+    let (request, body_bytes) = super::unless_cut(
+        state,
+        super::read_request(state, meter, body, EmbeddingsRequest::parse),
+    )
+    .await?;
     meter.set_embeddings_request(&request);
     let intent = Intent {
         model: &request.model,
@@ -83,14 +86,17 @@ async fn prepare(
     };
     let input_tokens = || crate::tokens::embedding_input_tokens(&request.input);
     let call = |backend| attempt(state, auth, &plan, backend, &request, request_id);
-    let (answer, headers) = super::attempt::run(
+    let (answer, headers) = super::unless_cut(
         state,
-        admission,
-        meter,
-        &plan,
-        crate::telemetry::Operation::Embeddings,
-        input_tokens,
-        call,
+        super::attempt::run(
+            state,
+            admission,
+            meter,
+            &plan,
+            crate::telemetry::Operation::Embeddings,
+            input_tokens,
+            call,
+        ),
     )
     .await?;
     Ok((request, answer, headers))

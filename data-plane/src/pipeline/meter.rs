@@ -18,6 +18,7 @@
 //! | upstream closes or breaks without `[DONE]` | events so far, then an `error` event with code `stream_truncated`, no `[DONE]` | `truncated` | usage if seen, else estimated |
 //! | no event for `SWITCHYARD_UPSTREAM_IDLE_TIMEOUT_MS` (or the total deadline passes) | same as above | `truncated` (`upstream_timeout`) | same |
 //! | the client disconnects (or stops reading until the total deadline) | — | `client_disconnected` | estimated from the text received |
+//! | the node's shutdown grace period ends (see [`crate::lifecycle`]) | events so far, then an `error` event with code `shutting_down`, no `[DONE]` | `truncated` (`shutting_down`) | usage if seen, else estimated |
 //!
 //! The `error` event is what OpenAI itself sends mid-stream, and the official SDKs raise an
 //! `APIError` on it, so a cut stream is never mistaken for a complete answer. When the stream
@@ -367,6 +368,7 @@ impl Meter {
                 tracing::warn!(request_id = %self.request_id.id, "upstream stream stalled past the idle timeout or deadline");
                 (UsageOutcome::Truncated, Some("upstream_timeout"))
             }
+            End::Shutdown => (UsageOutcome::Truncated, Some("shutting_down")),
         };
         crate::telemetry::record_stream_response(&self.attempt_span, &tally);
         let ttft = tally.ttft_ms;

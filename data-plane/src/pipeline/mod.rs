@@ -50,6 +50,10 @@
 //! finishes (or stops reading a stream and drops the upstream connection) and still meters the
 //! request. See [`meter`] for the outcomes.
 //!
+//! A stop cuts requests still running when its grace period ends (see [`crate::lifecycle`]):
+//! [`unless_cut`] ends a wait for the client's body or the provider with 503 `shutting_down`, and
+//! the stream pump ends a stream with an error event; both are metered.
+//!
 //! # Request facts (extensions and values passed between stages)
 //!
 //! | fact | inserted by | read by |
@@ -150,7 +154,8 @@ async fn prepare(
     admission: &mut Admission,
     body: Body,
 ) -> Result<(ChatRequest, Attempt), GatewayError> {
-    let (mut request, body_bytes) = read_request(state, meter, body, ChatRequest::parse).await?;
+    let (mut request, body_bytes) =
+        unless_cut(state, read_request(state, meter, body, ChatRequest::parse)).await?;
     meter.set_request(&request);
     authenticate::cap_output_tokens(&auth.key, &mut request, meter.endpoint())?;
     let intent = Intent {
@@ -167,8 +172,27 @@ async fn prepare(
         Staged::Cached(never) => match never {},
         Staged::Planned(plan) => plan,
     };
-    let attempt = attempt::chat(state, auth, admission, meter, &plan, &request, request_id).await?;
+    let attempt = unless_cut(
+        state,
+        attempt::chat(state, auth, admission, meter, &plan, &request, request_id),
+    )
+    .await?;
     Ok((request, attempt))
+}
+
+/// Runs `wait` (reading the client's body, or waiting for the provider) unless the shutdown cut
+/// comes first (see [`crate::lifecycle`]); then the wait is dropped (closing the provider's
+/// connection, as a hedged call that lost is) and the request fails with 503 `shutting_down`,
+/// which the meter records like any error.
+pub(crate) async fn unless_cut<T>(
+    state: &AppState,
+    wait: impl Future<Output = Result<T, GatewayError>>,
+) -> Result<T, GatewayError> {
+    tokio::select! {
+        biased;
+        result = wait => result,
+        () = state.lifecycle().cut() => Err(GatewayError::ShuttingDown),
+    }
 }
 
 /// Which API a request is for; routing keeps a chat request off embedding deployments.

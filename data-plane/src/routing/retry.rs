@@ -88,6 +88,7 @@ pub fn classify(err: &GatewayError) -> Option<RetryClass> {
         | UpstreamAuthFailed { .. }
         | LoopDetected { .. }
         | Overloaded
+        | ShuttingDown
         | TooManyConcurrent { .. }
         | RateLimitExceeded { .. }
         | EndpointNotAllowed { .. }
@@ -252,6 +253,7 @@ mod tests {
             UpstreamRateLimited { .. } | UpstreamBadRequest { .. } | UpstreamAuthFailed { .. } => {}
             UpstreamError { .. } | UpstreamUnreachable { .. } | EgressRefused { .. } => {}
             LoopDetected { .. } | Overloaded | TooManyConcurrent { .. } | ProviderBusy { .. } => {}
+            ShuttingDown => {}
             UriTooLong { .. } | HeaderTooLarge { .. } | UpstreamTimeout(_) => {}
             UpstreamProtocol(_) | ProviderUnavailable(_) | StoreUnavailable(_) | Internal(_) => {}
             RateLimitExceeded { .. } | EndpointNotAllowed { .. } | ClientIpNotAllowed { .. } => {}

@@ -922,7 +922,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Readiness: 200 when the database answers, 503 otherwise. */
+        /** Readiness: 200 when the database answers; 503 when it does not, or while stopping. */
         get: operations["readyz"];
         put?: never;
         post?: never;
@@ -1729,7 +1729,7 @@ export interface components {
         };
         HealthStatus: {
             /**
-             * @description `ok` or `ready`.
+             * @description `ok`, `ready`, or (503 while stopping) `shutting_down`.
              * @example ok
              */
             status: string;
@@ -5767,7 +5767,7 @@ export interface operations {
                     "application/json": components["schemas"]["HealthStatus"];
                 };
             };
-            /** @description The database is unreachable */
+            /** @description The database is unreachable (an error body), or the process is stopping (`{"status":"shutting_down"}`) */
             503: {
                 headers: {
                     [name: string]: unknown;
