@@ -196,6 +196,28 @@ async fn post(
     response
 }
 
+/// Sends `body` with `key` until the gateway answers `status` (config reaches a distributed
+/// gateway through Redis, so a fresh key or limit takes a moment); returns that answer.
+async fn until_status(
+    client: &reqwest::Client,
+    gateway: &str,
+    key: &str,
+    body: &Value,
+    status: u16,
+) -> reqwest::Response {
+    poll_until(
+        Duration::from_secs(10),
+        Duration::from_millis(25),
+        || async {
+            let r = post(client, gateway, key, body).await;
+            anyhow::ensure!(r.status() == status, "status {}", r.status());
+            Ok(r)
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("no {status} answer: {e:#}"))
+}
+
 /// What [`drive`] sent.
 struct Traffic {
     /// Requests answered 200.
@@ -225,17 +247,7 @@ async fn drive(api: &mut ControlApi, gateway: &str, fake: &FakeOpenAi) -> Traffi
     let chat = json!({"model": MODEL, "messages": [{"role": "user", "content": "hi"}]});
     // The first answer waits for the config to reach the gateway (through Redis when
     // distributed).
-    poll_until(
-        Duration::from_secs(10),
-        Duration::from_millis(25),
-        || async {
-            let r = post(&client, gateway, &key, &chat).await;
-            anyhow::ensure!(r.status() == 200, "status {}", r.status());
-            Ok(())
-        },
-    )
-    .await
-    .expect("a first completion");
+    until_status(&client, gateway, &key, &chat, 200).await;
     let mut served = 1;
     for _ in 0..3 {
         assert_eq!(post(&client, gateway, &key, &chat).await.status(), 200);
@@ -268,17 +280,7 @@ async fn drive(api: &mut ControlApi, gateway: &str, fake: &FakeOpenAi) -> Traffi
     .await
     .unwrap();
     let support = json!({"model": "support", "messages": [{"role": "user", "content": "hi"}]});
-    poll_until(
-        Duration::from_secs(10),
-        Duration::from_millis(25),
-        || async {
-            let r = post(&client, gateway, &key, &support).await;
-            anyhow::ensure!(r.status() == 200, "status {}", r.status());
-            Ok(())
-        },
-    )
-    .await
-    .expect("the route fails over");
+    until_status(&client, gateway, &key, &support, 200).await;
     served += 1;
 
     // An unknown model: a 404 without a model label of the client's choosing.
@@ -296,17 +298,7 @@ async fn drive(api: &mut ControlApi, gateway: &str, fake: &FakeOpenAi) -> Traffi
     )
     .await
     .unwrap();
-    poll_until(
-        Duration::from_secs(10),
-        Duration::from_millis(25),
-        || async {
-            let r = post(&client, gateway, &limited.key, &chat).await;
-            anyhow::ensure!(r.status() == 429, "status {}", r.status());
-            Ok(())
-        },
-    )
-    .await
-    .expect("a rate-limit refusal");
+    until_status(&client, gateway, &limited.key, &chat, 429).await;
 
     // A budget refusal: a key whose budget cannot pay for one request.
     let broke = api.create_key(&json!({"name": "broke"})).await.unwrap();

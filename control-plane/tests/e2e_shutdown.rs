@@ -5,9 +5,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::net::SocketAddr;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -60,17 +59,6 @@ async fn call(
         .to_owned();
     let status = response.status().as_u16();
     (id, status, response.text().await.expect("the whole body"))
-}
-
-async fn wait_refused(addr: SocketAddr) {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        match tokio::net::TcpStream::connect(addr).await {
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => return,
-            _ if Instant::now() >= deadline => panic!("{addr} still accepts connections"),
-            _ => tokio::time::sleep(Duration::from_millis(20)).await,
-        }
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -149,7 +137,7 @@ async fn zero_setup_sigterm_under_load_keeps_every_request_and_its_usage_row() {
         .await
         .unwrap();
     assert_eq!(health.status(), 200, "liveness stays on while stopping");
-    wait_refused(cp.addr()).await;
+    testkit::proc::wait_refused(cp.addr(), WAIT).await.unwrap();
     assert!(
         requests.iter().all(|r| !r.is_finished()),
         "every request is still in flight when the port closes"

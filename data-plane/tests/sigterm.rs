@@ -9,7 +9,6 @@ mod bus_support;
 mod common;
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -183,18 +182,6 @@ async fn call(client: reqwest::Client, url: String, key: String, body: Value) ->
     }
 }
 
-/// Polls until connecting to `addr` is refused (the listener is closed).
-async fn wait_refused(addr: SocketAddr) {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        match tokio::net::TcpStream::connect(addr).await {
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => return,
-            _ if Instant::now() >= deadline => panic!("{addr} still accepts connections"),
-            _ => tokio::time::sleep(Duration::from_millis(20)).await,
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sigterm_under_load_loses_no_request_and_no_usage_event() {
     const STREAMS: usize = 20;
@@ -254,7 +241,9 @@ async fn a_sigterm_under_load_loses_no_request_and_no_usage_event() {
     );
 
     // Then the listener closes while the 40 are still held open.
-    wait_refused(node.dp.addr()).await;
+    testkit::proc::wait_refused(node.dp.addr(), WAIT)
+        .await
+        .unwrap();
     assert!(
         requests.iter().all(|r| !r.is_finished()),
         "every request is still in flight when the node stops accepting"

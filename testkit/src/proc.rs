@@ -340,6 +340,21 @@ impl Drop for ChildGuard {
     }
 }
 
+/// Polls until connecting to `addr` is refused (its listener is closed), or fails after
+/// `timeout`.
+pub async fn wait_refused(addr: SocketAddr, timeout: Duration) -> anyhow::Result<()> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match tokio::net::TcpStream::connect(addr).await {
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => return Ok(()),
+            _ if Instant::now() >= deadline => {
+                bail!("{addr} still accepts connections after {timeout:?}")
+            }
+            _ => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
+}
+
 /// Polls `url` with GET until it answers 2xx, or fails after `timeout`.
 pub async fn wait_http_ok(url: &str, timeout: Duration) -> anyhow::Result<()> {
     let client = reqwest::Client::builder()
