@@ -7,11 +7,14 @@ What is checked, and with what:
   Kubernetes 1.25 (the chart's minimum) and 1.31 OpenAPI schemas in strict mode (PyPI kubernetes-validate: unknown fields fail);
   the ServiceMonitor against .ci/schemas/servicemonitor-monitoring.coreos.com-v1.json (a subset of
   the Prometheus Operator CRD's schema); then how the objects fit together (selectors, ports,
-  Secret and ConfigMap references, probes, security contexts, SWITCHYARD_NODE_COUNT);
+  Secret and ConfigMap references, probes, security contexts, SWITCHYARD_NODE_COUNT, the
+  metrics token: both planes' env and the ServiceMonitors' `authorization` from the Secret);
 - the chart's guards: values it must refuse;
 - deploy/docker-compose.yml against the Compose Specification JSON schema shipped in PyPI
   docker-compose 1.29.2 (compose/config/compose_spec.json), plus the setup's own rules;
-- deploy/prometheus/prometheus.yml, deploy/grafana/provisioning/**, the dashboard
+- deploy/prometheus/prometheus.yml (scrape targets, the metrics token file, and the compose
+  entrypoint that writes that file, run with a stub Prometheus), deploy/grafana/provisioning/**,
+  the dashboard
   deploy/grafana/dashboards/switchyard.json (panels, datasource variable, metric names from the
   catalog);
 - deploy/Dockerfile (parsed with BuildKit's parser, PyPI dockerfile) and /.dockerignore; the
@@ -77,7 +80,8 @@ REQUIRED_PANELS = [
     "API latency p50 / p95 / p99",
 ]
 COMPOSE_SECRETS = ["SWITCHYARD_MASTER_KEY", "SWITCHYARD_JWT_SECRET", "POSTGRES_PASSWORD",
-                   "REDIS_PASSWORD", "GRAFANA_ADMIN_PASSWORD"]
+                   "REDIS_PASSWORD", "GRAFANA_ADMIN_PASSWORD", "SWITCHYARD_METRICS_TOKEN"]
+METRICS_TOKEN = "SWITCHYARD_METRICS_TOKEN"
 
 
 class CheckError(Exception):
@@ -207,6 +211,11 @@ def check_rendered(objects: list[dict[str, Any]], values: dict[str, Any]) -> str
     secret_name = RELEASE if v["secrets"]["create"] or not v["secrets"]["existingSecret"] \
         else v["secrets"]["existingSecret"]
     expect(bool(secrets) == bool(v["secrets"]["create"]), "a Secret is rendered exactly when secrets.create")
+    token_on = bool(v["secrets"].get("metricsToken")) if v["secrets"]["create"] \
+        else bool(v["metrics"].get("tokenFromSecret"))
+    token_ref = {"name": secret_name, "key": METRICS_TOKEN}
+    for cm_name, cm in configmaps.items():
+        expect(METRICS_TOKEN not in cm.get("data", {}), f"ConfigMap {cm_name} holds the metrics token")
 
     for name, dep in deployments.items():
         spec = dep["spec"]
@@ -240,6 +249,12 @@ def check_rendered(objects: list[dict[str, Any]], values: dict[str, Any]) -> str
         ports = {p["name"]: p["containerPort"] for p in container["ports"]}
         expect("http" in ports, f"{name}: no port named http")
         env = env_of(container)
+        if token_on:
+            # Not optional: a Secret without the key must stop the pod, not open /metrics.
+            expect(env.get(METRICS_TOKEN, {}).get("valueFrom", {}).get("secretKeyRef") == token_ref,
+                   f"{name}: {METRICS_TOKEN} is not the Secret's key {token_ref} (non-optional)")
+        else:
+            expect(METRICS_TOKEN not in env, f"{name}: {METRICS_TOKEN} set although no token is configured")
         node_id = env.get("SWITCHYARD_NODE_ID", {}).get("valueFrom", {}).get("fieldRef", {})
         expect(node_id.get("fieldPath") == "metadata.name", f"{name}: SWITCHYARD_NODE_ID is not the pod name")
         for e in env.values():
@@ -322,8 +337,17 @@ def check_rendered(objects: list[dict[str, Any]], values: dict[str, Any]) -> str
         expect(sm["spec"]["endpoints"][0]["port"] in {p["name"] for p in selected[0]["spec"]["ports"]},
                f"ServiceMonitor {name}: the Service has no such port")
         expect(sm["spec"]["endpoints"][0]["path"] == "/metrics", f"ServiceMonitor {name}: path")
+        auth = sm["spec"]["endpoints"][0].get("authorization")
+        if token_on:
+            expect(auth == {"type": "Bearer", "credentials": token_ref},
+                   f"ServiceMonitor {name}: authorization is {auth}, not the Secret's {METRICS_TOKEN}")
+            # The Operator reads the credentials' Secret in the ServiceMonitor's namespace.
+            expect(sm["metadata"]["namespace"] == NAMESPACE,
+                   f"ServiceMonitor {name}: not in the Secret's namespace {NAMESPACE}")
+        else:
+            expect(auth is None, f"ServiceMonitor {name}: authorization without a metrics token")
     expect(len(monitors) == (2 if v["metrics"]["serviceMonitor"]["enabled"] else 0), "ServiceMonitor count")
-    return f"{len(objects)} objects fit together"
+    return f"{len(objects)} objects fit together" + (", metrics token on" if token_on else "")
 
 
 # Keys below these are plain Kubernetes fields (requests, limits, ...) documented by their parent.
@@ -385,6 +409,43 @@ def chart_checks() -> None:
                   lambda state=state, version=version: validate_kube(state["objects"], version))
         check(f"chart wiring, {label}", lambda state=state: check_rendered(state["objects"], state["values"]))
 
+    def token_variants() -> str:
+        """The metrics token off with ServiceMonitors on, and on through each kind of Secret
+        (check_rendered checks the env and the ServiceMonitors' authorization each time)."""
+        created = next(v for label, v in values_cases() if label.endswith("created-secret-values.yaml"))
+        variants = {
+            "off": {"metrics": {"serviceMonitor": {"enabled": True}}},
+            "existing Secret": {"secrets": {"create": False, "existingSecret": "mine"},
+                                "metrics": {"tokenFromSecret": True, "serviceMonitor": {"enabled": True}}},
+            "chart Secret": created,
+        }
+        seen = []
+        for label, values in variants.items():
+            objects = render(chart, values)
+            validate_kube(objects)
+            detail = check_rendered(objects, chart.merge_values(values))
+            expect(("metrics token on" in detail) == (label != "off"), f"{label}: {detail}")
+            monitors = [o for o in objects if o["kind"] == "ServiceMonitor"]
+            expect(len(monitors) == 2, f"{label}: {len(monitors)} ServiceMonitors")
+            seen.append(label)
+        return ", ".join(seen)
+
+    check("helm: metrics token off / from an existing Secret / from the chart's Secret", token_variants)
+
+    def notes(values: dict[str, Any]) -> str:
+        rendered = chart.render(values=values, name=RELEASE, namespace=NAMESPACE, is_install=True)
+        return next(text for template, text in rendered.items() if template.endswith("NOTES.txt"))
+
+    def console_warning() -> str:
+        console = {"ingress": {"enabled": True, "console": {"host": "console.example.com"}}}
+        expect("WARNING: /metrics needs no token" in notes(console),
+               "NOTES.txt does not warn about an open /metrics behind the console Ingress")
+        with_token = {**console, "secrets": {"create": False}, "metrics": {"tokenFromSecret": True}}
+        expect("WARNING" not in notes(with_token), "NOTES.txt warns although a token is set")
+        return "warned without a token, quiet with one"
+
+    check("helm: NOTES.txt warns when the console Ingress exposes an open /metrics", console_warning)
+
     full = next(v for label, v in values_cases() if label.endswith("full-values.yaml"))
     check("helm: the all-on values render every template", lambda: expect(
         {"Ingress", "ServiceMonitor", "HorizontalPodAutoscaler", "PodDisruptionBudget"} <=
@@ -413,6 +474,16 @@ def chart_checks() -> None:
         {"dataPlane": {"replicaCount": "two"}}, "replicaCount"))
     check("helm guard: HPA min above max", must_refuse(
         {"dataPlane": {"autoscaling": {"enabled": True, "minReplicas": 5, "maxReplicas": 2}}}, "minReplicas"))
+    check("helm guard: secrets.metricsToken with an existing Secret (would be ignored)", must_refuse(
+        {"secrets": {"create": False, "metricsToken": "t"}}, "metrics.tokenFromSecret=true"))
+    check("helm guard: metrics.tokenFromSecret with a chart Secret but no token", must_refuse(
+        {"secrets": {"create": True, "masterKey": "k", "jwtSecret": "j", "databaseUrl": "postgres://h/d",
+                     "redisUrl": "redis://h"}, "metrics": {"tokenFromSecret": True}}, "needs secrets.metricsToken"))
+    check("helm guard: metrics token with ServiceMonitors outside the Secret's namespace", must_refuse(
+        {"metrics": {"tokenFromSecret": True, "serviceMonitor": {"enabled": True, "namespace": "monitoring"}}},
+        "must be empty or the release namespace"))
+    check("helm guard: the metrics token in controlPlane.env (a ConfigMap)", must_refuse(
+        {"controlPlane": {"env": {METRICS_TOKEN: "t"}}}, "secrets belong in the Secret"))
 
     def canary() -> str:
         objects = render(chart, None)
@@ -427,6 +498,28 @@ def chart_checks() -> None:
         raise CheckError("kubernetes-validate accepted a Deployment with an unknown field")
 
     check("canary: a broken manifest fails validation", canary)
+
+    def monitor_canary() -> str:
+        created = next(v for label, v in values_cases() if label.endswith("created-secret-values.yaml"))
+        monitor = next(o for o in render(chart, created) if o["kind"] == "ServiceMonitor")
+        expect("authorization" in monitor["spec"]["endpoints"][0], "no authorization to break")
+        breakages = {
+            "credentials.nmae": lambda ep: ep["authorization"]["credentials"].update(nmae="x"),
+            "authorizaton": lambda ep: ep.update(authorizaton=ep["authorization"]),
+            "credentials without key": lambda ep: ep["authorization"]["credentials"].pop("key"),
+            "type Basic": lambda ep: ep["authorization"].update(type="Basic"),
+        }
+        for label, breaker in breakages.items():
+            broken = copy.deepcopy(monitor)
+            breaker(broken["spec"]["endpoints"][0])
+            try:
+                validate_kube([broken])
+            except CheckError:
+                continue
+            raise CheckError(f"the ServiceMonitor schema accepted {label}")
+        return f"{len(breakages)} broken authorizations refused"
+
+    check("canary: a broken ServiceMonitor authorization fails validation", monitor_canary)
 
 
 # ================================================================================ Compose
@@ -498,6 +591,16 @@ def compose_checks() -> None:
         return f"{len(COMPOSE_SECRETS)} secrets required with ${{VAR:?message}}"
 
     check("compose: secrets come from the environment and are required", secrets_required)
+
+    def quick_start() -> str:
+        readme = (DEPLOY / "README.md").read_text()
+        for where, source in (("docker-compose.yml", text), ("deploy/README.md", readme)):
+            for name in COMPOSE_SECRETS:
+                expect(re.search(rf"^[#\s]*{name}=\$\(openssl rand ", source, re.M),
+                       f"{where}: the quick start's .env does not generate {name}")
+        return "the header and deploy/README.md generate every required secret"
+
+    check("compose: the quick start's .env sets every required secret", quick_start)
 
     def semantics() -> str:
         env = {n: "x" for n in COMPOSE_SECRETS}
@@ -587,6 +690,61 @@ def prometheus_checks() -> None:
         return f"{len(config['scrape_configs'])} jobs, targets {', '.join(sorted(wanted))}"
 
     check("prometheus: prometheus.yml is valid YAML and scrapes every plane", run)
+
+    def token() -> str:
+        """Every plane requires the metrics token, and Prometheus sends that same token: the
+        switchyard jobs read it from a credentials file on a tmpfs, which the compose
+        entrypoint writes from the environment before it starts Prometheus."""
+        config = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text())
+        value = "token-from-the-environment"
+        compose = yaml.safe_load(interpolate((DEPLOY / "docker-compose.yml").read_text(),
+                                             {**{n: "x" for n in COMPOSE_SECRETS}, METRICS_TOKEN: value}))
+        services = compose["services"]
+        files = set()
+        for job in config["scrape_configs"]:
+            if not job["job_name"].startswith("switchyard-"):
+                continue
+            auth = job.get("authorization") or {}
+            expect(auth.get("type", "Bearer") == "Bearer" and auth.get("credentials_file"),
+                   f"job {job['job_name']}: no Bearer credentials_file")
+            files.add(auth["credentials_file"])
+        expect(len(files) == 1, f"the switchyard jobs read different token files: {sorted(files)}")
+        (token_file,) = files
+        for name, svc in services.items():
+            if isinstance(svc.get("build"), dict):
+                expect(svc["environment"].get(METRICS_TOKEN) == value, f"{name}: {METRICS_TOKEN} is not passed")
+        prom = services["prometheus"]
+        expect(prom["environment"].get(METRICS_TOKEN) == value, f"prometheus: {METRICS_TOKEN} is not passed")
+        expect(str(Path(token_file).parent) in (prom.get("tmpfs") or []),
+               f"prometheus: {Path(token_file).parent} is not a tmpfs (the token would be on disk)")
+        shell, flag, script, arg0 = prom["entrypoint"]
+        expect(shell == "/bin/sh" and flag == "-c", "prometheus: the entrypoint is not a /bin/sh -c script")
+        expect("exec /bin/prometheus \"$@\"" in script, "prometheus: the script does not exec /bin/prometheus")
+        # Run the script with a stub Prometheus, paths moved into a temp dir.
+        with tempfile.TemporaryDirectory() as tmp:
+            run_dir = Path(tmp) / "run"
+            run_dir.mkdir()
+            stub = Path(tmp) / "prometheus"
+            stub.write_text("#!/bin/sh\nprintf '%s\\n' \"$@\" > \"$STUB_OUT/args\"\n"
+                            "env > \"$STUB_OUT/env\"\n")
+            stub.chmod(0o755)
+            moved = script.replace(str(Path(token_file).parent), str(run_dir)).replace("/bin/prometheus", str(stub))
+            result = subprocess.run(["sh", "-c", moved, arg0, *prom["command"]], capture_output=True, timeout=10,
+                                    env={"PATH": os.environ.get("PATH", ""), "STUB_OUT": tmp, METRICS_TOKEN: value})
+            expect(result.returncode == 0, f"the entrypoint failed: {result.stderr.decode()}")
+            written = run_dir / Path(token_file).name
+            expect(written.read_text() == value, "the token file does not hold the token")
+            expect(written.stat().st_mode & 0o077 == 0, "the token file is readable by others")
+            args = (Path(tmp) / "args").read_text().splitlines()
+            expect(args == prom["command"], f"Prometheus got {args}, not the compose command")
+            expect(f"{METRICS_TOKEN}=" not in (Path(tmp) / "env").read_text(),
+                   "the token stays in Prometheus' environment")
+            missing = subprocess.run(["sh", "-c", moved, arg0], capture_output=True, timeout=10,
+                                     env={"PATH": os.environ.get("PATH", ""), "STUB_OUT": tmp})
+            expect(missing.returncode != 0, "the entrypoint starts Prometheus without a token")
+        return f"{token_file}, written by the entrypoint and read by both jobs"
+
+    check("prometheus: both planes require the metrics token and Prometheus sends it", token)
 
 
 def metric_names(expr: str) -> set[str]:

@@ -75,6 +75,27 @@ app.kubernetes.io/component: {{ .component }}
 {{- end }}
 {{- end }}
 
+{{/*
+"true" when /metrics needs SWITCHYARD_METRICS_TOKEN, read from the Secret by both planes and sent
+by the ServiceMonitors; empty otherwise. On with secrets.create and secrets.metricsToken, or with
+an existing Secret and metrics.tokenFromSecret (the Secret has the key). Refuses the settings
+that would leave /metrics open although a token was asked for.
+*/}}
+{{- define "switchyard.metricsToken" -}}
+{{- $s := .Values.secrets }}
+{{- if $s.create }}
+{{- if and .Values.metrics.tokenFromSecret (not $s.metricsToken) }}
+{{- fail "metrics.tokenFromSecret with secrets.create=true needs secrets.metricsToken (the chart writes the Secret): set it, e.g. to the output of `openssl rand -hex 32`" }}
+{{- end }}
+{{- if $s.metricsToken }}true{{ end }}
+{{- else }}
+{{- if $s.metricsToken }}
+{{- fail "secrets.metricsToken is only used with secrets.create=true. With your own Secret, add the key SWITCHYARD_METRICS_TOKEN to it and set metrics.tokenFromSecret=true" }}
+{{- end }}
+{{- if .Values.metrics.tokenFromSecret }}true{{ end }}
+{{- end }}
+{{- end }}
+
 {{/* The ServiceAccount both planes run as. */}}
 {{- define "switchyard.serviceAccountName" -}}
 {{- if .Values.serviceAccount.create }}
