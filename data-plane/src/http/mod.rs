@@ -190,7 +190,8 @@ pub async fn request_id(mut request: Request, next: Next) -> Response {
             .to_str()
             .ok()
             .and_then(|v| v.parse::<f64>().ok())
-            .map_or(Duration::ZERO, |ms| Duration::from_secs_f64(ms / 1000.0)),
+            .and_then(|ms| Duration::try_from_secs_f64(ms / 1000.0).ok())
+            .unwrap_or_default(),
         None => {
             let own = rid.started.elapsed();
             put_overhead(response.headers_mut(), own);
