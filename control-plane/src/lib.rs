@@ -23,7 +23,8 @@
 //! - [`password`]: the password policy (length, zxcvbn strength).
 //! - [`throttle`]: login throttling per account and client IP, sign-up rate per client IP, and
 //!   the [`ClientIp`](throttle::ClientIp) extractor.
-//! - [`http`]: one module per resource under `/api/v1`, plus health, `GET /api/v1/meta`, the
+//! - [`http`]: one module per resource under `/api/v1`, plus health, `GET /metrics`
+//!   (`http::metrics`, with the middleware counting every API request), `GET /api/v1/meta`, the
 //!   web console (`http::console`, the embedded `web/dist` served at `/`) and the middleware
 //!   stack.
 //! - [`openapi`]: the OpenAPI document and Swagger UI (`/docs`).

@@ -359,8 +359,9 @@ async fn drive(api: &mut ControlApi, gateway: &str, fake: &FakeOpenAi) -> Traffi
     }
 }
 
-/// The data plane's metrics after [`drive`]: present and sane.
-fn check_gateway(scrape: &Scrape, traffic: &Traffic, distributed: bool) {
+/// What holds for every plane's scrape: well formed, no key or secret anywhere, and the
+/// plane's `build_info`.
+fn check_plane(scrape: &Scrape, traffic: &Traffic, plane: &str) {
     scrape.assert_well_formed();
     for secret in &traffic.secrets {
         assert!(
@@ -368,13 +369,18 @@ fn check_gateway(scrape: &Scrape, traffic: &Traffic, distributed: bool) {
             "a key or secret in a label"
         );
     }
+    assert_eq!(
+        scrape.total("switchyard_build_info", &[("plane", plane)]),
+        1.0
+    );
+}
+
+/// The data plane's metrics after [`drive`]: present and sane.
+fn check_gateway(scrape: &Scrape, traffic: &Traffic, distributed: bool) {
+    check_plane(scrape, traffic, "data");
     assert!(
         !scrape.text.contains("no-such-model-xyz"),
         "a client's model string in a label"
-    );
-    assert_eq!(
-        scrape.total("switchyard_build_info", &[("plane", "data")]),
-        1.0
     );
 
     let served = traffic.served as f64;
@@ -499,17 +505,7 @@ fn check_gateway(scrape: &Scrape, traffic: &Traffic, distributed: bool) {
 
 /// The control plane's metrics after [`drive`]: present and sane.
 fn check_control(scrape: &Scrape, traffic: &Traffic, distributed: bool) {
-    scrape.assert_well_formed();
-    for secret in &traffic.secrets {
-        assert!(
-            !scrape.text.contains(secret.as_str()),
-            "a key or secret in a label"
-        );
-    }
-    assert_eq!(
-        scrape.total("switchyard_build_info", &[("plane", "control")]),
-        1.0
-    );
+    check_plane(scrape, traffic, "control");
     assert!(
         scrape.total(
             "switchyard_api_requests_total",

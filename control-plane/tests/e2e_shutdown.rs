@@ -30,15 +30,6 @@ async fn start(data_dir: &Path) -> ChildGuard {
     cp
 }
 
-/// A client that opens a fresh connection per request, so "new connections" means new ones.
-fn fresh_client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .pool_max_idle_per_host(0)
-        .timeout(Duration::from_secs(60))
-        .build()
-        .unwrap()
-}
-
 fn body(model: &str, stream: bool) -> Value {
     json!({"model": model, "stream": stream, "messages": [{"role": "user", "content": "hi"}]})
 }
@@ -92,7 +83,7 @@ async fn zero_setup_sigterm_under_load_keeps_every_request_and_its_usage_row() {
     .await
     .unwrap();
     let key = setup.key.key.clone();
-    let client = fresh_client();
+    let client = testkit::e2e::fresh_connection_client();
     let mut expected = Vec::new();
     let (first, _, _) = poll_until(WAIT, Duration::from_millis(25), || async {
         let answer = call(

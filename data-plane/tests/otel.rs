@@ -12,7 +12,6 @@ mod common;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
 
 use axum::body::Bytes;
 use axum::http::{HeaderMap, header};
@@ -21,12 +20,11 @@ use data_plane::config::LogFormat;
 use data_plane::telemetry::{OtelConfig, Telemetry, TelemetryGuard};
 use opentelemetry::trace::{Span as _, Tracer as _, TracerProvider as _};
 use serde_json::{Value, json};
-use shared::config::{ProviderKind, RouteCandidate, RouteRecord, RouteStrategy};
+use shared::config::{ProviderKind, RouteStrategy};
 use testkit::fake_openai::{self, FakeOpenAi};
+use testkit::logs::CapturedLogs;
 use tokio::sync::mpsc;
-use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::fmt::writer::BoxMakeWriter;
-use uuid::Uuid;
 
 /// The caller's trace: the gateway's spans must join it.
 const CALLER_TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
@@ -68,37 +66,6 @@ async fn collector() -> (SocketAddr, mpsc::UnboundedReceiver<Export>) {
         }),
     );
     (common::serve(app).await, rx)
-}
-
-/// Log output kept in memory.
-#[derive(Clone, Default)]
-struct Logs(Arc<Mutex<Vec<u8>>>);
-
-impl Logs {
-    fn lines(&self) -> Vec<Value> {
-        String::from_utf8(self.0.lock().unwrap().clone())
-            .unwrap()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
-            .collect()
-    }
-}
-
-impl std::io::Write for Logs {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> MakeWriter<'a> for Logs {
-    type Writer = Logs;
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
 }
 
 fn otel_config(vars: &[(&str, String)]) -> OtelConfig {
@@ -234,7 +201,7 @@ fn header(response: &reqwest::Response, name: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn traces_logs_and_context_propagation() {
     let (collector_addr, mut exports) = collector().await;
-    let logs = Logs::default();
+    let logs = CapturedLogs::default();
     let config = otel_config(&[
         (
             "OTEL_EXPORTER_OTLP_ENDPOINT",
@@ -266,25 +233,7 @@ async fn traces_logs_and_context_propagation() {
     );
     let served = deployment("gpt", &provider, "gpt-4o-mini");
     let broken = deployment("broken", &provider, fake_openai::MODEL_500);
-    let route = RouteRecord {
-        id: Uuid::new_v4(),
-        name: "fallback".to_owned(),
-        strategy: RouteStrategy::Priority,
-        candidates: [&broken, &served]
-            .iter()
-            .map(|d| RouteCandidate {
-                deployment_id: d.id,
-                weight: None,
-                priority: None,
-            })
-            .collect(),
-        allowed_regions: None,
-        max_attempts: None,
-        retry_on: None,
-        timeouts: Default::default(),
-        hedge_after_ms: None,
-        sticky: false,
-    };
+    let route = common::route("fallback", RouteStrategy::Priority, &[&broken, &served]);
     let (served_id, broken_id) = (served.id, broken.id);
     let embed = deployment("embed", &provider, "text-embedding-3-small");
     gw.set_tenant_with(vec![provider], vec![served, broken, embed], |c| {
@@ -540,7 +489,7 @@ async fn traces_logs_and_context_propagation() {
     );
 
     // --- JSON logs: every line of a request carries its id and its trace.
-    let lines = logs.lines();
+    let lines = logs.json_lines().unwrap();
     let of = |id: &str| -> Vec<&Value> { lines.iter().filter(|l| l["request_id"] == id).collect() };
     let fallback_lines = of(&fallback_id);
     let line = fallback_lines

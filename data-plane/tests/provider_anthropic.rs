@@ -9,8 +9,6 @@
 
 mod common;
 
-use std::sync::{Arc, Mutex};
-
 use common::{
     Gateway, REQUEST_ID, assert_error, assert_event_stream, deployment, last_event_without_done,
     same_name_deployments, sse_data, streamed_text, streaming, user_message,
@@ -19,6 +17,7 @@ use serde_json::{Value, json};
 use shared::config::ProviderKind;
 use shared::usage::UsageOutcome;
 use testkit::fake_anthropic::{self, FakeAnthropic};
+use testkit::logs::CapturedLogs;
 
 const PROVIDER_KEY: &str = "sk-ant-api03-provider-secret-0123456789";
 
@@ -130,44 +129,16 @@ fn parse_chunks(events: &[String]) -> Vec<Value> {
         .collect()
 }
 
-/// Log lines written while the guard lives (thread-local: `#[tokio::test]` runs the gateway's
-/// tasks on the test's thread).
-#[derive(Clone, Default)]
-struct Logs(Arc<Mutex<Vec<u8>>>);
-
-impl Logs {
-    fn capture() -> (Self, tracing::subscriber::DefaultGuard) {
-        let logs = Logs::default();
-        let subscriber = tracing_subscriber::fmt()
-            .with_writer(logs.clone())
-            .with_ansi(false)
-            .with_max_level(tracing::Level::DEBUG)
-            .finish();
-        (logs, tracing::subscriber::set_default(subscriber))
-    }
-
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-}
-
-impl std::io::Write for Logs {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Logs {
-    type Writer = Logs;
-
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
+/// Captures the log lines written while the guard lives (thread-local: `#[tokio::test]` runs
+/// the gateway's tasks on the test's thread).
+fn capture_logs() -> (CapturedLogs, tracing::subscriber::DefaultGuard) {
+    let logs = CapturedLogs::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(logs.clone())
+        .with_ansi(false)
+        .with_max_level(tracing::Level::DEBUG)
+        .finish();
+    (logs, tracing::subscriber::set_default(subscriber))
 }
 
 #[tokio::test]
@@ -470,7 +441,7 @@ async fn a_cut_stream_ends_with_a_truncation_error_and_no_done() {
 
 #[tokio::test]
 async fn an_error_event_mid_stream_is_passed_on_logged_and_metered_as_truncated() {
-    let (logs, _guard) = Logs::capture();
+    let (logs, _guard) = capture_logs();
     let (mut gw, _fake) = setup().await;
     let key = gw.key();
     let response = gw
@@ -550,7 +521,7 @@ async fn overloaded_and_server_errors_are_502_with_anthropic_message() {
 
 #[tokio::test]
 async fn a_wrong_provider_key_is_502_without_leaking_it() {
-    let (logs, _guard) = Logs::capture();
+    let (logs, _guard) = capture_logs();
     let wrong = "sk-ant-api03-wrong-key-9876543210";
     let (mut gw, fake) = setup_with_key(wrong).await;
     let key = gw.key();

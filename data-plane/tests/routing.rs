@@ -10,34 +10,10 @@ mod common;
 
 use common::*;
 use serde_json::{Value, json};
-use shared::config::{
-    DeploymentRecord, ProviderRecord, RetryClass, RouteCandidate, RouteRecord, RouteStrategy,
-};
+use shared::config::{DeploymentRecord, ProviderRecord, RetryClass, RouteStrategy};
 use testkit::fake_anthropic::{self, FakeAnthropic};
 use testkit::fake_openai::{self, FakeOpenAi};
 use uuid::Uuid;
-
-fn route(name: &str, strategy: RouteStrategy, deployments: &[&DeploymentRecord]) -> RouteRecord {
-    RouteRecord {
-        id: Uuid::new_v4(),
-        name: name.to_owned(),
-        strategy,
-        candidates: deployments
-            .iter()
-            .map(|d| RouteCandidate {
-                deployment_id: d.id,
-                weight: None,
-                priority: None,
-            })
-            .collect(),
-        allowed_regions: None,
-        max_attempts: None,
-        retry_on: None,
-        timeouts: Default::default(),
-        hedge_after_ms: None,
-        sticky: false,
-    }
-}
 
 fn in_region(mut d: DeploymentRecord, region: &str) -> DeploymentRecord {
     d.region = Some(region.to_owned());

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use bus_support::{Prefix, conn, redis_url, write_key, write_tenant};
 use futures::StreamExt;
 use serde_json::{Value, json};
-use shared::config::{KeyRecord, ProviderKind, ProviderRecord, TenantConfig};
+use shared::config::{KeyRecord, ProviderKind, ProviderRecord};
 use shared::usage::{UsageEvent, UsageOutcome};
 use testkit::fake_openai::{self, FakeOpenAi};
 use testkit::proc::{ChildGuard, command};
@@ -50,23 +50,11 @@ impl Node {
             api_key_sealed: None,
             options: Default::default(),
         };
-        let tenant = TenantConfig {
-            tenant_id: record.tenant_id,
-            version: 1,
-            routes: Vec::new(),
-            allowed_regions: None,
-            team_regions: Default::default(),
-            budgets: Vec::new(),
-            limits: Default::default(),
-            team_limits: Default::default(),
-            suspension: None,
-            store_payloads: false,
-            deployments: vec![
-                common::deployment("gated", &provider, fake_openai::MODEL_GATED),
-                common::deployment("plain", &provider, "gpt-4o-mini"),
-            ],
-            providers: vec![provider],
-        };
+        let deployments = vec![
+            common::deployment("gated", &provider, fake_openai::MODEL_GATED),
+            common::deployment("plain", &provider, "gpt-4o-mini"),
+        ];
+        let tenant = common::tenant_config(record.tenant_id, 1, vec![provider], deployments);
         let mut c = conn().await;
         write_tenant(&mut c, &prefix.keys, &tenant, true).await;
         write_key(&mut c, &prefix.keys, &record, true).await;
@@ -118,15 +106,6 @@ impl Node {
         }
         by_id
     }
-}
-
-/// A client that opens a fresh connection per request, so "new connections" means new ones.
-fn fresh_client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .pool_max_idle_per_host(0)
-        .timeout(Duration::from_secs(60))
-        .build()
-        .unwrap()
 }
 
 fn chat_body(model: &str, stream: bool, include_usage: bool) -> Value {
@@ -192,7 +171,7 @@ async fn a_sigterm_under_load_loses_no_request_and_no_usage_event() {
         ("SWITCHYARD_SHUTDOWN_DRAIN_SECONDS", "10"),
     ])
     .await;
-    let client = fresh_client();
+    let client = testkit::e2e::fresh_connection_client();
     let chat = node.url("/v1/chat/completions");
 
     // 40 requests held at the upstream: half streams (half of those asking for the usage
@@ -303,7 +282,7 @@ async fn requests_still_open_after_the_grace_period_are_cut_and_still_metered() 
         ("SWITCHYARD_SHUTDOWN_DRAIN_SECONDS", "5"),
     ])
     .await;
-    let client = fresh_client();
+    let client = testkit::e2e::fresh_connection_client();
     let chat = node.url("/v1/chat/completions");
 
     // A stream that has started (the client holds its first delta) and a completion, both

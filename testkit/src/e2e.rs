@@ -161,6 +161,16 @@ pub fn http_client() -> reqwest::Client {
         .unwrap_or_else(|_| reqwest::Client::new())
 }
 
+/// A client that opens a fresh connection per request (no idle pool), so a test's "new
+/// connection" really is one; a long timeout for requests held open on purpose.
+pub fn fresh_connection_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap_or_else(|_| reqwest::Client::new())
+}
+
 /// `POST {origin}/v1/chat/completions` with a bearer key.
 pub async fn chat(
     client: &reqwest::Client,

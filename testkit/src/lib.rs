@@ -18,6 +18,7 @@
 //!   `rediss://` URLs.
 //! - [`records`]: key records and usage events for the Redis bus tests.
 //! - [`tcp_proxy`]: a TCP proxy in front of Redis that a test cuts and restores to play an outage.
+//! - [`logs`]: an in-memory `tracing-subscriber` writer for tests that check log output.
 //! - [`poll`]: poll-with-deadline for "eventually visible" assertions.
 //! - [`proc`]: launching the `control-plane` / `data-plane` binaries as child processes that are
 //!   killed on drop, with their logs captured and their bound address read from the log.
@@ -35,6 +36,7 @@ pub mod fake_gemini;
 pub mod fake_openai;
 mod fake_server;
 pub mod fake_stripe;
+pub mod logs;
 pub mod pg;
 pub mod poll;
 pub mod proc;

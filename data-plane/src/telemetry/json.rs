@@ -169,47 +169,14 @@ impl Visit for JsonVisitor<'_> {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-    use std::sync::{Arc, Mutex};
-
     use opentelemetry::trace::{TraceContextExt as _, TracerProvider as _};
+    use testkit::logs::CapturedLogs;
     use tracing_opentelemetry::OpenTelemetrySpanExt as _;
-    use tracing_subscriber::fmt::MakeWriter;
     use tracing_subscriber::fmt::writer::BoxMakeWriter;
     use tracing_subscriber::layer::SubscriberExt as _;
     use tracing_subscriber::{EnvFilter, Layer as _};
 
     use crate::config::LogFormat;
-
-    /// Log output kept in memory.
-    #[derive(Clone, Default)]
-    struct Captured(Arc<Mutex<Vec<u8>>>);
-
-    impl Captured {
-        fn lines(&self) -> Vec<serde_json::Value> {
-            String::from_utf8(self.0.lock().unwrap().clone())
-                .unwrap()
-                .lines()
-                .map(|l| serde_json::from_str(l).expect("each line is one JSON object"))
-                .collect()
-        }
-    }
-
-    impl std::io::Write for Captured {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
-    impl<'a> MakeWriter<'a> for Captured {
-        type Writer = Captured;
-        fn make_writer(&'a self) -> Self::Writer {
-            self.clone()
-        }
-    }
 
     /// What the edge does per request: the `request` span, and a line logged in a task below it.
     fn log_a_request(id: &str) {
@@ -222,7 +189,7 @@ mod tests {
 
     #[test]
     fn lines_carry_the_request_id_and_every_span() {
-        let out = Captured::default();
+        let out = CapturedLogs::default();
         let layer =
             super::super::log_layer(LogFormat::Json, BoxMakeWriter::new(out.clone()), false);
         let subscriber = tracing_subscriber::registry().with(layer);
@@ -230,7 +197,7 @@ mod tests {
             log_a_request("0190-abc");
             tracing::info!("outside any request");
         });
-        let lines = out.lines();
+        let lines = out.json_lines().unwrap();
         assert_eq!(lines.len(), 2, "{lines:?}");
         let line = &lines[0];
         assert_eq!(line["level"], "WARN");
@@ -254,7 +221,7 @@ mod tests {
 
     #[test]
     fn with_tracing_lines_carry_the_current_spans_trace_and_span_ids() {
-        let out = Captured::default();
+        let out = CapturedLogs::default();
         // A provider without an exporter: spans get real ids, nothing is sent.
         let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
         let subscriber = tracing_subscriber::registry()
@@ -278,7 +245,7 @@ mod tests {
             let sc = span.span_context();
             (sc.trace_id().to_string(), sc.span_id().to_string())
         });
-        let lines = out.lines();
+        let lines = out.json_lines().unwrap();
         assert_eq!(lines.len(), 1, "{lines:?}");
         assert_eq!(lines[0]["request_id"], "r-1");
         assert_eq!(lines[0]["trace_id"], trace_id.as_str());

@@ -20,7 +20,10 @@ use data_plane::store::ConfigStore;
 use data_plane::usage_sink::UsageSink;
 use serde_json::Value;
 use shared::bus::MemoryBus;
-use shared::config::{DeploymentRecord, KeyRecord, ProviderKind, ProviderRecord, TenantConfig};
+use shared::config::{
+    DeploymentRecord, KeyRecord, ProviderKind, ProviderRecord, RouteCandidate, RouteRecord,
+    RouteStrategy, TenantConfig,
+};
 use shared::crypto::MasterKey;
 use shared::usage::UsageEvent;
 use time::OffsetDateTime;
@@ -144,20 +147,10 @@ impl Gateway {
         deployments: Vec<DeploymentRecord>,
     ) {
         let version = self.tenant_version.fetch_add(1, Ordering::SeqCst) + 1;
-        assert!(self.bus.put_tenant(TenantConfig {
-            tenant_id,
-            version,
-            routes: Vec::new(),
-            allowed_regions: None,
-            team_regions: Default::default(),
-            budgets: Vec::new(),
-            limits: Default::default(),
-            team_limits: Default::default(),
-            suspension: None,
-            store_payloads: false,
-            deployments,
-            providers,
-        }));
+        assert!(
+            self.bus
+                .put_tenant(tenant_config(tenant_id, version, providers, deployments))
+        );
     }
 
     /// Publishes this gateway's tenant config as `edit` leaves it (routes, region policies),
@@ -256,6 +249,57 @@ pub async fn serve(router: axum::Router) -> SocketAddr {
 pub fn closed_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     listener.local_addr().expect("addr").port()
+}
+
+/// A tenant config with `providers` and `deployments` and nothing else (no routes, policies,
+/// budgets or limits).
+pub fn tenant_config(
+    tenant_id: Uuid,
+    version: i64,
+    providers: Vec<ProviderRecord>,
+    deployments: Vec<DeploymentRecord>,
+) -> TenantConfig {
+    TenantConfig {
+        tenant_id,
+        version,
+        routes: Vec::new(),
+        allowed_regions: None,
+        team_regions: Default::default(),
+        budgets: Vec::new(),
+        limits: Default::default(),
+        team_limits: Default::default(),
+        suspension: None,
+        store_payloads: false,
+        deployments,
+        providers,
+    }
+}
+
+/// A route named `name` over `deployments`, in that order, with default settings.
+pub fn route(
+    name: &str,
+    strategy: RouteStrategy,
+    deployments: &[&DeploymentRecord],
+) -> RouteRecord {
+    RouteRecord {
+        id: Uuid::new_v4(),
+        name: name.to_owned(),
+        strategy,
+        candidates: deployments
+            .iter()
+            .map(|d| RouteCandidate {
+                deployment_id: d.id,
+                weight: None,
+                priority: None,
+            })
+            .collect(),
+        allowed_regions: None,
+        max_attempts: None,
+        retry_on: None,
+        timeouts: Default::default(),
+        hedge_after_ms: None,
+        sticky: false,
+    }
 }
 
 pub fn deployment(name: &str, provider: &ProviderRecord, upstream_model: &str) -> DeploymentRecord {
