@@ -136,6 +136,7 @@ fn events(n: usize) -> Vec<UsageEvent> {
                 error_class: failed.then(|| "timeout".to_owned()),
                 cache_hit: !failed && rng.next().is_multiple_of(20),
                 payload: None,
+                guardrails: Vec::new(),
             }
         })
         .collect()

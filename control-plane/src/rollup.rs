@@ -359,6 +359,7 @@ mod tests {
             error_class: None,
             cache_hit: false,
             payload: None,
+            guardrails: Vec::new(),
         }
     }
 

@@ -173,6 +173,7 @@ pub fn key_record(row: &api_key::Model) -> KeyRecord {
             .max_tokens_per_request
             .and_then(|n| u32::try_from(n).ok()),
         metadata: row.metadata_map(),
+        cache: None,
     }
 }
 
@@ -288,6 +289,7 @@ pub(crate) fn route_record(
         },
         hedge_after_ms: ms(row.hedge_after_ms),
         sticky: row.sticky,
+        cache: None,
     })
 }
 
@@ -357,6 +359,8 @@ async fn tenant_configs(
                     store_payloads: t.store_payloads,
                     deployments: vec![],
                     providers: vec![],
+                    team_cache: Default::default(),
+                    guardrails: Vec::new(),
                 },
             )
         })

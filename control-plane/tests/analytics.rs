@@ -137,6 +137,7 @@ fn dataset(
                 error_class: class.map(str::to_owned),
                 cache_hit: rng.below(10) == 0,
                 payload: None,
+                guardrails: Vec::new(),
             }
         })
         .collect()

@@ -262,6 +262,7 @@ fn event(tenant_id: Uuid, started_at: OffsetDateTime) -> UsageEvent {
         error_class: None,
         cache_hit: false,
         payload: None,
+        guardrails: Vec::new(),
     }
 }
 

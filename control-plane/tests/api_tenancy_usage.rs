@@ -52,6 +52,7 @@ fn event(
         error_class: None,
         cache_hit: false,
         payload: None,
+        guardrails: Vec::new(),
     }
 }
 

@@ -255,6 +255,8 @@ fn tenant(master_key: &MasterKey, version: i64) -> (TenantConfig, Uuid) {
         team_limits: Default::default(),
         suspension: None,
         store_payloads: false,
+        team_cache: Default::default(),
+        guardrails: Vec::new(),
         deployments: vec![shared::config::DeploymentRecord {
             id: Uuid::new_v4(),
             context_window: None,

@@ -58,6 +58,7 @@ fn event(tenant: Uuid, started_at: OffsetDateTime) -> UsageEvent {
             response: "ok".to_owned(),
             truncated: false,
         }),
+        guardrails: Vec::new(),
     }
 }
 

@@ -71,6 +71,7 @@ fn event(tenant: Uuid, started_at: OffsetDateTime) -> UsageEvent {
         error_class: None,
         cache_hit: false,
         payload: None,
+        guardrails: Vec::new(),
     }
 }
 

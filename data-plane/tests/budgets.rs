@@ -652,6 +652,8 @@ async fn two_nodes_on_one_redis_hold_a_team_budget_through_the_gateway() {
         team_limits: Default::default(),
         suspension: None,
         store_payloads: false,
+        team_cache: Default::default(),
+        guardrails: Vec::new(),
     };
     let mut c = bus_support::conn().await;
     bus_support::write_key(&mut c, keys, &record, true).await;

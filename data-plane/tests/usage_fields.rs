@@ -33,6 +33,7 @@ fn route(name: &str, deployments: &[&DeploymentRecord]) -> RouteRecord {
         timeouts: Default::default(),
         hedge_after_ms: None,
         sticky: false,
+        cache: None,
     }
 }
 

@@ -142,6 +142,8 @@ mod tests {
             team_limits: Default::default(),
             suspension: None,
             store_payloads: false,
+            team_cache: Default::default(),
+            guardrails: Vec::new(),
             deployments: vec![],
             providers: vec![],
         }

@@ -20,7 +20,9 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+pub use crate::cache::CacheSettings;
 pub use crate::governance::{BudgetRecord, KeyEndpoint, RateLimits};
+pub use crate::guardrails::GuardrailRecord;
 
 /// An API key as the data plane needs it. Published at `{prefix}key:{key_hash}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -56,6 +58,9 @@ pub struct KeyRecord {
     /// Tags attached to every usage event of this key.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub metadata: BTreeMap<String, String>,
+    /// The key's response-cache setting (the most specific level: see [`crate::cache`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache: Option<CacheSettings>,
 }
 
 impl KeyRecord {
@@ -303,6 +308,9 @@ pub struct RouteRecord {
     /// one deployment.
     #[serde(default)]
     pub sticky: bool,
+    /// The route's response-cache setting (the least specific level: see [`crate::cache`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache: Option<CacheSettings>,
 }
 
 /// One deployment a route may choose.
@@ -435,6 +443,12 @@ pub struct TenantConfig {
     /// The organization opted in to storing prompts and completions with its usage.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub store_payloads: bool,
+    /// Response-cache settings of the tenant's teams that have one, by team id.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub team_cache: BTreeMap<Uuid, CacheSettings>,
+    /// The tenant's guardrail policies, of every scope (see [`crate::guardrails`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub guardrails: Vec<GuardrailRecord>,
 }
 
 /// Why and how an organization is suspended.
@@ -642,6 +656,7 @@ mod tests {
             allowed_cidrs: None,
             max_tokens_per_request: None,
             metadata: BTreeMap::new(),
+            cache: None,
         };
         assert!(k.allows_model("a"));
         assert!(!k.allows_model("b"));

@@ -7,6 +7,8 @@
 //! - [`config`]: the records the control plane publishes and the data plane reads, and the Redis key scheme.
 //! - [`usage`]: the usage event each data-plane request emits.
 //! - [`egress`]: the egress (SSRF) policy: which upstream addresses the gateway may connect to.
+//! - [`cache`]: the response-cache settings of keys, teams and routes.
+//! - [`guardrails`]: guardrail policies (PII detection and redaction, policy filters), compiled once.
 //! - [`bus`]: the in-process stand-in for Redis used by the zero-setup default.
 //!
 //! Nothing here does IO. Deriving `Serialize` on these types makes them a wire contract between
@@ -14,10 +16,12 @@
 //! rename or remove one.
 
 pub mod bus;
+pub mod cache;
 pub mod config;
 pub mod crypto;
 pub mod egress;
 pub mod governance;
+pub mod guardrails;
 pub mod keys;
 pub mod money;
 pub mod usage;

@@ -104,6 +104,9 @@ pub struct UsageEvent {
     /// Answered from the gateway's response cache (no provider call, zero provider cost).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub cache_hit: bool,
+    /// What the guardrail policy that applied decided (rule and action, never the matched text).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub guardrails: Vec<GuardrailDecision>,
     /// The prompt and completion, present only when the organization opted in
     /// (`TenantConfig::store_payloads`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -147,6 +150,7 @@ pub fn error_class(status: u16, error_code: Option<&str>) -> &'static str {
         "shutting_down" => "shutdown",
         "context_length_exceeded" => "context_length",
         "content_filter" => "content_filter",
+        "guardrail_blocked" => "guardrail",
         "upstream_error" | "upstream_unavailable" | "upstream_connection" => "upstream_error",
         _ => match status {
             401 | 403 => "auth",
@@ -155,6 +159,41 @@ pub fn error_class(status: u16, error_code: Option<&str>) -> &'static str {
             500..=599 => "upstream_error",
             _ => "other",
         },
+    }
+}
+
+/// One guardrail decision of a request, as recorded in a [`UsageEvent`] and the request log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GuardrailDecision {
+    /// The policy that applied.
+    pub guardrail_id: Uuid,
+    /// The rule: `pii.email`, `pii.custom.<name>`, `blocked_terms`, `max_prompt_tokens`,
+    /// `allowed_tools`, … (see [`crate::guardrails`]).
+    pub rule: String,
+    pub action: GuardrailAction,
+    /// How many findings (PII) the decision covers; 1 for a filter.
+    pub count: u32,
+}
+
+/// What a guardrail did. Wire names are a contract.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GuardrailAction {
+    /// Replaced by placeholders before the prompt left.
+    Redacted,
+    /// The request was refused (400 `guardrail_blocked`).
+    Blocked,
+    /// Placeholders in the answer were replaced by the original values.
+    Restored,
+}
+
+impl GuardrailAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GuardrailAction::Redacted => "redacted",
+            GuardrailAction::Blocked => "blocked",
+            GuardrailAction::Restored => "restored",
+        }
     }
 }
 

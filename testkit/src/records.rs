@@ -28,6 +28,7 @@ pub fn key_record(hash: &str, version: i64) -> KeyRecord {
         allowed_cidrs: None,
         max_tokens_per_request: None,
         metadata: Default::default(),
+        cache: None,
     }
 }
 
@@ -65,5 +66,6 @@ pub fn usage_event() -> UsageEvent {
         error_class: None,
         cache_hit: false,
         payload: None,
+        guardrails: Vec::new(),
     }
 }

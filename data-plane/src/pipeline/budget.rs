@@ -237,6 +237,7 @@ mod tests {
             allowed_cidrs: None,
             max_tokens_per_request: max,
             metadata: Default::default(),
+            cache: None,
         }
     }
 

@@ -448,6 +448,7 @@ impl Meter {
                 .then(|| shared::usage::error_class(status, error_code).to_owned()),
             cache_hit: false,
             payload,
+            guardrails: Vec::new(),
         };
         crate::telemetry::record_usage(&self.attempt_span, &event);
         event

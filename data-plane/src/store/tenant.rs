@@ -247,6 +247,8 @@ mod tests {
             team_limits: Default::default(),
             suspension: None,
             store_payloads: false,
+            team_cache: Default::default(),
+            guardrails: Vec::new(),
             deployments: vec![dep("a", p1), dep("b", p2), dep("a", p2)],
             providers: vec![
                 ProviderRecord {

@@ -125,6 +125,7 @@ impl Gateway {
             allowed_cidrs: None,
             max_tokens_per_request: None,
             metadata: Default::default(),
+            cache: None,
         };
         assert!(self.bus.put_key(record));
         key
@@ -175,6 +176,8 @@ impl Gateway {
             team_limits: Default::default(),
             suspension: None,
             store_payloads: false,
+            team_cache: Default::default(),
+            guardrails: Vec::new(),
         };
         edit(&mut config);
         assert!(self.bus.put_tenant(config));
@@ -270,6 +273,8 @@ pub fn tenant_config(
         team_limits: Default::default(),
         suspension: None,
         store_payloads: false,
+        team_cache: Default::default(),
+        guardrails: Vec::new(),
         deployments,
         providers,
     }
@@ -299,6 +304,7 @@ pub fn route(
         timeouts: Default::default(),
         hedge_after_ms: None,
         sticky: false,
+        cache: None,
     }
 }
 

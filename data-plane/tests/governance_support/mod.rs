@@ -173,6 +173,8 @@ impl Cluster {
             team_limits: Default::default(),
             suspension: None,
             store_payloads: false,
+            team_cache: Default::default(),
+            guardrails: Vec::new(),
             deployments: vec![deployment(&self.provider, MODEL)],
             providers: vec![self.provider.clone()],
         };
@@ -198,6 +200,7 @@ impl Cluster {
             allowed_cidrs: None,
             max_tokens_per_request: None,
             metadata: Default::default(),
+            cache: None,
         };
         edit(&mut record);
         let id = record.key_id;
