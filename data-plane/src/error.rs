@@ -174,6 +174,14 @@ pub enum GatewayError {
 
     #[error("model {model:?} is not allowed for this key")]
     ModelNotAllowed { model: String },
+    /// A guardrail policy refused the request; names the policy and the rule, never the text
+    /// that matched.
+    #[error("blocked by guardrail {guardrail:?}, rule {rule}")]
+    GuardrailBlocked { guardrail: String, rule: String },
+    /// The guardrail policy that applies does not compile on this node (it was validated when
+    /// written, so this is a version skew): refused rather than let through unchecked.
+    #[error("guardrail {0:?} cannot be applied")]
+    GuardrailUnavailable(String),
     #[error("model {model:?} does not exist for this tenant")]
     ModelNotFound { model: String },
     /// No deployment the request may use satisfies the region policies that apply to it.
@@ -328,7 +336,10 @@ impl GatewayError {
     pub fn status(&self) -> StatusCode {
         use GatewayError::*;
         match self {
-            InvalidJson(_) | InvalidRequest { .. } | BodyRead(_) => StatusCode::BAD_REQUEST,
+            InvalidJson(_) | InvalidRequest { .. } | BodyRead(_) | GuardrailBlocked { .. } => {
+                StatusCode::BAD_REQUEST
+            }
+            GuardrailUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             RequestTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             MissingApiKey | InvalidApiKey | KeyRevoked | KeyExpired | MetricsUnauthorized => {
                 StatusCode::UNAUTHORIZED
@@ -376,6 +387,8 @@ impl GatewayError {
             KeyRevoked => "key_revoked",
             KeyExpired => "key_expired",
             ModelNotAllowed { .. } => "model_not_allowed",
+            GuardrailBlocked { .. } => "guardrail_blocked",
+            GuardrailUnavailable(_) => "guardrail_unavailable",
             ModelNotFound { .. } => "model_not_found",
             RegionNotAllowed { .. } => "region_not_allowed",
             RouteNotFound => "not_found",
@@ -472,6 +485,21 @@ impl GatewayError {
                 format!("This API key is not allowed to use the model `{model}`."),
                 "permission_error",
                 Some("model".to_owned()),
+            ),
+            GuardrailBlocked { guardrail, rule } => own(
+                format!(
+                    "The request was blocked by the guardrail policy `{guardrail}` (rule `{rule}`)."
+                ),
+                INVALID_REQUEST,
+                None,
+            ),
+            GuardrailUnavailable(guardrail) => own(
+                format!(
+                    "The guardrail policy `{guardrail}` cannot be applied on this gateway node; \
+                     the request was not sent. Retry shortly or contact your administrator."
+                ),
+                API_ERROR,
+                None,
             ),
             ModelNotFound { model } => own(
                 format!("The model `{model}` does not exist or you do not have access to it."),

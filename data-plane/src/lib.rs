@@ -60,6 +60,7 @@ pub mod lifecycle;
 pub mod metrics_registry;
 pub mod pipeline;
 pub mod providers;
+pub mod response_cache;
 pub mod routing;
 pub mod state;
 pub mod store;

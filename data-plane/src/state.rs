@@ -14,6 +14,7 @@ use crate::error::GatewayError;
 use crate::governance::ledger::{Ledger, LedgerOptions};
 use crate::governance::limits::RateLimiter;
 use crate::lifecycle::Lifecycle;
+use crate::response_cache::ResponseCache;
 use crate::routing::{Health, HealthSettings, Quotas};
 use crate::store::ConfigStore;
 use crate::usage_sink::UsageSink;
@@ -47,6 +48,8 @@ struct Inner {
     in_flight: InFlight,
     /// Serving, stopping or cutting (see [`crate::lifecycle`]).
     lifecycle: Lifecycle,
+    /// Stored answers (see [`crate::response_cache`]): Redis when there is one, else in memory.
+    response_cache: ResponseCache,
 }
 
 impl AppState {
@@ -79,6 +82,7 @@ impl AppState {
             settings.max_concurrent_per_org,
             settings.max_concurrent_per_provider,
         );
+        let response_cache = ResponseCache::new(store.redis_parts(), redis_wait);
         crate::tokens::warm_up();
         Ok(Self {
             inner: Arc::new(Inner {
@@ -95,6 +99,7 @@ impl AppState {
                 ledger,
                 in_flight: InFlight::default(),
                 lifecycle: Lifecycle::default(),
+                response_cache,
             }),
         })
     }
@@ -176,6 +181,10 @@ impl AppState {
 
     /// Where the process is in its life (see [`crate::lifecycle`]): `/readyz` reads it, request
     /// tasks wait on its cut.
+    pub fn response_cache(&self) -> &ResponseCache {
+        &self.inner.response_cache
+    }
+
     pub fn lifecycle(&self) -> &Lifecycle {
         &self.inner.lifecycle
     }

@@ -108,7 +108,7 @@ impl Message {
         out
     }
 
-    fn push_text(&self, out: &mut String) {
+    pub fn push_text(&self, out: &mut String) {
         match &self.content {
             Some(Value::String(s)) => out.push_str(s),
             Some(Value::Array(parts)) => {

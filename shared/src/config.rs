@@ -570,6 +570,13 @@ impl RedisKeys {
     pub fn rate(&self, tenant_id: Uuid, level: &str, id: Uuid, metric: &str) -> String {
         format!("{}rl:{level}:{id}:{metric}", self.org(tenant_id))
     }
+
+    /// String: one response-cache entry of an organization, by the hex digest of its canonical
+    /// request (see the data plane's `response_cache`). Under the organization's hash tag, so
+    /// entries never share a name across organizations.
+    pub fn response_cache(&self, tenant_id: Uuid, digest: &str) -> String {
+        format!("{}cache:{digest}", self.org(tenant_id))
+    }
 }
 
 impl Default for RedisKeys {

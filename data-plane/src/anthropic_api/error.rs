@@ -7,7 +7,8 @@
 //! Anthropic's documentation lists it; statuses it does not list map to the nearest kind
 //! (other 4xx → `invalid_request_error`, 503 → `overloaded_error`, 504 → `timeout_error`,
 //! other 5xx → `api_error`). The status itself is never changed (529 is not invented for a 503):
-//! the SDKs pick their exception class from the status.
+//! the SDKs pick their exception class from the status. The gateway's error `code`, when there
+//! is one, is kept as `error.code`.
 
 use axum::http::StatusCode;
 use serde::Deserialize;
@@ -22,6 +23,8 @@ struct OpenAiError {
 #[derive(Deserialize)]
 struct OpenAiErrorDetail {
     message: String,
+    #[serde(default)]
+    code: Option<Value>,
 }
 
 /// Anthropic's error `type` for an HTTP status.
@@ -57,7 +60,13 @@ pub fn body(kind: &str, message: &str, request_id: Option<&str>) -> Value {
 /// HTML page) gets a generic message naming the status.
 pub fn from_openai(status: StatusCode, raw: &[u8], request_id: Option<&str>) -> Value {
     if let Ok(openai) = serde_json::from_slice::<OpenAiError>(raw) {
-        return body(error_type(status), &openai.error.message, request_id);
+        let mut out = body(error_type(status), &openai.error.message, request_id);
+        // The gateway's own code (`guardrail_blocked`, `budget_exceeded`, …) rides along as an
+        // extra field of `error`: Anthropic's SDKs keep unknown fields in the exception's body.
+        if let Some(code @ Value::String(_)) = openai.error.code {
+            out["error"]["code"] = code;
+        }
+        return out;
     }
     if let Ok(mut value) = serde_json::from_slice::<Value>(raw)
         && value.get("type").and_then(Value::as_str) == Some("error")

@@ -63,6 +63,8 @@ pub fn layer(cors: &GatewayCors) -> Option<CorsLayer> {
             .expose_headers([
                 super::REQUEST_ID_HEADER,
                 super::OVERHEAD_HEADER,
+                super::CACHE_HEADER,
+                super::CACHE_SIMILARITY_HEADER,
                 PROVIDER_HEADER,
                 DEPLOYMENT_HEADER,
                 ROUTE_HEADER,

@@ -144,6 +144,13 @@ fn check_head(request: &Request) -> Result<(), GatewayError> {
 /// head (for a stream, its first bytes' translation is not included).
 pub const OVERHEAD_HEADER: HeaderName = HeaderName::from_static("x-switchyard-overhead-ms");
 
+/// The response cache's verdict on the request: `hit`, `miss` or `bypass` (see
+/// [`crate::pipeline::cache`]); on every gateway answer.
+pub const CACHE_HEADER: HeaderName = HeaderName::from_static("x-switchyard-cache");
+/// On a semantic cache hit: the cosine similarity of the stored prompt (`0.9731`).
+pub const CACHE_SIMILARITY_HEADER: HeaderName =
+    HeaderName::from_static("x-switchyard-cache-similarity");
+
 /// Sets [`OVERHEAD_HEADER`] to `own`.
 pub(crate) fn put_overhead(headers: &mut axum::http::HeaderMap, own: Duration) {
     let micros = u64::try_from(own.as_micros()).unwrap_or(u64::MAX);
@@ -200,6 +207,12 @@ pub async fn request_id(mut request: Request, next: Next) -> Response {
     };
     metrics::histogram!("switchyard_gateway_overhead_seconds", "endpoint" => endpoint)
         .record(overhead.as_secs_f64());
+    // Answers the pipeline never saw (an edge refusal, /v1/models) did not use the cache.
+    if !response.headers().contains_key(&CACHE_HEADER) {
+        response
+            .headers_mut()
+            .insert(CACHE_HEADER, HeaderValue::from_static("bypass"));
+    }
     let mut buf = uuid::Uuid::encode_buffer();
     if let Ok(value) = HeaderValue::from_str(rid.id.hyphenated().encode_lower(&mut buf)) {
         response.headers_mut().insert(REQUEST_ID_HEADER, value);

@@ -57,6 +57,38 @@ pub struct AuthContext {
     pub sticky_key: Option<Arc<str>>,
     /// `x-switchyard-tags`, parsed (see [`parse_tags`]); `None` when the request sent none.
     pub tags: Option<Arc<BTreeMap<String, String>>>,
+    /// The request's `Cache-Control` directives for the response cache.
+    pub cache_control: CacheControl,
+}
+
+/// What a request's `Cache-Control` header asks of the response cache (RFC 9111 request
+/// directives, as far as they concern a cache in front of an API).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CacheControl {
+    /// `no-cache`: do not answer from the cache; the fresh answer replaces the entry.
+    pub no_cache: bool,
+    /// `no-store`: leave the cache out entirely (nothing read, nothing written).
+    pub no_store: bool,
+}
+
+impl CacheControl {
+    /// Parses the `Cache-Control` headers of `headers` (directives are case-insensitive,
+    /// comma-separated, possibly over several header lines; unknown ones are ignored).
+    pub fn of(headers: &HeaderMap) -> Self {
+        let mut out = Self::default();
+        for value in headers.get_all(axum::http::header::CACHE_CONTROL) {
+            let Ok(text) = value.to_str() else { continue };
+            for directive in text.split(',') {
+                let name = directive.split('=').next().unwrap_or_default().trim();
+                if name.eq_ignore_ascii_case("no-cache") {
+                    out.no_cache = true;
+                } else if name.eq_ignore_ascii_case("no-store") {
+                    out.no_store = true;
+                }
+            }
+        }
+        out
+    }
 }
 
 /// The header a client sets to stay on one deployment of a sticky weighted route.
@@ -139,6 +171,7 @@ async fn authenticate(
         hops,
         sticky_key,
         tags,
+        cache_control: CacheControl::of(headers),
     })
 }
 

@@ -25,6 +25,8 @@ use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
 
 use super::RequestId;
+use shared::guardrails::{StreamRestorer, Vault};
+
 use crate::providers::{Event, EventStream, Usage};
 use crate::state::AppState;
 
@@ -68,6 +70,129 @@ pub fn json(body: Bytes, headers: HeaderMap, respond: oneshot::Sender<Response>)
     }
 }
 
+/// Sends a whole stream that is already known (a cached answer replayed, see
+/// [`crate::response_cache::replay`]) as a `text/event-stream` response with `headers` added.
+pub fn events(
+    events: Vec<Bytes>,
+    headers: HeaderMap,
+    respond: oneshot::Sender<Response>,
+) -> Delivered {
+    let body = Body::from_stream(futures::stream::iter(
+        events.into_iter().map(Ok::<_, Infallible>),
+    ));
+    let mut response = (
+        StatusCode::OK,
+        [
+            (CONTENT_TYPE, HeaderValue::from_static("text/event-stream")),
+            (CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+        ],
+        body,
+    )
+        .into_response();
+    response.headers_mut().extend(headers);
+    match respond.send(response) {
+        Ok(()) => Delivered::Sent,
+        Err(_) => Delivered::ClientGone,
+    }
+}
+
+/// What else the stream pump does with each event, for requests that need it.
+#[derive(Default)]
+pub struct Hooks {
+    /// Puts the answer together for the response cache (it sees every upstream event,
+    /// unchanged).
+    pub assembler: Option<crate::response_cache::assemble::Assembler>,
+    /// Puts guardrail placeholders back into the text the client receives.
+    pub restorer: Option<Restorers>,
+}
+
+/// Restores placeholders in a streamed answer, one [`StreamRestorer`] per choice (see
+/// [`shared::guardrails`]): a placeholder split across chunks is held back until it is whole,
+/// and whatever is held is released with the choice's finish chunk.
+pub struct Restorers {
+    vault: std::sync::Arc<Vault>,
+    choices: Vec<(u64, StreamRestorer)>,
+    received: usize,
+    sent: usize,
+}
+
+impl Restorers {
+    pub fn new(vault: std::sync::Arc<Vault>) -> Self {
+        Self {
+            vault,
+            choices: Vec::new(),
+            received: 0,
+            sent: 0,
+        }
+    }
+
+    /// Whether the text sent differs from the text received (a placeholder was put back).
+    pub fn restored_any(&self) -> bool {
+        self.received != self.sent
+    }
+
+    fn restorer(&mut self, index: u64) -> &mut StreamRestorer {
+        let at = match self.choices.iter().position(|(i, _)| *i == index) {
+            Some(at) => at,
+            None => {
+                let vault = std::sync::Arc::clone(&self.vault);
+                self.choices.push((index, StreamRestorer::new(vault)));
+                self.choices.len() - 1
+            }
+        };
+        &mut self.choices[at].1
+    }
+
+    /// The chunk `data` with its content deltas restored; `None` when it is unchanged.
+    fn rewrite(&mut self, data: &str) -> Option<String> {
+        if data.trim() == "[DONE]" {
+            return None;
+        }
+        let mut chunk: serde_json::Value = serde_json::from_str(data).ok()?;
+        let choices = chunk.get_mut("choices")?.as_array_mut()?;
+        let mut changed = false;
+        for choice in choices.iter_mut() {
+            let index = choice
+                .get("index")
+                .and_then(serde_json::Value::as_u64)
+                .unwrap_or(0);
+            let finished = choice.get("finish_reason").is_some_and(|f| !f.is_null());
+            let content = choice
+                .pointer("/delta/content")
+                .and_then(serde_json::Value::as_str)
+                .map(str::to_owned);
+            let restorer = self.restorer(index);
+            let mut out = match &content {
+                Some(text) => restorer.push(text),
+                None => String::new(),
+            };
+            if finished {
+                out.push_str(&restorer.finish());
+            }
+            self.received += content.as_ref().map_or(0, String::len);
+            self.sent += out.len();
+            if content.as_deref() == Some(out.as_str()) || (content.is_none() && out.is_empty()) {
+                continue;
+            }
+            changed = true;
+            match choice
+                .get_mut("delta")
+                .and_then(serde_json::Value::as_object_mut)
+            {
+                Some(delta) => {
+                    delta.insert("content".into(), serde_json::Value::String(out));
+                }
+                None => {
+                    if let Some(map) = choice.as_object_mut() {
+                        map.insert("delta".into(), serde_json::json!({ "content": out }));
+                    }
+                }
+            }
+        }
+        changed.then(|| chunk.to_string())
+    }
+}
+
 /// How a stream ended and what the pump saw on the way.
 pub struct StreamReport {
     pub end: End,
@@ -77,7 +202,8 @@ pub struct StreamReport {
 /// Pumps `events` to the client until the stream ends (see the meter's table of ends): sends the
 /// `text/event-stream` response (with `headers` added) at once, forwards events as they
 /// arrive, drops the usage-only chunk unless `wants_usage`, and closes the upstream connection
-/// as soon as the stream ends for any reason.
+/// as soon as the stream ends for any reason. `hooks` see every event on the way.
+#[allow(clippy::too_many_arguments)]
 pub async fn stream(
     state: &AppState,
     request_id: &RequestId,
@@ -86,6 +212,7 @@ pub async fn stream(
     deadline: Instant,
     headers: HeaderMap,
     respond: oneshot::Sender<Response>,
+    hooks: &mut Hooks,
 ) -> StreamReport {
     let (tx, rx) = mpsc::channel::<Bytes>(STREAM_BUFFER);
     let body = Body::from_stream(ReceiverStream::new(rx).map(Ok::<_, Infallible>));
@@ -125,8 +252,14 @@ pub async fn stream(
                 Some(Err(e)) => break End::Cut(e.0),
                 Some(Ok(event)) => {
                     stall.as_mut().reset((Instant::now() + idle).min(deadline));
+                    if let Some(assembler) = hooks.assembler.as_mut() {
+                        assembler.observe(&event.data);
+                    }
                     if tally.observe(&event, wants_usage, request_id) {
-                        encode(&mut buf, &event);
+                        match hooks.restorer.as_mut().and_then(|r| r.rewrite(&event.data)) {
+                            Some(data) => encode(&mut buf, &Event { name: event.name.clone(), data }),
+                            None => encode(&mut buf, &event),
+                        }
                         // A client that stops reading but keeps the connection open
                         // blocks this send (backpressure); the total deadline and a
                         // shutdown's cut still hold.

@@ -1,7 +1,8 @@
 //! `POST /v1/embeddings`: the pipeline for embeddings, stage for stage the chat pipeline's
-//! (see the parent module): authenticate (the route layer) → limit → reserve budget → cache →
-//! route → attempt → meter, in its own spawned task so a client that disconnects cannot cancel
-//! metering.
+//! (see the parent module): authenticate (the route layer) → limit → route → guardrails →
+//! cache → reserve budget → attempt → meter, in its own spawned task so a client that
+//! disconnects cannot cancel metering. The exact cache applies (an identical request of the
+//! organization gets the stored vectors); semantic mode acts as exact here.
 //!
 //! - The body is parsed as [`EmbeddingsRequest`]; a bad body is a 400 naming the field (and is
 //!   metered, with the model it named, like any refused request).
@@ -14,8 +15,8 @@
 //!   with endpoint `embeddings`: the provider's prompt tokens, else an estimate of the input's
 //!   tokens marked estimated; cost = prompt tokens × the deployment's input price.
 //!
-//! Limit, cache, route and budget are the shared [`stages`](super::stages), fed the same
-//! request-neutral [`Intent`] as chat; the attempt loop is the shared
+//! Limit, route, guardrails, cache and budget are the shared [`stages`](super::stages), fed
+//! the same request-neutral [`Intent`](super::Intent) as chat; the attempt loop is the shared
 //! [`Driver`](super::attempt::Driver) (fallback across a route's candidates, failures recorded).
 
 use axum::body::Body;
@@ -27,7 +28,7 @@ use tokio::time::Instant;
 
 use super::meter::{self, Meter};
 use super::route::Backend;
-use super::{Api, AuthContext, Intent, RequestId, Staged};
+use super::{AuthContext, RequestId, RequestMut, Staged};
 use uuid::Uuid;
 
 use crate::admission::{Admission, Slot};
@@ -50,7 +51,12 @@ pub(crate) async fn embeddings(
     meter.set_endpoint(Meter::EMBEDDINGS);
     let event = match prepare(&state, &request_id, &auth, &mut meter, &mut admission, body).await {
         Err(error) => meter.error(error, respond),
-        Ok((request, answer, headers)) => meter.embeddings(&request, answer, headers, respond),
+        Ok((request, Answer::Upstream(answer), headers)) => {
+            meter
+                .embeddings(&state, &request, answer, headers, respond)
+                .await
+        }
+        Ok((request, Answer::Cached(body), _)) => meter.replay_embeddings(&request, body, respond),
     };
     meter::emit(&state, event).await;
 }
@@ -63,25 +69,23 @@ async fn prepare(
     meter: &mut Meter,
     admission: &mut Admission,
     body: Body,
-) -> Result<(EmbeddingsRequest, Embeddings, HeaderMap), GatewayError> {
-    let (request, body_bytes) = super::unless_cut(
+) -> Result<(EmbeddingsRequest, Answer, HeaderMap), GatewayError> {
+    let (mut request, body_bytes) = super::unless_cut(
         state,
         super::read_request(state, meter, body, EmbeddingsRequest::parse),
     )
     .await?;
     meter.set_embeddings_request(&request);
-    let intent = Intent {
-        model: &request.model,
-        api: Api::Embeddings,
-        stream: false,
-        max_output_tokens: Some(0),
-        sticky_key: auth.sticky_key.as_deref(),
-        needs: Default::default(),
-        body: super::Parsed::Embeddings(&request),
+    let staged = super::stages(
+        state,
+        auth,
+        RequestMut::Embeddings(&mut request),
         body_bytes,
-    };
-    let plan = match super::stages(state, auth, &intent, meter).await? {
-        Staged::Cached(never) => match never {},
+        meter,
+    )
+    .await?;
+    let plan = match staged {
+        Staged::Cached(hit) => return Ok((request, Answer::Cached(hit.body), HeaderMap::new())),
         Staged::Planned(plan) => plan,
     };
     let input_tokens = || crate::tokens::embedding_input_tokens(&request.input);
@@ -99,7 +103,14 @@ async fn prepare(
         ),
     )
     .await?;
-    Ok((request, answer, headers))
+    Ok((request, Answer::Upstream(answer), headers))
+}
+
+/// Where an embeddings answer comes from.
+pub(crate) enum Answer {
+    Upstream(Embeddings),
+    /// The stored body of an earlier identical request.
+    Cached(bytes::Bytes),
 }
 
 /// Calls `backend`'s provider for the embeddings.

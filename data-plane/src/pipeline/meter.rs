@@ -33,9 +33,12 @@
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use shared::config::RetryClass;
+use std::sync::Arc;
+
+use shared::guardrails::Vault;
 use shared::usage::{
-    FailedAttempt, MAX_PAYLOAD_BYTES, MAX_TAG_KEY_LEN, MAX_TAG_VALUE_LEN, MAX_TAGS, UsageEvent,
-    UsageOutcome, UsagePayload,
+    FailedAttempt, GuardrailAction, GuardrailDecision, MAX_PAYLOAD_BYTES, MAX_TAG_KEY_LEN,
+    MAX_TAG_VALUE_LEN, MAX_TAGS, UsageEvent, UsageOutcome, UsagePayload,
 };
 use tokio::sync::oneshot;
 use tokio::time::Instant;
@@ -86,6 +89,16 @@ pub struct Meter {
     /// The client span of the attempt that served (see [`crate::telemetry`]): it ends when the
     /// event is built, with the usage on it.
     attempt_span: tracing::Span,
+    /// The response cache's verdict (`x-switchyard-cache`), a semantic hit's similarity, and on
+    /// a miss where to store a complete answer (see [`super::cache`]).
+    cache: super::cache::Status,
+    cache_similarity: Option<f32>,
+    cache_ticket: Option<super::cache::Ticket>,
+    /// What the guardrail policy decided (see [`super::guard`]).
+    guardrails: Vec<GuardrailDecision>,
+    /// Placeholders to put back in the answer, the policy that made them and how many
+    /// values they stand for.
+    vault: Option<(Uuid, Arc<Vault>, u32)>,
 }
 
 struct BackendFacts {
@@ -141,6 +154,71 @@ impl Meter {
             payload_request: None,
             upstream: std::time::Duration::ZERO,
             attempt_span: tracing::Span::none(),
+            cache: super::cache::Status::Bypass,
+            cache_similarity: None,
+            cache_ticket: None,
+            guardrails: Vec::new(),
+            vault: None,
+        }
+    }
+
+    /// The cache stage's verdict and, on a miss, where to store the answer.
+    pub fn set_cache(
+        &mut self,
+        status: super::cache::Status,
+        ticket: Option<super::cache::Ticket>,
+    ) {
+        self.cache = status;
+        self.cache_ticket = ticket;
+    }
+
+    /// A guardrail decision, for the usage event.
+    pub fn add_guardrail(&mut self, decision: GuardrailDecision) {
+        self.guardrails.push(decision);
+    }
+
+    /// Placeholders of `guardrail` to restore in the answer.
+    pub fn set_vault(&mut self, guardrail: Uuid, vault: Arc<Vault>, values: u32) {
+        self.vault = Some((guardrail, vault, values));
+    }
+
+    /// No restoring (an answer with no text, such as embeddings).
+    pub fn clear_vault(&mut self) {
+        self.vault = None;
+    }
+
+    /// A tag of the usage event, over any of the same name.
+    pub fn add_tag(&mut self, key: &str, value: &str) {
+        self.tags.insert(key.to_owned(), value.to_owned());
+    }
+
+    /// `x-switchyard-cache` (and a semantic hit's similarity) on an answer.
+    fn put_cache_headers(&self, headers: &mut HeaderMap) {
+        headers.insert(
+            crate::http::CACHE_HEADER,
+            axum::http::HeaderValue::from_static(self.cache.as_str()),
+        );
+        if let Some(similarity) = self.cache_similarity
+            && let Ok(value) = axum::http::HeaderValue::from_str(&format!("{similarity:.4}"))
+        {
+            headers.insert(crate::http::CACHE_SIMILARITY_HEADER, value);
+        }
+    }
+
+    /// Records that the answer's placeholders were put back (once per request).
+    fn restored(&mut self) {
+        if let Some((guardrail_id, _, values)) = &self.vault
+            && !self
+                .guardrails
+                .iter()
+                .any(|d| d.action == GuardrailAction::Restored)
+        {
+            self.guardrails.push(GuardrailDecision {
+                guardrail_id: *guardrail_id,
+                rule: "pii".to_owned(),
+                action: GuardrailAction::Restored,
+                count: *values,
+            });
         }
     }
 
@@ -262,6 +340,7 @@ impl Meter {
         let mut response = error.into_response();
         self.rate.headers.apply(response.headers_mut());
         self.put_overhead(response.headers_mut());
+        self.put_cache_headers(response.headers_mut());
         let _ = respond.send(response);
         self.finish(
             status,
@@ -273,9 +352,10 @@ impl Meter {
         )
     }
 
-    /// Delivers a provider's reply and meters it.
+    /// Delivers a provider's reply and meters it; stores a complete answer when the cache
+    /// stage left a ticket.
     pub async fn reply(
-        self,
+        mut self,
         state: &AppState,
         request: &ChatRequest,
         attempt: Attempt,
@@ -288,24 +368,139 @@ impl Meter {
         } = attempt;
         self.rate.headers.apply(&mut headers);
         self.put_overhead(&mut headers);
+        self.put_cache_headers(&mut headers);
+        let ticket = self.cache_ticket.take();
         match reply {
-            Reply::Complete(completion) => self.complete(request, completion, headers, respond),
+            Reply::Complete(completion) => {
+                let stored = completion.body.clone();
+                let event = self.complete(request, completion, headers, respond);
+                if let Some(ticket) = ticket {
+                    ticket.store(state, stored).await;
+                }
+                event
+            }
             Reply::Stream(events) => {
-                self.stream(state, request, events, deadline, headers, respond)
+                self.stream(state, request, events, deadline, headers, respond, ticket)
                     .await
             }
         }
     }
 
-    fn complete(
+    /// Delivers a cached answer (see [`super::cache`]): as a stream when the request asked for
+    /// one (replayed in the client's format: `/v1/messages` translates it like any stream),
+    /// else the stored completion. Metered as a hit: no deployment, no tokens, no cost (the
+    /// answer's own `usage` still tells the client what the original cost).
+    pub async fn replay(
+        mut self,
+        state: &AppState,
+        request: &ChatRequest,
+        hit: super::cache::Hit,
+        respond: oneshot::Sender<Response>,
+    ) -> UsageEvent {
+        let _ = state;
+        self.cache_similarity = hit.similarity;
+        let mut headers = HeaderMap::new();
+        self.rate.headers.apply(&mut headers);
+        self.put_overhead(&mut headers);
+        self.put_cache_headers(&mut headers);
+        let body = match self.vault.as_ref().map(|(_, v, _)| Arc::clone(v)) {
+            Some(vault) => match crate::response_cache::restore_completion(&hit.body, &vault) {
+                Some(restored) => {
+                    self.restored();
+                    restored
+                }
+                None => hit.body,
+            },
+            None => hit.body,
+        };
+        let text = self
+            .payload_request
+            .is_some()
+            .then(|| providers::completion_text(&body));
+        let delivered = if request.is_stream() {
+            match crate::response_cache::replay::stream(&body, request.wants_stream_usage()) {
+                Some(events) => deliver::events(events, headers, respond),
+                None => {
+                    return self.error(
+                        GatewayError::Internal("a cached answer does not parse".to_owned()),
+                        respond,
+                    );
+                }
+            }
+        } else {
+            deliver::json(body, headers, respond)
+        };
+        let (outcome, code) = outcome_of(delivered);
+        self.finish(200, outcome, code, Tokens::default(), None, text.as_deref())
+    }
+
+    /// Delivers cached embeddings (see [`Meter::replay`]).
+    pub fn replay_embeddings(
         self,
+        request: &crate::wire::EmbeddingsRequest,
+        body: bytes::Bytes,
+        respond: oneshot::Sender<Response>,
+    ) -> UsageEvent {
+        let _ = request;
+        let mut headers = HeaderMap::new();
+        self.rate.headers.apply(&mut headers);
+        self.put_overhead(&mut headers);
+        self.put_cache_headers(&mut headers);
+        let (outcome, code) = outcome_of(deliver::json(body, headers, respond));
+        self.finish(200, outcome, code, Tokens::default(), None, None)
+    }
+
+    /// A call the gateway made on the organization's behalf outside the request's own answer
+    /// (the semantic cache's embedding): its own usage event, nothing delivered.
+    pub fn side_call(
+        self,
+        input: &crate::wire::EmbeddingInput,
+        usage: Option<Usage>,
+        error: Option<GatewayError>,
+    ) -> UsageEvent {
+        if let Some(error) = error {
+            let status = error.status().as_u16();
+            return self.finish(
+                status,
+                UsageOutcome::Error,
+                Some(error.code()),
+                Tokens::default(),
+                None,
+                None,
+            );
+        }
+        let tokens = match usage.filter(|u| u.prompt_tokens > 0) {
+            Some(usage) => Tokens {
+                prompt: usage.prompt_tokens,
+                ..Tokens::default()
+            },
+            None => Tokens {
+                prompt: tokens::embedding_input_tokens(input),
+                estimated: true,
+                ..Tokens::default()
+            },
+        };
+        self.finish(200, UsageOutcome::Success, None, tokens, None, None)
+    }
+
+    fn complete(
+        mut self,
         request: &ChatRequest,
         completion: Completion,
         headers: HeaderMap,
         respond: oneshot::Sender<Response>,
     ) -> UsageEvent {
+        // The client gets the values behind the guardrail's placeholders back (what is stored
+        // and metered is the provider's answer).
+        let mut answer = completion.body.clone();
+        if let Some((_, vault, _)) = &self.vault
+            && let Some(restored) = crate::response_cache::restore_completion(&answer, vault)
+        {
+            answer = restored;
+            self.restored();
+        }
         // A reference-counted clone: the body stays readable for the estimate below.
-        let (outcome, code) = outcome_of(deliver::json(completion.body.clone(), headers, respond));
+        let (outcome, code) = outcome_of(deliver::json(answer, headers, respond));
         // Counted after the client has its answer, so an estimate never delays it.
         let text = (completion.usage.is_none() || self.payload_request.is_some())
             .then(|| providers::completion_text(&completion.body));
@@ -322,15 +517,26 @@ impl Meter {
     }
 
     /// Drives a stream to its end; see the module docs for the possible ends.
+    #[allow(clippy::too_many_arguments)]
     async fn stream(
-        self,
+        mut self,
         state: &AppState,
         request: &ChatRequest,
         events: EventStream,
         deadline: Instant,
         headers: HeaderMap,
         respond: oneshot::Sender<Response>,
+        ticket: Option<super::cache::Ticket>,
     ) -> UsageEvent {
+        let mut hooks = deliver::Hooks {
+            assembler: ticket
+                .as_ref()
+                .map(|_| crate::response_cache::assemble::Assembler::default()),
+            restorer: self
+                .vault
+                .as_ref()
+                .map(|(_, v, _)| deliver::Restorers::new(Arc::clone(v))),
+        };
         let StreamReport { end, tally } = deliver::stream(
             state,
             &self.request_id,
@@ -339,8 +545,18 @@ impl Meter {
             deadline,
             headers,
             respond,
+            &mut hooks,
         )
         .await;
+        if hooks.restorer.as_ref().is_some_and(|r| r.restored_any()) {
+            self.restored();
+        }
+        if matches!(end, End::Done)
+            && let (Some(ticket), Some(assembler)) = (ticket, hooks.assembler.take())
+            && let Some(answer) = assembler.finish()
+        {
+            ticket.store(state, answer).await;
+        }
 
         let tokens = match tally.usage {
             Some(usage) => Tokens::from(usage),
@@ -446,9 +662,9 @@ impl Meter {
             region,
             error_class: (outcome != UsageOutcome::Success)
                 .then(|| shared::usage::error_class(status, error_code).to_owned()),
-            cache_hit: false,
+            cache_hit: self.cache == super::cache::Status::Hit,
             payload,
-            guardrails: Vec::new(),
+            guardrails: std::mem::take(&mut self.guardrails),
         };
         crate::telemetry::record_usage(&self.attempt_span, &event);
         event
@@ -611,8 +827,9 @@ impl Meter {
     /// provider's prompt tokens; when it reports none (or zero, which no non-empty input can
     /// be), the input's tokens are counted locally and the event is marked estimated. There are
     /// no output tokens, so the cost is prompt tokens × the input price.
-    pub fn embeddings(
-        self,
+    pub async fn embeddings(
+        mut self,
+        state: &AppState,
         request: &crate::wire::EmbeddingsRequest,
         answer: crate::providers::Embeddings,
         mut headers: HeaderMap,
@@ -620,7 +837,14 @@ impl Meter {
     ) -> UsageEvent {
         self.rate.headers.apply(&mut headers);
         self.put_overhead(&mut headers);
+        self.put_cache_headers(&mut headers);
+        let ticket = self.cache_ticket.take();
+        let stored = answer.body.clone();
         let (outcome, code) = outcome_of(deliver::json(answer.body, headers, respond));
+        // After the client has its answer: a store never delays it.
+        if let Some(ticket) = ticket {
+            ticket.store(state, stored).await;
+        }
         let tokens = match answer.usage.filter(|u| u.prompt_tokens > 0) {
             Some(usage) => Tokens {
                 prompt: usage.prompt_tokens,

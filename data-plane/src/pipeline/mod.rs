@@ -75,6 +75,7 @@ pub mod budget;
 pub mod cache;
 pub mod deliver;
 pub mod embed;
+pub mod guard;
 pub mod limit;
 pub mod meter;
 pub mod route;
@@ -140,12 +141,15 @@ pub(crate) async fn chat_completions(
     meter.set_endpoint(endpoint);
     let event = match prepare(&state, &request_id, &auth, &mut meter, &mut admission, body).await {
         Err(error) => meter.error(error, respond),
-        Ok((request, attempt)) => meter.reply(&state, &request, attempt, respond).await,
+        Ok((request, Answer::Upstream(attempt))) => {
+            meter.reply(&state, &request, attempt, respond).await
+        }
+        Ok((request, Answer::Cached(hit))) => meter.replay(&state, &request, hit, respond).await,
     };
     meter::emit(&state, event).await;
 }
 
-/// Everything up to the provider's answer (for a stream: its headers).
+/// Everything up to the provider's answer (for a stream: its headers), or the cached answer.
 async fn prepare(
     state: &AppState,
     request_id: &RequestId,
@@ -153,23 +157,21 @@ async fn prepare(
     meter: &mut Meter,
     admission: &mut Admission,
     body: Body,
-) -> Result<(ChatRequest, Attempt), GatewayError> {
+) -> Result<(ChatRequest, Answer), GatewayError> {
     let (mut request, body_bytes) =
         unless_cut(state, read_request(state, meter, body, ChatRequest::parse)).await?;
     meter.set_request(&request);
     authenticate::cap_output_tokens(&auth.key, &mut request, meter.endpoint())?;
-    let intent = Intent {
-        model: &request.model,
-        api: Api::Chat,
-        stream: request.is_stream(),
-        max_output_tokens: request.max_completion_tokens.or(request.max_tokens),
-        sticky_key: auth.sticky_key.as_deref().or(request.user.as_deref()),
-        needs: request.needs(),
-        body: Parsed::Chat(&request),
+    let plan = match stages(
+        state,
+        auth,
+        RequestMut::Chat(&mut request),
         body_bytes,
-    };
-    let plan = match stages(state, auth, &intent, meter).await? {
-        Staged::Cached(never) => match never {},
+        meter,
+    )
+    .await?
+    {
+        Staged::Cached(hit) => return Ok((request, Answer::Cached(hit))),
         Staged::Planned(plan) => plan,
     };
     let attempt = unless_cut(
@@ -177,7 +179,15 @@ async fn prepare(
         attempt::chat(state, auth, admission, meter, &plan, &request, request_id),
     )
     .await?;
-    Ok((request, attempt))
+    Ok((request, Answer::Upstream(attempt)))
+}
+
+/// Where a chat answer comes from.
+pub(crate) enum Answer {
+    /// A provider, through the attempt stage.
+    Upstream(Attempt),
+    /// The response cache.
+    Cached(cache::Hit),
 }
 
 /// Runs `wait` (reading the client's body, or waiting for the provider) unless the shutdown cut
@@ -247,32 +257,76 @@ impl Intent<'_> {
 
 /// What [`stages`] produced.
 pub(crate) enum Staged {
-    /// A cached answer (never, until the cache exists; see [`cache`]).
+    /// A cached answer (see [`cache`]).
     Cached(cache::Hit),
     /// The plan for the attempt stage, with its budget reserved.
     Planned(route::Plan),
 }
 
+/// The endpoint's parsed request, which the guardrails stage may rewrite.
+pub(crate) enum RequestMut<'a> {
+    Chat(&'a mut ChatRequest),
+    Embeddings(&'a mut crate::wire::EmbeddingsRequest),
+}
+
+impl RequestMut<'_> {
+    /// The request-neutral facts of the request as it now stands.
+    fn intent<'s>(&'s self, auth: &'s AuthContext, body_bytes: usize) -> Intent<'s> {
+        match self {
+            RequestMut::Chat(request) => Intent {
+                model: &request.model,
+                api: Api::Chat,
+                stream: request.is_stream(),
+                max_output_tokens: request.max_completion_tokens.or(request.max_tokens),
+                sticky_key: auth.sticky_key.as_deref().or(request.user.as_deref()),
+                needs: request.needs(),
+                body: Parsed::Chat(request),
+                body_bytes,
+            },
+            RequestMut::Embeddings(request) => Intent {
+                model: &request.model,
+                api: Api::Embeddings,
+                stream: false,
+                max_output_tokens: Some(0),
+                sticky_key: auth.sticky_key.as_deref(),
+                needs: Default::default(),
+                body: Parsed::Embeddings(request),
+                body_bytes,
+            },
+        }
+    }
+}
+
 /// The enforcement stages every endpoint runs, in one place so no endpoint can skip one:
-/// limit → cache → route → reserve budget. The attempt stage (endpoint-specific calls, shared
-/// retry and fallback logic in [`attempt`]) runs the plan afterwards.
+/// limit → route → guardrails → cache → reserve budget. The attempt stage (endpoint-specific
+/// calls, shared retry and fallback logic in [`attempt`]) runs the plan afterwards.
 ///
-/// Budget is reserved after routing because it needs the plan's prices; the reservation goes
-/// to the meter, which settles it with the actual cost (or releases it) when it finishes.
+/// Guardrails need the route (a policy may be the route's) and may rewrite the request; the
+/// cache comes after both so a cached answer is only served to a request the key may make and
+/// the policy lets through, and is keyed by the prompt as it would leave (redacted). Budget is
+/// reserved last because it needs the plan's prices, and a cache hit costs none; the
+/// reservation goes to the meter, which settles it with the actual cost (or releases it).
 pub(crate) async fn stages(
     state: &AppState,
     auth: &AuthContext,
-    intent: &Intent<'_>,
+    mut request: RequestMut<'_>,
+    body_bytes: usize,
     meter: &mut Meter,
 ) -> Result<Staged, GatewayError> {
-    let rate = limit::check(state, auth, intent).await?;
-    meter.set_rate_limit(rate);
-    if let Some(hit) = cache::lookup(state, auth, intent).await {
+    let plan = {
+        let intent = request.intent(auth, body_bytes);
+        let rate = limit::check(state, auth, &intent).await?;
+        meter.set_rate_limit(rate);
+        let plan = route::plan(state, auth, &intent).await?;
+        meter.set_route(&plan);
+        plan
+    };
+    guard::apply(auth, &plan, &mut request, meter)?;
+    let intent = request.intent(auth, body_bytes);
+    if let Some(hit) = cache::lookup(state, auth, &intent, &plan, meter).await {
         return Ok(Staged::Cached(hit));
     }
-    let plan = route::plan(state, auth, intent).await?;
-    meter.set_route(&plan);
-    let reservation = budget::reserve(state, auth, intent, &plan).await?;
+    let reservation = budget::reserve(state, auth, &intent, &plan).await?;
     meter.set_reservation(reservation);
     Ok(Staged::Planned(plan))
 }

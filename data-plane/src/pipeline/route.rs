@@ -64,6 +64,12 @@ impl Backend {
         Some(Self { tenant, index })
     }
 
+    /// The deployment at `index` of `tenant` outside any plan (the semantic cache's embedding
+    /// call); `None` when the view has no such deployment.
+    pub(crate) fn of(tenant: Arc<TenantView>, index: usize) -> Option<Self> {
+        Self::new(tenant, index)
+    }
+
     pub fn deployment(&self) -> &DeploymentRecord {
         // `new` checked the index against this very view, which is immutable.
         &self.tenant.deployments()[self.index]

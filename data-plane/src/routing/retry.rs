@@ -80,6 +80,8 @@ pub fn classify(err: &GatewayError) -> Option<RetryClass> {
         | KeyRevoked
         | KeyExpired
         | ModelNotAllowed { .. }
+        | GuardrailBlocked { .. }
+        | GuardrailUnavailable(_)
         | ModelNotFound { .. }
         | RegionNotAllowed { .. }
         | QuotaExhausted { .. }
@@ -250,6 +252,7 @@ mod tests {
             MissingApiKey | InvalidApiKey | KeyRevoked | KeyExpired | MetricsUnauthorized => {}
             ModelNotAllowed { .. } | ModelNotFound { .. } | RouteNotFound | MethodNotAllowed => {}
             RegionNotAllowed { .. } | QuotaExhausted { .. } => {}
+            GuardrailBlocked { .. } | GuardrailUnavailable(_) => {}
             UpstreamRateLimited { .. } | UpstreamBadRequest { .. } | UpstreamAuthFailed { .. } => {}
             UpstreamError { .. } | UpstreamUnreachable { .. } | EgressRefused { .. } => {}
             LoopDetected { .. } | Overloaded | TooManyConcurrent { .. } | ProviderBusy { .. } => {}
@@ -281,6 +284,14 @@ mod tests {
             (KeyRevoked, None),
             (KeyExpired, None),
             (ModelNotAllowed { model: "m".into() }, None),
+            (
+                GuardrailBlocked {
+                    guardrail: "g".into(),
+                    rule: "pii.email".into(),
+                },
+                None,
+            ),
+            (GuardrailUnavailable("g".into()), None),
             (ModelNotFound { model: "m".into() }, None),
             (RouteNotFound, None),
             (MethodNotAllowed, None),

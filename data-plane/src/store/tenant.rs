@@ -6,9 +6,13 @@ use std::collections::HashMap;
 
 use std::collections::BTreeMap;
 
+use std::sync::Arc;
+
+use shared::cache::CacheSettings;
 use shared::config::{DeploymentRecord, ProviderRecord, RouteRecord, TenantConfig};
 use shared::crypto::MasterKey;
 use shared::governance::RateLimits;
+use shared::guardrails::{Guardrail, GuardrailScope};
 use uuid::Uuid;
 
 use super::StoreError;
@@ -37,6 +41,11 @@ pub struct TenantView {
     store_payloads: bool,
     /// Set while the organization is suspended (billing): authentication refuses its requests.
     suspension: Option<shared::config::Suspension>,
+    /// Response-cache settings of the teams that have one.
+    team_cache: BTreeMap<Uuid, CacheSettings>,
+    /// The guardrail policies, compiled once per version; one that does not compile here keeps
+    /// its name so requests under it are refused rather than let through unchecked.
+    guardrails: Vec<(GuardrailScope, Option<Uuid>, Result<Arc<Guardrail>, String>)>,
 }
 
 impl TenantView {
@@ -75,7 +84,48 @@ impl TenantView {
             budgets: config.budgets.clone(),
             store_payloads: config.store_payloads,
             suspension: config.suspension.clone(),
+            team_cache: config.team_cache.clone(),
+            guardrails: config
+                .guardrails
+                .iter()
+                .map(|g| {
+                    let compiled = Guardrail::compile(g.clone()).map(Arc::new).map_err(|e| {
+                        tracing::error!(tenant_id = %config.tenant_id, guardrail_id = %g.id, error = %e, "guardrail policy does not compile; requests under it are refused");
+                        g.name.clone()
+                    });
+                    (g.scope, g.scope_id, compiled)
+                })
+                .collect(),
         }
+    }
+
+    /// The response-cache setting of `team`, if it has one.
+    pub fn team_cache(&self, team: Uuid) -> Option<&CacheSettings> {
+        self.team_cache.get(&team)
+    }
+
+    /// The guardrail policy for a request of `key` (in `team`) to `route` (an explicit route's
+    /// id): the most specific one that applies — the key's, the team's, the route's, the
+    /// organization's — or none. `Err` names a policy that does not compile on this node.
+    pub fn guardrail_for(
+        &self,
+        key: Uuid,
+        team: Option<Uuid>,
+        route: Option<Uuid>,
+    ) -> Option<Result<&Arc<Guardrail>, &str>> {
+        if self.guardrails.is_empty() {
+            return None;
+        }
+        let find = |scope: GuardrailScope, id: Option<Uuid>| {
+            self.guardrails
+                .iter()
+                .find(|(s, sid, _)| *s == scope && *sid == id)
+                .map(|(_, _, g)| g.as_ref().map_err(String::as_str))
+        };
+        find(GuardrailScope::Key, Some(key))
+            .or_else(|| team.and_then(|t| find(GuardrailScope::Team, Some(t))))
+            .or_else(|| route.and_then(|r| find(GuardrailScope::Route, Some(r))))
+            .or_else(|| find(GuardrailScope::Organization, None))
     }
 
     /// Whether usage events carry the request and answer text (`TenantConfig::store_payloads`).
