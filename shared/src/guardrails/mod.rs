@@ -26,7 +26,7 @@ mod detect;
 mod restore;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -307,14 +307,7 @@ impl Guardrail {
         let blocked = if record.blocked_terms.is_empty() {
             None
         } else {
-            let alternation = record
-                .blocked_terms
-                .iter()
-                .map(|t| regex::escape(t.trim()))
-                .collect::<Vec<_>>()
-                .join("|");
-            // Whole words: a term is not found inside a longer word ("class" in "classic").
-            let pattern = format!(r"(?i)(?:^|\b|\W)(?:{alternation})(?:$|\b|\W)");
+            let pattern = blocked_terms_pattern(&record.blocked_terms);
             Some(
                 regex::RegexBuilder::new(&pattern)
                     .size_limit(8 * MAX_COMPILED_PATTERN_BYTES)
@@ -382,6 +375,57 @@ impl Guardrail {
             counts: BTreeMap::new(),
         }
     }
+}
+
+/// Whether the engine's `\w` holds `c` (it differs from `char::is_alphanumeric` on marks,
+/// connectors and some numerals).
+fn is_word_char(c: char) -> bool {
+    static WORD_CHAR: LazyLock<Option<regex::Regex>> =
+        LazyLock::new(|| regex::Regex::new(r"^\w$").ok());
+    match &*WORD_CHAR {
+        Some(re) => re.is_match(c.encode_utf8(&mut [0; 4])),
+        None => c.is_alphanumeric() || c == '_',
+    }
+}
+
+/// One case-insensitive alternation of `terms`, each a whole word: a term that begins (ends)
+/// with a word character must not have one before (after) it, so "falcon" is not found in
+/// "falconry"; a term that begins (ends) with another character ("c++", ".net") has no such
+/// condition on that side, since a word boundary after "+" would demand a word character next
+/// and miss "c++ is". Whitespace inside a term matches any run of whitespace, so a line break or
+/// a double space does not slip by.
+///
+/// The condition is written as `(?:^|\W)` and `(?:\W|$)` rather than `\b`: the crate's fast
+/// engines cannot evaluate a Unicode `\b` on non-ASCII text and fall back to one whose time
+/// grows with the size of the pattern, hundreds of times slower for a long list of terms. The
+/// match then takes a neighbouring character along, which does not matter for a yes/no check.
+fn blocked_terms_pattern(terms: &[String]) -> String {
+    // Terms by their edges: index 2 * (begins with a word character) + (ends with one).
+    let mut by_edges: [Vec<String>; 4] = Default::default();
+    for term in terms {
+        let term = term.trim();
+        let starts = term.chars().next().is_some_and(is_word_char);
+        let ends = term.chars().next_back().is_some_and(is_word_char);
+        let body = term
+            .split_whitespace()
+            .map(regex::escape)
+            .collect::<Vec<_>>()
+            .join(r"\s+");
+        by_edges[usize::from(starts) * 2 + usize::from(ends)].push(body);
+    }
+    let edges = [
+        ("", ""),
+        ("", r"(?:\W|$)"),
+        (r"(?:^|\W)", ""),
+        (r"(?:^|\W)", r"(?:\W|$)"),
+    ];
+    let alternatives: Vec<String> = by_edges
+        .iter()
+        .zip(edges)
+        .filter(|(bodies, _)| !bodies.is_empty())
+        .map(|(bodies, (before, after))| format!("{before}(?:{}){after}", bodies.join("|")))
+        .collect();
+    format!("(?i)(?:{})", alternatives.join("|"))
 }
 
 /// Describes a pattern that does not compile, in one line and without the crate's caret
