@@ -117,6 +117,13 @@ pub const TOOL_ARGUMENT_FRAGMENTS: [&str; 3] =
 pub const TOOL_PROMPT_TOKENS: u64 = 20;
 pub const TOOL_COMPLETION_TOKENS: u64 = 10;
 
+/// An embeddings model whose vectors reflect the words of the input (bag of words, hashed
+/// into [`WORD_EMBEDDING_DIMENSIONS`] buckets), so texts sharing most words are close in cosine
+/// similarity, as real embedding models make paraphrases close. For the semantic cache's tests.
+pub const MODEL_EMBED_WORDS: &str = "fake-embed-words";
+/// Length of a [`MODEL_EMBED_WORDS`] vector.
+pub const WORD_EMBEDDING_DIMENSIONS: usize = 64;
+
 /// Length of every embedding vector.
 pub const EMBEDDING_DIMENSIONS: usize = 8;
 /// Prompt tokens reported per embeddings input.
@@ -1014,7 +1021,11 @@ async fn embeddings(state: &Shared, model: &str, json: &Value, flavor: Flavor) -
         .iter()
         .enumerate()
         .map(|(index, key)| {
-            let vector = fake_embedding(key);
+            let vector = if model == MODEL_EMBED_WORDS {
+                word_embedding(key)
+            } else {
+                fake_embedding(key).to_vec()
+            };
             let embedding = if base64 {
                 Value::String(base64_f32(&vector))
             } else {
@@ -1070,6 +1081,23 @@ pub fn fake_embedding(input: &str) -> [f32; EMBEDDING_DIMENSIONS] {
         }
         let step = (hash % 513) as i16 - 256;
         *slot = f32::from(step) / 256.0;
+    }
+    out
+}
+
+/// The [`MODEL_EMBED_WORDS`] vector of `input`: one count per hashed lowercase word.
+pub fn word_embedding(input: &str) -> Vec<f32> {
+    let mut out = vec![0.0_f32; WORD_EMBEDDING_DIMENSIONS];
+    for word in input
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+    {
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in word.to_lowercase().bytes() {
+            hash ^= u64::from(b);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+        out[(hash % WORD_EMBEDDING_DIMENSIONS as u64) as usize] += 1.0;
     }
     out
 }

@@ -59,6 +59,7 @@ pub struct KeyOptions {
     pub expires_at: Option<OffsetDateTime>,
     pub revoked_at: Option<OffsetDateTime>,
     pub team_id: Option<Uuid>,
+    pub cache: Option<shared::cache::CacheSettings>,
 }
 
 impl Gateway {
@@ -125,7 +126,7 @@ impl Gateway {
             allowed_cidrs: None,
             max_tokens_per_request: None,
             metadata: Default::default(),
-            cache: None,
+            cache: options.cache,
         };
         assert!(self.bus.put_key(record));
         key

@@ -43,7 +43,7 @@ pub const MAX_COMPILED_PATTERN_BYTES: usize = 1 << 20;
 /// Most blocked terms one policy may have.
 pub const MAX_BLOCKED_TERMS: usize = 1000;
 /// Longest blocked term, in bytes.
-pub const MAX_TERM_LEN: usize = 256;
+pub const MAX_TERM_LEN: usize = 64;
 /// Most tools one policy may allow.
 pub const MAX_ALLOWED_TOOLS: usize = 256;
 
