@@ -134,7 +134,19 @@ pub static CATALOG: &[MetricDef] = &[
     ),
     counter(
         "switchyard_cache_lookups_total",
-        "Response cache lookups by result (hit, miss, bypass).",
+        "Response cache lookups by result (hit, miss, bypass) and mode (exact, semantic, none).",
+    ),
+    counter(
+        "switchyard_cache_stores_total",
+        "Complete answers stored in the response cache.",
+    ),
+    counter(
+        "switchyard_cache_errors_total",
+        "Response cache operations that failed open, by operation (lookup, store, embed).",
+    ),
+    counter(
+        "switchyard_guardrail_decisions_total",
+        "Guardrail decisions by rule (custom patterns as pii.custom) and action (redacted, blocked, restored), counting findings.",
     ),
     counter(
         "switchyard_http_responses_total",

@@ -7,14 +7,17 @@
 //! Anthropic's documentation lists it; statuses it does not list map to the nearest kind
 //! (other 4xx → `invalid_request_error`, 503 → `overloaded_error`, 504 → `timeout_error`,
 //! other 5xx → `api_error`). The status itself is never changed (529 is not invented for a 503):
-//! the SDKs pick their exception class from the status. The gateway's error `code`, when there
-//! is one, is kept as `error.code`.
+//! the SDKs pick their exception class from the status. A guardrail refusal also keeps its
+//! `code` (`guardrail_blocked`) as `error.code`.
 
 use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-/// The part of an OpenAI error body we keep: the message.
+/// The one gateway code kept in Anthropic-format errors (see [`from_openai`]).
+const GUARDRAIL_BLOCKED: &str = "guardrail_blocked";
+
+/// The part of an OpenAI error body we keep: the message (and a guardrail refusal's code).
 #[derive(Deserialize)]
 struct OpenAiError {
     error: OpenAiErrorDetail,
@@ -61,9 +64,12 @@ pub fn body(kind: &str, message: &str, request_id: Option<&str>) -> Value {
 pub fn from_openai(status: StatusCode, raw: &[u8], request_id: Option<&str>) -> Value {
     if let Ok(openai) = serde_json::from_slice::<OpenAiError>(raw) {
         let mut out = body(error_type(status), &openai.error.message, request_id);
-        // The gateway's own code (`guardrail_blocked`, `budget_exceeded`, …) rides along as an
-        // extra field of `error`: Anthropic's SDKs keep unknown fields in the exception's body.
-        if let Some(code @ Value::String(_)) = openai.error.code {
+        // A guardrail refusal keeps its code (the contract: `guardrail_blocked` in the
+        // client's format) as an extra field of `error`; Anthropic's SDKs keep unknown fields
+        // in the exception's body. Other errors stay exactly Anthropic's shape.
+        if let Some(code @ Value::String(_)) = openai.error.code
+            && code == GUARDRAIL_BLOCKED
+        {
             out["error"]["code"] = code;
         }
         return out;
