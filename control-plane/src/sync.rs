@@ -3,7 +3,8 @@
 //! A handler that changes published state does, **in one transaction**: its change, a version
 //! bump of the affected record (`api_keys.version` for a key, `tenants.config_version` for
 //! anything in a tenant's `TenantConfig`: providers, deployments, routes, the organization's
-//! and its teams' region policies; see [`bump_tenant_version`]) and an insert into
+//! and its teams' region policies, limits and cache settings, budgets, guardrails; see
+//! [`bump_tenant_version`]) and an insert into
 //! `config_outbox` ([`enqueue`]). After commit it calls [`ConfigSync::wait_published`], which
 //! wakes the worker and waits (at most [`WAIT_BUDGET`]) until those outbox rows are gone, so a
 //! `DELETE /keys/{id}` that has returned has normally been published already. If Redis is down
@@ -53,8 +54,8 @@ use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use crate::entities::{
-    api_key, budget, config_outbox, model_deployment, provider_credential, route, route_candidate,
-    team, tenant,
+    api_key, budget, config_outbox, guardrail, model_deployment, provider_credential, route,
+    route_candidate, team, tenant,
 };
 use crate::publish::Publisher;
 
@@ -173,7 +174,7 @@ pub fn key_record(row: &api_key::Model) -> KeyRecord {
             .max_tokens_per_request
             .and_then(|n| u32::try_from(n).ok()),
         metadata: row.metadata_map(),
-        cache: None,
+        cache: row.cache_settings(),
     }
 }
 
@@ -289,7 +290,7 @@ pub(crate) fn route_record(
         },
         hedge_after_ms: ms(row.hedge_after_ms),
         sticky: row.sticky,
-        cache: None,
+        cache: row.cache_settings(),
     })
 }
 
@@ -299,7 +300,7 @@ pub(crate) fn parse_wire<T: serde::de::DeserializeOwned>(name: &str) -> Option<T
 }
 
 /// Builds the published configs of `tenants` (already read, so their versions come first) with
-/// five queries for all of them. Deployments and providers are in creation order, which is the
+/// one query per kind of record for all of them. Deployments and providers are in creation order, which is the
 /// order routing sees them in; routes are in name order, their candidates in the route's order.
 async fn tenant_configs(
     db: &DatabaseConnection,
@@ -414,6 +415,36 @@ async fn tenant_configs(
     for b in &budgets {
         if let (Some(cfg), Some(rec)) = (by_tenant.get_mut(&b.tenant_id), b.record()) {
             cfg.budgets.push(rec);
+        }
+    }
+    // Response-cache settings of teams (`TenantConfig.team_cache`: only teams with one).
+    let cached_teams = team::Entity::find()
+        .filter(team::Column::TenantId.is_in(tenants.iter().map(|t| t.id)))
+        .filter(team::Column::Cache.is_not_null())
+        .all(db)
+        .await?;
+    for t in &cached_teams {
+        if let (Some(cfg), Some(cache)) = (by_tenant.get_mut(&t.tenant_id), t.cache_settings()) {
+            cfg.team_cache.insert(t.id, cache);
+        }
+    }
+    // Guardrails (`TenantConfig.guardrails`), oldest first; one this version cannot read (only
+    // hand-edited data) is left out, as a budget is.
+    let guardrails = guardrail::Entity::find()
+        .filter(guardrail::Column::TenantId.is_in(tenants.iter().map(|t| t.id)))
+        .order_by_asc(guardrail::Column::CreatedAt)
+        .order_by_asc(guardrail::Column::Id)
+        .all(db)
+        .await?;
+    for g in &guardrails {
+        let Some(cfg) = by_tenant.get_mut(&g.tenant_id) else {
+            continue;
+        };
+        match g.record() {
+            Some(rec) => cfg.guardrails.push(rec),
+            None => {
+                tracing::warn!(guardrail_id = %g.id, "skipping a guardrail this version cannot read")
+            }
         }
     }
     for r in &routes {

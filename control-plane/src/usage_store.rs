@@ -429,6 +429,8 @@ fn to_row(e: &UsageEvent, now: OffsetDateTime) -> usage_record::ActiveModel {
         failed_attempts: Set((!e.failed_attempts.is_empty())
             .then(|| serde_json::to_value(&e.failed_attempts).unwrap_or_default())),
         tags: Set((!e.tags.is_empty()).then(|| serde_json::to_value(&e.tags).unwrap_or_default())),
+        guardrails: Set((!e.guardrails.is_empty())
+            .then(|| serde_json::to_value(&e.guardrails).unwrap_or_default())),
     }
 }
 
@@ -458,22 +460,23 @@ mod pg {
         model, deployment_id, provider_id, provider, upstream_model, endpoint, stream, status, \
         outcome, error_code, prompt_tokens, completion_tokens, cache_read_tokens, \
         cache_write_tokens, tokens_estimated, cost_micros, latency_ms, ttft_ms, started_at, \
-        route, region, error_class, cache_hit, attempts, failed_attempts, tags, created_at) \
+        route, region, error_class, cache_hit, attempts, failed_attempts, tags, guardrails, \
+        created_at) \
         SELECT id, tenant_id, key_id, team_id, model, deployment_id, provider_id, provider, \
         upstream_model, endpoint, stream, status, outcome, error_code, prompt_tokens, \
         completion_tokens, cache_read_tokens, cache_write_tokens, tokens_estimated, cost_micros, \
         latency_ms, ttft_ms, started_at, route, region, error_class, cache_hit, attempts, \
-        failed_attempts::jsonb, tags::jsonb, $31::timestamptz \
+        failed_attempts::jsonb, tags::jsonb, guardrails::jsonb, $32::timestamptz \
         FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::text[], $6::uuid[], \
         $7::uuid[], $8::text[], $9::text[], $10::text[], $11::bool[], $12::int4[], $13::text[], \
         $14::text[], $15::int8[], $16::int8[], $17::int8[], $18::int8[], $19::bool[], \
         $20::int8[], $21::int8[], $22::int8[], $23::timestamptz[], $24::text[], $25::text[], \
-        $26::text[], $27::bool[], $28::int4[], $29::text[], $30::text[]) \
+        $26::text[], $27::bool[], $28::int4[], $29::text[], $30::text[], $31::text[]) \
         AS u(id, tenant_id, key_id, team_id, model, deployment_id, provider_id, provider, \
         upstream_model, endpoint, stream, status, outcome, error_code, prompt_tokens, \
         completion_tokens, cache_read_tokens, cache_write_tokens, tokens_estimated, cost_micros, \
         latency_ms, ttft_ms, started_at, route, region, error_class, cache_hit, attempts, \
-        failed_attempts, tags) \
+        failed_attempts, tags, guardrails) \
         ON CONFLICT DO NOTHING RETURNING id";
 
     /// The stored rows of the touched keys: a superset (every touched hash × every touched
@@ -585,6 +588,7 @@ mod pg {
         let mut attempts = Vec::with_capacity(n);
         let mut failed_attempts = Vec::with_capacity(n);
         let mut tags = Vec::with_capacity(n);
+        let mut guardrails = Vec::with_capacity(n);
         for e in events {
             id.push(e.id);
             tenant_id.push(e.tenant_id);
@@ -629,6 +633,11 @@ mod pg {
             } else {
                 Some(serde_json::to_string(&e.tags).context("encoding tags")?)
             });
+            guardrails.push(if e.guardrails.is_empty() {
+                None
+            } else {
+                Some(serde_json::to_string(&e.guardrails).context("encoding guardrail decisions")?)
+            });
         }
         let ids: Vec<Uuid> = sqlx::query_scalar(INSERT_RECORDS)
             .bind(id)
@@ -661,6 +670,7 @@ mod pg {
             .bind(attempts)
             .bind(failed_attempts)
             .bind(tags)
+            .bind(guardrails)
             .bind(now)
             .fetch_all(&mut **tx)
             .await

@@ -143,6 +143,9 @@ fn body(method: &str, template: &str, ctx: &Ctx) -> Option<Value> {
             "name": format!("r-{unique}"), "strategy": "priority",
             "candidates": [{"model_id": uuid::Uuid::new_v4()}]
         }),
+        ("POST", "/api/v1/guardrails") => {
+            json!({"name": format!("g-{unique}"), "scope": "team", "scope_id": ctx.team_id})
+        }
         (m, _) if m == "POST" || m == "PUT" || m == "PATCH" => json!({}),
         _ => return None,
     };

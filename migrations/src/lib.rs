@@ -33,6 +33,9 @@
 //!   prompts and answers); tenants.usage_retention_days and tenants.store_payloads.
 //! - billing (000050–000059): tenants' plan, Stripe customer/subscription and suspension;
 //!   stripe_events (webhook idempotency); billing_reports (metered usage sent to Stripe).
+//! - caching and guardrails (000060–000069): `cache` (a response-cache setting, JSON, NULL =
+//!   none) on api_keys, teams and routes; guardrails (prompt policies per organization, team,
+//!   key or route; one per scope object); usage_records.guardrails (the decisions of a request).
 //!
 //! Timestamps are `timestamp with time zone` (stored as RFC 3339 text on SQLite). Usage records
 //! carry no foreign keys on purpose: they are an append-only ledger written from events, and a
@@ -76,6 +79,9 @@ mod m20261206_000044_add_tenant_usage_settings;
 mod m20261206_000050_add_tenant_billing;
 mod m20261206_000051_create_stripe_events;
 mod m20261206_000052_create_billing_reports;
+mod m20261206_000060_add_cache_settings;
+mod m20261206_000061_create_guardrails;
+mod m20261206_000062_add_usage_guardrails;
 
 /// Every migration, in order. Run with `Migrator::up(&db, None)`.
 pub struct Migrator;
@@ -120,6 +126,9 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000050_add_tenant_billing::Migration),
             Box::new(m20261206_000051_create_stripe_events::Migration),
             Box::new(m20261206_000052_create_billing_reports::Migration),
+            Box::new(m20261206_000060_add_cache_settings::Migration),
+            Box::new(m20261206_000061_create_guardrails::Migration),
+            Box::new(m20261206_000062_add_usage_guardrails::Migration),
         ]
     }
 }

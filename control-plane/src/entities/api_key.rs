@@ -35,6 +35,9 @@ pub struct Model {
     /// SHA-256 of the secret before the last rotation, accepted until `previous_expires_at`.
     pub previous_key_hash: Option<String>,
     pub previous_expires_at: Option<TimeDateTimeWithTimeZone>,
+    /// The key's response-cache setting (`shared::cache::CacheSettings` as JSON, migration
+    /// 000060); NULL = none (the team's or route's applies).
+    pub cache: Option<Json>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -70,6 +73,11 @@ impl Model {
         self.allowed_cidrs
             .as_ref()
             .map(|v| serde_json::from_value(v.clone()).unwrap_or_default())
+    }
+
+    /// The key's response-cache setting (see [`super::cache_settings`]).
+    pub fn cache_settings(&self) -> Option<shared::cache::CacheSettings> {
+        super::cache_settings(self.cache.as_ref())
     }
 
     /// The key's tags (empty when none).

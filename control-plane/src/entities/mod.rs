@@ -9,6 +9,7 @@ pub mod billing_report;
 pub mod budget;
 pub mod budget_alert;
 pub mod config_outbox;
+pub mod guardrail;
 pub mod invitation;
 pub mod membership;
 pub mod model_deployment;
@@ -31,6 +32,23 @@ pub mod user;
 /// list for a malformed value (never written by this code), so a policy column fails closed.
 pub(crate) fn string_list(value: Option<&sea_orm::prelude::Json>) -> Option<Vec<String>> {
     value.map(|v| serde_json::from_value(v.clone()).unwrap_or_default())
+}
+
+/// A response-cache setting as stored in a nullable JSON column (`cache` of keys, teams and
+/// routes): `None` for NULL. A malformed value (never written by this code) reads as mode
+/// `off`, which switches caching off at that level rather than letting a broader setting, or
+/// a guessed one, answer from the cache.
+pub(crate) fn cache_settings(
+    value: Option<&sea_orm::prelude::Json>,
+) -> Option<shared::cache::CacheSettings> {
+    value.map(|v| {
+        serde_json::from_value(v.clone()).unwrap_or(shared::cache::CacheSettings {
+            mode: shared::cache::CacheMode::Off,
+            ttl_seconds: shared::cache::DEFAULT_TTL_SECONDS,
+            min_similarity: shared::cache::DEFAULT_MIN_SIMILARITY,
+            embedding_model: None,
+        })
+    })
 }
 
 /// Stored rate limits (bigint columns) as published. The API only writes values that fit; a

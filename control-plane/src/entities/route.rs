@@ -23,6 +23,8 @@ pub struct Model {
     pub sticky: bool,
     pub created_at: TimeDateTimeWithTimeZone,
     pub updated_at: TimeDateTimeWithTimeZone,
+    /// The route's response-cache setting (migration 000060); NULL = none.
+    pub cache: Option<Json>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -34,5 +36,10 @@ impl Model {
     /// The route's region policy; `None` when unset (malformed reads as empty: fail closed).
     pub fn region_policy(&self) -> Option<Vec<String>> {
         super::string_list(self.allowed_regions.as_ref())
+    }
+
+    /// The route's response-cache setting (see [`super::cache_settings`]).
+    pub fn cache_settings(&self) -> Option<shared::cache::CacheSettings> {
+        super::cache_settings(self.cache.as_ref())
     }
 }

@@ -15,6 +15,8 @@ pub struct Model {
     // Rate limits (migration 000036); NULL = none.
     pub rpm_limit: Option<i64>,
     pub tpm_limit: Option<i64>,
+    /// The team's response-cache setting (migration 000060); NULL = none.
+    pub cache: Option<Json>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -27,6 +29,11 @@ impl Model {
     /// an empty list, which allows no region: fail closed.
     pub fn region_policy(&self) -> Option<Vec<String>> {
         super::string_list(self.allowed_regions.as_ref())
+    }
+
+    /// The team's response-cache setting (see [`super::cache_settings`]).
+    pub fn cache_settings(&self) -> Option<shared::cache::CacheSettings> {
+        super::cache_settings(self.cache.as_ref())
     }
 
     /// The team's rate limits (over all its keys).

@@ -54,6 +54,10 @@ pub struct Model {
     /// JSON object of the request's tags; NULL when none.
     #[sea_orm(column_type = "JsonBinary", nullable)]
     pub tags: Option<Json>,
+    /// JSON array of `shared::usage::GuardrailDecision` (migration 000062); NULL when the
+    /// guardrail that applied decided nothing (or none applied).
+    #[sea_orm(column_type = "JsonBinary", nullable)]
+    pub guardrails: Option<Json>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

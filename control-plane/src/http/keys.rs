@@ -15,7 +15,8 @@
 //! proxy is the data plane's setting), `max_tokens_per_request`,
 //! `metadata` (string tags attached to every usage event of the key: at most
 //! [`MAX_METADATA_ENTRIES`] entries, keys of 1 to [`MAX_METADATA_KEY_LEN`] characters
-//! `[a-zA-Z0-9_.-]`, values of at most [`MAX_METADATA_VALUE_LEN`] characters). All of them are
+//! `[a-zA-Z0-9_.-]`, values of at most [`MAX_METADATA_VALUE_LEN`] characters), `cache` (the
+//! key's response-cache setting, see `super::cache`; the most specific level). All of them are
 //! published in the key's `KeyRecord`.
 //!
 //! # Rotation
@@ -56,6 +57,7 @@ use time::OffsetDateTime;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
+use super::cache::{self, CacheDto, CacheRequest};
 use super::resource::{self, Change, TenantScoped};
 use super::team_members::teams_of;
 use super::{ApiJson, ApiPath, ApiQuery, now, validate};
@@ -154,6 +156,9 @@ pub struct CreateKeyRequest {
     #[serde(default)]
     #[schema(example = json!({"service": "search", "env": "prod"}))]
     pub metadata: Option<BTreeMap<String, String>>,
+    /// The key's response-cache setting (overrides its team's and the route's); omit for none.
+    #[serde(default)]
+    pub cache: Option<CacheRequest>,
 }
 
 /// Changes to a key; fields left out stay as they are, `null` clears a field.
@@ -187,6 +192,10 @@ pub struct UpdateKeyRequest {
     #[serde(default, deserialize_with = "validate::nullable")]
     #[schema(value_type = Option<BTreeMap<String, String>>, required = false)]
     pub metadata: Option<Option<BTreeMap<String, String>>>,
+    /// Replaces the key's response-cache setting; null removes it.
+    #[serde(default, deserialize_with = "validate::nullable")]
+    #[schema(value_type = Option<CacheRequest>, required = false)]
+    pub cache: Option<Option<CacheRequest>>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -237,6 +246,8 @@ pub struct KeyDto {
     pub previous_expires_at: Option<OffsetDateTime>,
     /// The user who created the key.
     pub created_by: Uuid,
+    /// The key's response-cache setting; null: none (its team's or the route's applies).
+    pub cache: Option<CacheDto>,
 }
 
 impl From<&api_key::Model> for KeyDto {
@@ -263,6 +274,7 @@ impl From<&api_key::Model> for KeyDto {
             rotated_at: k.rotated_at,
             previous_expires_at: k.previous_key_hash.as_ref().and(k.previous_expires_at),
             created_by: k.created_by,
+            cache: k.cache_settings().map(CacheDto::from),
         }
     }
 }
@@ -478,6 +490,7 @@ pub async fn create_key(
         )?,
         metadata: metadata_json(req.metadata.as_ref())?,
     };
+    let cache = cache::stored(req.cache.as_ref())?;
 
     let key = shared::keys::generate_api_key();
     let row = api_key::Model {
@@ -503,6 +516,7 @@ pub async fn create_key(
         rotated_at: None,
         previous_key_hash: None,
         previous_expires_at: None,
+        cache,
     };
     let mut change = Change::begin(&state, &auth).await?;
     match req.team_id {
@@ -594,10 +608,10 @@ pub async fn get_key(
     Ok(Json(KeyDto::from(&row)))
 }
 
-/// Change a key: name, models, expiry, limits, scopes, metadata.
+/// Change a key: name, models, expiry, limits, scopes, metadata, response cache.
 ///
 /// Fields left out stay as they are; `null` clears one (no limit, every endpoint, any client
-/// address, no tags, no expiry). The new record is published to the data plane before the call
+/// address, no tags, no expiry, no cache setting). The new record is published to the data plane before the call
 /// returns.
 #[utoipa::path(
     patch,
@@ -658,6 +672,7 @@ pub async fn update_key(
         .metadata
         .map(|v| metadata_json(v.as_ref()))
         .transpose()?;
+    let cache = req.cache.map(|v| cache::stored(v.as_ref())).transpose()?;
 
     let mut change = Change::begin(&state, &auth).await?;
     let before = find_visible(change.tx(), &auth, id).await?;
@@ -689,6 +704,9 @@ pub async fn update_key(
     if let Some(v) = metadata {
         row.metadata = v;
     }
+    if let Some(v) = cache {
+        row.cache = v;
+    }
     if row != before {
         row.version = before.version + 1;
         api_key::Entity::update_many()
@@ -713,6 +731,7 @@ pub async fn update_key(
                 Expr::value(row.max_tokens_per_request),
             )
             .col_expr(api_key::Column::Metadata, Expr::value(row.metadata.clone()))
+            .col_expr(api_key::Column::Cache, Expr::value(row.cache.clone()))
             .col_expr(
                 api_key::Column::Version,
                 Expr::col(api_key::Column::Version).add(1),

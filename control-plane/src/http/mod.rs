@@ -26,9 +26,11 @@ pub mod audit;
 pub mod auth;
 pub mod billing;
 pub mod budgets;
+pub mod cache;
 pub mod catalog;
 pub mod console;
 mod extract;
+pub mod guardrails;
 pub mod health;
 pub mod invitations;
 pub mod keys;
@@ -96,6 +98,7 @@ pub fn api_router() -> Router<AppState> {
         .merge(catalog::router())
         .merge(usage::router())
         .merge(budgets::router())
+        .merge(guardrails::router())
         .merge(alerts::router())
         .merge(analytics::router())
         .merge(requests::router())

@@ -1,6 +1,7 @@
 //! The request log: `GET /requests` (search the organization's usage records) and
 //! `GET /requests/{id}` (one request with every upstream attempt, its tags and, when the
-//! organization stores payloads, its prompt and answer).
+//! organization stores payloads, its prompt and answer). Every request shows its guardrail
+//! decisions (`guardrails`: policy, rule, action, count; never the matched text).
 //!
 //! Search parameters: `id`, `key_id`, `model`, `status` (HTTP code), `outcome`
 //! (`success`, `error`, `truncated`, `client_disconnected`), `tag=<key>:<value>`, and the range
@@ -25,7 +26,7 @@ use sea_orm::sea_query::Expr;
 use sea_orm::{ColumnTrait, DbBackend, EntityTrait, Order, QueryFilter, QueryOrder, QuerySelect};
 use serde::{Deserialize, Serialize};
 use shared::money::format_usd;
-use shared::usage::FailedAttempt;
+use shared::usage::{FailedAttempt, GuardrailDecision};
 use time::OffsetDateTime;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
@@ -120,6 +121,45 @@ pub struct RequestSummary {
     /// The request's tags (key metadata and the `x-switchyard-tags` header).
     #[schema(value_type = Object)]
     pub tags: serde_json::Value,
+    /// What the guardrail that applied decided (rule and action, never the matched text);
+    /// empty when nothing.
+    pub guardrails: Vec<GuardrailDecisionDto>,
+}
+
+/// One decision of the guardrail that applied to a request.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct GuardrailDecisionDto {
+    /// The guardrail (`GET /api/v1/guardrails/{id}`).
+    pub guardrail_id: Uuid,
+    /// `pii.email`, `pii.custom.<name>`, `blocked_terms`, `max_prompt_tokens`,
+    /// `allowed_tools`, …
+    #[schema(example = "pii.email")]
+    pub rule: String,
+    /// `redacted` (replaced by placeholders before the prompt left), `blocked` (the request
+    /// was refused) or `restored` (placeholders in the answer were put back).
+    #[schema(example = "redacted")]
+    pub action: String,
+    /// How many findings the decision covers (1 for a filter).
+    pub count: u32,
+}
+
+/// The decisions stored on a record; a malformed value (never written by the ingest) reads as
+/// none.
+fn decisions(r: &usage_record::Model) -> Vec<GuardrailDecisionDto> {
+    let stored: Vec<GuardrailDecision> = r
+        .guardrails
+        .clone()
+        .and_then(|v| serde_json::from_value(v).ok())
+        .unwrap_or_default();
+    stored
+        .into_iter()
+        .map(|d| GuardrailDecisionDto {
+            guardrail_id: d.guardrail_id,
+            rule: d.rule,
+            action: d.action.as_str().to_owned(),
+            count: d.count,
+        })
+        .collect()
 }
 
 impl From<&usage_record::Model> for RequestSummary {
@@ -156,6 +196,7 @@ impl From<&usage_record::Model> for RequestSummary {
                 .tags
                 .clone()
                 .unwrap_or_else(|| serde_json::Value::Object(Default::default())),
+            guardrails: decisions(r),
         }
     }
 }

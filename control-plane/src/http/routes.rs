@@ -9,7 +9,8 @@
 //! defaults: `allowed_regions` (a region policy, intersected with the organization's and the
 //! key's team's), `max_attempts`, `retry_on` (error classes that move on to the next
 //! attempt), `timeouts` (`connect_ms`, `first_token_ms`, `total_ms`), `hedge_after_ms` and
-//! `sticky`.
+//! `sticky`; and `cache`, the route's response-cache setting (see `super::cache`; the least
+//! specific level: a key's or its team's setting wins), published as `RouteRecord.cache`.
 //!
 //! Every write is validated as a whole, and a refusal names the field
 //! (`candidates[1].model_id`):
@@ -30,7 +31,7 @@
 //! replaces the whole list) and validates the result like `POST`. Every change is published to
 //! the data plane (in `TenantConfig.routes`) before the call returns. Owners and admins manage
 //! routes; everyone reads them. A deployment a route lists cannot be deleted until it is
-//! removed from the route (see `super::models`).
+//! removed from the route (see `super::models`). Deleting a route deletes its guardrail.
 
 use std::collections::HashMap;
 
@@ -43,6 +44,7 @@ use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Select,
 };
 use serde::{Deserialize, Serialize};
+use shared::cache::CacheSettings;
 use shared::config::{
     DeploymentMode, RetryClass, RouteRecord, RouteStrategy, RouteTimeouts, region_allows,
 };
@@ -50,6 +52,7 @@ use time::OffsetDateTime;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use super::cache::{self, CacheDto, CacheRequest};
 use super::resource::{self, Change, TenantScoped};
 use super::{ApiJson, ApiPath, now, validate};
 use crate::audit::AuditAction;
@@ -242,6 +245,10 @@ pub struct CreateRouteRequest {
     /// `x-switchyard-sticky-key` header) on one deployment.
     #[serde(default)]
     pub sticky: bool,
+    /// The route's response-cache setting (a key's or team's setting wins over it); omit for
+    /// none.
+    #[serde(default)]
+    pub cache: Option<CacheRequest>,
 }
 
 /// Changes to a route; fields left out stay as they are, `null` clears an optional one.
@@ -277,6 +284,10 @@ pub struct UpdateRouteRequest {
     #[serde(default, deserialize_with = "validate::present")]
     #[schema(value_type = bool, required = false)]
     pub sticky: Option<bool>,
+    /// Replaces the route's response-cache setting; null removes it.
+    #[serde(default, deserialize_with = "validate::nullable")]
+    #[schema(value_type = Option<CacheRequest>, required = false)]
+    pub cache: Option<Option<CacheRequest>>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -312,6 +323,8 @@ pub struct RouteDto {
     /// null: no hedging.
     pub hedge_after_ms: Option<u64>,
     pub sticky: bool,
+    /// The route's response-cache setting; null: none.
+    pub cache: Option<CacheDto>,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
@@ -355,6 +368,7 @@ impl RouteDto {
             },
             hedge_after_ms: r.hedge_after_ms,
             sticky: r.sticky,
+            cache: r.cache.map(CacheDto::from),
             created_at: row.created_at,
             updated_at: row.updated_at,
         })
@@ -375,6 +389,7 @@ struct Spec {
     timeouts: TimeoutsRequest,
     hedge_after_ms: Option<i64>,
     sticky: bool,
+    cache: Option<CacheRequest>,
 }
 
 impl From<CreateRouteRequest> for Spec {
@@ -389,6 +404,7 @@ impl From<CreateRouteRequest> for Spec {
             timeouts: r.timeouts.unwrap_or_default(),
             hedge_after_ms: r.hedge_after_ms,
             sticky: r.sticky,
+            cache: r.cache,
         }
     }
 }
@@ -419,6 +435,12 @@ impl Spec {
             },
             hedge_after_ms: ms(r.hedge_after_ms),
             sticky: r.sticky,
+            cache: r.cache.as_ref().map(|c| CacheRequest {
+                mode: c.mode,
+                ttl_seconds: Some(c.ttl_seconds),
+                min_similarity: Some(c.min_similarity),
+                embedding_model: c.embedding_model.clone(),
+            }),
         }
     }
 
@@ -450,6 +472,9 @@ impl Spec {
         if let Some(v) = p.sticky {
             self.sticky = v;
         }
+        if let Some(v) = p.cache {
+            self.cache = v;
+        }
     }
 }
 
@@ -473,6 +498,7 @@ struct ValidRoute {
     timeouts: RouteTimeouts,
     hedge_after_ms: Option<u64>,
     sticky: bool,
+    cache: Option<CacheSettings>,
 }
 
 /// "a chat" / "an embedding".
@@ -668,6 +694,7 @@ fn check(spec: Spec, deployments: &HashMap<Uuid, DeploymentFacts>) -> Result<Val
             format_args!("is only used by strategy weighted, not {s}"),
         ));
     }
+    let cache = spec.cache.as_ref().map(cache::settings).transpose()?;
     Ok(ValidRoute {
         name,
         strategy,
@@ -678,6 +705,7 @@ fn check(spec: Spec, deployments: &HashMap<Uuid, DeploymentFacts>) -> Result<Val
         timeouts,
         hedge_after_ms,
         sticky: spec.sticky,
+        cache,
     })
 }
 
@@ -730,6 +758,7 @@ fn active_row(id: Uuid, tenant_id: Uuid, v: &ValidRoute) -> route::ActiveModel {
         total_timeout_ms: Set(ms(v.timeouts.total_ms)),
         hedge_after_ms: Set(ms(v.hedge_after_ms)),
         sticky: Set(v.sticky),
+        cache: Set(v.cache.as_ref().and_then(|c| serde_json::to_value(c).ok())),
         ..Default::default()
     }
 }
@@ -965,7 +994,14 @@ pub async fn delete_route(
         &row,
         candidates.get(&id).map(Vec::as_slice).unwrap_or_default(),
     )?;
-    // The candidates go with it (ON DELETE CASCADE).
+    // The candidates go with it (ON DELETE CASCADE), and its guardrail (see `guardrails`).
+    super::guardrails::delete_for_scope(
+        &mut change,
+        auth.tenant_id,
+        shared::guardrails::GuardrailScope::Route,
+        id,
+    )
+    .await?;
     change.delete::<route::Entity>(id).await?.before(&before);
     change.publish_tenant().await?;
     change.commit().await?;

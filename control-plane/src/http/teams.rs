@@ -12,6 +12,11 @@
 //! all the team's keys together, on top of each key's and the organization's limits. They are
 //! published in `TenantConfig.team_limits` (only teams with a limit) before the call returns;
 //! `null` removes one. Members of a team are managed in `super::team_members`.
+//!
+//! A team may carry a response-cache setting (`cache`, see `super::cache`) for requests made
+//! with its keys (a key's own setting wins over it, the team's over the route's). It is
+//! published in `TenantConfig.team_cache` (only teams with a setting) before the call returns;
+//! `null` removes it. Deleting a team deletes its budgets and its guardrail.
 
 use axum::Json;
 use axum::Router;
@@ -27,6 +32,7 @@ use time::OffsetDateTime;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use super::cache::{self, CacheDto, CacheRequest};
 use super::resource::{self, Change, TenantScoped};
 use super::{ApiJson, ApiPath, now, validate};
 use crate::audit::AuditAction;
@@ -79,6 +85,9 @@ pub struct CreateTeamRequest {
     /// Tokens per minute over all the team's keys; omit for none.
     #[serde(default)]
     pub tpm_limit: Option<u64>,
+    /// The team's response-cache setting (its keys' requests); omit for none.
+    #[serde(default)]
+    pub cache: Option<CacheRequest>,
 }
 
 /// Changes to a team; fields left out stay as they are.
@@ -102,6 +111,10 @@ pub struct UpdateTeamRequest {
     #[serde(default, deserialize_with = "validate::nullable")]
     #[schema(value_type = Option<u64>, required = false)]
     pub tpm_limit: Option<Option<u64>>,
+    /// Replaces the team's response-cache setting; null removes it.
+    #[serde(default, deserialize_with = "validate::nullable")]
+    #[schema(value_type = Option<CacheRequest>, required = false)]
+    pub cache: Option<Option<CacheRequest>>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -115,6 +128,8 @@ pub struct TeamDto {
     pub rpm_limit: Option<u64>,
     /// Tokens per minute over all the team's keys; null: none.
     pub tpm_limit: Option<u64>,
+    /// The team's response-cache setting; null: none.
+    pub cache: Option<CacheDto>,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
 }
@@ -125,6 +140,7 @@ impl From<team::Model> for TeamDto {
             allowed_regions: t.region_policy(),
             rpm_limit: t.rpm_limit.and_then(|n| u64::try_from(n).ok()),
             tpm_limit: t.tpm_limit.and_then(|n| u64::try_from(n).ok()),
+            cache: t.cache_settings().map(CacheDto::from),
             id: t.id,
             name: t.name,
             created_at: t.created_at,
@@ -202,6 +218,7 @@ pub async fn create_team(
         allowed_regions,
         rpm_limit: rpm_value("rpm_limit", req.rpm_limit)?,
         tpm_limit: tpm_value("tpm_limit", req.tpm_limit)?,
+        cache: cache::stored(req.cache.as_ref())?,
     };
     let mut change = Change::begin(&state, &auth).await?;
     team::Entity::insert(team::ActiveModel {
@@ -212,11 +229,12 @@ pub async fn create_team(
         allowed_regions: Set(row.allowed_regions.clone()),
         rpm_limit: Set(row.rpm_limit),
         tpm_limit: Set(row.tpm_limit),
+        cache: Set(row.cache.clone()),
     })
     .exec_without_returning(change.tx())
     .await
     .on_unique_violation("a team with this name already exists")?;
-    if row.allowed_regions.is_some() || !row.rate_limits().is_empty() {
+    if row.allowed_regions.is_some() || !row.rate_limits().is_empty() || row.cache.is_some() {
         change.publish_tenant().await?;
     }
     let dto = TeamDto::from(row);
@@ -263,9 +281,9 @@ pub async fn get_team(
     Ok(Json(TeamDto::from(row)))
 }
 
-/// Rename a team, or set its region policy or rate limits.
+/// Rename a team, or set its region policy, rate limits or response-cache setting.
 ///
-/// A changed region policy or limit is published to the data plane before the call returns.
+/// A changed region policy, limit or cache setting is published to the data plane before the call returns.
 #[utoipa::path(
     patch,
     path = "/api/v1/teams/{id}",
@@ -306,6 +324,7 @@ pub async fn update_team(
         .tpm_limit
         .map(|v| tpm_value("tpm_limit", v))
         .transpose()?;
+    let cache = req.cache.map(|v| cache::stored(v.as_ref())).transpose()?;
     let mut change = Change::begin(&state, &auth).await?;
     let mut row = change.find::<team::Entity>(id).await?;
     let before = row.clone();
@@ -332,7 +351,11 @@ pub async fn update_team(
         row.tpm_limit = v;
         update.tpm_limit = Set(v);
     }
-    if row.rate_limits() != before.rate_limits() {
+    if let Some(v) = cache {
+        row.cache = v.clone();
+        update.cache = Set(v);
+    }
+    if row.rate_limits() != before.rate_limits() || row.cache != before.cache {
         change.publish_tenant().await?;
     }
     if update.is_changed() {
@@ -349,7 +372,8 @@ pub async fn update_team(
     Ok(Json(TeamDto::from(row)))
 }
 
-/// Delete a team. Its keys keep working, without a team (and without its region policy).
+/// Delete a team. Its keys keep working, without a team (and without its region policy, cache
+/// setting, budgets and guardrail, which go with it).
 #[utoipa::path(
     delete,
     path = "/api/v1/teams/{id}",
@@ -370,8 +394,8 @@ pub async fn delete_team(
     auth.require_manage()?;
     let mut change = Change::begin(&state, &auth).await?;
     let row = change.find::<team::Entity>(id).await?;
-    if row.allowed_regions.is_some() || !row.rate_limits().is_empty() {
-        // The team's entries leave `TenantConfig.team_regions` / `team_limits`.
+    if row.allowed_regions.is_some() || !row.rate_limits().is_empty() || row.cache.is_some() {
+        // The team's entries leave `TenantConfig.team_regions` / `team_limits` / `team_cache`.
         change.publish_tenant().await?;
     }
     // Detach the team's keys explicitly (rather than leaving it to ON DELETE SET NULL) so each
@@ -402,6 +426,14 @@ pub async fn delete_team(
         &mut change,
         auth.tenant_id,
         shared::governance::BudgetScope::Team,
+        id,
+    )
+    .await?;
+    // And its guardrail (see `guardrails`).
+    super::guardrails::delete_for_scope(
+        &mut change,
+        auth.tenant_id,
+        shared::guardrails::GuardrailScope::Team,
         id,
     )
     .await?;

@@ -368,7 +368,7 @@ pub(crate) fn after_key(
 }
 
 /// Columns of the CSV export, in order (a contract: documented in the README).
-pub const EXPORT_COLUMNS: [&str; 27] = [
+pub const EXPORT_COLUMNS: [&str; 28] = [
     "id",
     "started_at",
     "key_id",
@@ -396,6 +396,7 @@ pub const EXPORT_COLUMNS: [&str; 27] = [
     "latency_ms",
     "ttft_ms",
     "tags",
+    "guardrails",
 ];
 
 /// Rows read per database round trip of the export.
@@ -444,7 +445,7 @@ fn csv_line(out: &mut String, r: &usage_record::Model) {
         .started_at
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default();
-    let fields: [(String, bool); 27] = [
+    let fields: [(String, bool); 28] = [
         (r.id.to_string(), false),
         (started, false),
         (opt(r.key_id.map(|u| u.to_string())), false),
@@ -472,6 +473,7 @@ fn csv_line(out: &mut String, r: &usage_record::Model) {
         (r.latency_ms.to_string(), false),
         (opt(r.ttft_ms.map(|v| v.to_string())), false),
         (opt(r.tags.as_ref().map(|t| t.to_string())), true),
+        (opt(r.guardrails.as_ref().map(|g| g.to_string())), true),
     ];
     for (i, (value, text)) in fields.iter().enumerate() {
         if i > 0 {
@@ -554,8 +556,9 @@ async fn next_chunk(
 /// `deployment_id`, `route`, `region`, `endpoint`, `stream`, `status`, `outcome`,
 /// `error_code`, `error_class`, `cache_hit`, `attempts`, `prompt_tokens`,
 /// `completion_tokens`, `cache_read_tokens`, `cache_write_tokens`, `tokens_estimated`,
-/// `cost_usd` (exact decimal), `latency_ms`, `ttft_ms`, `tags` (a JSON object). Empty field =
-/// not set. Fields are quoted per RFC 4180 when needed; text that a spreadsheet would read as
+/// `cost_usd` (exact decimal), `latency_ms`, `ttft_ms`, `tags` (a JSON object), `guardrails`
+/// (a JSON array of the guardrail's decisions: `guardrail_id`, `rule`, `action`, `count`).
+/// Empty field = not set. Fields are quoted per RFC 4180 when needed; text that a spreadsheet would read as
 /// a formula gets a leading `'`. The body is streamed page by page (1000 rows per database
 /// read), so a long range is never held in memory. Range: `from`/`to` as RFC 3339 (default the
 /// last 24 hours, at most 366 days).

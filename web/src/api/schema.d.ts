@@ -365,6 +365,49 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/guardrails": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** List guardrails, oldest first. */
+        get: operations["list_guardrails"];
+        put?: never;
+        /**
+         * Create a guardrail.
+         * @description It is published to the data plane (and enforced) before the call returns.
+         */
+        post: operations["create_guardrail"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/guardrails/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Get one guardrail. */
+        get: operations["get_guardrail"];
+        put?: never;
+        post?: never;
+        /** Delete a guardrail. Requests are no longer checked against it once the call returns. */
+        delete: operations["delete_guardrail"];
+        options?: never;
+        head?: never;
+        /**
+         * Change a guardrail: only the fields given; the merged policy is validated like a new one.
+         * @description Published to the data plane before the call returns.
+         */
+        patch: operations["update_guardrail"];
+        trace?: never;
+    };
     "/api/v1/invitations": {
         parameters: {
             query?: never;
@@ -469,9 +512,9 @@ export interface paths {
         options?: never;
         head?: never;
         /**
-         * Change a key: name, models, expiry, limits, scopes, metadata.
+         * Change a key: name, models, expiry, limits, scopes, metadata, response cache.
          * @description Fields left out stay as they are; `null` clears one (no limit, every endpoint, any client
-         *     address, no tags, no expiry). The new record is published to the data plane before the call
+         *     address, no tags, no expiry, no cache setting). The new record is published to the data plane before the call
          *     returns.
          */
         patch: operations["update_key"];
@@ -806,13 +849,16 @@ export interface paths {
         get: operations["get_team"];
         put?: never;
         post?: never;
-        /** Delete a team. Its keys keep working, without a team (and without its region policy). */
+        /**
+         * Delete a team. Its keys keep working, without a team (and without its region policy, cache
+         *     setting, budgets and guardrail, which go with it).
+         */
         delete: operations["delete_team"];
         options?: never;
         head?: never;
         /**
-         * Rename a team, or set its region policy or rate limits.
-         * @description A changed region policy or limit is published to the data plane before the call returns.
+         * Rename a team, or set its region policy, rate limits or response-cache setting.
+         * @description A changed region policy, limit or cache setting is published to the data plane before the call returns.
          */
         patch: operations["update_team"];
         trace?: never;
@@ -883,8 +929,9 @@ export interface paths {
          *     `deployment_id`, `route`, `region`, `endpoint`, `stream`, `status`, `outcome`,
          *     `error_code`, `error_class`, `cache_hit`, `attempts`, `prompt_tokens`,
          *     `completion_tokens`, `cache_read_tokens`, `cache_write_tokens`, `tokens_estimated`,
-         *     `cost_usd` (exact decimal), `latency_ms`, `ttft_ms`, `tags` (a JSON object). Empty field =
-         *     not set. Fields are quoted per RFC 4180 when needed; text that a spreadsheet would read as
+         *     `cost_usd` (exact decimal), `latency_ms`, `ttft_ms`, `tags` (a JSON object), `guardrails`
+         *     (a JSON array of the guardrail's decisions: `guardrail_id`, `rule`, `action`, `count`).
+         *     Empty field = not set. Fields are quoted per RFC 4180 when needed; text that a spreadsheet would read as
          *     a formula gets a leading `'`. The body is streamed page by page (1000 rows per database
          *     read), so a long range is never held in memory. Range: `from`/`to` as RFC 3339 (default the
          *     last 24 hours, at most 366 days).
@@ -1171,6 +1218,49 @@ export interface components {
         BudgetList: {
             data: components["schemas"]["BudgetDto"][];
         };
+        /** @description A response-cache setting as stored, defaults filled in. */
+        CacheDto: {
+            /** @description Semantic mode: the embedding deployment; null: the first one by name. */
+            embedding_model?: string | null;
+            /** Format: double */
+            min_similarity: number;
+            /**
+             * @description off (no caching at this level, whatever a broader level says), exact (identical requests share an answer) or semantic (exact, and prompts whose embedding is at least min_similarity close to a stored one)
+             * @example exact
+             * @enum {string}
+             */
+            mode: "off" | "exact" | "semantic";
+            /** Format: int32 */
+            ttl_seconds: number;
+        };
+        /** @description A response-cache setting as sent. */
+        CacheRequest: {
+            /**
+             * @description Semantic mode: the organization's embedding deployment that embeds prompts; default the
+             *     first one by name.
+             * @example text-embedding-3-small
+             */
+            embedding_model?: string | null;
+            /**
+             * Format: double
+             * @description Semantic mode: the least cosine similarity for a hit, more than 0 and at most 1;
+             *     default 0.95.
+             * @example 0.95
+             */
+            min_similarity?: number | null;
+            /**
+             * @description off (no caching at this level, whatever a broader level says), exact (identical requests share an answer) or semantic (exact, and prompts whose embedding is at least min_similarity close to a stored one)
+             * @example exact
+             * @enum {string}
+             */
+            mode: "off" | "exact" | "semantic";
+            /**
+             * Format: int32
+             * @description How long an answer is kept, 1 to 2592000 seconds (30 days); default 3600.
+             * @example 3600
+             */
+            ttl_seconds?: number | null;
+        };
         CandidateDto: {
             /**
              * Format: uuid
@@ -1381,6 +1471,45 @@ export interface components {
              */
             timezone?: string | null;
         };
+        CreateGuardrailRequest: {
+            /**
+             * @description Tool (function) names a request may define, at most 256; omit for any.
+             * @example [
+             *       "get_weather"
+             *     ]
+             */
+            allowed_tools?: string[] | null;
+            /**
+             * @description Terms a prompt may not contain (case-insensitive, whole words), at most 1000 of 1 to 256
+             *     bytes.
+             * @example [
+             *       "project nightingale"
+             *     ]
+             */
+            blocked_terms?: string[] | null;
+            /**
+             * Format: int32
+             * @description The most prompt tokens (the gateway's estimate) a request may send; omit for no cap.
+             * @example 8000
+             */
+            max_prompt_tokens?: number | null;
+            /**
+             * @description Unique within the organization, 1 to 128 bytes.
+             * @example no customer PII
+             */
+            name: string;
+            pii?: components["schemas"]["PiiRequest"] | null;
+            /**
+             * @description What the guardrail applies to: the whole organization, one team's keys, one key, or one route (requests naming it). The most specific one applies to a request: key, then team, then route, then organization.
+             * @enum {string}
+             */
+            scope: "organization" | "team" | "key" | "route";
+            /**
+             * Format: uuid
+             * @description The team, key or route; absent for `organization`.
+             */
+            scope_id?: string | null;
+        };
         CreateInvitationRequest: {
             /**
              * @description Who is invited; they accept while signed in with this email.
@@ -1404,6 +1533,7 @@ export interface components {
              *     ]
              */
             allowed_cidrs?: string[] | null;
+            cache?: components["schemas"]["CacheRequest"] | null;
             /**
              * @description APIs the key may call; omit for all.
              * @example [
@@ -1585,6 +1715,7 @@ export interface components {
              *     ]
              */
             allowed_regions?: string[] | null;
+            cache?: components["schemas"]["CacheRequest"] | null;
             /** @description The deployments the route chooses among, at least one. */
             candidates: components["schemas"]["CandidateRequest"][];
             /**
@@ -1637,6 +1768,7 @@ export interface components {
              *     ]
              */
             allowed_regions?: string[] | null;
+            cache?: components["schemas"]["CacheRequest"] | null;
             /**
              * @description Unique within the organization.
              * @example search
@@ -1686,6 +1818,21 @@ export interface components {
              */
             key: string;
         };
+        /** @description An organization's own PII pattern. */
+        CustomPatternDto: {
+            /**
+             * @description Lowercase letters, digits and `_` (1 to 64): the rule is `pii.custom.<name>`, the
+             *     placeholder `[<NAME>_n]`.
+             * @example employee_id
+             */
+            name: string;
+            /**
+             * @description A linear-time regular expression (the `regex` crate: no back-references or
+             *     look-around), at most 1024 bytes, that does not match the empty string.
+             * @example EMP-[0-9]{6}
+             */
+            pattern: string;
+        };
         /** @description A webhook delivery of an alert. */
         DeliveryDto: {
             /** Format: int32 */
@@ -1726,6 +1873,63 @@ export interface components {
         Group: components["schemas"]["Metrics"] & {
             /** @description The group's value (a model name, an id, a tag value); null for "not set" or no grouping. */
             group?: string | null;
+        };
+        /** @description One decision of the guardrail that applied to a request. */
+        GuardrailDecisionDto: {
+            /**
+             * @description `redacted` (replaced by placeholders before the prompt left), `blocked` (the request
+             *     was refused) or `restored` (placeholders in the answer were put back).
+             * @example redacted
+             */
+            action: string;
+            /**
+             * Format: int32
+             * @description How many findings the decision covers (1 for a filter).
+             */
+            count: number;
+            /**
+             * Format: uuid
+             * @description The guardrail (`GET /api/v1/guardrails/{id}`).
+             */
+            guardrail_id: string;
+            /**
+             * @description `pii.email`, `pii.custom.<name>`, `blocked_terms`, `max_prompt_tokens`,
+             *     `allowed_tools`, …
+             * @example pii.email
+             */
+            rule: string;
+        };
+        /** @description A guardrail. */
+        GuardrailDto: {
+            /** @description null: any tool. */
+            allowed_tools?: string[] | null;
+            blocked_terms: string[];
+            /** Format: date-time */
+            created_at: string;
+            /** Format: uuid */
+            id: string;
+            /**
+             * Format: int32
+             * @description null: no cap.
+             */
+            max_prompt_tokens?: number | null;
+            name: string;
+            pii: components["schemas"]["PiiDto"];
+            /**
+             * @description What the guardrail applies to: the whole organization, one team's keys, one key, or one route (requests naming it). The most specific one applies to a request: key, then team, then route, then organization.
+             * @enum {string}
+             */
+            scope: "organization" | "team" | "key" | "route";
+            /**
+             * Format: uuid
+             * @description The team, key or route; null for `organization`.
+             */
+            scope_id?: string | null;
+            /** Format: date-time */
+            updated_at: string;
+        };
+        GuardrailList: {
+            data: components["schemas"]["GuardrailDto"][];
         };
         HealthStatus: {
             /**
@@ -1783,6 +1987,7 @@ export interface components {
         KeyDto: {
             /** @description Client networks the key may be used from; null: any. */
             allowed_cidrs?: string[] | null;
+            cache?: components["schemas"]["CacheDto"] | null;
             /** Format: date-time */
             created_at: string;
             /**
@@ -2130,6 +2335,44 @@ export interface components {
             /** Format: date-time */
             start: string;
         };
+        /** @description PII handling of a guardrail. */
+        PiiDto: {
+            custom: components["schemas"]["CustomPatternDto"][];
+            /**
+             * @description Built-in detectors that run; default all of them
+             * @example [
+             *       "email",
+             *       "card"
+             *     ]
+             */
+            detectors: ("email" | "phone" | "card" | "iban" | "ip")[];
+            /**
+             * @description off (no PII checks), redact (findings are replaced by placeholders such as [EMAIL_1] before the prompt leaves) or block (the request is refused with 400 guardrail_blocked)
+             * @enum {string}
+             */
+            mode: "off" | "redact" | "block";
+            restore: boolean;
+        };
+        /** @description PII handling as sent; fields left out take their defaults (on `PATCH`: stay as they are). */
+        PiiRequest: {
+            /** @description The organization's own patterns (at most 32), each a rule `pii.custom.<name>`. */
+            custom?: components["schemas"]["CustomPatternDto"][] | null;
+            /**
+             * @description Built-in detectors that run; default all of them
+             * @example [
+             *       "email",
+             *       "card"
+             *     ]
+             */
+            detectors?: ("email" | "phone" | "card" | "iban" | "ip")[];
+            /**
+             * @description off (no PII checks), redact (findings are replaced by placeholders such as [EMAIL_1] before the prompt leaves) or block (the request is refused with 400 guardrail_blocked)
+             * @enum {string}
+             */
+            mode?: "off" | "redact" | "block";
+            /** @description `redact` mode: put the original values back where the answer repeats a placeholder. */
+            restore?: boolean | null;
+        };
         /** @description One plan. */
         Plan: {
             /**
@@ -2271,6 +2514,11 @@ export interface components {
             error_class?: string | null;
             error_code?: string | null;
             /**
+             * @description What the guardrail that applied decided (rule and action, never the matched text);
+             *     empty when nothing.
+             */
+            guardrails: components["schemas"]["GuardrailDecisionDto"][];
+            /**
              * Format: uuid
              * @description The request id (`x-switchyard-request-id` of the gateway response).
              */
@@ -2324,6 +2572,7 @@ export interface components {
         RouteDto: {
             /** @description The route's region policy; null: none. */
             allowed_regions?: string[] | null;
+            cache?: components["schemas"]["CacheDto"] | null;
             candidates: components["schemas"]["CandidateDto"][];
             /** Format: date-time */
             created_at: string;
@@ -2445,6 +2694,7 @@ export interface components {
              *     ]
              */
             allowed_regions?: string[] | null;
+            cache?: components["schemas"]["CacheDto"] | null;
             /** Format: date-time */
             created_at: string;
             /** Format: uuid */
@@ -2582,9 +2832,38 @@ export interface components {
             /** @example UTC */
             timezone?: string;
         };
+        /**
+         * @description Changes to a guardrail; fields left out stay as they are. The merged policy is validated
+         *     like a new one.
+         */
+        UpdateGuardrailRequest: {
+            /** @description null allows any tool. */
+            allowed_tools?: string[] | null;
+            /** @description Replaces the list (`[]` for none). */
+            blocked_terms?: string[];
+            /**
+             * Format: int32
+             * @description null removes the cap.
+             */
+            max_prompt_tokens?: number | null;
+            name?: string;
+            /** @description Each field given replaces that field (`custom` as a whole list). */
+            pii?: components["schemas"]["PiiRequest"];
+            /**
+             * @description What the guardrail applies to: the whole organization, one team's keys, one key, or one route (requests naming it). The most specific one applies to a request: key, then team, then route, then organization.
+             * @enum {string}
+             */
+            scope?: "organization" | "team" | "key" | "route";
+            /**
+             * Format: uuid
+             * @description null for `organization`.
+             */
+            scope_id?: string | null;
+        };
         /** @description Changes to a key; fields left out stay as they are, `null` clears a field. */
         UpdateKeyRequest: {
             allowed_cidrs?: string[] | null;
+            cache?: components["schemas"]["CacheRequest"] | null;
             endpoints?: string[] | null;
             /** Format: date-time */
             expires_at?: string | null;
@@ -2652,6 +2931,7 @@ export interface components {
              *     ]
              */
             allowed_regions?: string[] | null;
+            cache?: components["schemas"]["CacheRequest"] | null;
             /** @description Replaces the whole list. */
             candidates?: components["schemas"]["CandidateRequest"][];
             /** Format: int64 */
@@ -2688,6 +2968,7 @@ export interface components {
              *     ]
              */
             allowed_regions?: string[] | null;
+            cache?: components["schemas"]["CacheRequest"] | null;
             /**
              * @description Unique within the organization.
              * @example search-eu
@@ -3899,6 +4180,219 @@ export interface operations {
             };
             /** @description This organization has no entry with this id (built-in entries cannot be deleted) */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    list_guardrails: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["GuardrailList"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    create_guardrail: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CreateGuardrailRequest"];
+            };
+        };
+        responses: {
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["GuardrailDto"];
+                };
+            };
+            /** @description Invalid policy (the message names the field, e.g. `pii.custom `ssn`: the pattern does not compile: …`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Needs owner or admin */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `scope_id` is not a team, key or route of this organization */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The name is taken, or the scope already has a guardrail */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    get_guardrail: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Guardrail id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["GuardrailDto"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    delete_guardrail: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Guardrail id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Deleted */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    update_guardrail: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Guardrail id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["UpdateGuardrailRequest"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["GuardrailDto"];
+                };
+            };
+            /** @description Invalid policy (the message names the field) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The name is taken, or the scope already has a guardrail */
+            409: {
                 headers: {
                     [name: string]: unknown;
                 };

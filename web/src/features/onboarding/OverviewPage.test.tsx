@@ -49,6 +49,7 @@ const REQUEST: Json<"/api/v1/requests", "get", 200>["data"][number] = {
   latency_ms: 12,
   provider: "mock",
   tags: {},
+  guardrails: [],
 };
 
 interface State {

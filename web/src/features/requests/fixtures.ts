@@ -41,6 +41,7 @@ export function summary(n: number, over: Partial<Summary> = {}): Summary {
     ttft_ms: null,
     attempt_count: 1,
     tags: {},
+    guardrails: [],
     ...over,
   };
 }
