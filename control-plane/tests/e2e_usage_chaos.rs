@@ -39,6 +39,7 @@ use testkit::api::{ControlApi, Provision};
 use testkit::e2e::{Deployment, chat, http_client, poll_until};
 use testkit::fake_openai::FakeOpenAi;
 use testkit::proc::{ChildGuard, command, control_plane_binary};
+use testkit::redis_server::RedisServer;
 use testkit::tcp_proxy::Proxy;
 use uuid::Uuid;
 
@@ -50,90 +51,6 @@ const CATCH_UP: Duration = Duration::from_secs(60);
 
 /// One test at a time: each runs a control plane, a data plane and load on two shared cores.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-// === A dedicated Redis ===
-
-/// A `redis-server` of our own on a fixed port, persisting to an append-only file fsync'd on
-/// every write, so a stop and restart keeps the stream and the consumer group.
-struct RedisServer {
-    port: u16,
-    dir: tempfile::TempDir,
-    child: Option<tokio::process::Child>,
-}
-
-impl RedisServer {
-    async fn start() -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .expect("a free port")
-            .local_addr()
-            .expect("addr")
-            .port();
-        let mut server = Self {
-            port,
-            dir: tempfile::tempdir().expect("temp dir"),
-            child: None,
-        };
-        server.restart().await;
-        server
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    async fn restart(&mut self) {
-        assert!(self.child.is_none(), "already running");
-        let child = tokio::process::Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .arg("--dir")
-            .arg(self.dir.path())
-            .args([
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "always",
-                "--save",
-                "",
-            ])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("redis-server runs (apt package redis-server)");
-        self.child = Some(child);
-        let url = self.url();
-        poll_until(
-            Duration::from_secs(10),
-            Duration::from_millis(20),
-            || async {
-                let client = redis::Client::open(url.as_str())?;
-                let mut c = client.get_multiplexed_async_connection().await?;
-                redis::cmd("PING").query_async::<()>(&mut c).await?;
-                Ok(())
-            },
-        )
-        .await
-        .expect("our redis-server answers");
-    }
-
-    /// SIGTERM (Redis flushes its AOF and exits), then waits for the exit.
-    async fn stop(&mut self) {
-        let mut child = self.child.take().expect("running");
-        if let Some(pid) = child.id() {
-            let _ = tokio::process::Command::new("kill")
-                .arg("-TERM")
-                .arg(pid.to_string())
-                .status()
-                .await;
-        }
-        if tokio::time::timeout(Duration::from_secs(10), child.wait())
-            .await
-            .is_err()
-        {
-            let _ = child.kill().await;
-        }
-    }
-}
 
 // === The world ===
 

@@ -444,36 +444,24 @@ async fn official_python_sdks_work_against_the_gateway() {
     .await
     .expect("the provisioned key and models work");
 
-    let mut pytest = tokio::process::Command::new(venv_python(&venv));
-    pytest
-        .args(["-m", "pytest", "-q", "-rA", "control-plane/tests/sdk"])
-        .current_dir(workspace_root());
-    // Only what the suite sets: no SDK configuration or proxy from the developer's shell.
-    for (k, _) in std::env::vars_os() {
-        let k = k.to_string_lossy().into_owned();
-        let upper = k.to_ascii_uppercase();
-        if upper.starts_with("OPENAI_")
-            || upper.starts_with("ANTHROPIC_")
-            || upper.starts_with("SY_")
-            || upper.ends_with("_PROXY")
-            || upper == "PYTHONPATH"
-        {
-            pytest.env_remove(&k);
-        }
-    }
-    pytest
-        .env("NO_PROXY", "127.0.0.1,localhost")
-        .env("PYTHONDONTWRITEBYTECODE", "1")
-        .env("SY_BASE_URL", &origin)
-        .env("SY_KEY", &key)
-        .env("SY_KEY_BUDGET", &budget_key.key)
-        .env("SY_KEY_RPM", &rpm_key.key)
-        .env("SY_MODEL_ECHO", "echo")
-        .env("SY_MODEL_CHAT", "gpt-fake")
-        .env("SY_MODEL_CUT", "gpt-fake-cut")
-        .env("SY_ROUTE_FAILOVER", "support")
-        .env("SY_CHAT_MODELS", models.chat.join(","))
-        .env("SY_EMBED_MODELS", models.embed.join(","));
+    let chat_models = models.chat.join(",");
+    let embed_models = models.embed.join(",");
+    let pytest = pytest_command(
+        &venv,
+        &["control-plane/tests/sdk"],
+        &[
+            ("SY_BASE_URL", &origin),
+            ("SY_KEY", &key),
+            ("SY_KEY_BUDGET", &budget_key.key),
+            ("SY_KEY_RPM", &rpm_key.key),
+            ("SY_MODEL_ECHO", "echo"),
+            ("SY_MODEL_CHAT", "gpt-fake"),
+            ("SY_MODEL_CUT", "gpt-fake-cut"),
+            ("SY_ROUTE_FAILOVER", "support"),
+            ("SY_CHAT_MODELS", &chat_models),
+            ("SY_EMBED_MODELS", &embed_models),
+        ],
+    );
     let (ok, output) = run("pytest", pytest, PYTEST_TIMEOUT)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
@@ -519,6 +507,33 @@ async fn official_python_sdks_work_against_the_gateway() {
     .await
     .expect("the refused requests are metered");
     assert_eq!(metered, 2, "an SDK retried a budget refusal");
+}
+
+/// `python -m pytest <args>` in the workspace root with only the suite's own environment:
+/// nothing of the developer's SDK configuration, proxies or `SY_*` leaks in.
+fn pytest_command(venv: &Path, args: &[&str], env: &[(&str, &str)]) -> tokio::process::Command {
+    let mut pytest = tokio::process::Command::new(venv_python(venv));
+    pytest
+        .args(["-m", "pytest", "-q", "-rA"])
+        .args(args)
+        .current_dir(workspace_root());
+    for (k, _) in std::env::vars_os() {
+        let k = k.to_string_lossy().into_owned();
+        let upper = k.to_ascii_uppercase();
+        if upper.starts_with("OPENAI_")
+            || upper.starts_with("ANTHROPIC_")
+            || upper.starts_with("SY_")
+            || upper.ends_with("_PROXY")
+            || upper == "PYTHONPATH"
+        {
+            pytest.env_remove(&k);
+        }
+    }
+    pytest
+        .env("NO_PROXY", "127.0.0.1,localhost")
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .envs(env.iter().copied());
+    pytest
 }
 
 fn tail(text: &str, lines: usize) -> String {
@@ -603,41 +618,25 @@ async fn the_openai_sdk_fails_over_through_a_data_plane_process() {
     .await
     .expect("the route reached the data plane");
 
-    let mut pytest = tokio::process::Command::new(venv_python(&venv));
-    pytest
-        .args([
-            "-m",
-            "pytest",
-            "-q",
-            "-rA",
+    // Only the route test runs (`-k`); the suite's other settings must still be present.
+    let pytest = pytest_command(
+        &venv,
+        &[
             "-k",
             "a_route_fails_over",
             "control-plane/tests/sdk/test_openai_sdk.py",
-        ])
-        .current_dir(workspace_root());
-    for (k, _) in std::env::vars_os() {
-        let k = k.to_string_lossy().into_owned();
-        let upper = k.to_ascii_uppercase();
-        if upper.starts_with("OPENAI_")
-            || upper.starts_with("SY_")
-            || upper.ends_with("_PROXY")
-            || upper == "PYTHONPATH"
-        {
-            pytest.env_remove(&k);
-        }
-    }
-    // Only the route test runs (`-k`); the suite's other settings must still be present.
-    pytest
-        .env("NO_PROXY", "127.0.0.1,localhost")
-        .env("PYTHONDONTWRITEBYTECODE", "1")
-        .env("SY_BASE_URL", &origin)
-        .env("SY_KEY", &key)
-        .env("SY_ROUTE_FAILOVER", "support")
-        .env("SY_MODEL_ECHO", "unused")
-        .env("SY_MODEL_CHAT", "unused")
-        .env("SY_MODEL_CUT", "unused")
-        .env("SY_CHAT_MODELS", "unused")
-        .env("SY_EMBED_MODELS", "unused");
+        ],
+        &[
+            ("SY_BASE_URL", &origin),
+            ("SY_KEY", &key),
+            ("SY_ROUTE_FAILOVER", "support"),
+            ("SY_MODEL_ECHO", "unused"),
+            ("SY_MODEL_CHAT", "unused"),
+            ("SY_MODEL_CUT", "unused"),
+            ("SY_CHAT_MODELS", "unused"),
+            ("SY_EMBED_MODELS", "unused"),
+        ],
+    );
     let (ok, output) = run("pytest", pytest, PYTEST_TIMEOUT)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
@@ -647,5 +646,190 @@ async fn the_openai_sdk_fails_over_through_a_data_plane_process() {
         "the SDK route test failed:\n{output}\n----- data plane log tail -----\n{}",
         tail(&dp.logs_text(), 80)
     );
+    deployment.cleanup().await;
+}
+
+/// Issue 14 as the official SDKs meet it, on separate processes (a control plane and a data
+/// plane on Postgres and a `redis-server` of this test's own): the response cache (hit, miss,
+/// bypass, streamed replay in both SDKs' formats, two organizations, semantic threshold) and
+/// guardrails (each PII detector, each mode, restoration in streams, policy filters), then
+/// Redis stopped: the cache fails open (`tests/sdk_cache`, see `cache_env.py`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn official_sdks_meet_the_cache_and_guardrails() {
+    let venv = sdk_venv().await;
+    let mut redis = testkit::redis_server::RedisServer::start().await;
+    let mut deployment = testkit::e2e::Deployment::new()
+        .await
+        .expect("fresh Postgres database and Redis prefix");
+    deployment.redis_url = redis.url();
+    let cp = deployment
+        .start_control_plane("info")
+        .await
+        .expect("control plane");
+    let dp = deployment
+        .start_data_plane("dp-cache", "info")
+        .await
+        .expect("data plane");
+    let openai = FakeOpenAi::start_with_key(OPENAI_KEY).await.unwrap();
+
+    // Organization A: a chat model on the fake, the echoing mock, an embedding model.
+    let mut api = ControlApi::new(&cp.base_url()).unwrap();
+    api.signup("sdk-cache-a@example.com", PASSWORD, "Cache A")
+        .await
+        .expect("signup A");
+    let fam = provider(
+        &api,
+        json!({"name": "fake-openai", "kind": "openai_compatible",
+               "base_url": openai.base_url(), "api_key": OPENAI_KEY}),
+    )
+    .await;
+    let mock = provider(&api, json!({"name": "mock", "kind": "mock"})).await;
+    model(&api, "chat", &fam, "gpt-4o-mini").await;
+    model(&api, "echo", &mock, "mock-echo").await;
+    api.create_model(
+        &json!({"name": "words", "provider_id": fam, "mode": "embedding",
+        "upstream_model": testkit::fake_openai::MODEL_EMBED_WORDS,
+        "input_price_per_mtok": 0.02, "output_price_per_mtok": 0.0}),
+    )
+    .await
+    .expect("embedding model");
+    let key = |name: &'static str, cache: Value| {
+        let api = &api;
+        async move {
+            api.create_key(&json!({"name": name, "cache": cache}))
+                .await
+                .unwrap_or_else(|e| panic!("key {name}: {e}"))
+        }
+    };
+    let exact = key("exact", json!({"mode": "exact", "ttl_seconds": 600})).await;
+    let semantic = key(
+        "semantic",
+        json!({"mode": "semantic", "min_similarity": 0.8, "embedding_model": "words"}),
+    )
+    .await;
+    let strict = key(
+        "strict",
+        json!({"mode": "semantic", "min_similarity": 0.999, "embedding_model": "words"}),
+    )
+    .await;
+    let mut guarded = Vec::new();
+    for (name, mode, restore) in [
+        ("pii-block", "block", false),
+        ("pii-redact", "redact", true),
+        ("pii-mask", "redact", false),
+        ("pii-off", "off", false),
+    ] {
+        let created = key(name, Value::Null).await;
+        let mut policy = json!({
+            "name": name,
+            "scope": "key",
+            "scope_id": created.id,
+            "pii": {"mode": mode, "restore": restore,
+                    "custom": [{"name": "employee_id", "pattern": "EMP-\\d{6}"}]},
+        });
+        if mode == "off" {
+            policy["blocked_terms"] = json!(["project falcon"]);
+            policy["max_prompt_tokens"] = json!(200);
+            policy["allowed_tools"] = json!(["get_weather"]);
+        }
+        api.expect(
+            reqwest::Method::POST,
+            "/api/v1/guardrails",
+            Some(&policy),
+            reqwest::StatusCode::CREATED,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("guardrail {name}: {e}"));
+        guarded.push(created.key);
+    }
+
+    // Organization B: the same model name on the same upstream.
+    let mut api_b = ControlApi::new(&cp.base_url()).unwrap();
+    api_b
+        .signup("sdk-cache-b@example.com", PASSWORD, "Cache B")
+        .await
+        .expect("signup B");
+    let fam_b = provider(
+        &api_b,
+        json!({"name": "fake-openai", "kind": "openai_compatible",
+               "base_url": openai.base_url(), "api_key": OPENAI_KEY}),
+    )
+    .await;
+    model(&api_b, "chat", &fam_b, "gpt-4o-mini").await;
+    let other = api_b
+        .create_key(&json!({"name": "b", "cache": {"mode": "exact"}}))
+        .await
+        .expect("key B");
+
+    // Everything reached the data plane once the last guardrail redacts and B's key answers.
+    let origin = dp.base_url();
+    let client = http_client();
+    poll_until(
+        Duration::from_secs(10),
+        Duration::from_millis(50),
+        || async {
+            let r = chat(
+            &client,
+            &origin,
+            &guarded[2],
+            &json!({"model": "echo", "messages": [{"role": "user", "content": "a@example.com"}]}),
+        )
+        .await?;
+            let body: Value = r.json().await?;
+            anyhow::ensure!(
+                body["choices"][0]["message"]["content"] == "[EMAIL_1]",
+                "not yet redacted: {body}"
+            );
+            let r = chat(
+                &client,
+                &origin,
+                &other.key,
+                &json!({"model": "chat", "messages": [{"role": "user", "content": "probe"}]}),
+            )
+            .await?;
+            anyhow::ensure!(r.status() == 200, "B: {}", r.status());
+            Ok(())
+        },
+    )
+    .await
+    .expect("keys, models and guardrails reached the data plane");
+
+    let metrics_url = format!("{origin}/metrics");
+    let env = [
+        ("SY_BASE_URL", origin.as_str()),
+        ("SY_METRICS_URL", metrics_url.as_str()),
+        ("SY_MODEL_CHAT", "chat"),
+        ("SY_MODEL_ECHO", "echo"),
+        ("SY_KEY_EXACT", exact.key.as_str()),
+        ("SY_KEY_OTHER_ORG", other.key.as_str()),
+        ("SY_KEY_SEMANTIC", semantic.key.as_str()),
+        ("SY_KEY_STRICT", strict.key.as_str()),
+        ("SY_KEY_PII_BLOCK", guarded[0].as_str()),
+        ("SY_KEY_PII_REDACT", guarded[1].as_str()),
+        ("SY_KEY_PII_MASK", guarded[2].as_str()),
+        ("SY_KEY_PII_OFF", guarded[3].as_str()),
+    ];
+    let suite = "control-plane/tests/sdk_cache";
+    for (phase, marker) in [("Redis up", "not redis_down"), ("Redis down", "redis_down")] {
+        if marker == "redis_down" {
+            redis.stop().await;
+        }
+        let pytest = pytest_command(&venv, &["-m", marker, suite], &env);
+        let (ok, output) = run("pytest", pytest, PYTEST_TIMEOUT)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        eprintln!("{output}");
+        let summary = output
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or_default()
+            .to_owned();
+        assert!(
+            ok && summary.contains("passed") && !summary.contains("skipped"),
+            "the cache and guardrails SDK suite failed ({phase}: {summary}):\n{output}\n----- data plane log tail -----\n{}",
+            tail(&dp.logs_text(), 80)
+        );
+    }
     deployment.cleanup().await;
 }

@@ -14,6 +14,8 @@
 //! - [`pg`]: a fresh PostgreSQL database per test run, and a dump of its text for secret scans.
 //! - [`redis_prefix`]: a fresh Redis key prefix per test run (deleted by [`redis_prefix::PrefixGuard`]),
 //!   a connection, and a dump of its keys.
+//! - [`redis_server`]: a plain `redis-server` of a test's own, stopped and restarted to play an
+//!   outage.
 //! - [`redis_tls`]: a TLS-only `redis-server` of a test's own, with a throwaway CA, for
 //!   `rediss://` URLs.
 //! - [`records`]: key records and usage events for the Redis bus tests.
@@ -42,6 +44,7 @@ pub mod poll;
 pub mod proc;
 pub mod records;
 pub mod redis_prefix;
+pub mod redis_server;
 pub mod redis_tls;
 pub mod sse;
 pub mod tcp_proxy;
