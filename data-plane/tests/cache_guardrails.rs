@@ -247,7 +247,7 @@ async fn semantic_cache_answers_close_prompts_only_above_the_threshold() {
     assert_eq!(header(&r, "x-switchyard-cache"), "miss");
     let stored: Value = r.json().await.unwrap();
     // Two events: the request and the embedding (its own usage, tagged).
-    let mut events = vec![gw.next_usage().await, gw.next_usage().await];
+    let mut events = [gw.next_usage().await, gw.next_usage().await];
     events.sort_by_key(|e| e.endpoint.clone());
     assert_eq!(events[1].endpoint, "embeddings");
     assert_eq!(

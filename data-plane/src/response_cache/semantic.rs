@@ -111,7 +111,7 @@ impl SemanticIndex {
         if *total > TOTAL {
             // Over the node bound: trim every organization's oldest entries, largest first.
             let mut sizes: Vec<(Uuid, usize)> = orgs.iter().map(|(t, l)| (*t, l.len())).collect();
-            sizes.sort_by(|a, b| b.1.cmp(&a.1));
+            sizes.sort_by_key(|&(_, len)| std::cmp::Reverse(len));
             for (org, _) in sizes {
                 if *total <= TOTAL {
                     break;

@@ -45,8 +45,11 @@ pub struct TenantView {
     team_cache: BTreeMap<Uuid, CacheSettings>,
     /// The guardrail policies, compiled once per version; one that does not compile here keeps
     /// its name so requests under it are refused rather than let through unchecked.
-    guardrails: Vec<(GuardrailScope, Option<Uuid>, Result<Arc<Guardrail>, String>)>,
+    guardrails: Vec<ScopedGuardrail>,
 }
+
+/// A guardrail policy with its scope: compiled, or the name of one that does not compile here.
+type ScopedGuardrail = (GuardrailScope, Option<Uuid>, Result<Arc<Guardrail>, String>);
 
 impl TenantView {
     /// Indexes the deployments and opens every provider secret with `master_key` (associated
