@@ -6,7 +6,7 @@
 //! ```text
 //! edge (crate::http): request id → Anthropic errors → log errors → catch panic → URL/header
 //!                     limits → body limit → loop guard
-//!   authenticate → admit → parse → [stages: limit → cache → route → reserve budget]
+//!   authenticate → admit → parse → [stages: limit → route → guardrails → cache → reserve budget]
 //!   → attempt (Driver: candidate after candidate) → provider adapter → deliver + meter
 //! ```
 //!
@@ -20,9 +20,10 @@
 //!    request-neutral facts (model, API, stream) every later stage reads.
 //! 4. [`stages`] — the enforcement every endpoint runs, from one place so none can skip one:
 //!    [`limit`] (the key's, team's and organization's RPM/TPM limits, see
-//!    [`crate::governance::limits`]), [`cache`] (a hit skips the rest; always a
-//!    miss for now), [`route`] (the model name → a [`route::Plan`]: an explicit route or the
-//!    implicit group of a shared deployment name, filtered by API and region policy, ordered),
+//!    [`crate::governance::limits`]), [`route`] (the model name → a [`route::Plan`]: an
+//!    explicit route or the implicit group of a shared deployment name, filtered by API and
+//!    region policy, ordered), [`guard`] (the guardrail policy: filters, PII blocked or
+//!    redacted in place), [`cache`] (a hit skips budget and attempt; the meter delivers it),
 //!    [`budget`] (reserve the worst case against the plan's prices and every applicable
 //!    budget; the [`budget::Reservation`] is settled by the meter).
 //! 5. [`attempt`] — the shared [`attempt::Driver`] walks the plan: each candidate in order until
@@ -62,7 +63,11 @@
 //! | [`Hops`](crate::egress::Hops) (request extension: outgoing hop chain) | edge (`egress::loop_guard`) | authenticate (into `AuthContext`) |
 //! | [`AuthContext`] (request extension: `Arc<KeyRecord>`, hop chain, sticky key, `x-switchyard-tags`) | authenticate | admit, stages (tenant/key/team), attempt (hop header), meter |
 //! | [`Admission`](crate::admission::Admission) (value: node/org/provider slots) | handler | attempt (provider slot); dropped when the task ends |
-//! | [`Intent`] (value: model, API, stream) | the endpoint, after parsing | limit, cache, route, budget |
+//! | [`Intent`] (value: model, API, stream) | the endpoint, after parsing (rebuilt after guardrails) | limit, route, cache, budget |
+//! | [`RequestMut`] (value: the parsed request) | the endpoint | guardrails (rewrites it in place) |
+//! | guardrail decisions and the placeholder `Vault` (meter) | guardrails | meter (usage event; restores the answer) |
+//! | [`cache::Status`] / [`cache::Ticket`] (meter) | cache | meter (`x-switchyard-cache`; stores a complete answer) |
+//! | [`cache::Hit`] (value) | cache | meter (`Meter::replay`) |
 //! | [`route::Plan`] (value: route name, ordered [`route::Backend`]s, attempts, retry classes, timeouts) | route | budget, attempt, meter (route) |
 //! | [`limit::RateOutcome`] (value: `x-ratelimit-*` headers, TPM estimate) | limit | meter (headers on every answer; corrects the estimate with the actual tokens) |
 //! | [`budget::Reservation`] (value) | budget | meter (settles it) |
