@@ -56,7 +56,7 @@ pub(crate) async fn embeddings(
                 .embeddings(&state, &request, answer, headers, respond)
                 .await
         }
-        Ok((request, Answer::Cached(body), _)) => meter.replay_embeddings(&request, body, respond),
+        Ok((_, Answer::Cached(body), _)) => meter.replay_embeddings(body, respond),
     };
     meter::emit(&state, event).await;
 }

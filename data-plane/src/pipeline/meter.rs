@@ -390,14 +390,12 @@ impl Meter {
     /// one (replayed in the client's format: `/v1/messages` translates it like any stream),
     /// else the stored completion. Metered as a hit: no deployment, no tokens, no cost (the
     /// answer's own `usage` still tells the client what the original cost).
-    pub async fn replay(
+    pub fn replay(
         mut self,
-        state: &AppState,
         request: &ChatRequest,
         hit: super::cache::Hit,
         respond: oneshot::Sender<Response>,
     ) -> UsageEvent {
-        let _ = state;
         self.cache_similarity = hit.similarity;
         let mut headers = HeaderMap::new();
         self.rate.headers.apply(&mut headers);
@@ -437,11 +435,9 @@ impl Meter {
     /// Delivers cached embeddings (see [`Meter::replay`]).
     pub fn replay_embeddings(
         self,
-        request: &crate::wire::EmbeddingsRequest,
         body: bytes::Bytes,
         respond: oneshot::Sender<Response>,
     ) -> UsageEvent {
-        let _ = request;
         let mut headers = HeaderMap::new();
         self.rate.headers.apply(&mut headers);
         self.put_overhead(&mut headers);

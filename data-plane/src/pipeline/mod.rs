@@ -149,7 +149,7 @@ pub(crate) async fn chat_completions(
         Ok((request, Answer::Upstream(attempt))) => {
             meter.reply(&state, &request, attempt, respond).await
         }
-        Ok((request, Answer::Cached(hit))) => meter.replay(&state, &request, hit, respond).await,
+        Ok((request, Answer::Cached(hit))) => meter.replay(&request, hit, respond),
     };
     meter::emit(&state, event).await;
 }
