@@ -40,6 +40,18 @@ describe("RequestDetail", () => {
     expect(screen.getByText("No payload stored")).toBeInTheDocument();
   });
 
+  it("lists the guardrail decisions, never the matched text", async () => {
+    const guardrails: RequestBody["guardrails"] = [
+      { guardrail_id: FALLBACK_ID, rule: "pii.email", action: "redacted", count: 2 },
+      { guardrail_id: FALLBACK_ID, rule: "pii", action: "restored", count: 2 },
+    ];
+    server.use(...lookupHandlers, http.get(apiUrl(`/api/v1/requests/${ID}`), () => HttpResponse.json<RequestBody>(detail({ guardrails }))));
+    renderWithApp(<RequestDetail requestId={ID} />);
+    const decisions = await screen.findByLabelText("Guardrail decisions");
+    expect(decisions).toHaveTextContent("pii.email · redacted ×2");
+    expect(decisions).toHaveTextContent("pii · restored ×2");
+  });
+
   it("renders a stored payload as text, collapsed when huge", async () => {
     const user = userEvent.setup();
     const huge = "x".repeat(PAYLOAD_PREVIEW_CHARS * 3);

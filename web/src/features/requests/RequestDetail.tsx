@@ -164,6 +164,21 @@ function Summary({ r, lookups }: { r: RequestDetailDto; lookups: Lookups }) {
       <Item label="Time to first token">{wholeMs(r.ttft_ms)}</Item>
       <Item label="Cache hit">{r.cache_hit ? "Yes (gateway response cache)" : "No"}</Item>
       <div className="col-span-2 sm:col-span-3">
+        <dt className="text-xs font-medium uppercase tracking-wide text-slate-500">Guardrails</dt>
+        <dd className="mt-1 flex flex-wrap gap-1" aria-label="Guardrail decisions">
+          {r.guardrails.length === 0 ? (
+            <span className="text-sm text-slate-500">None</span>
+          ) : (
+            r.guardrails.map((d) => (
+              <Badge key={`${d.rule}:${d.action}`} tone={d.action === "blocked" ? "danger" : "neutral"}>
+                {d.rule} · {d.action}
+                {d.count > 1 ? ` ×${d.count}` : ""}
+              </Badge>
+            ))
+          )}
+        </dd>
+      </div>
+      <div className="col-span-2 sm:col-span-3">
         <dt className="text-xs font-medium uppercase tracking-wide text-slate-500">Tags</dt>
         <dd className="mt-1 flex flex-wrap gap-1">
           {tags.length === 0 ? <span className="text-sm text-slate-500">None</span> : tags.map(([k, v]) => <Badge key={k}>{k}={v}</Badge>)}

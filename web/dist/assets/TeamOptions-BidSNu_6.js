@@ -1,0 +1,1 @@
+import{wt as e}from"./index-CHZKukP5.js";var t=e();function n({teams:e}){return(0,t.jsx)(t.Fragment,{children:(e??[]).map(e=>(0,t.jsx)(`option`,{value:e.id,children:e.name},e.id))})}export{n as t};

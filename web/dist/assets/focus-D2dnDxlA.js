@@ -1,0 +1,1 @@
+import{ct as e}from"./index-CHZKukP5.js";function t(t,n){if(!(n instanceof e))return;let[r]=Object.keys(n.fieldErrors);if(!r)return;let i=r.replace(/\[(\d+)\]$/,``).replace(/\[(\d+)\]/g,`.$1`);try{t.setFocus(i)}catch{}}export{t};

@@ -1,0 +1,1 @@
+import{ft as e,pt as t,wt as n}from"./index-CHZKukP5.js";import{n as r}from"./TeamsPage-DywmyKE9.js";var i=n();function a(){return e().length>0?(0,i.jsx)(t,{}):(0,i.jsx)(r,{})}export{a as component};

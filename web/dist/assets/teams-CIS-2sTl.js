@@ -1,1 +1,0 @@
-import{ft as e,pt as t,wt as n}from"./index-Ba2BFetT.js";import{n as r}from"./TeamsPage-Bb85MrPL.js";var i=n();function a(){return e().length>0?(0,i.jsx)(t,{}):(0,i.jsx)(r,{})}export{a as component};
