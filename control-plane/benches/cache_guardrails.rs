@@ -43,7 +43,7 @@
 
 mod common;
 
-use common::{env_num, micros, start_fake_upstream, target_dir};
+use common::{Settings, cpu_time, micros, start_fake_upstream, target_dir};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -63,42 +63,6 @@ const BLOCKED_TERM: &str = "project falcon";
 /// The request counter that makes prompts unique, shared by every side so that no two
 /// requests of the run (other than the hit side's) ever share a prompt.
 static SEQ: AtomicU64 = AtomicU64::new(1);
-
-#[derive(Debug, Clone)]
-struct Settings {
-    quick: bool,
-    secs: f64,
-    concurrency: usize,
-    rate: u32,
-}
-
-impl Settings {
-    fn from_env() -> anyhow::Result<Self> {
-        let quick = std::env::var("BENCH_QUICK").is_ok_and(|v| !v.is_empty() && v != "0")
-            || !std::env::args().any(|a| a == "--bench");
-        let (secs, concurrency, rate) = if quick {
-            (1.0, 16, 100)
-        } else {
-            (10.0, 32, 500)
-        };
-        let s = Settings {
-            quick,
-            secs: env_num("BENCH_SECS")?.unwrap_or(secs),
-            concurrency: env_num("BENCH_CONCURRENCY")?.unwrap_or(concurrency),
-            rate: env_num("BENCH_RATE")?.unwrap_or(rate),
-        };
-        if !(s.secs > 0.0 && s.secs <= 600.0) {
-            bail!("BENCH_SECS must be in (0, 600]");
-        }
-        if s.concurrency == 0 || s.concurrency > 1024 {
-            bail!("BENCH_CONCURRENCY must be in 1..=1024");
-        }
-        if s.rate == 0 || s.rate > 20_000 {
-            bail!("BENCH_RATE must be in 1..=20000");
-        }
-        Ok(s)
-    }
-}
 
 #[derive(Debug, Clone)]
 struct Target {
@@ -360,17 +324,6 @@ async fn open_loop(client: &reqwest::Client, t: &Target, s: &Settings) -> Stats 
 }
 
 /// The process's user + system CPU time so far.
-fn cpu_time(pid: u32) -> anyhow::Result<Duration> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
-    let rest = stat.rsplit_once(')').context("malformed stat")?.1;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: u64 = fields.get(11).context("utime")?.parse::<u64>()?
-        + fields.get(12).context("stime")?.parse::<u64>()?;
-    // Linux reports in USER_HZ, 100 on every mainstream architecture.
-    Ok(Duration::from_millis(ticks * 10))
-}
-
 /// One side's measurements.
 struct Side {
     label: &'static str,

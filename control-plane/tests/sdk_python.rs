@@ -536,6 +536,29 @@ fn pytest_command(venv: &Path, args: &[&str], env: &[(&str, &str)]) -> tokio::pr
     pytest
 }
 
+/// A distributed deployment under test: a fresh database and Redis prefix (on `redis_url`
+/// when given, else the shared local Redis), the control plane and one data-plane node.
+async fn distributed(
+    node_id: &str,
+    redis_url: Option<String>,
+) -> (testkit::e2e::Deployment, ChildGuard, ChildGuard) {
+    let mut deployment = testkit::e2e::Deployment::new()
+        .await
+        .expect("fresh Postgres database and Redis prefix");
+    if let Some(url) = redis_url {
+        deployment.redis_url = url;
+    }
+    let cp = deployment
+        .start_control_plane("info")
+        .await
+        .expect("control plane");
+    let dp = deployment
+        .start_data_plane(node_id, "info")
+        .await
+        .expect("data plane");
+    (deployment, cp, dp)
+}
+
 fn tail(text: &str, lines: usize) -> String {
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
@@ -547,17 +570,7 @@ fn tail(text: &str, lines: usize) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_openai_sdk_fails_over_through_a_data_plane_process() {
     let venv = sdk_venv().await;
-    let deployment = testkit::e2e::Deployment::new()
-        .await
-        .expect("fresh Postgres database and Redis prefix");
-    let cp = deployment
-        .start_control_plane("info")
-        .await
-        .expect("control plane");
-    let dp = deployment
-        .start_data_plane("dp-sdk", "info")
-        .await
-        .expect("data plane");
+    let (deployment, cp, dp) = distributed("dp-sdk", None).await;
     let openai = FakeOpenAi::start_with_key(OPENAI_KEY).await.unwrap();
     let anthropic = FakeAnthropic::start_with_key(ANTHROPIC_KEY).await.unwrap();
 
@@ -658,18 +671,7 @@ async fn the_openai_sdk_fails_over_through_a_data_plane_process() {
 async fn official_sdks_meet_the_cache_and_guardrails() {
     let venv = sdk_venv().await;
     let mut redis = testkit::redis_server::RedisServer::start().await;
-    let mut deployment = testkit::e2e::Deployment::new()
-        .await
-        .expect("fresh Postgres database and Redis prefix");
-    deployment.redis_url = redis.url();
-    let cp = deployment
-        .start_control_plane("info")
-        .await
-        .expect("control plane");
-    let dp = deployment
-        .start_data_plane("dp-cache", "info")
-        .await
-        .expect("data plane");
+    let (deployment, cp, dp) = distributed("dp-cache", Some(redis.url())).await;
     let openai = FakeOpenAi::start_with_key(OPENAI_KEY).await.unwrap();
 
     // Organization A: a chat model on the fake, the echoing mock, an embedding model.

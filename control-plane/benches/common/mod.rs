@@ -1,9 +1,9 @@
-//! Helpers both benchmarks share (`mod common;` in each bench target).
+//! Helpers the benchmarks share (`mod common;` in each bench target).
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use testkit::fake_openai::FakeOpenAi;
 
 pub(crate) fn env_num<T: std::str::FromStr>(name: &str) -> anyhow::Result<Option<T>> {
@@ -71,4 +71,57 @@ pub(crate) fn start_fake_upstream(api_key: Option<&'static str>) -> anyhow::Resu
             });
         })?;
     rx.recv().context("fake upstream thread died")?
+}
+
+/// The load of a closed-and-open-loop benchmark, from `BENCH_QUICK`, `BENCH_SECS`,
+/// `BENCH_CONCURRENCY` and `BENCH_RATE` (quick when not run by `cargo bench`).
+#[derive(Debug, Clone)]
+#[allow(dead_code)] // Not every bench target that includes `common` uses it.
+pub(crate) struct Settings {
+    pub(crate) quick: bool,
+    pub(crate) secs: f64,
+    pub(crate) concurrency: usize,
+    pub(crate) rate: u32,
+}
+
+impl Settings {
+    #[allow(dead_code)]
+    pub(crate) fn from_env() -> anyhow::Result<Self> {
+        let quick = std::env::var("BENCH_QUICK").is_ok_and(|v| !v.is_empty() && v != "0")
+            || !std::env::args().any(|a| a == "--bench");
+        let (secs, concurrency, rate) = if quick {
+            (1.0, 16, 100)
+        } else {
+            (10.0, 32, 500)
+        };
+        let s = Settings {
+            quick,
+            secs: env_num("BENCH_SECS")?.unwrap_or(secs),
+            concurrency: env_num("BENCH_CONCURRENCY")?.unwrap_or(concurrency),
+            rate: env_num("BENCH_RATE")?.unwrap_or(rate),
+        };
+        if !(s.secs > 0.0 && s.secs <= 600.0) {
+            bail!("BENCH_SECS must be in (0, 600]");
+        }
+        if s.concurrency == 0 || s.concurrency > 1024 {
+            bail!("BENCH_CONCURRENCY must be in 1..=1024");
+        }
+        if s.rate == 0 || s.rate > 20_000 {
+            bail!("BENCH_RATE must be in 1..=20000");
+        }
+        Ok(s)
+    }
+}
+
+/// The CPU time (user + system) process `pid` has used so far, from `/proc/<pid>/stat`.
+#[allow(dead_code)] // Not every bench target that includes `common` uses it.
+pub(crate) fn cpu_time(pid: u32) -> anyhow::Result<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let rest = stat.rsplit_once(')').context("malformed stat")?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = fields.get(11).context("utime")?.parse::<u64>()?
+        + fields.get(12).context("stime")?.parse::<u64>()?;
+    // Linux reports in USER_HZ, 100 on every mainstream architecture.
+    Ok(Duration::from_millis(ticks * 10))
 }

@@ -80,6 +80,14 @@ pub fn events(
     let body = Body::from_stream(futures::stream::iter(
         events.into_iter().map(Ok::<_, Infallible>),
     ));
+    match respond.send(event_stream_response(body, headers)) {
+        Ok(()) => Delivered::Sent,
+        Err(_) => Delivered::ClientGone,
+    }
+}
+
+/// A `200 text/event-stream` response of `body`, with `headers` added.
+fn event_stream_response(body: Body, headers: HeaderMap) -> Response {
     let mut response = (
         StatusCode::OK,
         [
@@ -90,10 +98,7 @@ pub fn events(
     )
         .into_response();
     response.headers_mut().extend(headers);
-    match respond.send(response) {
-        Ok(()) => Delivered::Sent,
-        Err(_) => Delivered::ClientGone,
-    }
+    response
 }
 
 /// What else the stream pump does with each event, for requests that need it.
@@ -216,17 +221,7 @@ pub async fn stream(
 ) -> StreamReport {
     let (tx, rx) = mpsc::channel::<Bytes>(STREAM_BUFFER);
     let body = Body::from_stream(ReceiverStream::new(rx).map(Ok::<_, Infallible>));
-    let mut response = (
-        StatusCode::OK,
-        [
-            (CONTENT_TYPE, HeaderValue::from_static("text/event-stream")),
-            (CACHE_CONTROL, HeaderValue::from_static("no-cache")),
-        ],
-        body,
-    )
-        .into_response();
-    response.headers_mut().extend(headers);
-    if respond.send(response).is_err() {
+    if respond.send(event_stream_response(body, headers)).is_err() {
         return StreamReport {
             end: End::ClientGone,
             tally: Tally::default(),
