@@ -39,6 +39,7 @@ pub(crate) fn apply(
     auth: &AuthContext,
     plan: &Plan,
     request: &mut RequestMut<'_>,
+    body_bytes: usize,
     meter: &mut Meter,
 ) -> Result<(), GatewayError> {
     let Some(tenant) = plan.candidates.first().map(|b| &b.tenant) else {
@@ -54,15 +55,21 @@ pub(crate) fn apply(
         Some(Err(name)) => return Err(GatewayError::GuardrailUnavailable(name.to_owned())),
         Some(Ok(guardrail)) => Arc::clone(guardrail),
     };
+    // A body no larger than the cap cannot hold more prompt tokens than it (every token is at
+    // least one byte of the JSON it came in), so the tokenizer only runs near the limit.
+    let over_cap = |max: u32, estimate: &dyn Fn() -> u64| {
+        body_bytes as u64 > u64::from(max) && estimate() > u64::from(max)
+    };
     match request {
-        RequestMut::Chat(r) => chat(&guardrail, r, meter),
-        RequestMut::Embeddings(r) => embeddings(&guardrail, r, meter),
+        RequestMut::Chat(r) => chat(&guardrail, r, over_cap, meter),
+        RequestMut::Embeddings(r) => embeddings(&guardrail, r, over_cap, meter),
     }
 }
 
 fn chat(
     guardrail: &Guardrail,
     request: &mut crate::wire::ChatRequest,
+    over_cap: impl Fn(u32, &dyn Fn() -> u64) -> bool,
     meter: &mut Meter,
 ) -> Result<(), GatewayError> {
     let record = guardrail.record();
@@ -80,7 +87,7 @@ fn chat(
         }
     }
     if let Some(max) = record.max_prompt_tokens
-        && crate::tokens::estimate_prompt_tokens(request) > u64::from(max)
+        && over_cap(max, &|| crate::tokens::estimate_prompt_tokens(request))
     {
         return Err(block(guardrail, Rule::MAX_PROMPT_TOKENS, 1, meter));
     }
@@ -106,11 +113,14 @@ fn chat(
 fn embeddings(
     guardrail: &Guardrail,
     request: &mut crate::wire::EmbeddingsRequest,
+    over_cap: impl Fn(u32, &dyn Fn() -> u64) -> bool,
     meter: &mut Meter,
 ) -> Result<(), GatewayError> {
     let record = guardrail.record();
     if let Some(max) = record.max_prompt_tokens
-        && crate::tokens::embedding_input_tokens(&request.input) > u64::from(max)
+        && over_cap(max, &|| {
+            crate::tokens::embedding_input_tokens(&request.input)
+        })
     {
         return Err(block(guardrail, Rule::MAX_PROMPT_TOKENS, 1, meter));
     }

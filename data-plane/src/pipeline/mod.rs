@@ -326,7 +326,7 @@ pub(crate) async fn stages(
         meter.set_route(&plan);
         plan
     };
-    guard::apply(auth, &plan, &mut request, meter)?;
+    guard::apply(auth, &plan, &mut request, body_bytes, meter)?;
     let intent = request.intent(auth, body_bytes);
     if let Some(hit) = cache::lookup(state, auth, &intent, &plan, meter).await {
         return Ok(Staged::Cached(hit));
