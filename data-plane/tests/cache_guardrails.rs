@@ -516,3 +516,83 @@ async fn embeddings_are_cached_and_guarded() {
     assert!(gw.next_usage().await.cache_hit);
     assert_eq!(fake.embedding_requests().len(), 1);
 }
+
+#[tokio::test]
+async fn embeddings_inputs_are_redacted_and_token_ids_refused() {
+    let fake = FakeOpenAi::start().await.unwrap();
+    let mut gw = Gateway::start().await;
+    let openai = gw.provider(ProviderKind::OpenAi, Some(fake.base_url()), Some("sk-up"));
+    let mut embed = deployment("embed", &openai, "text-embedding-3-small");
+    embed.mode = DeploymentMode::Embedding;
+    gw.set_tenant_with(vec![openai.clone()], vec![embed], |config| {
+        config.guardrails = vec![guardrail(PiiMode::Redact, true)];
+    });
+    let key = gw.key();
+    let r = gw
+        .embeddings(
+            &key,
+            json!({"model": "embed", "input": ["mail jane.doe@example.com", "plain"]}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        fake.embedding_requests()[0].body["input"],
+        json!(["mail [EMAIL_1]", "plain"]),
+        "the provider never sees the address"
+    );
+    let event = gw.next_usage().await;
+    assert!(
+        event
+            .guardrails
+            .iter()
+            .all(|d| d.action.as_str() == "redacted"),
+        "nothing to restore in a vector"
+    );
+
+    // Token ids cannot be scanned: refused, naming the rule.
+    let r = gw
+        .embeddings(&key, json!({"model": "embed", "input": [1, 2, 3]}))
+        .await;
+    let error = assert_error(r, 400, "guardrail_blocked").await;
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains("unscannable_input"),
+        "{error}"
+    );
+    gw.next_usage().await;
+    assert_eq!(fake.embedding_requests().len(), 1);
+}
+
+#[tokio::test]
+async fn a_policy_that_does_not_compile_on_the_node_refuses_rather_than_lets_through() {
+    let (fake, mut gw) = guarded(GuardrailRecord {
+        pii: PiiPolicy {
+            mode: PiiMode::Redact,
+            // Published by a newer or broken control plane: a back-reference this node refuses.
+            custom: vec![shared::guardrails::CustomPattern {
+                name: "twice".into(),
+                pattern: r"(a)\1".into(),
+            }],
+            ..PiiPolicy::default()
+        },
+        ..guardrail(PiiMode::Redact, false)
+    })
+    .await;
+    let key = gw.key();
+    let r = gw
+        .chat(&key, user_message("chat", "jane.doe@example.com"))
+        .await;
+    let error = assert_error(r, 503, "guardrail_unavailable").await;
+    assert!(
+        error["message"].as_str().unwrap().contains("`pii`"),
+        "{error}"
+    );
+    assert!(
+        !error["message"].as_str().unwrap().contains("jane"),
+        "{error}"
+    );
+    gw.next_usage().await;
+    assert!(fake.chat_requests().is_empty(), "nothing left unchecked");
+}

@@ -134,8 +134,8 @@ pub(crate) async fn lookup(
     plan: &Plan,
     meter: &mut Meter,
 ) -> Option<Hit> {
-    let tenant = plan.candidates.first().map(|b| Arc::clone(&b.tenant))?;
-    let settings = settings_for(auth, &tenant, plan).filter(|s| s.mode != CacheMode::Off);
+    let tenant = &plan.candidates.first()?.tenant;
+    let settings = settings_for(auth, tenant, plan).filter(|s| s.mode != CacheMode::Off);
     let Some(settings) = settings.filter(|_| !auth.cache_control.no_store) else {
         counted("bypass", "none");
         return None;
@@ -191,7 +191,7 @@ pub(crate) async fn lookup(
     }
     let mut vector = None;
     if let Some(semantic_key) = &key.semantic {
-        match embed(state, auth, &tenant, settings, &semantic_key.text).await {
+        match embed(state, auth, tenant, settings, &semantic_key.text).await {
             Ok(v) => {
                 let nearest = cache.semantic().nearest(
                     tenant_id,
