@@ -58,7 +58,7 @@ pub fn chat(tenant: Uuid, request: &ChatRequest, semantic: bool) -> CacheKey {
     for field in IGNORED {
         canonical.remove(field);
     }
-    let digest = digest(tenant, "chat", &request.model, &canonical);
+    let digest = digest_of(tenant, "chat", &request.model, &canonical);
     let semantic = semantic.then(|| {
         let mut text = String::new();
         let mut system = Vec::new();
@@ -94,18 +94,9 @@ pub fn embeddings(tenant: Uuid, request: &EmbeddingsRequest) -> CacheKey {
     };
     canonical.remove("user");
     CacheKey {
-        digest: digest(tenant, "embeddings", &request.model, &canonical),
+        digest: digest_of(tenant, "embeddings", &request.model, &canonical),
         semantic: None,
     }
-}
-
-fn digest(
-    tenant: Uuid,
-    kind: &str,
-    model: &str,
-    canonical: &serde_json::Map<String, Value>,
-) -> Digest {
-    digest_of(tenant, kind, model, canonical)
 }
 
 fn digest_of(

@@ -80,14 +80,6 @@ impl ResponseCache {
         }
     }
 
-    /// The in-process store of a node without Redis, of the given size (tests).
-    pub fn memory(bytes: usize) -> Self {
-        Self {
-            backend: Backend::Memory(MemoryStore::new(bytes)),
-            semantic: SemanticIndex::default(),
-        }
-    }
-
     pub fn semantic(&self) -> &SemanticIndex {
         &self.semantic
     }
