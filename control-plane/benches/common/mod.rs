@@ -37,6 +37,7 @@ pub(crate) fn target_dir() -> PathBuf {
 
 /// Starts the fake upstream on its own thread and runtime, so its work is not scheduled behind
 /// the load generator's tasks. Returns its base URL; it lives until the process exits.
+#[allow(dead_code)] // Not every bench target that includes `common` uses it.
 pub(crate) fn start_fake_upstream(api_key: Option<&'static str>) -> anyhow::Result<String> {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::Builder::new()
