@@ -159,7 +159,13 @@ fn can_pin() -> bool {
 /// Pins every thread of this process to `cpu` (call before the runtime starts its threads).
 fn pin_self(cpu: usize) -> anyhow::Result<()> {
     let status = std::process::Command::new("taskset")
-        .args(["-a", "-p", "-c", &cpu.to_string(), &std::process::id().to_string()])
+        .args([
+            "-a",
+            "-p",
+            "-c",
+            &cpu.to_string(),
+            &std::process::id().to_string(),
+        ])
         .stdout(std::process::Stdio::null())
         .status()?;
     if !status.success() {
@@ -173,7 +179,10 @@ fn pin_self(cpu: usize) -> anyhow::Result<()> {
 fn raise_nofile() -> u64 {
     // The hard limit first (needs CAP_SYS_RESOURCE), else the soft limit up to the hard one.
     let pid = std::process::id().to_string();
-    for limit in [format!("--nofile={NOFILE}:{NOFILE}"), format!("--nofile={NOFILE}:")] {
+    for limit in [
+        format!("--nofile={NOFILE}:{NOFILE}"),
+        format!("--nofile={NOFILE}:"),
+    ] {
         let raised = std::process::Command::new("prlimit")
             .args(["--pid", &pid, &limit])
             .stderr(std::process::Stdio::null())
@@ -226,7 +235,9 @@ struct OwnRedis {
 }
 
 async fn own_redis(cpu: Option<usize>) -> anyhow::Result<OwnRedis> {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
     let args = [
         "--port",
         &port.to_string(),
@@ -390,7 +401,11 @@ async fn call_stream(
         if resp.status() != StatusCode::OK {
             let status = resp.status();
             let text = resp.into_body().collect().await?.to_bytes();
-            bail!("{} answered {status}: {}", t.label, String::from_utf8_lossy(&text));
+            bail!(
+                "{} answered {status}: {}",
+                t.label,
+                String::from_utf8_lossy(&text)
+            );
         }
         let mut body = resp.into_body();
         let (mut first, mut last, mut gap) = (None, Instant::now(), Duration::ZERO);
@@ -820,7 +835,17 @@ impl Report {
         println!();
         println!(
             "{:<22} {:<8} {:>7} {:>4} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
-            "phase", "target", "ok", "err", "req/s", "CPU ms/r", "p50", "p90", "p99", "+p50", "+p99"
+            "phase",
+            "target",
+            "ok",
+            "err",
+            "req/s",
+            "CPU ms/r",
+            "p50",
+            "p90",
+            "p99",
+            "+p50",
+            "+p99"
         );
         println!("{}", "-".repeat(118));
         for (phase, stats) in &self.phases {
@@ -837,8 +862,16 @@ impl Report {
                     fmt_us(s.p50),
                     fmt_us(s.p90),
                     fmt_us(s.p99),
-                    if i == 0 { "-".to_owned() } else { format!("{:+}µs", added(s.p50, direct.p50)) },
-                    if i == 0 { "-".to_owned() } else { format!("{:+}µs", added(s.p99, direct.p99)) },
+                    if i == 0 {
+                        "-".to_owned()
+                    } else {
+                        format!("{:+}µs", added(s.p50, direct.p50))
+                    },
+                    if i == 0 {
+                        "-".to_owned()
+                    } else {
+                        format!("{:+}µs", added(s.p99, direct.p99))
+                    },
                 );
             }
             println!("{}", "-".repeat(118));
@@ -846,7 +879,14 @@ impl Report {
         println!();
         println!(
             "{:<8} {:>10} {:>10} {:>8} {:>9} {:>10} {:>11} {:>10}",
-            "hop", "idle RSS", "peak RSS", "streams", "complete", "open@read", "KiB/stream", "slowest"
+            "hop",
+            "idle RSS",
+            "peak RSS",
+            "streams",
+            "complete",
+            "open@read",
+            "KiB/stream",
+            "slowest"
         );
         for t in self.targets.iter().skip(1) {
             let slow = self.slow.get(t.label).cloned().unwrap_or_default();
@@ -911,7 +951,10 @@ impl Report {
                 ("p50", 1.5, (|s: &Stats| s.p50) as fn(&Stats) -> u64),
                 ("p99", 2.0, |s: &Stats| s.p99),
             ] {
-                let (b, g) = (added(pick(&stats[bare]), pick(d)), added(pick(&stats[on]), pick(d)));
+                let (b, g) = (
+                    added(pick(&stats[bare]), pick(d)),
+                    added(pick(&stats[on]), pick(d)),
+                );
                 // Added latency below zero is noise: count it as 1 µs.
                 let (bf, gf) = (b.max(1) as f64, g.max(0) as f64);
                 check(
@@ -955,7 +998,11 @@ impl Report {
             );
             out.push(format!(
                 "  {} {} concurrent streams completed: {} of {}",
-                if g.completed == g.streams { "met " } else { "MISS" },
+                if g.completed == g.streams {
+                    "met "
+                } else {
+                    "MISS"
+                },
                 g.streams,
                 g.completed,
                 g.streams
@@ -1003,7 +1050,9 @@ async fn run(s: Settings, pin: bool, nofile: u64) -> anyhow::Result<()> {
     };
     println!("switchyard hop benchmark — build: {build}; {s:?}");
     let (hop_cpu, rest_cpu) = if pin {
-        println!("hop under test on CPU {HOP_CPU}; load generator, upstream, control plane and Redis on CPU {REST_CPU}");
+        println!(
+            "hop under test on CPU {HOP_CPU}; load generator, upstream, control plane and Redis on CPU {REST_CPU}"
+        );
         (Some(HOP_CPU), Some(REST_CPU))
     } else {
         println!("fewer than 2 CPUs or no taskset: nothing is pinned");
@@ -1035,9 +1084,23 @@ async fn run(s: Settings, pin: bool, nofile: u64) -> anyhow::Result<()> {
     let cp = ChildGuard::spawn("control-plane", cp_cmd).await?;
     cp.wait_healthy("/healthz", Duration::from_secs(30)).await?;
 
-    let mut dp_cmd = pinned(&testkit::proc::data_plane_binary(), hop_cpu);
+    // `BENCH_NODE_WRAPPER` (e.g. `heaptrack -o /tmp/node`): a profiler to start the node under;
+    // its CPU and memory figures then describe the wrapper too.
+    let mut dp_cmd = match std::env::var("BENCH_NODE_WRAPPER") {
+        Ok(wrapper) if !wrapper.trim().is_empty() => {
+            let mut words = wrapper.split_whitespace();
+            let program = words.next().unwrap_or_default();
+            let mut cmd = pinned(Path::new(program), hop_cpu);
+            cmd.args(words).arg(testkit::proc::data_plane_binary());
+            cmd
+        }
+        _ => pinned(&testkit::proc::data_plane_binary(), hop_cpu),
+    };
     dp_cmd
-        .env("SWITCHYARD_USAGE_SPOOL_DIR", deployment.spool_dir("hop-node"))
+        .env(
+            "SWITCHYARD_USAGE_SPOOL_DIR",
+            deployment.spool_dir("hop-node"),
+        )
         .env("SWITCHYARD_UPSTREAM_ALLOW_CIDRS", "127.0.0.0/8")
         .env("SWITCHYARD_MAX_CONCURRENT_REQUESTS", "50000")
         .env("SWITCHYARD_MAX_CONCURRENT_PER_ORG", "50000")
@@ -1048,7 +1111,8 @@ async fn run(s: Settings, pin: bool, nofile: u64) -> anyhow::Result<()> {
         .env("SWITCHYARD_NODE_ID", "hop-node")
         .env("RUST_LOG", "warn,data_plane=info");
     let node = ChildGuard::spawn("data-plane", dp_cmd).await?;
-    node.wait_healthy("/readyz", Duration::from_secs(30)).await?;
+    node.wait_healthy("/readyz", Duration::from_secs(30))
+        .await?;
 
     let (bare_pid, node_pid) = (
         bare.id().context("bare pid")?,
@@ -1170,7 +1234,11 @@ async fn run(s: Settings, pin: bool, nofile: u64) -> anyhow::Result<()> {
         println!("{} concurrent slow streams: {}", s.slow_streams, t.label);
         report.slow.insert(t.label, slow_streams(t, &s).await?);
     }
-    for (label, pid) in [("bare", bare_pid), ("gw off", node_pid), ("gw on", node_pid)] {
+    for (label, pid) in [
+        ("bare", bare_pid),
+        ("gw off", node_pid),
+        ("gw on", node_pid),
+    ] {
         report.peak_rss_kib.insert(label, rss_kib(pid)?.1);
     }
 

@@ -178,6 +178,14 @@ pub static CATALOG: &[MetricDef] = &[
         "Rate-limit checks answered by the node-local fallback because Redis did not answer in time.",
     ),
     counter(
+        "switchyard_rate_limit_checks_total",
+        "Rate-limit checks by how they were answered: lease (the node's leases, no Redis call), redis (the check script on the request's path) or local (no Redis, or Redis unreachable).",
+    ),
+    counter(
+        "switchyard_rate_limit_round_trips_total",
+        "Calls of the rate-limit check script, by operation: check (on a request's path) or refill (a lease taken in the background).",
+    ),
+    counter(
         "switchyard_rate_limit_corrections_dropped_total",
         "Token-limit corrections (estimate vs actual) that could not be applied.",
     ),

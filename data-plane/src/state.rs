@@ -83,7 +83,6 @@ impl AppState {
             settings.max_concurrent_per_provider,
         );
         let response_cache = ResponseCache::new(store.redis_parts(), redis_wait);
-        crate::tokens::warm_up();
         Ok(Self {
             inner: Arc::new(Inner {
                 settings,

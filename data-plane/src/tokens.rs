@@ -23,8 +23,16 @@
 //!   text received so far;
 //! - embeddings without upstream usage: [`embedding_input_tokens`] (exact for token-id inputs).
 //!
-//! The tables are embedded in the binary (no download); building the encoder takes a moment,
-//! so [`warm_up`] does it off the request path at start.
+//! The tables are embedded in the binary (no download). Built, the encoder holds about 35 MB,
+//! so a node builds it on first need, not at start (an idle node stays small): [`warm_up`]
+//! builds it on a blocking thread. Until it is ready, the estimates made *before* a call
+//! ([`estimate_prompt_tokens_now`], [`embedding_input_tokens_now`]: rate limits, budgets,
+//! routing) use the text's UTF-8 length, an upper bound (every `o200k_base` token is at least
+//! one byte), and start the build; they never wait for it. Counts that end up in usage
+//! ([`count`] and the functions built on it) wait for the encoder.
+
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use tiktoken_rs::CoreBPE;
 
@@ -35,16 +43,42 @@ use crate::wire::{ChatRequest, EmbeddingInput};
 const TOKENS_PER_MESSAGE: u64 = 3;
 const TOKENS_PER_REPLY: u64 = 3;
 
-fn encoder() -> &'static CoreBPE {
-    tiktoken_rs::o200k_base_singleton()
+/// The encoder; `None` only if the embedded tables failed to load (then counts fall back to
+/// the upper bound).
+static ENCODER: OnceLock<Option<CoreBPE>> = OnceLock::new();
+/// Whether [`warm_up`] has started a build.
+static BUILDING: AtomicBool = AtomicBool::new(false);
+
+/// The encoder, built now if it is not yet (blocking the caller for the build).
+fn encoder() -> Option<&'static CoreBPE> {
+    ENCODER
+        .get_or_init(|| tiktoken_rs::o200k_base().ok())
+        .as_ref()
 }
 
-/// Builds the encoder now, on a blocking thread, so the first request does not pay for it.
+/// The encoder if it is built; otherwise starts the build and answers `None` at once.
+fn ready_encoder() -> Option<&'static CoreBPE> {
+    match ENCODER.get() {
+        Some(encoder) => encoder.as_ref(),
+        None => {
+            warm_up();
+            None
+        }
+    }
+}
+
+/// Builds the encoder on a blocking thread (once; later calls do nothing).
 pub fn warm_up() {
-    if let Ok(handle) = tokio::runtime::Handle::try_current() {
-        handle.spawn_blocking(|| {
-            let _ = encoder();
-        });
+    if ENCODER.get().is_some() || BUILDING.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) => {
+            handle.spawn_blocking(|| {
+                let _ = encoder();
+            });
+        }
+        Err(_) => BUILDING.store(false, Ordering::Release),
     }
 }
 
@@ -53,7 +87,22 @@ pub fn count(text: &str) -> u64 {
     if text.is_empty() {
         return 0;
     }
-    encoder().count_ordinary(text) as u64
+    match encoder() {
+        Some(encoder) => encoder.count_ordinary(text) as u64,
+        None => text.len() as u64,
+    }
+}
+
+/// Number of tokens in `text` if the encoder is ready, else its length in bytes (an upper
+/// bound); never waits.
+fn count_now(text: &str) -> u64 {
+    if text.is_empty() {
+        return 0;
+    }
+    match ready_encoder() {
+        Some(encoder) => encoder.count_ordinary(text) as u64,
+        None => text.len() as u64,
+    }
 }
 
 /// Sum of the tokens of every message's text: what the mock provider reports as prompt tokens.
@@ -64,14 +113,32 @@ pub fn message_text_tokens(request: &ChatRequest) -> u64 {
 /// Estimated prompt tokens of a request sent to a real model: message texts plus the chat
 /// format's per-message overhead.
 pub fn estimate_prompt_tokens(request: &ChatRequest) -> u64 {
-    message_text_tokens(request)
-        + TOKENS_PER_MESSAGE * request.messages.len() as u64
-        + TOKENS_PER_REPLY
+    message_text_tokens(request) + format_overhead(request)
+}
+
+/// [`estimate_prompt_tokens`] without waiting for the encoder: an upper bound until it is
+/// built (see the module docs). For estimates made before a call.
+pub fn estimate_prompt_tokens_now(request: &ChatRequest) -> u64 {
+    request.message_texts().map(|t| count_now(&t)).sum::<u64>() + format_overhead(request)
+}
+
+fn format_overhead(request: &ChatRequest) -> u64 {
+    TOKENS_PER_MESSAGE * request.messages.len() as u64 + TOKENS_PER_REPLY
 }
 
 /// Tokens of an embeddings input: the text's tokens for strings, the number of ids for token
 /// arrays (exact: the client did the tokenizing).
 pub fn embedding_input_tokens(input: &EmbeddingInput) -> u64 {
+    input_tokens(input, count)
+}
+
+/// [`embedding_input_tokens`] without waiting for the encoder (an upper bound until it is
+/// built).
+pub fn embedding_input_tokens_now(input: &EmbeddingInput) -> u64 {
+    input_tokens(input, count_now)
+}
+
+fn input_tokens(input: &EmbeddingInput, count: fn(&str) -> u64) -> u64 {
     match input {
         EmbeddingInput::Text(text) => count(text),
         EmbeddingInput::Texts(texts) => texts.iter().map(|t| count(t)).sum(),
@@ -96,6 +163,21 @@ mod tests {
         );
         let long = "word ".repeat(100);
         assert!((90..=110).contains(&count(&long)), "{}", count(&long));
+    }
+
+    #[test]
+    fn estimates_before_a_call_never_undercount() {
+        let req = ChatRequest::parse(
+            br#"{"model":"m","messages":[{"role":"user","content":"Hello there, how are you?"}]}"#,
+        )
+        .expect("parses");
+        // Whether or not the encoder is built yet, the estimate is at least the exact count.
+        assert!(estimate_prompt_tokens_now(&req) >= estimate_prompt_tokens(&req));
+        // Once built (the exact count above built it), the two agree.
+        assert_eq!(
+            estimate_prompt_tokens_now(&req),
+            estimate_prompt_tokens(&req)
+        );
     }
 
     #[test]

@@ -20,9 +20,27 @@
 //! "remaining" count OpenAI's headers report. Memory is at most 60 fields per hash; every key
 //! expires 70 s after its last use.
 //!
-//! One Lua script per request covers every level that has a limit ([`CHECK_LUA`]); all of a
-//! tenant's keys share the organization's hash tag, so the script runs on Redis Cluster too.
-//! The clock is Redis's (`TIME`), so nodes with skewed clocks still agree on the window.
+//! One Lua script covers every level that has a limit ([`CHECK_LUA`]); all of a tenant's keys
+//! share the organization's hash tag, so the script runs on Redis Cluster too. The clock is
+//! Redis's (`TIME`), so nodes with skewed clocks still agree on the window.
+//!
+//! # Leases: no Redis round trip on a request's path in the steady state
+//!
+//! A node takes a little of each busy limit ahead — a **lease** — in the same script call, and
+//! spends it locally: a request whose every limit has lease left is admitted with no Redis call.
+//! When a lease runs below half its size, one background call (per node and limit, never more
+//! than one in flight) takes the next; a request that finds its lease empty while that call is
+//! in flight waits for it (at most the Redis wait) instead of calling Redis too. Sizes start at
+//! four requests' cost and double on each refill, up to `limit / (20 × SWITCHYARD_NODE_COUNT)`
+//! (so all nodes together hold at most about a twentieth of a limit ahead); a limit too small
+//! for two requests' cost per lease is checked exactly, in Redis, on every request, as before.
+//! The lease is taken from the shared window when granted, so nodes never admit more than the
+//! limit between them; what a node has not spent after [`LEASE_TTL`] goes back to the second it
+//! was taken in (a correction, batched). The costs: near a limit, a node may refuse while
+//! another still holds lease (at most its lease, for at most [`LEASE_TTL`]); and a lease is
+//! counted in the second it was taken, so it leaves the rolling window up to [`LEASE_TTL`]
+//! earlier than the requests that spent it. Headers report Redis's remaining (as of the last
+//! grant) plus the node's unspent lease: exact with one node.
 //!
 //! # Tokens: estimate, then correct
 //!
@@ -57,6 +75,10 @@ use uuid::Uuid;
 pub const WINDOW_SECS: u64 = 60;
 /// How long a check waits for Redis before the node counts on its own.
 pub const REDIS_WAIT: Duration = Duration::from_millis(250);
+/// How long a lease may be spent; what is left then goes back to the shared window.
+pub const LEASE_TTL: Duration = Duration::from_secs(1);
+/// A node holds at most `limit / (LEASE_SHARE × node_count)` of a limit ahead.
+const LEASE_SHARE: u64 = 20;
 /// Queued token corrections; beyond this they are dropped (best-effort).
 const CORRECTION_QUEUE: usize = 8192;
 /// Most corrections applied in one batch.
@@ -64,8 +86,9 @@ const CORRECTION_BATCH: usize = 512;
 /// How long the correction task waits for more corrections before sending a batch.
 const CORRECTION_LINGER: Duration = Duration::from_millis(50);
 
-/// `KEYS`: one rate hash per limit; `ARGV`: `limit, cost` per key. Returns
-/// `{admitted, now, [remaining, reset_ms, retry_ms] per key}` (see the module docs).
+/// `KEYS`: one rate hash per limit; `ARGV`: `limit, cost, lease` per key. Returns
+/// `{admitted, now, [remaining, reset_ms, retry_ms, leased] per key}` (see the module docs):
+/// when admitted, each key also gives up to `lease` more (what fits) as the node's lease.
 pub const CHECK_LUA: &str = r"
 local time = redis.call('TIME')
 local now = tonumber(time[1])
@@ -74,8 +97,8 @@ local horizon = now - 59
 local totals, oldests, newests = {}, {}, {}
 local admitted = 1
 for i, key in ipairs(KEYS) do
-  local limit = tonumber(ARGV[2 * i - 1])
-  local cost = tonumber(ARGV[2 * i])
+  local limit = tonumber(ARGV[3 * i - 2])
+  local cost = tonumber(ARGV[3 * i - 1])
   local fields = redis.call('HMGET', key, 't', 'o', 'n')
   local total = tonumber(fields[1]) or 0
   local oldest = tonumber(fields[2]) or now
@@ -105,8 +128,9 @@ for i, key in ipairs(KEYS) do
 end
 local result = {admitted, now}
 for i, key in ipairs(KEYS) do
-  local limit = tonumber(ARGV[2 * i - 1])
-  local cost = tonumber(ARGV[2 * i])
+  local limit = tonumber(ARGV[3 * i - 2])
+  local cost = tonumber(ARGV[3 * i - 1])
+  local lease = 0
   local total = totals[i]
   local retry = 0
   if total + cost > limit then
@@ -126,9 +150,12 @@ for i, key in ipairs(KEYS) do
       end
     end
   end
-  if admitted == 1 and cost > 0 then
-    redis.call('HINCRBY', key, now, cost)
-    total = redis.call('HINCRBY', key, 't', cost)
+  if admitted == 1 then
+    lease = math.max(0, math.min(tonumber(ARGV[3 * i]), limit - total - cost))
+  end
+  if admitted == 1 and cost + lease > 0 then
+    redis.call('HINCRBY', key, now, cost + lease)
+    total = redis.call('HINCRBY', key, 't', cost + lease)
     redis.call('HSETNX', key, 'o', now)
     redis.call('HSET', key, 'n', now)
     newests[i] = now
@@ -141,6 +168,7 @@ for i, key in ipairs(KEYS) do
   table.insert(result, remaining)
   table.insert(result, reset)
   table.insert(result, retry)
+  table.insert(result, lease)
 end
 return result
 ";
@@ -241,6 +269,8 @@ pub struct Standing {
     pub reset_ms: u64,
     /// Milliseconds until this request's cost would fit; 0 when it fits now.
     pub retry_ms: u64,
+    /// The Unix second this limit's take is counted in (token corrections go there).
+    pub second: u64,
 }
 
 /// The outcome of [`RateLimiter::check`].
@@ -250,10 +280,76 @@ pub struct Decision {
     pub admitted: bool,
     /// One per checked limit, in the order given.
     pub standings: Vec<Standing>,
-    /// The second the costs went to (for token corrections).
-    pub second: u64,
     /// Whether this node decided alone (no Redis, or Redis unreachable).
     pub local: bool,
+}
+
+/// Which way a check was answered (the `path` label of `switchyard_rate_limit_checks_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Path {
+    /// From the node's leases: no Redis call.
+    Lease,
+    /// By the check script, on the request's path.
+    Redis,
+    /// By the node alone (no Redis, or Redis unreachable).
+    Local,
+}
+
+impl Path {
+    fn count(self) {
+        let path = match self {
+            Path::Lease => "lease",
+            Path::Redis => "redis",
+            Path::Local => "local",
+        };
+        metrics::counter!("switchyard_rate_limit_checks_total", "path" => path).increment(1);
+    }
+}
+
+/// The part of one limit a node has taken ahead (see the module docs).
+#[derive(Debug)]
+struct Lease {
+    tenant: Uuid,
+    /// Taken and not yet spent.
+    left: u64,
+    /// The size last asked for.
+    size: u64,
+    /// Spent since the last grant (the demand the next size follows).
+    spent: u64,
+    /// The second the last grant was counted in.
+    second: u64,
+    /// When the last grant arrived; the lease is spent until [`LEASE_TTL`] after it.
+    granted: std::time::Instant,
+    /// Redis's standing after the last grant (its `remaining` excludes `left`).
+    standing: Standing,
+    /// A grant call for this limit is in flight.
+    refilling: bool,
+}
+
+impl Lease {
+    fn live(&self, now: std::time::Instant) -> bool {
+        now.saturating_duration_since(self.granted) < LEASE_TTL
+    }
+
+    /// Half spent, or half its time gone: time to take the next (before it runs out).
+    fn wants_refill(&self, now: std::time::Instant) -> bool {
+        !self.refilling
+            && (self.left < self.size / 2
+                || now.saturating_duration_since(self.granted) >= LEASE_TTL / 2)
+    }
+}
+
+type LimitId = (Level, Uuid, Metric);
+
+/// What the leases can do for a request.
+enum Leased {
+    /// Every limit had lease left: admitted, nothing to ask Redis.
+    Admitted(Decision),
+    /// A grant for one of the limits is in flight: wait for it.
+    Wait,
+    /// Ask Redis, with these lease sizes per limit (0: no lease), as the one grant call in
+    /// flight for each limit with a size.
+    Ask(Vec<u64>),
 }
 
 /// A token correction queued for the background task.
@@ -274,8 +370,8 @@ pub struct RateLimiter {
 struct Inner {
     redis: Option<(Pool, RedisKeys)>,
     check: redis::Script,
-    /// See [`RateLimiter::connection`].
-    connection: tokio::sync::Mutex<Option<MultiplexedConnection>>,
+    /// The connection every check shares (with Redis).
+    connection: Option<crate::store::SharedConnection>,
     /// Zero-setup counts, and the fallback counts while Redis is unreachable.
     local: Mutex<HashMap<(Level, Uuid, Metric), Window>>,
     node_count: u32,
@@ -284,6 +380,12 @@ struct Inner {
     /// Whether Redis is currently considered unreachable (for logging once per outage).
     outage: AtomicBool,
     corrections: Option<mpsc::Sender<Correction>>,
+    /// The node's leases (with Redis only). One short critical section per check.
+    leases: Mutex<HashMap<LimitId, Lease>>,
+    /// Woken when a grant call ends.
+    granted: tokio::sync::Notify,
+    /// Check-script calls so far (requests and refills).
+    round_trips: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for RateLimiter {
@@ -310,90 +412,350 @@ impl RateLimiter {
         node_count: u32,
         redis_wait: Duration,
     ) -> Self {
-        let corrections = match (&redis, tokio::runtime::Handle::try_current()) {
-            (Some((pool, _)), Ok(runtime)) => {
+        let runtime = tokio::runtime::Handle::try_current().ok();
+        let corrections = match (&redis, &runtime) {
+            (Some((pool, _)), Some(runtime)) => {
                 let (tx, rx) = mpsc::channel(CORRECTION_QUEUE);
                 runtime.spawn(apply_corrections(pool.clone(), rx));
                 Some(tx)
             }
             _ => None,
         };
-        Self {
+        let connection = redis
+            .as_ref()
+            .map(|(pool, _)| crate::store::SharedConnection::new(pool.clone()));
+        let limiter = Self {
             inner: Arc::new(Inner {
                 redis,
                 check: redis::Script::new(CHECK_LUA),
-                connection: tokio::sync::Mutex::new(None),
+                connection,
                 local: Mutex::new(HashMap::new()),
                 node_count: node_count.max(1),
                 redis_wait,
                 outage: AtomicBool::new(false),
                 corrections,
+                leases: Mutex::new(HashMap::new()),
+                granted: tokio::sync::Notify::new(),
+                round_trips: std::sync::atomic::AtomicU64::new(0),
             }),
+        };
+        if let (Some(runtime), Some(_)) = (runtime, &limiter.inner.redis) {
+            runtime.spawn(return_expired_leases(Arc::downgrade(&limiter.inner)));
         }
+        limiter
     }
 
     /// Checks every limit of `tenant`'s request and takes them all, or none (see the module
-    /// docs). One Redis round trip, or none without Redis.
+    /// docs). No Redis round trip when the node's leases cover it (the steady state), else one.
     pub async fn check(&self, tenant: Uuid, limits: &[Limit]) -> Decision {
-        if let Some((pool, keys)) = &self.inner.redis {
-            let shared = async {
-                let mut conn = self.connection(pool).await?;
-                let mut invocation = self.inner.check.prepare_invoke();
-                for l in limits {
-                    invocation
-                        .key(keys.rate(tenant, l.level.as_str(), l.id, l.metric.short()))
-                        .arg(l.limit)
-                        .arg(l.cost);
-                }
-                invocation
-                    .invoke_async::<Vec<i64>>(&mut conn)
-                    .await
-                    .map_err(|e| {
-                        // A broken connection is replaced on the next call.
-                        self.drop_connection();
-                        e.to_string()
-                    })
-            };
-            match tokio::time::timeout(self.inner.redis_wait, shared).await {
-                Ok(Ok(reply)) => {
-                    if let Some(decision) = parse_reply(&reply, limits) {
-                        if self.inner.outage.swap(false, Ordering::AcqRel) {
-                            tracing::info!(
-                                "rate-limit counters reachable again; counting in Redis"
-                            );
-                        }
-                        return decision;
-                    }
-                    self.outage_started("unexpected reply from the rate-limit script");
-                }
-                Ok(Err(e)) => self.outage_started(&e),
-                Err(_) => self.outage_started("timed out"),
-            }
-            metrics::counter!("switchyard_rate_limit_fallback_total").increment(1);
-            return self.check_local(limits, self.inner.node_count);
+        if self.inner.redis.is_none() {
+            Path::Local.count();
+            return self.check_local(limits, 1);
         }
-        self.check_local(limits, 1)
+        // How long this request may wait for grants in flight, in all.
+        let deadline = tokio::time::Instant::now() + self.inner.redis_wait;
+        loop {
+            let notified = self.inner.granted.notified();
+            tokio::pin!(notified);
+            // Registered before the leases are read, so a grant that ends in between wakes us.
+            notified.as_mut().enable();
+            match self.spend_leases(tenant, limits) {
+                Leased::Admitted(decision) => {
+                    Path::Lease.count();
+                    return decision;
+                }
+                Leased::Wait if tokio::time::Instant::now() < deadline => {
+                    let _ = tokio::time::timeout_at(deadline, notified).await;
+                }
+                // Waited long enough: check exactly, without leases.
+                Leased::Wait => {
+                    return self.check_redis(tenant, limits, None).await;
+                }
+                Leased::Ask(sizes) => return self.check_redis(tenant, limits, Some(&sizes)).await,
+            }
+        }
     }
 
-    /// The node's rate-limit connection: one multiplexed connection taken out of the pool and
-    /// shared by every check (commands are pipelined on it, so a burst of requests never waits
-    /// for a pooled connection to be free or created).
-    /// Made by one caller at a time: a burst at start waits for one connection, rather than
-    /// each request opening its own.
-    async fn connection(&self, pool: &Pool) -> Result<MultiplexedConnection, String> {
-        let mut slot = self.inner.connection.lock().await;
-        if let Some(conn) = slot.as_ref() {
-            return Ok(conn.clone());
+    /// What the node's leases can do for a request (see [`Leased`]); takes the costs when they
+    /// cover every limit, and starts a background refill of those running low.
+    fn spend_leases(&self, tenant: Uuid, limits: &[Limit]) -> Leased {
+        let now = std::time::Instant::now();
+        let mut leases = self.inner.leases.lock().unwrap_or_else(|p| p.into_inner());
+        let covered = limits.iter().all(|l| {
+            leases
+                .get(&(l.level, l.id, l.metric))
+                .is_some_and(|lease| lease.live(now) && lease.left >= l.cost)
+        });
+        if covered {
+            let mut refill: Vec<u64> = Vec::new();
+            let mut standings = Vec::with_capacity(limits.len());
+            for (i, l) in limits.iter().enumerate() {
+                let Some(lease) = leases.get_mut(&(l.level, l.id, l.metric)) else {
+                    continue;
+                };
+                lease.left -= l.cost;
+                lease.spent = lease.spent.saturating_add(l.cost);
+                let elapsed = u64::try_from(now.duration_since(lease.granted).as_millis())
+                    .unwrap_or(u64::MAX);
+                standings.push(Standing {
+                    limit: l.limit,
+                    remaining: lease.standing.remaining.saturating_add(lease.left),
+                    reset_ms: lease.standing.reset_ms.saturating_sub(elapsed),
+                    retry_ms: 0,
+                    second: lease.second,
+                });
+                if lease.wants_refill(now) {
+                    let next = self.lease_size(l, Some(&*lease), now);
+                    if next > 0 {
+                        lease.refilling = true;
+                        refill.resize(limits.len(), 0);
+                        refill[i] = next;
+                    }
+                }
+            }
+            if !refill.is_empty() {
+                let limiter = self.clone();
+                // The refill takes nothing for a request: only the leases.
+                let limits: Vec<Limit> = limits.iter().map(|l| Limit { cost: 0, ..*l }).collect();
+                tokio::spawn(async move {
+                    limiter.check_redis(tenant, &limits, Some(&refill)).await;
+                });
+            }
+            return Leased::Admitted(Decision {
+                admitted: true,
+                standings,
+                local: false,
+            });
         }
-        let conn = deadpool_redis::Connection::take(pool.get().await.map_err(|e| e.to_string())?);
-        *slot = Some(conn.clone());
-        Ok(conn)
+        // Per limit: the lease, if it cannot pay for this request.
+        let short: Vec<Option<Option<&Lease>>> = limits
+            .iter()
+            .map(|l| {
+                let lease = leases.get(&(l.level, l.id, l.metric));
+                let pays = lease.is_some_and(|x| x.live(now) && x.left >= l.cost);
+                (!pays).then_some(lease)
+            })
+            .collect();
+        if short.iter().flatten().flatten().any(|x| x.refilling) {
+            return Leased::Wait;
+        }
+        // This request asks Redis, taking a lease for every limit it is short of (and that may
+        // have one).
+        let sizes: Vec<u64> = limits
+            .iter()
+            .zip(&short)
+            .map(|(l, short)| match short {
+                Some(lease) => self.lease_size(l, *lease, now),
+                None => 0,
+            })
+            .collect();
+        for (l, &size) in limits.iter().zip(&sizes) {
+            if size > 0 {
+                let lease = leases
+                    .entry((l.level, l.id, l.metric))
+                    .or_insert_with(|| Lease {
+                        tenant,
+                        left: 0,
+                        size,
+                        spent: 0,
+                        second: 0,
+                        granted: now,
+                        standing: Standing::default(),
+                        refilling: false,
+                    });
+                if !lease.live(now) && lease.left > 0 {
+                    // Expired: what is left goes back before a new grant replaces it.
+                    let left = std::mem::take(&mut lease.left);
+                    self.send_correction(tenant, l.level, l.id, l.metric, lease.second, neg(left));
+                }
+                lease.refilling = true;
+            }
+        }
+        Leased::Ask(sizes)
+    }
+
+    /// The next lease size of `l`, capped at `limit / (LEASE_SHARE × node_count)`; 0 (no
+    /// lease) when the cap is under two requests' cost. Four requests' cost at first; then
+    /// double the last when it ran low within half its time (demand is growing), else twice
+    /// what was spent of it (demand as it is).
+    fn lease_size(&self, l: &Limit, previous: Option<&Lease>, now: std::time::Instant) -> u64 {
+        let cap = l.limit / (LEASE_SHARE * u64::from(self.inner.node_count));
+        let cost = l.cost.max(1);
+        if cap < cost.saturating_mul(2) {
+            return 0;
+        }
+        let size = match previous {
+            None => cost.saturating_mul(4),
+            Some(p) if now.saturating_duration_since(p.granted) < LEASE_TTL / 2 => {
+                p.size.saturating_mul(2)
+            }
+            Some(p) => p.spent.saturating_mul(2),
+        };
+        size.clamp(cost.saturating_mul(2), cap)
+    }
+
+    /// The check script, taking `sizes` as leases when given (see [`Leased::Ask`]); falls back
+    /// to the node's own count when Redis fails or is slow.
+    async fn check_redis(&self, tenant: Uuid, limits: &[Limit], sizes: Option<&[u64]>) -> Decision {
+        let Some((_, keys)) = &self.inner.redis else {
+            return self.check_local(limits, 1);
+        };
+        let refill = limits.iter().all(|l| l.cost == 0);
+        let shared = async {
+            let mut conn = self.connection().await?;
+            let mut invocation = self.inner.check.prepare_invoke();
+            for (i, l) in limits.iter().enumerate() {
+                invocation
+                    .key(keys.rate(tenant, l.level.as_str(), l.id, l.metric.short()))
+                    .arg(l.limit)
+                    .arg(l.cost)
+                    .arg(sizes.and_then(|s| s.get(i)).copied().unwrap_or(0));
+            }
+            self.inner.round_trips.fetch_add(1, Ordering::Relaxed);
+            metrics::counter!(
+                "switchyard_rate_limit_round_trips_total",
+                "operation" => if refill { "refill" } else { "check" },
+            )
+            .increment(1);
+            invocation
+                .invoke_async::<Vec<i64>>(&mut conn)
+                .await
+                .map_err(|e| {
+                    // A broken connection is replaced on the next call.
+                    self.drop_connection();
+                    e.to_string()
+                })
+        };
+        let reply = tokio::time::timeout(self.inner.redis_wait, shared).await;
+        let parsed = match &reply {
+            Ok(Ok(reply)) => parse_reply(reply, limits),
+            _ => None,
+        };
+        let decision = self.settle_grants(limits, sizes, parsed);
+        if let Some((decision, _)) = decision {
+            if self.inner.outage.swap(false, Ordering::AcqRel) {
+                tracing::info!("rate-limit counters reachable again; counting in Redis");
+            }
+            if !refill {
+                Path::Redis.count();
+            }
+            return decision;
+        }
+        match reply {
+            Ok(Ok(_)) => self.outage_started("unexpected reply from the rate-limit script"),
+            Ok(Err(e)) => self.outage_started(&e),
+            Err(_) => self.outage_started("timed out"),
+        }
+        metrics::counter!("switchyard_rate_limit_fallback_total").increment(1);
+        Path::Local.count();
+        self.check_local(limits, self.inner.node_count)
+    }
+
+    /// Ends the grant call for `limits` with `sizes`: adds what Redis leased (`parsed`, if it
+    /// answered) to the leases, clears their in-flight marks and wakes the waiters. The
+    /// decision's standings count the node's unspent lease as remaining.
+    fn settle_grants(
+        &self,
+        limits: &[Limit],
+        sizes: Option<&[u64]>,
+        parsed: Option<(Decision, Vec<u64>)>,
+    ) -> Option<(Decision, Vec<u64>)> {
+        let Some(sizes) = sizes else {
+            return parsed;
+        };
+        let now = std::time::Instant::now();
+        let mut parsed = parsed;
+        {
+            let mut leases = self.inner.leases.lock().unwrap_or_else(|p| p.into_inner());
+            for (i, l) in limits.iter().enumerate() {
+                if sizes.get(i).copied().unwrap_or(0) == 0 {
+                    continue;
+                }
+                let Some(lease) = leases.get_mut(&(l.level, l.id, l.metric)) else {
+                    continue;
+                };
+                lease.refilling = false;
+                let Some((decision, granted)) = parsed.as_mut() else {
+                    continue;
+                };
+                let (Some(standing), Some(&grant)) =
+                    (decision.standings.get_mut(i), granted.get(i))
+                else {
+                    continue;
+                };
+                if decision.admitted {
+                    lease.size = sizes[i];
+                    if grant > 0 {
+                        if !lease.live(now) && lease.left > 0 {
+                            let left = std::mem::take(&mut lease.left);
+                            self.send_correction(
+                                lease.tenant,
+                                l.level,
+                                l.id,
+                                l.metric,
+                                lease.second,
+                                neg(left),
+                            );
+                        }
+                        lease.left += grant;
+                        lease.spent = 0;
+                        lease.second = standing.second;
+                        lease.granted = now;
+                        lease.standing = *standing;
+                    }
+                }
+                standing.remaining = standing.remaining.saturating_add(lease.left);
+            }
+        }
+        self.inner.granted.notify_waiters();
+        parsed
+    }
+
+    /// Queues `delta` for the `second` bucket of one limit's Redis hash (best-effort, batched).
+    fn send_correction(
+        &self,
+        tenant: Uuid,
+        level: Level,
+        id: Uuid,
+        metric: Metric,
+        second: u64,
+        delta: i64,
+    ) {
+        let (Some(tx), Some((_, keys))) = (&self.inner.corrections, &self.inner.redis) else {
+            return;
+        };
+        if delta == 0 {
+            return;
+        }
+        let correction = Correction {
+            tenant,
+            key: keys.rate(tenant, level.as_str(), id, metric.short()),
+            second,
+            delta,
+        };
+        if tx.try_send(correction).is_err() {
+            metrics::counter!("switchyard_rate_limit_corrections_dropped_total").increment(1);
+        }
+    }
+
+    /// How many times this limiter has called the check script (requests and lease refills).
+    pub fn round_trips(&self) -> u64 {
+        self.inner.round_trips.load(Ordering::Relaxed)
+    }
+
+    /// The node's rate-limit connection, shared by every check (see
+    /// [`crate::store::SharedConnection`]).
+    async fn connection(&self) -> Result<MultiplexedConnection, String> {
+        match &self.inner.connection {
+            Some(shared) => shared.get().await,
+            None => Err("no Redis".to_owned()),
+        }
     }
 
     /// Forgets a broken connection; the next check takes a new one.
     fn drop_connection(&self) {
-        if let Ok(mut slot) = self.inner.connection.try_lock() {
-            *slot = None;
+        if let Some(shared) = &self.inner.connection {
+            shared.reset();
         }
     }
 
@@ -434,6 +796,7 @@ impl RateLimiter {
                     remaining: limit.saturating_sub(window.total),
                     reset_ms: window.reset_ms(now_ms),
                     retry_ms,
+                    second: now,
                 }
             })
             .collect();
@@ -448,74 +811,105 @@ impl RateLimiter {
         Decision {
             admitted,
             standings,
-            second: now,
             local: true,
         }
     }
 
-    /// Adds `delta` tokens (negative: gives them back) to `targets`' TPM buckets of `second`.
-    fn correct(
-        &self,
-        tenant: Uuid,
-        targets: &[(Level, Uuid)],
-        second: u64,
-        delta: i64,
-        local: bool,
-    ) {
+    /// Adds `delta` tokens (negative: gives them back) to each target's TPM bucket of its
+    /// second.
+    fn correct(&self, tenant: Uuid, targets: &[(Level, Uuid, u64)], delta: i64, local: bool) {
         if delta == 0 {
             return;
         }
         if local || self.inner.redis.is_none() {
             let (now, _) = now();
             let mut windows = self.inner.local.lock().unwrap_or_else(|p| p.into_inner());
-            for (level, id) in targets {
+            for (level, id, second) in targets {
                 if let Some(window) = windows.get_mut(&(*level, *id, Metric::Tokens)) {
                     window.evict(now);
-                    window.adjust(second, delta);
+                    window.adjust(*second, delta);
                 }
             }
             return;
         }
-        let (Some(tx), Some((_, keys))) = (&self.inner.corrections, &self.inner.redis) else {
-            return;
-        };
-        for (level, id) in targets {
-            let correction = Correction {
-                tenant,
-                key: keys.rate(tenant, level.as_str(), *id, Metric::Tokens.short()),
-                second,
-                delta,
-            };
-            if tx.try_send(correction).is_err() {
-                metrics::counter!("switchyard_rate_limit_corrections_dropped_total").increment(1);
-            }
+        for (level, id, second) in targets {
+            self.send_correction(tenant, *level, *id, Metric::Tokens, *second, delta);
         }
     }
 }
 
-/// Turns the script's reply into a [`Decision`]; `None` when it is not what the script returns.
-fn parse_reply(reply: &[i64], limits: &[Limit]) -> Option<Decision> {
+/// `-n`, saturating.
+fn neg(n: u64) -> i64 {
+    i64::try_from(n).map_or(i64::MIN, |n| -n)
+}
+
+/// Every [`LEASE_TTL`], gives back what expired leases have left and forgets idle ones. Ends
+/// with the limiter.
+async fn return_expired_leases(inner: std::sync::Weak<Inner>) {
+    let mut tick = tokio::time::interval(LEASE_TTL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(inner) = inner.upgrade() else {
+            return;
+        };
+        let limiter = RateLimiter { inner };
+        let now = std::time::Instant::now();
+        let mut returns = Vec::new();
+        {
+            let mut leases = limiter
+                .inner
+                .leases
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            leases.retain(|(level, id, metric), lease| {
+                if lease.refilling || lease.live(now) {
+                    return true;
+                }
+                if lease.left > 0 {
+                    let left = std::mem::take(&mut lease.left);
+                    returns.push((lease.tenant, *level, *id, *metric, lease.second, left));
+                }
+                // Keep the size a while, so a limit busy again soon starts where it was.
+                now.saturating_duration_since(lease.granted) < LEASE_TTL * 10
+            });
+        }
+        for (tenant, level, id, metric, second, left) in returns {
+            limiter.send_correction(tenant, level, id, metric, second, neg(left));
+        }
+    }
+}
+
+/// Turns the script's reply into a [`Decision`] and what each limit leased; `None` when it is
+/// not what the script returns.
+fn parse_reply(reply: &[i64], limits: &[Limit]) -> Option<(Decision, Vec<u64>)> {
     let (&admitted, rest) = reply.split_first()?;
     let (&second, rest) = rest.split_first()?;
-    if rest.len() != limits.len() * 3 {
+    if rest.len() != limits.len() * 4 {
         return None;
     }
+    let second = u64::try_from(second).unwrap_or(0);
+    let value = |v: i64| u64::try_from(v).unwrap_or(0);
     let standings = limits
         .iter()
-        .zip(rest.chunks_exact(3))
+        .zip(rest.chunks_exact(4))
         .map(|(l, v)| Standing {
             limit: l.limit,
-            remaining: u64::try_from(v[0]).unwrap_or(0),
-            reset_ms: u64::try_from(v[1]).unwrap_or(0),
-            retry_ms: u64::try_from(v[2]).unwrap_or(0),
+            remaining: value(v[0]),
+            reset_ms: value(v[1]),
+            retry_ms: value(v[2]),
+            second,
         })
         .collect();
-    Some(Decision {
-        admitted: admitted == 1,
-        standings,
-        second: u64::try_from(second).unwrap_or(0),
-        local: false,
-    })
+    let leased = rest.chunks_exact(4).map(|v| value(v[3])).collect();
+    Some((
+        Decision {
+            admitted: admitted == 1,
+            standings,
+            local: false,
+        },
+        leased,
+    ))
 }
 
 /// The correction task: applies queued corrections in batches, one script call per tenant (a
@@ -578,9 +972,8 @@ async fn apply_corrections(pool: Pool, mut rx: mpsc::Receiver<Correction>) {
 pub struct TokenTake {
     limiter: RateLimiter,
     tenant: Uuid,
-    /// The levels whose TPM took the estimate.
-    targets: Vec<(Level, Uuid)>,
-    second: u64,
+    /// The levels whose TPM took the estimate, with the second each took it in.
+    targets: Vec<(Level, Uuid, u64)>,
     estimate: u64,
     local: bool,
 }
@@ -597,12 +990,13 @@ impl TokenTake {
             return None;
         }
         let mut estimate = 0;
-        let targets: Vec<(Level, Uuid)> = limits
+        let targets: Vec<(Level, Uuid, u64)> = limits
             .iter()
-            .filter(|l| l.metric == Metric::Tokens && l.cost > 0)
-            .map(|l| {
+            .zip(&decision.standings)
+            .filter(|(l, _)| l.metric == Metric::Tokens && l.cost > 0)
+            .map(|(l, s)| {
                 estimate = l.cost;
-                (l.level, l.id)
+                (l.level, l.id, s.second)
             })
             .collect();
         if targets.is_empty() {
@@ -612,7 +1006,6 @@ impl TokenTake {
             limiter: limiter.clone(),
             tenant,
             targets,
-            second: decision.second,
             estimate,
             local: decision.local,
         })
@@ -630,7 +1023,7 @@ impl TokenTake {
             .unwrap_or(i64::MAX)
             .saturating_sub(i64::try_from(self.estimate).unwrap_or(i64::MAX));
         self.limiter
-            .correct(self.tenant, &self.targets, self.second, delta, self.local);
+            .correct(self.tenant, &self.targets, delta, self.local);
     }
 }
 

@@ -228,6 +228,7 @@ async fn count_tokens(
             needs: Default::default(),
             body: pipeline::Parsed::None,
             body_bytes: 0,
+            prompt_estimate: Default::default(),
         },
     )
     .await?;

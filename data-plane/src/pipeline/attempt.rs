@@ -261,7 +261,7 @@ pub async fn chat(
     request: &ChatRequest,
     request_id: &RequestId,
 ) -> Result<Attempt, GatewayError> {
-    let prompt_tokens = || crate::tokens::estimate_prompt_tokens(request);
+    let prompt_tokens = || crate::tokens::estimate_prompt_tokens_now(request);
     let call = |backend| call_chat(state, auth, plan, backend, request, request_id);
     let ((reply, deadline), headers) = run(
         state,

@@ -218,6 +218,7 @@ mod tests {
             needs: Default::default(),
             body: Parsed::None,
             body_bytes: 0,
+            prompt_estimate: Default::default(),
         }
     }
 

@@ -88,7 +88,7 @@ async fn prepare(
         Staged::Cached(hit) => return Ok((request, Answer::Cached(hit.body), HeaderMap::new())),
         Staged::Planned(plan) => plan,
     };
-    let input_tokens = || crate::tokens::embedding_input_tokens(&request.input);
+    let input_tokens = || crate::tokens::embedding_input_tokens_now(&request.input);
     let call = |backend| attempt(state, auth, &plan, backend, &request, request_id);
     let (answer, headers) = super::unless_cut(
         state,

@@ -1,7 +1,8 @@
 //! Stage limit: the key's, its team's and its organization's rate limits (requests and tokens
 //! per minute), checked after authentication (so a limit is always attributed to a key) and
-//! before any upstream work. The counting is [`crate::governance::limits`]'s: one atomic Redis
-//! script per request covering every level that has a limit, or nothing at all when none has.
+//! before any upstream work. The counting is [`crate::governance::limits`]'s: the node's leases
+//! in the steady state, one atomic Redis script covering every level that has a limit when a
+//! lease is short, or nothing at all when no level has a limit.
 //!
 //! - RPM takes 1 per request. TPM takes an estimate: the prompt's tokens plus the most the
 //!   request may generate (the client's `max_tokens` / `max_completion_tokens`, else the key's

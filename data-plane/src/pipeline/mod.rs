@@ -221,7 +221,7 @@ pub enum Api {
 
 /// The request-neutral facts every stage reads, whatever the endpoint: what the limit, cache,
 /// route and budget stages need and nothing of the endpoint's own body.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Intent<'a> {
     /// The `model` the client sent: a route's name or a deployment name.
     pub model: &'a str,
@@ -238,7 +238,13 @@ pub struct Intent<'a> {
     pub body: Parsed<'a>,
     /// The request body's size in bytes: a cheap upper bound of its prompt tokens.
     pub body_bytes: usize,
+    /// [`Intent::prompt_tokens`], once computed: the limit, route and budget stages all ask.
+    pub prompt_estimate: PromptEstimate,
 }
+
+/// A request's prompt-token estimate, computed on first use.
+#[derive(Debug, Clone, Default)]
+pub struct PromptEstimate(std::sync::OnceLock<u64>);
 
 /// The endpoint's parsed request, as far as request-neutral stages may look at it.
 #[derive(Debug, Clone, Copy)]
@@ -250,13 +256,16 @@ pub enum Parsed<'a> {
 }
 
 impl Intent<'_> {
-    /// The estimated prompt tokens (computed on each call: call it once).
+    /// The estimated prompt tokens (tokenized on the first call only; an upper bound while the
+    /// node's tokenizer is still being built, see [`crate::tokens`]).
     pub fn prompt_tokens(&self) -> u64 {
-        match self.body {
-            Parsed::Chat(request) => crate::tokens::estimate_prompt_tokens(request),
-            Parsed::Embeddings(request) => crate::tokens::embedding_input_tokens(&request.input),
+        *self.prompt_estimate.0.get_or_init(|| match self.body {
+            Parsed::Chat(request) => crate::tokens::estimate_prompt_tokens_now(request),
+            Parsed::Embeddings(request) => {
+                crate::tokens::embedding_input_tokens_now(&request.input)
+            }
             Parsed::None => 0,
-        }
+        })
     }
 }
 
@@ -287,6 +296,7 @@ impl RequestMut<'_> {
                 needs: request.needs(),
                 body: Parsed::Chat(request),
                 body_bytes,
+                prompt_estimate: PromptEstimate::default(),
             },
             RequestMut::Embeddings(request) => Intent {
                 model: &request.model,
@@ -297,6 +307,7 @@ impl RequestMut<'_> {
                 needs: Default::default(),
                 body: Parsed::Embeddings(request),
                 body_bytes,
+                prompt_estimate: PromptEstimate::default(),
             },
         }
     }

@@ -28,6 +28,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use deadpool_redis::Pool;
+
+use crate::store::SharedConnection;
 use shared::config::RedisKeys;
 use uuid::Uuid;
 
@@ -59,7 +61,7 @@ pub struct ResponseCache {
 
 enum Backend {
     Redis {
-        pool: Pool,
+        conn: SharedConnection,
         keys: RedisKeys,
         wait: Duration,
     },
@@ -71,7 +73,11 @@ impl ResponseCache {
     /// operation.
     pub fn new(redis: Option<(Pool, RedisKeys)>, wait: Duration) -> Self {
         let backend = match redis {
-            Some((pool, keys)) => Backend::Redis { pool, keys, wait },
+            Some((pool, keys)) => Backend::Redis {
+                conn: SharedConnection::new(pool),
+                keys,
+                wait,
+            },
             None => Backend::Memory(MemoryStore::new(MEMORY_BYTES)),
         };
         Self {
@@ -88,16 +94,13 @@ impl ResponseCache {
     pub async fn get(&self, tenant: Uuid, digest: &Digest) -> Result<Option<Bytes>, CacheError> {
         match &self.backend {
             Backend::Memory(store) => Ok(store.get(tenant, digest)),
-            Backend::Redis { pool, keys, wait } => {
+            Backend::Redis { conn, keys, wait } => {
                 let name = keys.response_cache(tenant, &digest.hex());
-                bounded(*wait, async {
-                    let mut conn = pool
-                        .get()
-                        .await
-                        .map_err(|e| CacheError::Redis(e.to_string()))?;
+                bounded(conn, *wait, async {
+                    let mut c = conn.get().await.map_err(CacheError::Redis)?;
                     let value: Option<Vec<u8>> = redis::cmd("GET")
                         .arg(&name)
-                        .query_async(&mut *conn)
+                        .query_async(&mut c)
                         .await
                         .map_err(|e| CacheError::Redis(e.to_string()))?;
                     Ok(value.map(Bytes::from))
@@ -124,19 +127,16 @@ impl ResponseCache {
                 store.put(tenant, *digest, answer, ttl);
                 Ok(true)
             }
-            Backend::Redis { pool, keys, wait } => {
+            Backend::Redis { conn, keys, wait } => {
                 let name = keys.response_cache(tenant, &digest.hex());
-                bounded(*wait, async {
-                    let mut conn = pool
-                        .get()
-                        .await
-                        .map_err(|e| CacheError::Redis(e.to_string()))?;
+                bounded(conn, *wait, async {
+                    let mut c = conn.get().await.map_err(CacheError::Redis)?;
                     let () = redis::cmd("SET")
                         .arg(&name)
                         .arg(answer.as_ref())
                         .arg("EX")
                         .arg(ttl.as_secs().max(1))
-                        .query_async(&mut *conn)
+                        .query_async(&mut c)
                         .await
                         .map_err(|e| CacheError::Redis(e.to_string()))?;
                     Ok(true)
@@ -166,13 +166,21 @@ pub fn restore_completion(body: &[u8], vault: &shared::guardrails::Vault) -> Opt
     serde_json::to_vec(&completion).ok().map(Bytes::from)
 }
 
+/// `op` within `wait`; a failure or a timeout drops the shared connection, so a broken one is
+/// replaced by the next operation.
 async fn bounded<T>(
+    conn: &SharedConnection,
     wait: Duration,
     op: impl Future<Output = Result<T, CacheError>>,
 ) -> Result<T, CacheError> {
-    tokio::time::timeout(wait, op)
+    let result = tokio::time::timeout(wait, op)
         .await
-        .map_err(|_| CacheError::Timeout(wait))?
+        .map_err(|_| CacheError::Timeout(wait))
+        .and_then(|r| r);
+    if result.is_err() {
+        conn.reset();
+    }
+    result
 }
 
 /// The in-process store of a node without Redis: bounded by the bytes of the answers it holds,

@@ -73,6 +73,7 @@
 //! views of changed tenants early (and everything when it lagged), to free memory.
 
 mod cache;
+mod connection;
 mod memory;
 pub mod retry;
 pub mod stream;
@@ -92,6 +93,7 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use cache::{Cache, Cached, FetchResult, Versioned};
+pub use connection::SharedConnection;
 pub use stream::redis_pool;
 pub use tenant::{ResolvedProvider, TenantView};
 
