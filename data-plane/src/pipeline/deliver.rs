@@ -35,8 +35,6 @@ use crate::state::AppState;
 const STREAM_BUFFER: usize = 16;
 /// How long the final error event may wait for a client that is not reading.
 const FINAL_EVENT_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
-/// Allocation unit of the buffer events are framed into.
-const ENCODE_BLOCK: usize = 8 * 1024;
 /// At most this many `finish_reason`s are kept from a stream (one per choice).
 const MAX_FINISH_REASONS: usize = 16;
 /// The last event of a stream that ended before `[DONE]`.
@@ -230,7 +228,6 @@ pub async fn stream(
 
     let idle = state.settings().idle_timeout();
     let mut tally = Tally::default();
-    let mut buf = BytesMut::new();
     let stall = tokio::time::sleep_until((Instant::now() + idle).min(deadline));
     tokio::pin!(stall);
     let cut = state.lifecycle().cut();
@@ -251,15 +248,15 @@ pub async fn stream(
                         assembler.observe(&event.data);
                     }
                     if tally.observe(&event, wants_usage, request_id) {
-                        match hooks.restorer.as_mut().and_then(|r| r.rewrite(&event.data)) {
-                            Some(data) => encode(&mut buf, &Event { name: event.name.clone(), data }),
-                            None => encode(&mut buf, &event),
-                        }
+                        let framed = match hooks.restorer.as_mut().and_then(|r| r.rewrite(&event.data)) {
+                            Some(data) => encode(&Event { name: event.name.clone(), data }),
+                            None => encode(&event),
+                        };
                         // A client that stops reading but keeps the connection open
                         // blocks this send (backpressure); the total deadline and a
                         // shutdown's cut still hold.
                         let sent = tokio::select! {
-                            sent = tokio::time::timeout_at(deadline, tx.send(buf.split().freeze())) => sent,
+                            sent = tokio::time::timeout_at(deadline, tx.send(framed)) => sent,
                             () = &mut cut => break End::Shutdown,
                         };
                         if !matches!(sent, Ok(Ok(()))) {
@@ -416,14 +413,20 @@ impl Tally {
     }
 }
 
-/// Frames `event` as SSE into `buf`: the data verbatim (one `data:` line per line of it).
-fn encode(buf: &mut BytesMut, event: &Event) {
-    // Reserve in blocks: the frozen chunks still share the previous block, so each reserve that
-    // runs out allocates afresh; blocks make that one allocation per many events.
-    let needed = event.data.len() + event.name.as_ref().map_or(0, String::len) + 64;
-    if buf.capacity() - buf.len() < needed {
-        buf.reserve(needed.max(ENCODE_BLOCK));
-    }
+/// Frames `event` as SSE: the data verbatim (one `data:` line per line of it), in a buffer of
+/// its own size. (A shared block would be one allocation per many events, but a stream would
+/// then hold a block between events: with thousands of slow streams open, that is most of the
+/// node's memory.)
+fn encode(event: &Event) -> Bytes {
+    let lines = event.data.bytes().filter(|&b| b == b'\n').count() + 1;
+    let needed = event.data.len()
+        + lines * "data: \n".len()
+        + event
+            .name
+            .as_ref()
+            .map_or(0, |n| n.len() + "event: \n".len())
+        + 1;
+    let mut buf = BytesMut::with_capacity(needed);
     if let Some(name) = &event.name {
         buf.put_slice(b"event: ");
         buf.put_slice(name.as_bytes());
@@ -435,6 +438,7 @@ fn encode(buf: &mut BytesMut, event: &Event) {
         buf.put_u8(b'\n');
     }
     buf.put_u8(b'\n');
+    buf.freeze()
 }
 
 #[cfg(test)]
@@ -498,18 +502,15 @@ mod tests {
 
     #[test]
     fn encoding_keeps_data_verbatim() {
-        let mut buf = BytesMut::new();
-        encode(&mut buf, &ev(r#"{"a":1}"#));
-        assert_eq!(&buf[..], b"data: {\"a\":1}\n\n");
-        buf.clear();
-        encode(
-            &mut buf,
-            &Event {
-                name: Some("ping".into()),
-                data: "a\nb".into(),
-            },
-        );
-        assert_eq!(&buf[..], b"event: ping\ndata: a\ndata: b\n\n");
+        let one = encode(&ev(r#"{"a":1}"#));
+        assert_eq!(&one[..], b"data: {\"a\":1}\n\n");
+        let two = encode(&Event {
+            name: Some("ping".into()),
+            data: "a\nb".into(),
+        });
+        assert_eq!(&two[..], b"event: ping\ndata: a\ndata: b\n\n");
+        // Nothing but the frame: no slack from a shared block.
+        assert_eq!(two.len(), "event: ping\ndata: a\ndata: b\n\n".len());
     }
 
     #[test]

@@ -144,14 +144,27 @@ pub(crate) async fn chat_completions(
 ) {
     let mut meter = Meter::new(&request_id, &auth);
     meter.set_endpoint(endpoint);
-    let event = match prepare(&state, &request_id, &auth, &mut meter, &mut admission, body).await {
+    // Each phase's future is boxed: the task (which lives as long as a stream) then holds only
+    // the phase running now, not room for the largest of them, and is cheap to move into the
+    // runtime. Without it, every open stream held the ~48 KiB a request's whole state machine
+    // needs at its largest (heaptrack, hop bench).
+    let prepared = Box::pin(prepare(
+        &state,
+        &request_id,
+        &auth,
+        &mut meter,
+        &mut admission,
+        body,
+    ))
+    .await;
+    let event = match prepared {
         Err(error) => meter.error(error, respond),
         Ok((request, Answer::Upstream(attempt))) => {
-            meter.reply(&state, &request, attempt, respond).await
+            Box::pin(meter.reply(&state, &request, attempt, respond)).await
         }
         Ok((request, Answer::Cached(hit))) => meter.replay(&request, hit, respond),
     };
-    meter::emit(&state, event).await;
+    Box::pin(meter::emit(&state, event)).await;
 }
 
 /// Everything up to the provider's answer (for a stream: its headers), or the cached answer.
