@@ -941,18 +941,24 @@ impl Report {
             }
             let gf = g.max(0) as f64;
             let bf = b as f64;
-            verdict(out, name, gf / bf, limit, format!("{g:+} µs vs {b:+} µs = {}", ratio(gf, bf)));
+            verdict(
+                out,
+                name,
+                gf / bf,
+                limit,
+                format!("{g:+} µs vs {b:+} µs = {}", ratio(gf, bf)),
+            );
         }
-        if let Some(stats) = self.phase("closed c=32") {
-            if let (Some(b), Some(g)) = (stats[bare].cpu_ms, stats[on].cpu_ms) {
-                check(
-                    &mut out,
-                    "CPU per request".into(),
-                    g / b,
-                    2.5,
-                    format!("{g:.4} ms vs {b:.4} ms = {}", ratio(g, b)),
-                );
-            }
+        if let Some(stats) = self.phase("closed c=32")
+            && let (Some(b), Some(g)) = (stats[bare].cpu_ms, stats[on].cpu_ms)
+        {
+            check(
+                &mut out,
+                "CPU per request".into(),
+                g / b,
+                2.5,
+                format!("{g:.4} ms vs {b:.4} ms = {}", ratio(g, b)),
+            );
         }
         for rate in ["open 200/s", "open 1000/s"] {
             let Some(stats) = self.phase(rate) else {
