@@ -23,7 +23,7 @@
 //! requests); open loop at 200 and 1,000 req/s with latency measured from the scheduled send time
 //! (queueing counts); streaming at concurrency 1 (time to first byte, total time, the largest gap
 //! between two reads, with `BENCH_CHUNK_DELAY_MS` before each upstream event); and
-//! `BENCH_SLOW_STREAMS` (10,000) concurrent slow streams (500 ms between events), opened at
+//! `BENCH_SLOW_STREAMS` (10,000) concurrent slow streams (1 s between events), opened at
 //! `BENCH_SLOW_RAMP` per second, for memory per open stream (RSS when all are open, minus RSS
 //! before, / open streams) and completion. Idle RSS is read once a hop is up and configured,
 //! before its first request; peak RSS is `VmHWM` at the end. Redis commands per request come
@@ -112,7 +112,7 @@ impl Settings {
         let (secs, stream_requests, slow_streams, slow_delay_ms) = if quick {
             (1.0, 20, 200, 50)
         } else {
-            (10.0, 200, 10_000, 500)
+            (10.0, 200, 10_000, 1_000)
         };
         let s = Settings {
             quick,
@@ -121,7 +121,7 @@ impl Settings {
             chunk_delay_ms: env_num("BENCH_CHUNK_DELAY_MS")?.unwrap_or(2),
             slow_streams: env_num("BENCH_SLOW_STREAMS")?.unwrap_or(slow_streams),
             slow_delay_ms: env_num("BENCH_SLOW_DELAY_MS")?.unwrap_or(slow_delay_ms),
-            slow_ramp: env_num("BENCH_SLOW_RAMP")?.unwrap_or(2_500),
+            slow_ramp: env_num("BENCH_SLOW_RAMP")?.unwrap_or(1_000),
             targets: list_env("BENCH_TARGETS"),
             phases: list_env("BENCH_PHASES"),
         };

@@ -468,10 +468,14 @@ impl RateLimiter {
                     let _ = tokio::time::timeout_at(deadline, notified).await;
                 }
                 // Waited long enough: check exactly, without leases.
+                // Boxed: the script call's future is large, and the lease path (nearly every
+                // request) should not carry room for it.
                 Leased::Wait => {
-                    return self.check_redis(tenant, limits, None).await;
+                    return Box::pin(self.check_redis(tenant, limits, None)).await;
                 }
-                Leased::Ask(sizes) => return self.check_redis(tenant, limits, Some(&sizes)).await,
+                Leased::Ask(sizes) => {
+                    return Box::pin(self.check_redis(tenant, limits, Some(&sizes))).await;
+                }
             }
         }
     }

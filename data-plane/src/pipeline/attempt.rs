@@ -303,7 +303,10 @@ where
         let attempt = started.fetch_add(1, Ordering::Relaxed) + 1;
         let span = telemetry::attempt_span(operation, backend, &plan.route, attempt);
         let call = call(backend).instrument(span.clone());
-        async move {
+        // Boxed: the retry loop and the hedging race then hold a pointer per call in flight,
+        // not room for two calls inline (that made a request's state machine ~45 KiB, copied
+        // whenever it moved).
+        Box::pin(async move {
             match call.await {
                 Ok(answer) => Ok((answer, span)),
                 Err(error) => {
@@ -311,7 +314,7 @@ where
                     Err(error)
                 }
             }
-        }
+        })
     };
     let mut driver = Driver::new(plan, state.health(), state.settings());
     while let Some((backend, guard)) = next_available(state, &mut driver, &prompt_tokens).await {

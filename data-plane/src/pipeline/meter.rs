@@ -375,7 +375,8 @@ impl Meter {
                 let stored = completion.body.clone();
                 let event = self.complete(request, completion, headers, respond);
                 if let Some(ticket) = ticket {
-                    ticket.store(state, stored).await;
+                    // Boxed, like the store below: the Redis call's future is large.
+                    Box::pin(ticket.store(state, stored)).await;
                 }
                 event
             }
@@ -551,7 +552,9 @@ impl Meter {
             && let (Some(ticket), Some(assembler)) = (ticket, hooks.assembler.take())
             && let Some(answer) = assembler.finish()
         {
-            ticket.store(state, answer).await;
+            // Boxed: the Redis call's future is several KiB, and a stream's whole life would
+            // otherwise carry room for it (heaptrack, hop bench).
+            Box::pin(ticket.store(state, answer)).await;
         }
 
         let tokens = match tally.usage {

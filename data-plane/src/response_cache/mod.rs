@@ -173,7 +173,9 @@ async fn bounded<T>(
     wait: Duration,
     op: impl Future<Output = Result<T, CacheError>>,
 ) -> Result<T, CacheError> {
-    let result = tokio::time::timeout(wait, op)
+    // Boxed: a Redis command's future is ~14 KiB, which would otherwise sit inline in every
+    // stage that awaits the cache (and be copied with it).
+    let result = tokio::time::timeout(wait, Box::pin(op))
         .await
         .map_err(|_| CacheError::Timeout(wait))
         .and_then(|r| r);
