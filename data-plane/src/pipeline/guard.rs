@@ -34,16 +34,17 @@ use crate::wire::{EmbeddingInput, Message};
 /// The rule of an input the policy cannot inspect.
 pub const UNSCANNABLE: &str = "unscannable_input";
 
-/// Applies the policy that covers this request (if any) to `request`, in place.
+/// Applies the policy that covers this request (if any) to `request`, in place. `Ok(true)`
+/// when a policy applied (the request may have been rewritten), `Ok(false)` when none covers it.
 pub(crate) fn apply(
     auth: &AuthContext,
     plan: &Plan,
     request: &mut RequestMut<'_>,
     body_bytes: usize,
     meter: &mut Meter,
-) -> Result<(), GatewayError> {
+) -> Result<bool, GatewayError> {
     let Some(tenant) = plan.candidates.first().map(|b| &b.tenant) else {
-        return Ok(());
+        return Ok(false);
     };
     let route_id = if plan.explicit {
         tenant.route(&plan.route).map(|r| r.id)
@@ -51,7 +52,7 @@ pub(crate) fn apply(
         None
     };
     let guardrail = match tenant.guardrail_for(auth.key.key_id, auth.key.team_id, route_id) {
-        None => return Ok(()),
+        None => return Ok(false),
         Some(Err(name)) => return Err(GatewayError::GuardrailUnavailable(name.to_owned())),
         Some(Ok(guardrail)) => Arc::clone(guardrail),
     };
@@ -61,9 +62,10 @@ pub(crate) fn apply(
         body_bytes as u64 > u64::from(max) && estimate() > u64::from(max)
     };
     match request {
-        RequestMut::Chat(r) => chat(&guardrail, r, over_cap, meter),
-        RequestMut::Embeddings(r) => embeddings(&guardrail, r, over_cap, meter),
+        RequestMut::Chat(r) => chat(&guardrail, r, over_cap, meter)?,
+        RequestMut::Embeddings(r) => embeddings(&guardrail, r, over_cap, meter)?,
     }
+    Ok(true)
 }
 
 fn chat(

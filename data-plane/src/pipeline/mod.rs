@@ -342,16 +342,20 @@ pub(crate) async fn stages(
     body_bytes: usize,
     meter: &mut Meter,
 ) -> Result<Staged, GatewayError> {
-    let plan = {
+    let (plan, estimate) = {
         let intent = request.intent(auth, body_bytes);
         let rate = limit::check(state, auth, &intent).await?;
         meter.set_rate_limit(rate);
         let plan = route::plan(state, auth, &intent).await?;
         meter.set_route(&plan);
-        plan
+        (plan, intent.prompt_estimate.clone())
     };
-    guard::apply(auth, &plan, &mut request, body_bytes, meter)?;
-    let intent = request.intent(auth, body_bytes);
+    let guarded = guard::apply(auth, &plan, &mut request, body_bytes, meter)?;
+    let mut intent = request.intent(auth, body_bytes);
+    if !guarded {
+        // The request is as it was: its prompt estimate (if a stage made one) still holds.
+        intent.prompt_estimate = estimate;
+    }
     if let Some(hit) = cache::lookup(state, auth, &intent, &plan, meter).await {
         return Ok(Staged::Cached(hit));
     }
