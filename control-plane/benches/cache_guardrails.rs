@@ -255,11 +255,7 @@ impl Samples {
 
 impl Stats {
     fn rps(&self) -> f64 {
-        if self.elapsed_secs > 0.0 {
-            self.ok as f64 / self.elapsed_secs
-        } else {
-            0.0
-        }
+        common::per_second(self.ok, self.elapsed_secs)
     }
 
     fn requests(&self) -> usize {

@@ -459,13 +459,7 @@ struct Stats {
 impl Stats {
     fn from_samples(mut us: Vec<u64>, errors: usize, elapsed: Duration) -> Self {
         us.sort_unstable();
-        let pct = |p: f64| -> u64 {
-            if us.is_empty() {
-                return 0;
-            }
-            let rank = ((p / 100.0) * us.len() as f64).ceil() as usize;
-            us[rank.clamp(1, us.len()) - 1]
-        };
+        let pct = |p: f64| common::percentile(&us, p);
         Stats {
             ok: us.len(),
             errors,
@@ -479,11 +473,7 @@ impl Stats {
     }
 
     fn rps(&self) -> f64 {
-        if self.elapsed_secs > 0.0 {
-            self.ok as f64 / self.elapsed_secs
-        } else {
-            0.0
-        }
+        common::per_second(self.ok, self.elapsed_secs)
     }
 
     fn json(&self) -> Value {

@@ -448,23 +448,37 @@ async fn a_redis_outage_counts_the_local_share_until_redis_answers_again() {
     .await;
 }
 
+/// A limiter on the shared test Redis (under `prefix`) for `nodes` nodes, and one RPM limit of
+/// `limit` on a fresh key.
+fn rpm_on_redis(
+    prefix: &testkit::redis_prefix::PrefixGuard,
+    nodes: u32,
+    limit: u64,
+) -> (
+    data_plane::governance::limits::RateLimiter,
+    [data_plane::governance::limits::Limit; 1],
+) {
+    use data_plane::governance::limits::{Level, Limit, Metric, RateLimiter};
+    let pool = data_plane::store::redis_pool(&testkit::redis_prefix::redis_url()).unwrap();
+    let limiter = RateLimiter::new(Some((pool, prefix.keys.clone())), nodes);
+    let limits = [Limit {
+        level: Level::Key,
+        id: Uuid::new_v4(),
+        metric: Metric::Requests,
+        limit,
+        cost: 1,
+    }];
+    (limiter, limits)
+}
+
 /// A limit far from its cap, checked 1,000 times on one node: the node's leases answer nearly
 /// every check (sizes double from 4 up to limit / 20), and Redis's count never falls behind
 /// what was admitted.
 #[tokio::test]
 async fn leases_answer_the_steady_state_without_a_redis_call_per_request() {
-    use data_plane::governance::limits::{Level, Limit, Metric, RateLimiter};
     let prefix = testkit::redis_prefix::PrefixGuard::new();
-    let pool = data_plane::store::redis_pool(&testkit::redis_prefix::redis_url()).unwrap();
-    let limiter = RateLimiter::new(Some((pool, prefix.keys.clone())), 1);
-    let (tenant, key) = (Uuid::new_v4(), Uuid::new_v4());
-    let limits = [Limit {
-        level: Level::Key,
-        id: key,
-        metric: Metric::Requests,
-        limit: 100_000,
-        cost: 1,
-    }];
+    let (limiter, limits) = rpm_on_redis(&prefix, 1, 100_000);
+    let (tenant, key) = (Uuid::new_v4(), limits[0].id);
     for i in 0..1000 {
         let d = limiter.check(tenant, &limits).await;
         assert!(d.admitted && !d.local, "check {i}: {d:?}");
@@ -535,18 +549,9 @@ async fn two_nodes_with_leases_never_admit_more_than_the_limit() {
 /// What a node has leased and not spent goes back to the shared window after the lease's time.
 #[tokio::test]
 async fn an_unspent_lease_goes_back_to_the_window() {
-    use data_plane::governance::limits::{Level, Limit, Metric, RateLimiter};
     let prefix = testkit::redis_prefix::PrefixGuard::new();
-    let pool = data_plane::store::redis_pool(&testkit::redis_prefix::redis_url()).unwrap();
-    let limiter = RateLimiter::new(Some((pool, prefix.keys.clone())), 1);
-    let (tenant, key) = (Uuid::new_v4(), Uuid::new_v4());
-    let limits = [Limit {
-        level: Level::Key,
-        id: key,
-        metric: Metric::Requests,
-        limit: 1000,
-        cost: 1,
-    }];
+    let (limiter, limits) = rpm_on_redis(&prefix, 1, 1000);
+    let (tenant, key) = (Uuid::new_v4(), limits[0].id);
     let d = limiter.check(tenant, &limits).await;
     assert!(d.admitted);
     assert_eq!(

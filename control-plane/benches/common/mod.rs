@@ -126,3 +126,23 @@ pub(crate) fn cpu_time(pid: u32) -> anyhow::Result<Duration> {
     // Linux reports in USER_HZ, 100 on every mainstream architecture.
     Ok(Duration::from_millis(ticks * 10))
 }
+
+/// The nearest-rank percentile `p` (0 to 100) of `sorted` (ascending); 0 when empty.
+#[allow(dead_code)] // Not every bench target that includes `common` uses it.
+pub(crate) fn percentile(sorted: &[u64], p: f64) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+/// `ok` requests over `elapsed_secs`, per second (0 for an empty phase).
+#[allow(dead_code)] // Not every bench target that includes `common` uses it.
+pub(crate) fn per_second(ok: usize, elapsed_secs: f64) -> f64 {
+    if elapsed_secs > 0.0 {
+        ok as f64 / elapsed_secs
+    } else {
+        0.0
+    }
+}
