@@ -568,3 +568,27 @@ async fn an_unspent_lease_goes_back_to_the_window() {
     })
     .await;
 }
+
+/// A check dropped while its lease grant is in flight (a shutdown cutting the request) ends
+/// that grant: the next check does not wait for a call that will never answer.
+#[tokio::test]
+async fn a_dropped_check_does_not_leave_its_grant_in_flight() {
+    use data_plane::governance::limits::RateLimiter;
+    let prefix = testkit::redis_prefix::PrefixGuard::new();
+    let (_, limits) = rpm_on_redis(&prefix, 1, 100_000);
+    let pool = data_plane::store::redis_pool(&testkit::redis_prefix::redis_url()).unwrap();
+    // Waiting for a grant would take this long: far beyond the bound below.
+    let limiter = RateLimiter::with_redis_wait(
+        Some((pool, prefix.keys.clone())),
+        1,
+        Duration::from_secs(30),
+    );
+    let tenant = Uuid::new_v4();
+    // Polled once (the grant call starts and waits on the network), then dropped.
+    let cut = tokio::time::timeout(Duration::ZERO, limiter.check(tenant, &limits)).await;
+    assert!(cut.is_err(), "the check could not finish in one poll");
+    let next = tokio::time::timeout(Duration::from_secs(5), limiter.check(tenant, &limits))
+        .await
+        .expect("the next check does not wait for the dropped grant");
+    assert!(next.admitted && !next.local, "{next:?}");
+}

@@ -604,6 +604,13 @@ impl RateLimiter {
         let Some((_, keys)) = &self.inner.redis else {
             return self.check_local(limits, 1);
         };
+        // If this future is dropped before the reply (a shutdown cuts the request), the
+        // grant call still ends: its limits' waiters are released.
+        let mut unsettled = Unsettled {
+            limiter: self,
+            limits,
+            sizes,
+        };
         let refill = limits.iter().all(|l| l.cost == 0);
         let shared = async {
             let mut conn = self.connection().await?;
@@ -635,6 +642,7 @@ impl RateLimiter {
             Ok(Ok(reply)) => parse_reply(reply, limits),
             _ => None,
         };
+        unsettled.sizes = None;
         let decision = self.settle_grants(limits, sizes, parsed);
         if let Some((decision, _)) = decision {
             if self.inner.outage.swap(false, Ordering::AcqRel) {
@@ -838,6 +846,23 @@ impl RateLimiter {
         }
         for (level, id, second) in targets {
             self.send_correction(tenant, *level, *id, Metric::Tokens, *second, delta);
+        }
+    }
+}
+
+/// A grant call in flight; on drop (before its reply was settled), ends it as a failed one:
+/// clears its limits' in-flight marks and wakes the requests waiting on them.
+struct Unsettled<'a> {
+    limiter: &'a RateLimiter,
+    limits: &'a [Limit],
+    /// `None` once settled (or when the call asked for no lease).
+    sizes: Option<&'a [u64]>,
+}
+
+impl Drop for Unsettled<'_> {
+    fn drop(&mut self) {
+        if self.sizes.is_some() {
+            let _ = self.limiter.settle_grants(self.limits, self.sizes, None);
         }
     }
 }
