@@ -918,7 +918,6 @@ impl Report {
                 if value <= limit { "met " } else { "MISS" }
             ));
         }
-        let check = verdict;
         /// Added latency `g` (gw on) against `b` (bare), both over the direct call. A bare hop
         /// that adds nothing measurable (≤ 0: the direct call shares its CPU with the load
         /// generator, the hop runs on the other) gives no ratio: both figures are shown.
@@ -942,7 +941,7 @@ impl Report {
         if let Some(stats) = self.phase("closed c=32")
             && let (Some(b), Some(g)) = (stats[bare].cpu_ms, stats[on].cpu_ms)
         {
-            check(
+            verdict(
                 &mut out,
                 "CPU per request".into(),
                 g / b,
@@ -983,7 +982,7 @@ impl Report {
             if idle <= 30.0 { "met " } else { "MISS" }
         ));
         if let (Some(b), Some(g)) = (self.slow.get("bare"), self.slow.get("gw on")) {
-            check(
+            verdict(
                 &mut out,
                 "memory per open stream".into(),
                 g.kib_per_stream() / b.kib_per_stream().max(0.1),
